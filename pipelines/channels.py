@@ -1,0 +1,199 @@
+"""Bounded channels: the edges between nodes.
+
+A `Channel` is the input queue of one node. Every node that feeds it is one of its producers; when
+the last producer closes its side, end-of-stream reaches the consumers once the buffer is empty.
+
+Items move in batches: a consumer takes every item waiting (up to a limit) in one call, and a
+producer hands over a list in one call. Nothing ever waits to fill a batch, so an idle pipeline
+moves a single item as fast as a queue would, and a busy one pays one handoff for many items.
+The bound is strict: the buffer never holds more than `maxsize` items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Channel", "ChannelStatistics"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStatistics:
+    """A snapshot of a channel: items buffered, its bound, and who is waiting on either side."""
+
+    depth: int
+    bound: int
+    waiting_getters: int
+    waiting_putters: int
+    open_producers: int
+
+
+class Channel:
+    """A bounded FIFO of items with end-of-stream, shared by one or more producers.
+
+    `put_many()` blocks while the buffer is full and returns how long it waited (the time the
+    producer spent under backpressure). `get_many()` blocks while the buffer is empty and the
+    channel is still open; it returns an empty list at end-of-stream. `close()` is called once by
+    each producer; the last call wakes every consumer waiting on the channel. Cancelling a
+    blocked `put_many()` or `get_many()` is safe: a cancelled get takes nothing, and a cancelled
+    put has added only the items it had room for before it blocked.
+    """
+
+    __slots__ = ("_getters", "_items", "_open_producers", "_putters", "maxsize", "name")
+
+    def __init__(self, name: str, maxsize: int, producers: int = 1) -> None:
+        if maxsize < 1:
+            raise ValueError(f"channel {name!r}: maxsize must be >= 1, got {maxsize!r}")
+        self.name = name
+        self.maxsize = maxsize
+        self._items: list[Any] = []
+        self._getters: deque[asyncio.Future[None]] = deque()
+        self._putters: deque[asyncio.Future[None]] = deque()
+        self._open_producers = producers
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Channel {self.name!r} {len(self._items)}/{self.maxsize} {state}>"
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def qsize(self) -> int:
+        """Number of items buffered."""
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return len(self._items) >= self.maxsize
+
+    @property
+    def closed(self) -> bool:
+        """True once every producer has closed its side."""
+        return self._open_producers <= 0
+
+    @property
+    def has_waiting_getter(self) -> bool:
+        """True while a consumer is idle, waiting for an item."""
+        return bool(self._getters)
+
+    def statistics(self) -> ChannelStatistics:
+        return ChannelStatistics(
+            depth=len(self._items),
+            bound=self.maxsize,
+            waiting_getters=len(self._getters),
+            waiting_putters=len(self._putters),
+            open_producers=max(self._open_producers, 0),
+        )
+
+    # -- producer side ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close one producer's side. After the last one, consumers see end-of-stream."""
+        self._open_producers -= 1
+        if self._open_producers <= 0:
+            self._wake(self._getters, len(self._getters))
+
+    def put_nowait(self, item: Any) -> bool:
+        """Add one item if there is room and nobody is queued to put; return whether it was added."""
+        if len(self._items) >= self.maxsize or self._putters:
+            return False
+        self._items.append(item)
+        if self._getters:
+            self._wake(self._getters, 1)
+        return True
+
+    async def put_many(self, items: list[Any]) -> float:
+        """Add all `items` in order, waiting for room as needed; return the seconds spent waiting."""
+        if self._open_producers <= 0:
+            raise RuntimeError(f"channel {self.name!r}: put after every producer closed")
+        buffer = self._items
+        if not self._putters and len(buffer) + len(items) <= self.maxsize:
+            buffer.extend(items)
+            if self._getters:
+                self._wake(self._getters, len(items))
+            return 0.0
+        return await self._put_slow(items)
+
+    async def _put_slow(self, items: list[Any]) -> float:
+        loop = asyncio.get_running_loop()
+        waited = 0.0
+        done = 0
+        total = len(items)
+        first = True
+        while True:
+            # A new put waits behind producers already queued, so none of them starves.
+            if not first or not self._putters:
+                room = self.maxsize - len(self._items)
+                if room > 0:
+                    take = min(room, total - done)
+                    self._items.extend(items[done : done + take])
+                    done += take
+                    if self._getters:
+                        self._wake(self._getters, take)
+                if done == total:
+                    if self._putters and len(self._items) < self.maxsize:
+                        self._wake(self._putters, 1)
+                    return waited
+            first = False
+            fut = loop.create_future()
+            self._putters.append(fut)
+            started = loop.time()
+            try:
+                await fut
+            except BaseException:
+                if fut in self._putters:
+                    self._putters.remove(fut)
+                elif len(self._items) < self.maxsize:
+                    # We were woken but will not use the room: hand the wake-up on.
+                    self._wake(self._putters, 1)
+                raise
+            finally:
+                waited += loop.time() - started
+
+    # -- consumer side ----------------------------------------------------------------------
+
+    async def get_many(self, share: int = 1) -> list[Any]:
+        """Take the items waiting, waiting while the channel is empty and open.
+
+        With `share` consumers on the channel, one call takes its fair part: a `share`-th of the
+        items buffered, rounded up, so that every idle consumer of a node gets work. Returns an
+        empty list at end-of-stream: every producer closed and nothing left.
+        """
+        while not self._items:
+            if self._open_producers <= 0:
+                return []
+            fut = asyncio.get_running_loop().create_future()
+            self._getters.append(fut)
+            try:
+                await fut
+            except BaseException:
+                if fut in self._getters:
+                    self._getters.remove(fut)
+                elif self._items or self._open_producers <= 0:
+                    self._wake(self._getters, 1)
+                raise
+        buffer = self._items
+        limit = -(-len(buffer) // share)
+        if len(buffer) <= limit:
+            self._items = []
+            taken = buffer
+        else:
+            taken = buffer[:limit]
+            del buffer[:limit]
+            if self._getters:
+                # Items remain for other idle consumers of this node.
+                self._wake(self._getters, 1)
+        if self._putters:
+            self._wake(self._putters, 1)
+        return taken
+
+    @staticmethod
+    def _wake(waiters: deque[asyncio.Future[None]], count: int) -> None:
+        while count > 0 and waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                count -= 1

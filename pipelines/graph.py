@@ -1,0 +1,356 @@
+"""Reading the graph dict: every check happens here, before anything runs.
+
+`parse_graph()` turns ``{'nodes': {...}, 'graph': {...}}`` into a `GraphSpec`: one `NodeSpec` per
+node with its resolved coroutine, its properties, its inputs in the order the original library
+used (the position of each input in ``'graph'``), and how a multi-input node pairs its inputs.
+Any problem raises `GraphError` naming the node and what was expected. Key order never matters.
+
+Lineage. Every item carries a key: ``(source, position)`` for an item a source put, extended with
+the index of each output for items an async generator node yields. A node with several inputs and
+``aggregate_inputs`` true (a *join*) combines the items whose keys match:
+
+* ``lineage`` mode: every input derives from the same source through the same expanding nodes,
+  so the items of one source item meet (a diamond);
+* ``zip`` mode: each input derives from a different single source; the n-th item of each source
+  meet, whatever the order they arrive in.
+
+Other shapes cannot be paired by lineage (an input that merges items of several sources, or two
+copies of the same items) and are rejected with the reason.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from .errors import GraphError
+from .nodes import node_defaults
+from .properties import SOURCE_ONLY_REJECTS, NodeProperties, parse_properties
+
+__all__ = ["DEFAULT_QUEUE_SIZE", "GraphSpec", "NodeSpec", "parse_graph"]
+
+DEFAULT_QUEUE_SIZE = 100
+NODE_KEYS = ("coro", "args", "properties")
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """Where the keys of a node's items come from: a set of (source, expanding nodes) pairs."""
+
+    origins: frozenset[tuple[str, tuple[str, ...]]]
+    # The node that merged two copies of the same items, after which keys are no longer unique.
+    ambiguous_at: str | None = None
+
+
+@dataclass(slots=True)
+class NodeSpec:
+    """One node, checked: what to call, how, and how it is wired."""
+
+    name: str
+    index: int
+    coro: Callable[..., Any]
+    args: dict[str, Any]
+    properties: NodeProperties
+    queue_size: int
+    is_generator: bool
+    inputs: tuple[str, ...] = ()
+    successors: tuple[str, ...] = ()
+    error_sources: tuple[str, ...] = ()
+    join_mode: str | None = None
+    key_length: int = 2
+    forward_drops: bool = False
+    setup: Callable[..., Any] | None = None
+    teardown: Callable[..., Any] | None = None
+
+    @property
+    def is_source(self) -> bool:
+        return not self.inputs and not self.error_sources
+
+    @property
+    def is_sink(self) -> bool:
+        return not self.successors
+
+    @property
+    def style(self) -> str:
+        return self.properties.style
+
+
+@dataclass(slots=True)
+class GraphSpec:
+    """The checked graph: nodes in the order of ``input_d['nodes']`` and the networkx graph."""
+
+    nodes: dict[str, NodeSpec]
+    digraph: nx.DiGraph[str] = field(repr=False)
+
+
+def parse_graph(
+    input_d: object,
+    coro_map: Callable[[Any], Any],
+    *,
+    queue_size: int = DEFAULT_QUEUE_SIZE,
+) -> GraphSpec:
+    """Check `input_d` and resolve every node's coroutine through `coro_map`."""
+    if not isinstance(input_d, Mapping):
+        raise GraphError(f"graph must be a dict with keys 'nodes' and 'graph', got {type(input_d).__name__}")
+    for key in ("nodes", "graph"):
+        if key not in input_d:
+            raise GraphError(f"graph is missing its {key!r} dict")
+        if not isinstance(input_d[key], Mapping):
+            raise GraphError(f"graph {key!r} must be a dict, got {type(input_d[key]).__name__}")
+    unknown_keys = sorted(set(input_d) - {"nodes", "graph"}, key=str)
+    if unknown_keys:
+        raise GraphError(f"graph has unknown key {unknown_keys[0]!r} (expected 'nodes' and 'graph')")
+    if not callable(coro_map):
+        raise GraphError(f"coro_map must be callable (for example lambda x: x), got {coro_map!r}")
+    nodes_d: Mapping[Any, Any] = input_d["nodes"]
+    graph_d: Mapping[Any, Any] = input_d["graph"]
+    if not nodes_d:
+        raise GraphError("graph has no nodes")
+    for name in [*nodes_d, *graph_d]:
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"node names must be non-empty strings, got {name!r}")
+    for name in nodes_d:
+        if name not in graph_d:
+            raise GraphError(f"node {name!r} is in 'nodes' but not in 'graph' (give it successors or None)")
+    for name in graph_d:
+        if name not in nodes_d:
+            raise GraphError(f"node {name!r} is in 'graph' but not in 'nodes'")
+
+    known = ", ".join(sorted(nodes_d))
+    successors = {name: _successors(name, graph_d[name], nodes_d, known) for name in nodes_d}
+    position = {name: i for i, name in enumerate(graph_d)}
+
+    specs: dict[str, NodeSpec] = {}
+    for index, (name, node_d) in enumerate(nodes_d.items()):
+        specs[name] = _node_spec(name, index, node_d, coro_map, queue_size)
+        specs[name].successors = successors[name]
+
+    digraph: nx.DiGraph[str] = nx.DiGraph()
+    digraph.add_nodes_from(nodes_d)
+    for name, succ in successors.items():
+        digraph.add_edges_from(((name, s) for s in succ), kind="data")
+
+    for name, spec in specs.items():
+        preds = sorted(digraph.predecessors(name), key=position.__getitem__)
+        spec.inputs = tuple(preds)
+    _wire_error_routes(specs, digraph)
+    _check_cycles(digraph)
+
+    if not any(spec.is_source for spec in specs.values()):
+        raise GraphError("graph has no source: every node has an input")
+    for spec in specs.values():
+        _check_call(spec)
+    _assign_join_modes(specs, digraph)
+    return GraphSpec(nodes=specs, digraph=digraph)
+
+
+def _successors(name: str, value: object, nodes_d: Mapping[Any, Any], known: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = (value,)  # ('out') is a string in Python: accept it as the one successor it names
+    if not isinstance(value, (list, tuple)):
+        raise GraphError(f"node {name!r}: successors must be a list of node names or None, got {type(value).__name__}")
+    for succ in value:
+        if not isinstance(succ, str) or succ not in nodes_d:
+            raise GraphError(f"node {name!r}: unknown successor {succ!r} (known nodes: {known})")
+        if succ == name:
+            raise GraphError(f"node {name!r}: cycle: {name} -> {name}")
+    return tuple(dict.fromkeys(value))
+
+
+def _node_spec(name: str, index: int, node_d: object, coro_map: Callable[[Any], Any], queue_size: int) -> NodeSpec:
+    if not isinstance(node_d, Mapping):
+        raise GraphError(f"node {name!r}: must be a dict with 'coro', got {type(node_d).__name__}")
+    for key in node_d:
+        if key not in NODE_KEYS:
+            raise GraphError(f"node {name!r}: unknown key {key!r} (expected {', '.join(NODE_KEYS)})")
+    if node_d.get("coro") is None:
+        raise GraphError(f"node {name!r}: missing 'coro'")
+    coro = _resolve(name, "coro", node_d["coro"], coro_map, always_map=True)
+    args = node_d.get("args")
+    if args is None:
+        args = {}
+    if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
+        raise GraphError(f"node {name!r}: 'args' must be a dict of keyword arguments, got {args!r}")
+    raw_props = node_d.get("properties")
+    if raw_props is not None and not isinstance(raw_props, Mapping):
+        raise GraphError(f"node {name!r}: 'properties' must be a dict, got {type(raw_props).__name__}")
+    props = parse_properties(name, {**node_defaults(coro), **(raw_props or {})})
+    spec = NodeSpec(
+        name=name,
+        index=index,
+        coro=coro,
+        args=dict(args),
+        properties=props,
+        queue_size=props.queue_size or queue_size,
+        is_generator=inspect.isasyncgenfunction(coro),
+    )
+    for hook in ("setup", "teardown"):
+        value = getattr(props, hook)
+        if value is not None:
+            fn = _resolve(name, hook, value, coro_map, always_map=False)
+            if inspect.isasyncgenfunction(fn):
+                raise GraphError(f"node {name!r}: {hook} must be an async function, got async generator {fn!r}")
+            _bind(name, hook, fn, (object(),), {})
+            setattr(spec, hook, fn)
+    return spec
+
+
+def _resolve(name: str, what: str, value: Any, coro_map: Callable[[Any], Any], *, always_map: bool) -> Any:
+    if always_map or not callable(value):
+        try:
+            fn = coro_map(value)
+        except Exception as exc:
+            raise GraphError(f"node {name!r}: coro_map could not resolve {what} {value!r}: {exc!r}") from None
+    else:
+        fn = value
+    if not (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
+        raise GraphError(
+            f"node {name!r}: {what} {value!r} resolved to {fn!r}, "
+            "which is not an async function or async generator function"
+        )
+    return fn
+
+
+def _wire_error_routes(specs: dict[str, NodeSpec], digraph: nx.DiGraph[str]) -> None:
+    routes: dict[str, list[str]] = {}
+    for name, spec in specs.items():
+        target = spec.properties.on_error
+        if target in ("fail", "skip"):
+            continue
+        if target not in specs:
+            raise GraphError(
+                f"node {name!r}: on_error {target!r} is not 'fail', 'skip' or a node "
+                f"(known nodes: {', '.join(sorted(specs))})"
+            )
+        if target == name:
+            raise GraphError(f"node {name!r}: on_error cannot route failures to the node itself")
+        routes.setdefault(target, []).append(name)
+    for target, sources in routes.items():
+        spec = specs[target]
+        if spec.inputs:
+            raise GraphError(
+                f"node {target!r} is the error node of {', '.join(map(repr, sources))} and cannot also "
+                f"have inputs in 'graph' (it is fed by {', '.join(map(repr, spec.inputs))})"
+            )
+        spec.error_sources = tuple(sources)
+        digraph.add_edges_from(((s, target) for s in sources), kind="error")
+
+
+def _check_cycles(digraph: nx.DiGraph[str]) -> None:
+    try:
+        cycle = nx.find_cycle(digraph)
+    except nx.NetworkXNoCycle:
+        return
+    path = [edge[0] for edge in cycle] + [cycle[0][0]]
+    raise GraphError(f"node {path[0]!r}: cycle: {' -> '.join(path)}")
+
+
+def _check_call(spec: NodeSpec) -> None:
+    """Check that the coroutine can be called the way this node will call it."""
+    if spec.is_source:
+        rejected = [p for p in SOURCE_ONLY_REJECTS if p in spec.properties.given]
+        if rejected:
+            raise GraphError(
+                f"node {spec.name!r}: property {rejected[0]!r} does not apply to a source (a node without inputs)"
+            )
+        if spec.style == "item":
+            if not spec.is_generator:
+                raise GraphError(
+                    f"node {spec.name!r}: a source in 'item' style must be an async generator "
+                    f"that yields its items, got {spec.coro!r}"
+                )
+            _bind(spec.name, "coro", spec.coro, (), spec.args)
+        else:
+            _bind(spec.name, "coro", spec.coro, (object(), object()), spec.args)
+    elif spec.style == "item":
+        _bind(spec.name, "coro", spec.coro, (object(),), spec.args)
+    else:
+        _bind(spec.name, "coro", spec.coro, (object(), object()), spec.args)
+
+
+def _bind(name: str, what: str, fn: Callable[..., Any], positional: tuple[Any, ...], args: Mapping[str, Any]) -> None:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # builtins and some callables have no signature to check
+    try:
+        signature.bind(*positional, **args)
+    except TypeError as exc:
+        shown = f"{getattr(fn, '__qualname__', fn)}{signature}"
+        raise GraphError(f"node {name!r}: {what} cannot be called as {shown} with args {dict(args)!r}: {exc}") from None
+
+
+def _assign_join_modes(specs: dict[str, NodeSpec], digraph: nx.DiGraph[str]) -> None:
+    """Work out each node's key shape in topological order; choose how joins pair; mark tombstones."""
+    item_shape: dict[str, Shape] = {}
+    out_shape: dict[str, Shape] = {}
+    for name in nx.topological_sort(digraph):
+        spec = specs[name]
+        if spec.is_source:
+            shape = Shape(frozenset({(name, ())}))
+        else:
+            feeds = [(p, out_shape[p]) for p in spec.inputs] + [(p, item_shape[p]) for p in spec.error_sources]
+            if spec.properties.aggregate_inputs and len(spec.inputs) >= 2:
+                shape = _join_shape(spec, feeds)
+            else:
+                shape = _merge_shape(name, [s for _, s in feeds])
+        item_shape[name] = shape
+        if spec.is_generator and not spec.is_source:
+            shape = Shape(frozenset((src, (*path, name)) for src, path in shape.origins), shape.ambiguous_at)
+        out_shape[name] = shape
+
+    # A node sends a tombstone for an item it drops when a join downstream must hear of it.
+    for name in reversed(list(nx.topological_sort(digraph))):
+        spec = specs[name]
+        spec.forward_drops = any(specs[s].join_mode is not None or specs[s].forward_drops for s in spec.successors)
+
+
+def _merge_shape(name: str, shapes: list[Shape]) -> Shape:
+    origins: frozenset[tuple[str, tuple[str, ...]]] = frozenset()
+    ambiguous = next((s.ambiguous_at for s in shapes if s.ambiguous_at), None)
+    for shape in shapes:
+        if origins & shape.origins and ambiguous is None:
+            ambiguous = name
+        origins |= shape.origins
+    return Shape(origins, ambiguous)
+
+
+def _join_shape(spec: NodeSpec, feeds: list[tuple[str, Shape]]) -> Shape:
+    name = spec.name
+    hint = f"set 'aggregate_inputs': false on {name!r} to merge its inputs in arrival order instead"
+    for pred, shape in feeds:
+        if shape.ambiguous_at is not None:
+            raise GraphError(
+                f"node {name!r}: cannot pair its inputs by lineage: input {pred!r} carries several copies of "
+                f"the same items (merged at {shape.ambiguous_at!r}); {hint}"
+            )
+        if len(shape.origins) != 1:
+            sources = sorted(src for src, _ in shape.origins)
+            raise GraphError(
+                f"node {name!r}: cannot pair its inputs by lineage: input {pred!r} carries items of several "
+                f"sources ({', '.join(sources)}); {hint}"
+            )
+    origins = [next(iter(shape.origins)) for _, shape in feeds]
+    if all(o == origins[0] for o in origins):
+        spec.join_mode = "lineage"
+        spec.key_length = 2 + len(origins[0][1])
+        return feeds[0][1]
+    sources = [src for src, _ in origins]
+    if len(set(sources)) == len(sources) and len({len(path) for _, path in origins}) == 1:
+        spec.join_mode = "zip"
+        spec.key_length = 1 + len(origins[0][1])
+        return feeds[0][1]
+    detail = ", ".join(
+        f"{pred!r} from {src!r}" + (f" through {', '.join(path)}" if path else "")
+        for (pred, _), (src, path) in zip(feeds, origins, strict=True)
+    )
+    raise GraphError(
+        f"node {name!r}: cannot pair its inputs by lineage: they derive from the same source through different "
+        f"expanding (async generator) nodes: {detail}; {hint}"
+    )

@@ -1,0 +1,98 @@
+"""Lineage: the key every item carries, tombstones for dropped items, and the join that pairs by key.
+
+An item travels as an envelope ``(key, value, producer)``: `key` is its lineage (``(source,
+position, *output indices)``), `value` the item itself, and `producer` the index of the node that
+emitted it, which tells a join on which of its inputs the item arrived. When a node drops an item
+(its coroutine returned None, or the item was skipped or routed away after an error) and a join lies
+downstream, the node sends a *tombstone* in its place: an envelope whose value is `DROPPED`. A join
+that receives a tombstone for a key discards that group, so later groups never wait for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["DISCARDED", "DROPPED", "Joiner"]
+
+
+class _Marker:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+DROPPED: Any = _Marker("DROPPED")
+"""The value of a tombstone envelope: the item with this key was dropped upstream."""
+
+DISCARDED: Any = _Marker("DISCARDED")
+"""Returned by Joiner.offer() when a group is complete but one of its inputs dropped the item."""
+
+_MISSING: Any = _Marker("MISSING")
+
+
+class Joiner:
+    """Collects one item per input for each key and releases the group when all have arrived.
+
+    `ports` maps a producer's node index to the position of that input. In ``zip`` mode the
+    source's name is left out of the key, so that the n-th items of different sources meet.
+    A group is released once every input has reported its key, with an item or a tombstone;
+    the state kept is therefore bounded by the items in flight between the fork and the join.
+    """
+
+    __slots__ = ("_groups", "_key_length", "_ports", "_width", "_zip")
+
+    def __init__(self, ports: Mapping[int, int], *, zip_mode: bool, key_length: int) -> None:
+        self._ports = dict(ports)
+        self._width = len(set(ports.values()))
+        self._zip = zip_mode
+        self._key_length = key_length
+        # key -> [value per port..., count of ports reported, key of the first input's item]
+        self._groups: dict[Any, list[Any]] = {}
+
+    @property
+    def pending(self) -> int:
+        """Groups waiting for at least one of their inputs."""
+        return len(self._groups)
+
+    def offer(self, key: tuple[Any, ...], value: Any, producer: int) -> tuple[Any, Any] | None:
+        """Add one arrival; return ``(key, values)`` when its group is complete, else None.
+
+        `values` is the tuple of items in input order, or `DISCARDED` when an input dropped it.
+        """
+        match_key = key[1:] if self._zip else key
+        if len(match_key) != self._key_length:
+            # A tombstone for a whole item an expanding node upstream of every input yielded
+            # nothing for: no group under it can exist.
+            return None
+        width = self._width
+        group = self._groups.get(match_key)
+        if group is None:
+            group = [_MISSING] * width + [0, key]
+            self._groups[match_key] = group
+        port = self._ports[producer]
+        if group[port] is not _MISSING:
+            raise RuntimeError(f"item with key {key!r} arrived twice on one input of a join")
+        group[port] = value
+        group[width] += 1
+        if port == 0:
+            group[width + 1] = key
+        if group[width] < width:
+            return None
+        del self._groups[match_key]
+        values = group[:width]
+        out_key = group[width + 1]
+        for v in values:
+            if v is DROPPED:
+                return out_key, DISCARDED
+        return out_key, tuple(values)
+
+    def drain(self) -> int:
+        """At end-of-stream, discard the groups that will never complete; return how many."""
+        count = len(self._groups)
+        self._groups.clear()
+        return count

@@ -1,0 +1,453 @@
+"""Processor: one node of the graph, running its coroutine over the items of its input.
+
+A `Processor` owns a fixed set of tasks: one driver, plus `workers` consumers when there are
+several. Each consumer takes the items waiting in the node's input channel in one batch, calls the
+coroutine once per item (or per joined group), and hands the outputs to every successor's input in
+one batch. An `InputProcessor` is a node without inputs: its coroutine is called once and puts items
+into `output_q` until it returns.
+
+How an item is handled, in order: retries (`retry`), each attempt bounded by `timeout`; then, if it
+still failed, `on_error`: 'fail' stops the run and re-raises, 'skip' counts and logs it, a node
+name routes a `Failure` to that error node. A returned value goes to every successor; None emits
+nothing; an async generator emits each value it yields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .failure import Failure
+from .lineage import DISCARDED, DROPPED, Joiner
+from .ordering import OrderGate
+from .ports import NodeOutput, SourcePort
+from .stats import NodeStats
+
+if TYPE_CHECKING:
+    from .channels import Channel
+    from .graph import NodeSpec
+
+__all__ = ["InputProcessor", "Processor"]
+
+logger = logging.getLogger(__name__)
+
+TEARDOWN_TIMEOUT = 30.0
+_ITEM_REPR_LIMIT = 200
+
+
+class RunControl(Protocol):
+    """What a processor needs from the plumber running it."""
+
+    @property
+    def started_at(self) -> float | None: ...
+    @property
+    def ended_at(self) -> float | None: ...
+    @property
+    def cancelled(self) -> bool: ...
+    def fail(self, exc: BaseException) -> None: ...
+
+
+class Processor:
+    """One node of the pipeline: its coroutine, its input channel, its outputs and its counters.
+
+    Built by the Plumber, never by the user. `env_vars` is the dict given to the Plumber, shared
+    by every node. `str()` gives ``<Processor:{uuid};{name}>`` as in the original library.
+    """
+
+    def __init__(self, spec: NodeSpec, env_vars: dict[str, Any] | None, control: RunControl) -> None:
+        self._spec = spec
+        self._name = spec.name
+        self._index = spec.index
+        self._uuid = str(uuid.uuid4())
+        self._coro = spec.coro
+        self._control = control
+        self.env_vars = env_vars
+        props = spec.properties
+        self._workers = props.workers
+        self._timeout = props.timeout
+        self._retry = props.retry
+        self._on_error = props.on_error
+        self._input: Channel | None = None
+        self._outputs: list[Channel] = []
+        self._error_channel: Channel | None = None
+        self._joiner: Joiner | None = None
+        self._gate = OrderGate() if props.ordered and props.workers > 1 else None
+        self._output_port: SourcePort | NodeOutput = NodeOutput(self._name)
+        # counters: see pipelines.stats for the identity they keep
+        self.items_in = 0
+        self.items_out = 0
+        self.completed = 0
+        self.failed = 0
+        self.retried = 0
+        self.skipped = 0
+        self.dropped = 0
+        self.blocked_seconds = 0.0
+        self._invoke: Callable[[Any], Any] = self._make_invoke()
+
+    # -- the original API ---------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def uuid(self) -> str:
+        return self._uuid
+
+    @property
+    def input_queue(self) -> Channel | None:
+        """The node's input channel; None for a source."""
+        return self._input
+
+    @property
+    def output_queue(self) -> SourcePort | NodeOutput:
+        """For a source, the queue its coroutine puts items into (the `output_q` it receives)."""
+        return self._output_port
+
+    @property
+    def processor_coro(self) -> Callable[..., Any]:
+        return self._coro
+
+    @property
+    def liason_queues(self) -> tuple[list[Channel], list[Channel]]:
+        """(input channels, output channels), as in the original library."""
+        return ([self._input] if self._input is not None else [], list(self._outputs))
+
+    def __repr__(self) -> str:
+        return f"<Processor:{self._uuid}, coro:{getattr(self._coro, '__qualname__', self._coro)}>"
+
+    def __str__(self) -> str:
+        return f"<Processor:{self._uuid};{self._name}>"
+
+    # -- statistics ---------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return self.items_in - self.completed - self.dropped - self.skipped - self.failed
+
+    def stats(self) -> NodeStats:
+        """A snapshot of this node's counters."""
+        control = self._control
+        elapsed = 0.0
+        if control.started_at is not None:
+            elapsed = (control.ended_at or time.monotonic()) - control.started_at
+        channel = self._input
+        processed = self.items_in if channel is not None else self.items_out
+        return NodeStats(
+            name=self._name,
+            items_in=self.items_in,
+            items_out=self.items_out,
+            completed=self.completed,
+            failed=self.failed,
+            retried=self.retried,
+            skipped=self.skipped,
+            dropped=self.dropped,
+            in_flight=self.in_flight,
+            queue_depth=channel.qsize() if channel is not None else 0,
+            queue_bound=channel.maxsize if channel is not None else 0,
+            blocked_seconds=self.blocked_seconds,
+            rate=processed / elapsed if elapsed > 0 else 0.0,
+        )
+
+    # -- wiring (by the Plumber) -------------------------------------------------------------
+
+    def _wire(
+        self,
+        input_channel: Channel | None,
+        outputs: list[Channel],
+        error_channel: Channel | None,
+        ports: dict[int, int],
+    ) -> None:
+        self._input = input_channel
+        self._outputs = outputs
+        self._error_channel = error_channel
+        spec = self._spec
+        if spec.join_mode is not None:
+            self._joiner = Joiner(ports, zip_mode=spec.join_mode == "zip", key_length=spec.key_length)
+
+    def _make_invoke(self) -> Callable[[Any], Any]:
+        spec = self._spec
+        if spec.style == "item":
+            return functools.partial(self._coro, **spec.args) if spec.args else self._coro
+        return functools.partial(self._coro, self, **spec.args)
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """The node's driver task: setup, the work, end-of-stream downstream, teardown."""
+        spec = self._spec
+        set_up = False
+        try:
+            if spec.setup is not None:
+                try:
+                    await spec.setup(self)
+                except Exception as exc:
+                    exc.add_note(f"pipelines: setup of node {self._name!r} failed")
+                    self._control.fail(exc)
+                    return
+            set_up = True
+            await self._body()
+        finally:
+            for channel in self._outputs:
+                channel.close()
+            if self._error_channel is not None:
+                self._error_channel.close()
+            if set_up and spec.teardown is not None:
+                await self._teardown()
+
+    async def _teardown(self) -> None:
+        """Run teardown to its end even when this task is being cancelled, within a time bound."""
+        task = asyncio.get_running_loop().create_task(self._teardown_bounded())
+        cancelled = False
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _teardown_bounded(self) -> None:
+        teardown = self._spec.teardown
+        assert teardown is not None
+        try:
+            async with asyncio.timeout(TEARDOWN_TIMEOUT):
+                await teardown(self)
+        except Exception as exc:
+            exc.add_note(f"pipelines: teardown of node {self._name!r} failed")
+            logger.error("teardown of node %r failed: %r", self._name, exc)
+            self._control.fail(exc)
+
+    async def _body(self) -> None:
+        if self._workers == 1:
+            await self._work()
+        else:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(self._workers):
+                    group.create_task(self._work())
+        joiner = self._joiner
+        if joiner is not None and joiner.pending:
+            lost = joiner.drain()
+            self.items_in += lost
+            self.dropped += lost
+            logger.warning("node %r: %d join groups never completed and were discarded", self._name, lost)
+
+    async def _work(self) -> None:
+        """One consumer: take a batch, handle each item, emit the outputs."""
+        channel = self._input
+        assert channel is not None
+        share = self._workers
+        gate = self._gate
+        joiner = self._joiner
+        invoke = self._invoke
+        index = self._index
+        outputs = self._outputs
+        forward_drops = self._spec.forward_drops
+        is_sink = not outputs
+        item_style = self._spec.style == "item"
+        is_generator = self._spec.is_generator
+        simple = self._retry is None and self._timeout is None and not is_generator
+        while True:
+            batch = await channel.get_many(share)
+            if not batch:
+                return
+            ticket = gate.ticket() if gate is not None else 0
+            out: list[Any] = []
+            errors: list[Any] = []
+            tombstones = 0
+            if joiner is None:
+                self.items_in += len(batch)
+            for key, value, producer in batch:
+                if value is DROPPED and joiner is None:
+                    # A tombstone passes through on its way to a join; it is not an item here.
+                    self.items_in -= 1
+                    if forward_drops:
+                        out.append((key, DROPPED, index))
+                        tombstones += 1
+                    continue
+                if joiner is not None:
+                    group = joiner.offer(key, value, producer)
+                    if group is None:
+                        continue
+                    self.items_in += 1
+                    key, value = group
+                    if value is DISCARDED:
+                        self.dropped += 1
+                        if forward_drops:
+                            out.append((key, DROPPED, index))
+                            tombstones += 1
+                        continue
+                    arg = value
+                elif item_style:
+                    arg = value
+                else:
+                    arg = (value,)
+                try:
+                    if simple:
+                        result = await invoke(arg)
+                    else:
+                        result = await self._call(arg)
+                except Exception as exc:
+                    if not self._handle_failure(key, arg, exc, errors):
+                        return
+                    if forward_drops:
+                        out.append((key, DROPPED, index))
+                        tombstones += 1
+                    continue
+                if is_sink:
+                    self.completed += 1
+                elif result is None or (is_generator and not result):
+                    self.dropped += 1
+                    if forward_drops:
+                        out.append((key, DROPPED, index))
+                        tombstones += 1
+                else:
+                    self.completed += 1
+                    if is_generator:
+                        out.extend([((*key, i), y, index) for i, y in enumerate(result)])
+                    else:
+                        out.append((key, result, index))
+                    if gate is None and outputs[0]._getters and len(batch) > 1:
+                        # The consumer downstream is idle: give it what is ready now.
+                        await self._emit(out, tombstones, errors)
+                        out = []
+                        errors = []
+                        tombstones = 0
+            if gate is not None:
+                await gate.wait_turn(ticket)
+                await self._emit(out, tombstones, errors)
+                gate.done(ticket)
+            elif out or errors:
+                await self._emit(out, tombstones, errors)
+
+    async def _call(self, arg: Any) -> Any:
+        """Call the coroutine with retries and timeout; an async generator's outputs as a list."""
+        policy = self._retry
+        attempt = 1
+        while True:
+            try:
+                if self._timeout is None:
+                    return await self._attempt(arg)
+                async with asyncio.timeout(self._timeout):
+                    return await self._attempt(arg)
+            except Exception as exc:
+                if policy is None or attempt >= policy.max_attempts or not isinstance(exc, policy.retry_on):
+                    raise
+                self.retried += 1
+                delay = policy.delay(attempt)
+                logger.info("node %r: attempt %d failed (%r); retrying in %.3fs", self._name, attempt, exc, delay)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                attempt += 1
+
+    async def _attempt(self, arg: Any) -> Any:
+        if not self._spec.is_generator:
+            return await self._invoke(arg)
+        outputs: list[Any] = []
+        async with contextlib.aclosing(self._invoke(arg)) as agen:
+            async for value in agen:
+                outputs.append(value)
+        return outputs
+
+    def _handle_failure(self, key: Any, arg: Any, exc: Exception, errors: list[Any]) -> bool:
+        """Apply on_error to an item that failed; return False when the run must stop."""
+        shown = _short_repr(arg)
+        on_error = self._on_error
+        if on_error == "fail":
+            self.failed += 1
+            exc.add_note(f"pipelines: node {self._name!r} failed on item {shown}")
+            self._control.fail(exc)
+            return False
+        if on_error == "skip":
+            self.skipped += 1
+            logger.warning("node %r: skipped item %s after %r", self._name, shown, exc)
+            return True
+        self.failed += 1
+        logger.info("node %r: item %s failed (%r); routed to %r", self._name, shown, exc, on_error)
+        errors.append((key, Failure(self._name, arg, exc), self._index))
+        return True
+
+    async def _emit(self, out: list[Any], tombstones: int, errors: list[Any]) -> None:
+        if out:
+            for channel in self._outputs:
+                waited = await channel.put_many(out)
+                if waited:
+                    self.blocked_seconds += waited
+            self.items_out += len(out) - tombstones
+        if errors:
+            assert self._error_channel is not None
+            waited = await self._error_channel.put_many(errors)
+            if waited:
+                self.blocked_seconds += waited
+
+
+class InputProcessor(Processor):
+    """A node without inputs: its coroutine is called once and puts items into `output_q`.
+
+    ``async def f(processor, output_q, **args)`` in the original style; in 'item' style, an async
+    generator ``async def f(**args)`` whose yielded values are the items. `Plumber.stop()` cancels
+    the coroutine where it is (usually waiting in `put`) and lets the rest of the graph drain.
+    """
+
+    def __init__(self, spec: NodeSpec, env_vars: dict[str, Any] | None, control: RunControl) -> None:
+        super().__init__(spec, env_vars, control)
+        self._stopping = False
+        self._producing: asyncio.Task[Any] | None = None
+
+    def _wire(
+        self,
+        input_channel: Channel | None,
+        outputs: list[Channel],
+        error_channel: Channel | None,
+        ports: dict[int, int],
+    ) -> None:
+        super()._wire(input_channel, outputs, error_channel, ports)
+        self._output_port = SourcePort(self, outputs)
+
+    def _request_stop(self) -> None:
+        """Stop producing: cancel the coroutine if it runs, or keep it from starting."""
+        self._stopping = True
+        if self._producing is not None:
+            self._producing.cancel()
+
+    async def _body(self) -> None:
+        if self._stopping:
+            return
+        self._producing = asyncio.current_task()
+        port = self._output_port
+        assert isinstance(port, SourcePort)
+        try:
+            # an 'item' style source takes only its args; the original style gets (processor, output_q)
+            produced = self._coro(**self._spec.args) if self._spec.style == "item" else self._invoke(port)
+            if inspect.isasyncgen(produced):
+                async with contextlib.aclosing(produced) as agen:
+                    async for item in agen:
+                        await port.put(item)
+            else:
+                await produced
+        except asyncio.CancelledError:
+            task = self._producing
+            self._producing = None
+            if not self._stopping or self._control.cancelled:
+                raise
+            task.uncancel()
+        except Exception as exc:
+            self._producing = None
+            exc.add_note(f"pipelines: source {self._name!r} failed after putting {self.items_out} items")
+            self._control.fail(exc)
+        else:
+            self._producing = None
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    if len(text) > _ITEM_REPR_LIMIT:
+        text = text[: _ITEM_REPR_LIMIT - 3] + "..."
+    return text

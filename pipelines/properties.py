@@ -1,0 +1,104 @@
+"""Node properties: the `'properties'` dict of a node, checked and turned into typed values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import GraphError
+from .policies import RetryPolicy
+
+__all__ = ["PROPERTY_NAMES", "SOURCE_ONLY_REJECTS", "NodeProperties", "parse_properties"]
+
+PROPERTY_NAMES = (
+    "aggregate_inputs",
+    "on_error",
+    "ordered",
+    "queue_size",
+    "retry",
+    "setup",
+    "style",
+    "teardown",
+    "timeout",
+    "workers",
+)
+# Properties about handling input items, which a source (a node without inputs) does not have.
+SOURCE_ONLY_REJECTS = ("on_error", "ordered", "retry", "timeout", "workers")
+STYLES = ("processor", "item")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeProperties:
+    """The properties of one node, after checking. `given` names those the user set."""
+
+    aggregate_inputs: bool = True
+    queue_size: int | None = None
+    workers: int = 1
+    ordered: bool = False
+    timeout: float | None = None
+    retry: RetryPolicy | None = None
+    on_error: str = "fail"
+    setup: Any = None
+    teardown: Any = None
+    style: str = "processor"
+    given: frozenset[str] = frozenset()
+
+
+def parse_properties(node: str, raw: object) -> NodeProperties:
+    """Check a node's properties; raise GraphError naming the node, the property and the value."""
+    if raw is None:
+        return NodeProperties()
+    if not isinstance(raw, Mapping):
+        raise GraphError(f"node {node!r}: 'properties' must be a dict, got {_kind(raw)}")
+    for key in raw:
+        if key not in PROPERTY_NAMES:
+            raise GraphError(f"node {node!r}: unknown property {key!r} (known properties: {', '.join(PROPERTY_NAMES)})")
+
+    def bad(key: str, expected: str) -> GraphError:
+        return GraphError(f"node {node!r}: property {key!r} must be {expected}, got {raw[key]!r}")
+
+    values: dict[str, Any] = {}
+    for key in ("aggregate_inputs", "ordered"):
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise bad(key, "true or false")
+            values[key] = raw[key]
+    if "workers" in raw:
+        if not _is_int(raw["workers"]) or raw["workers"] < 1:
+            raise bad("workers", "an int >= 1")
+        values["workers"] = raw["workers"]
+    if "queue_size" in raw:
+        if not _is_int(raw["queue_size"]) or raw["queue_size"] < 1:
+            raise bad("queue_size", "an int >= 1 (every edge is bounded)")
+        values["queue_size"] = raw["queue_size"]
+    if "timeout" in raw and raw["timeout"] is not None:
+        value = raw["timeout"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise bad("timeout", "a number of seconds > 0, or null")
+        values["timeout"] = float(value)
+    if "retry" in raw and raw["retry"] is not None:
+        try:
+            values["retry"] = RetryPolicy.from_value(raw["retry"])
+        except ValueError as exc:
+            raise GraphError(f"node {node!r}: property 'retry': {exc}") from None
+    if "on_error" in raw:
+        if not isinstance(raw["on_error"], str) or not raw["on_error"]:
+            raise bad("on_error", "'fail', 'skip' or the name of an error node")
+        values["on_error"] = raw["on_error"]
+    if "style" in raw:
+        if raw["style"] not in STYLES:
+            raise bad("style", "'processor' (f(processor, q_elt)) or 'item' (f(item))")
+        values["style"] = raw["style"]
+    for key in ("setup", "teardown"):
+        if raw.get(key) is not None:
+            values[key] = raw[key]
+    return NodeProperties(**values, given=frozenset(raw))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__

@@ -1,0 +1,55 @@
+"""Statistics of a run: per node counts, and the result a finished run returns.
+
+The counts of a node keep one identity at every moment::
+
+    items_in == completed + dropped + skipped + failed + in_flight
+
+`items_in` counts the items a node took from its input (for a join, the groups it resolved),
+`completed` those its coroutine handled, `dropped` those that produced nothing (a coroutine that
+returned None on a node with successors, or a join group an input had dropped), `skipped` and
+`failed` those that raised after their retries (`on_error` 'skip', or 'fail' and routed to an
+error node). A source takes no input: its items_in is 0 and items_out counts what it put.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["NodeStats", "RunResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStats:
+    """A snapshot of one node's counters."""
+
+    name: str
+    items_in: int
+    items_out: int
+    completed: int
+    failed: int
+    retried: int
+    skipped: int
+    dropped: int
+    in_flight: int
+    queue_depth: int
+    queue_bound: int
+    blocked_seconds: float
+    rate: float
+    """Items per second since the run started: items_in, or items_out for a source."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What a finished run returns: how it ended, how long it took, and each node's final stats."""
+
+    state: str
+    """'completed' when every source ran to its end, 'stopped' when Plumber.stop() ended them."""
+    elapsed: float
+    stats: dict[str, NodeStats]
+
+    def __getitem__(self, node: str) -> NodeStats:
+        return self.stats[node]
