@@ -137,9 +137,12 @@ class Channel:
                     if self._putters and len(self._items) < self.maxsize:
                         self._wake(self._putters, 1)
                     return waited
-            first = False
             fut = loop.create_future()
-            self._putters.append(fut)
+            if first:
+                self._putters.append(fut)
+            else:
+                self._putters.appendleft(fut)  # partly served: keep its place at the head
+            first = False
             started = loop.time()
             try:
                 await fut

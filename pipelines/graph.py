@@ -236,7 +236,7 @@ def _wire_error_routes(specs: dict[str, NodeSpec], digraph: nx.DiGraph[str]) -> 
         if spec.inputs:
             raise GraphError(
                 f"node {target!r} is the error node of {', '.join(map(repr, sources))} and cannot also "
-                f"have inputs in 'graph' (it is fed by {', '.join(map(repr, spec.inputs))})"
+                f"have inputs in 'graph' (fed by {', '.join(map(repr, spec.inputs))})"
             )
         spec.error_sources = tuple(sources)
         digraph.add_edges_from(((s, target) for s in sources), kind="error")

@@ -1,0 +1,127 @@
+"""Channel: strict bounds, batch handoff, end-of-stream, and waking both sides."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pipelines.channels import Channel, ChannelStatistics
+
+from .helpers import until
+
+
+async def test_put_many_within_bound_does_not_wait() -> None:
+    channel = Channel("c", 5)
+    assert await channel.put_many([1, 2, 3]) == 0.0
+    assert channel.qsize() == 3
+    assert await channel.get_many() == [1, 2, 3]
+
+
+async def test_put_many_beyond_bound_fills_then_waits_for_room() -> None:
+    channel = Channel("c", 3)
+    putter = asyncio.ensure_future(channel.put_many([1, 2, 3, 4, 5]))
+    await until(lambda: channel.statistics().waiting_putters == 1)
+    assert channel.qsize() == 3  # the bound is strict
+    assert await channel.get_many() == [1, 2, 3]
+    await until(putter.done)
+    assert await channel.get_many() == [4, 5]
+    assert putter.result() >= 0.0
+
+
+async def test_get_many_takes_a_fair_share_for_several_consumers() -> None:
+    channel = Channel("c", 100)
+    await channel.put_many(list(range(10)))
+    assert await channel.get_many(share=4) == [0, 1, 2]
+    assert await channel.get_many(share=4) == [3, 4]
+    assert await channel.get_many(share=1) == [5, 6, 7, 8, 9]
+
+
+async def test_end_of_stream_only_after_every_producer_closed_and_buffer_empty() -> None:
+    channel = Channel("c", 10, producers=2)
+    await channel.put_many(["a"])
+    channel.close()
+    assert not channel.closed
+    await channel.put_many(["b"])
+    channel.close()
+    assert channel.closed
+    assert await channel.get_many() == ["a", "b"]
+    assert await channel.get_many() == []
+    assert await channel.get_many() == []
+
+
+async def test_close_wakes_every_waiting_consumer() -> None:
+    channel = Channel("c", 10)
+    getters = [asyncio.ensure_future(channel.get_many()) for _ in range(3)]
+    await until(lambda: channel.statistics().waiting_getters == 3)
+    channel.close()
+    assert await asyncio.gather(*getters) == [[], [], []]
+
+
+async def test_a_put_wakes_as_many_consumers_as_it_brings_items() -> None:
+    channel = Channel("c", 10)
+    getters = [asyncio.ensure_future(channel.get_many(share=3)) for _ in range(3)]
+    await until(lambda: channel.statistics().waiting_getters == 3)
+    await channel.put_many([1, 2, 3])
+    results = await asyncio.gather(*getters)
+    assert sorted(x for r in results for x in r) == [1, 2, 3]
+    assert all(len(r) == 1 for r in results)
+
+
+async def test_cancelled_get_takes_nothing_and_passes_its_wakeup_on() -> None:
+    channel = Channel("c", 10)
+    first = asyncio.ensure_future(channel.get_many())
+    second = asyncio.ensure_future(channel.get_many())
+    await until(lambda: channel.statistics().waiting_getters == 2)
+    channel.put_nowait("x")  # wakes `first`
+    first.cancel()
+    assert await second == ["x"]
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_cancelled_put_adds_only_what_had_room() -> None:
+    channel = Channel("c", 2)
+    putter = asyncio.ensure_future(channel.put_many([1, 2, 3, 4]))
+    await until(lambda: channel.statistics().waiting_putters == 1)
+    putter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await putter
+    assert channel.statistics() == ChannelStatistics(
+        depth=2, bound=2, waiting_getters=0, waiting_putters=0, open_producers=1
+    )
+    assert await channel.get_many() == [1, 2]
+
+
+async def test_waiting_producers_are_served_in_order() -> None:
+    channel = Channel("c", 1)
+    await channel.put_many(["first"])
+    a = asyncio.ensure_future(channel.put_many(["a1", "a2"]))
+    await until(lambda: channel.statistics().waiting_putters == 1)
+    b = asyncio.ensure_future(channel.put_many(["b1"]))
+    await until(lambda: channel.statistics().waiting_putters == 2)
+    taken = []
+    while len(taken) < 4:
+        taken += await channel.get_many()
+    await asyncio.gather(a, b)
+    assert taken == ["first", "a1", "a2", "b1"]
+
+
+async def test_put_nowait_refuses_when_full() -> None:
+    channel = Channel("c", 1)
+    assert channel.put_nowait(1) is True
+    assert channel.put_nowait(2) is False
+    assert channel.full()
+    assert await channel.get_many() == [1]
+
+
+async def test_put_after_every_producer_closed_is_an_error() -> None:
+    channel = Channel("c", 1)
+    channel.close()
+    with pytest.raises(RuntimeError, match="channel 'c': put after every producer closed"):
+        await channel.put_many([1])
+
+
+def test_bound_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="channel 'c': maxsize must be >= 1, got 0"):
+        Channel("c", 0)

@@ -1,0 +1,273 @@
+"""Graph validation: every malformed graph raises GraphError naming the node and the problem."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from pipelines import GraphError, PipelineError, Plumber, RetryPolicy, node
+
+from .helpers import add_one, collector, source_of
+
+_, sink = collector()
+source = source_of([1])
+
+
+def good() -> dict[str, Any]:
+    return {
+        "nodes": {"inp": {"coro": source}, "rev": {"coro": add_one}, "out": {"coro": sink}},
+        "graph": {"inp": ["rev"], "rev": ["out"], "out": None},
+    }
+
+
+def rejected(graph: Any, message: str, coro_map: Any = None) -> None:
+    with pytest.raises(GraphError, match=f"^{re.escape(message)}$"):
+        Plumber(graph, coro_map)
+
+
+def test_graph_error_is_a_pipeline_error_and_a_value_error() -> None:
+    assert issubclass(GraphError, PipelineError)
+    assert issubclass(GraphError, ValueError)
+
+
+def test_input_must_be_a_dict() -> None:
+    rejected([1, 2], "graph must be a dict with keys 'nodes' and 'graph', got list")
+
+
+@pytest.mark.parametrize("missing", ["nodes", "graph"])
+def test_nodes_and_graph_are_required(missing: str) -> None:
+    graph = good()
+    del graph[missing]
+    rejected(graph, f"graph is missing its {missing!r} dict")
+
+
+def test_unknown_top_level_key() -> None:
+    rejected({**good(), "edges": {}}, "graph has unknown key 'edges' (expected 'nodes' and 'graph')")
+
+
+def test_unknown_successor_lists_the_known_nodes() -> None:
+    graph = good()
+    graph["graph"]["rev"] = ["revv"]
+    rejected(graph, "node 'rev': unknown successor 'revv' (known nodes: inp, out, rev)")
+
+
+def test_node_in_nodes_but_not_in_graph() -> None:
+    graph = good()
+    del graph["graph"]["out"]
+    rejected(graph, "node 'out' is in 'nodes' but not in 'graph' (give it successors or None)")
+
+
+def test_node_in_graph_but_not_in_nodes() -> None:
+    graph = good()
+    graph["graph"]["extra"] = None
+    rejected(graph, "node 'extra' is in 'graph' but not in 'nodes'")
+
+
+def test_cycle_names_its_nodes() -> None:
+    graph = good()
+    graph["nodes"]["b"] = {"coro": add_one}
+    graph["graph"]["rev"] = ["b"]
+    graph["graph"]["b"] = ["rev", "out"]
+    rejected(graph, "node 'rev': cycle: rev -> b -> rev")
+
+
+def test_self_loop_is_a_cycle() -> None:
+    graph = good()
+    graph["graph"]["rev"] = ["rev"]
+    rejected(graph, "node 'rev': cycle: rev -> rev")
+
+
+def test_missing_coro() -> None:
+    graph = good()
+    graph["nodes"]["rev"] = {"args": {}}
+    rejected(graph, "node 'rev': missing 'coro'")
+
+
+def test_coro_that_is_not_async() -> None:
+    def plain(processor: Any, q_elt: Any) -> None:
+        pass
+
+    graph = good()
+    graph["nodes"]["rev"]["coro"] = plain
+    with pytest.raises(GraphError, match=r"^node 'rev': coro <function .*plain.*> resolved to <function .*plain.*>, "):
+        Plumber(graph)
+
+
+def test_coro_map_failure_names_the_node() -> None:
+    graph = good()
+    graph["nodes"]["rev"]["coro"] = "Funcs.nothing"
+    known = {"Funcs.src": source, "Funcs.sink": sink}
+    graph["nodes"]["inp"]["coro"] = "Funcs.src"
+    graph["nodes"]["out"]["coro"] = "Funcs.sink"
+    rejected(
+        graph,
+        "node 'rev': coro_map could not resolve coro 'Funcs.nothing': KeyError('Funcs.nothing')",
+        coro_map=known.__getitem__,
+    )
+
+
+def test_args_that_do_not_bind() -> None:
+    graph = good()
+    graph["nodes"]["rev"]["args"] = {"width": 3}
+    with pytest.raises(
+        GraphError,
+        match=r"^node 'rev': coro cannot be called as add_one\(processor.*\).* with args "
+        r"\{'width': 3\}: got an unexpected keyword argument 'width'$",
+    ):
+        Plumber(graph)
+
+
+def test_args_missing_a_required_parameter() -> None:
+    async def scale(processor: Any, q_elt: Any, factor: int) -> int:
+        return int(q_elt[0] * factor)
+
+    graph = good()
+    graph["nodes"]["rev"]["coro"] = scale
+    with pytest.raises(GraphError, match=r"missing a required argument: 'factor'$"):
+        Plumber(graph)
+    graph["nodes"]["rev"]["args"] = {"factor": 2}
+    Plumber(graph)
+
+
+def test_unknown_property_lists_the_known_ones() -> None:
+    graph = good()
+    graph["nodes"]["rev"]["properties"] = {"worker": 2}
+    rejected(
+        graph,
+        "node 'rev': unknown property 'worker' (known properties: aggregate_inputs, on_error, ordered, "
+        "queue_size, retry, setup, style, teardown, timeout, workers)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("prop", "value", "expected"),
+    [
+        ("workers", 0, "an int >= 1"),
+        ("workers", 2.5, "an int >= 1"),
+        ("queue_size", -1, "an int >= 1 (every edge is bounded)"),
+        ("queue_size", 0, "an int >= 1 (every edge is bounded)"),
+        ("aggregate_inputs", "yes", "true or false"),
+        ("timeout", 0, "a number of seconds > 0, or null"),
+        ("style", "plain", "'processor' (f(processor, q_elt)) or 'item' (f(item))"),
+    ],
+)
+def test_bad_property_values(prop: str, value: Any, expected: str) -> None:
+    graph = good()
+    graph["nodes"]["rev"]["properties"] = {prop: value}
+    rejected(graph, f"node 'rev': property {prop!r} must be {expected}, got {value!r}")
+
+
+def test_bad_retry_policy() -> None:
+    graph = good()
+    graph["nodes"]["rev"]["properties"] = {"retry": {"max_attempts": 0}}
+    rejected(graph, "node 'rev': property 'retry': max_attempts must be an int >= 1, got 0")
+    graph["nodes"]["rev"]["properties"] = {"retry": {"attempts": 3}}
+    with pytest.raises(GraphError, match=r"^node 'rev': property 'retry': unknown retry field 'attempts'"):
+        Plumber(graph)
+
+
+def test_on_error_naming_no_node() -> None:
+    graph = good()
+    graph["nodes"]["rev"]["properties"] = {"on_error": "errs"}
+    rejected(graph, "node 'rev': on_error 'errs' is not 'fail', 'skip' or a node (known nodes: inp, out, rev)")
+
+
+def test_error_node_cannot_also_have_inputs() -> None:
+    graph = good()
+    graph["nodes"]["rev"]["properties"] = {"on_error": "out"}
+    rejected(graph, "node 'out' is the error node of 'rev' and cannot also have inputs in 'graph' (fed by 'rev')")
+
+
+def test_per_item_properties_do_not_apply_to_a_source() -> None:
+    graph = good()
+    graph["nodes"]["inp"]["properties"] = {"workers": 2}
+    rejected(graph, "node 'inp': property 'workers' does not apply to a source (a node without inputs)")
+
+
+def test_item_style_source_must_be_an_async_generator() -> None:
+    @node
+    async def not_a_generator() -> None:
+        pass
+
+    graph = good()
+    graph["nodes"]["inp"]["coro"] = not_a_generator
+    with pytest.raises(GraphError, match=r"^node 'inp': a source in 'item' style must be an async generator"):
+        Plumber(graph)
+
+
+def test_node_names_must_be_strings() -> None:
+    rejected({"nodes": {1: {"coro": source}}, "graph": {1: None}}, "node names must be non-empty strings, got 1")
+
+
+def test_empty_graph() -> None:
+    rejected({"nodes": {}, "graph": {}}, "graph has no nodes")
+
+
+def test_successors_of_the_wrong_type() -> None:
+    graph = good()
+    graph["graph"]["rev"] = 3
+    rejected(graph, "node 'rev': successors must be a list of node names or None, got int")
+
+
+def test_join_of_a_merge_of_the_same_items_is_rejected() -> None:
+    graph = {
+        "nodes": {
+            "s": {"coro": source},
+            "a": {"coro": add_one},
+            "b": {"coro": add_one},
+            "m": {"coro": add_one, "properties": {"aggregate_inputs": False}},
+            "j": {"coro": sink},
+        },
+        "graph": {"s": ["a", "b", "j"], "a": ["m"], "b": ["m"], "m": ["j"], "j": None},
+    }
+    rejected(
+        graph,
+        "node 'j': cannot pair its inputs by lineage: input 'm' carries several copies of the same items "
+        "(merged at 'm'); set 'aggregate_inputs': false on 'j' to merge its inputs in arrival order instead",
+    )
+
+
+def test_join_of_an_input_mixing_sources_is_rejected() -> None:
+    graph = {
+        "nodes": {
+            "s1": {"coro": source},
+            "s2": {"coro": source},
+            "m": {"coro": add_one, "properties": {"aggregate_inputs": False}},
+            "j": {"coro": sink},
+        },
+        "graph": {"s1": ["m", "j"], "s2": ["m"], "m": ["j"], "j": None},
+    }
+    rejected(
+        graph,
+        "node 'j': cannot pair its inputs by lineage: input 'm' carries items of several sources (s1, s2); "
+        "set 'aggregate_inputs': false on 'j' to merge its inputs in arrival order instead",
+    )
+
+
+def test_key_order_of_nodes_and_graph_does_not_matter() -> None:
+    graph = good()
+    graph["graph"] = {"out": None, "rev": ["out"], "inp": ["rev"]}
+    plumber = Plumber(graph)
+    assert [p.name for p in plumber.nodes] == ["inp", "rev", "out"]
+    assert sorted(plumber.graph.edges) == [("inp", "rev"), ("rev", "out")]
+
+
+def test_a_string_successor_is_one_successor() -> None:
+    graph = good()
+    graph["graph"]["rev"] = "out"  # ('out') without its comma
+    assert sorted(Plumber(graph).graph.edges) == [("inp", "rev"), ("rev", "out")]
+
+
+def test_retry_policy_object_and_decorator_defaults_are_accepted() -> None:
+    @node(workers=3)
+    async def double(x: int) -> int:
+        return x * 2
+
+    graph = good()
+    graph["nodes"]["rev"] = {"coro": double, "properties": {"retry": RetryPolicy(max_attempts=2)}}
+    spec = Plumber(graph)._spec.nodes["rev"]
+    assert spec.properties.workers == 3
+    assert spec.properties.retry == RetryPolicy(max_attempts=2)
+    assert spec.style == "item"

@@ -1,0 +1,149 @@
+"""Joins by lineage: the items of one source item meet, whatever the latency, and drops never block."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from pipelines import Plumber, Processor
+
+from .helpers import collector, source_of
+
+
+def diamond(items: list[Any], left: Any, right: Any, sink: Any, **join_props: Any) -> dict[str, Any]:
+    return {
+        "nodes": {
+            "src": {"coro": source_of(items)},
+            "left": {"coro": left, "properties": {"workers": 4}},
+            "right": {"coro": right, "properties": {"workers": 3}},
+            "join": {"coro": sink, "properties": join_props},
+        },
+        "graph": {"src": ["left", "right"], "left": ["join"], "right": ["join"], "join": None},
+    }
+
+
+def with_random_latency(tag: str, seed: int) -> Any:
+    rng = random.Random(seed)
+
+    async def branch(processor: Processor, q_elt: tuple[int]) -> tuple[str, int]:
+        for _ in range(rng.randrange(4)):
+            await asyncio.sleep(0)
+        return (tag, q_elt[0])
+
+    return branch
+
+
+async def test_diamond_with_random_latency_never_mismatches_a_pair() -> None:
+    seen, sink = collector()
+    graph = diamond(list(range(10_000)), with_random_latency("L", 1), with_random_latency("R", 2), sink)
+    result = await Plumber(graph).run()
+    mismatched = [pair for pair in seen if pair[0][1] != pair[1][1]]
+    assert mismatched == []
+    assert sorted(pair[0][1] for pair in seen) == list(range(10_000))
+    assert all(pair[0][0] == "L" and pair[1][0] == "R" for pair in seen)  # inputs in 'graph' order
+    assert (result["join"].items_in, result["join"].dropped) == (10_000, 0)
+
+
+async def test_an_item_dropped_on_one_branch_discards_its_group_and_blocks_nothing() -> None:
+    async def drop_sevens(processor: Processor, q_elt: tuple[int]) -> int | None:
+        for _ in range(q_elt[0] % 3):
+            await asyncio.sleep(0)
+        return None if q_elt[0] % 7 == 0 else q_elt[0]
+
+    seen, sink = collector()
+    graph = diamond(list(range(1000)), drop_sevens, with_random_latency("R", 3), sink)
+    result = await Plumber(graph).run()
+    assert sorted(pair[0] for pair in seen) == [i for i in range(1000) if i % 7]
+    assert all(left == right[1] for left, right in seen)
+    sevens = len(range(0, 1000, 7))
+    assert (result["left"].dropped, result["join"].dropped, result["join"].items_in) == (sevens, sevens, 1000)
+    assert result["join"].completed == 1000 - sevens
+
+
+async def test_an_item_skipped_after_an_error_discards_its_group() -> None:
+    async def fail_on_fives(processor: Processor, q_elt: tuple[int]) -> int:
+        if q_elt[0] % 5 == 0:
+            raise ValueError(q_elt[0])
+        return q_elt[0]
+
+    seen, sink = collector()
+    graph = diamond(list(range(100)), fail_on_fives, with_random_latency("R", 4), sink)
+    graph["nodes"]["left"]["properties"]["on_error"] = "skip"
+    result = await Plumber(graph).run()
+    assert sorted(pair[0] for pair in seen) == [i for i in range(100) if i % 5]
+    assert (result["left"].skipped, result["join"].dropped) == (20, 20)
+
+
+async def test_merge_without_aggregation_delivers_each_input_alone() -> None:
+    seen, sink = collector()
+    graph = diamond([1, 2, 3], with_random_latency("L", 5), with_random_latency("R", 6), sink, aggregate_inputs=False)
+    result = await Plumber(graph).run()
+    assert sorted(seen) == [(("L", i),) for i in (1, 2, 3)] + [(("R", i),) for i in (1, 2, 3)]
+    assert result["join"].items_in == 6
+
+
+async def test_a_join_deeper_than_one_step_pairs_through_chains() -> None:
+    async def plus(processor: Processor, q_elt: tuple[int]) -> int:
+        await asyncio.sleep(0)
+        return q_elt[0] + 100
+
+    seen, sink = collector()
+    graph = {
+        "nodes": {
+            "s": {"coro": source_of(list(range(300)))},
+            "a1": {"coro": plus, "properties": {"workers": 3}},
+            "a2": {"coro": plus, "properties": {"workers": 2}},
+            "b": {"coro": with_random_latency("B", 7), "properties": {"workers": 5}},
+            "j": {"coro": sink},
+        },
+        "graph": {"j": None, "b": ["j"], "a2": ["j"], "a1": ["a2"], "s": ["b", "a1"]},
+    }
+    await Plumber(graph).run()
+    # inputs of j in the order of their keys in 'graph': b before a2
+    assert sorted(seen) == [(("B", i), i + 200) for i in range(300)]
+
+
+async def test_independent_sources_pair_by_position() -> None:
+    async def letters(processor: Processor, output_q: Any) -> None:
+        for ch in "abcde":
+            await output_q.put(ch)
+
+    seen, sink = collector()
+    graph = {
+        "nodes": {
+            "nums": {"coro": source_of([1, 2, 3, 4])},
+            "chars": {"coro": letters},
+            "slow": {"coro": with_random_latency("S", 8), "properties": {"workers": 3}},
+            "zip": {"coro": sink},
+        },
+        "graph": {"nums": ["slow"], "chars": ["zip"], "slow": ["zip"], "zip": None},
+    }
+    result = await Plumber(graph).run()
+    assert sorted(seen) == [("a", ("S", 1)), ("b", ("S", 2)), ("c", ("S", 3)), ("d", ("S", 4))]
+    assert result["zip"].dropped == 1  # 'e' had no partner at end-of-stream
+
+
+async def test_expanding_node_upstream_of_both_branches() -> None:
+    async def explode(processor: Processor, q_elt: tuple[int]) -> Any:
+        for i in range(q_elt[0]):
+            yield (q_elt[0], i)
+
+    async def tag(processor: Processor, q_elt: tuple[Any]) -> Any:
+        await asyncio.sleep(0)
+        return ("t", *q_elt[0])
+
+    seen, sink = collector()
+    graph = {
+        "nodes": {
+            "s": {"coro": source_of([0, 1, 2, 3])},
+            "x": {"coro": explode},
+            "l": {"coro": tag, "properties": {"workers": 2}},
+            "j": {"coro": sink},
+        },
+        "graph": {"s": ["x"], "x": ["l", "j"], "l": ["j"], "j": None},
+    }
+    result = await Plumber(graph).run()
+    expected = [((n, i), ("t", n, i)) for n in range(4) for i in range(n)]
+    assert sorted(seen) == expected
+    assert (result["x"].dropped, result["j"].dropped) == (1, 0)  # 0 expands to nothing: nothing to pair

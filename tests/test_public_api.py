@@ -1,0 +1,37 @@
+"""The public surface: names exported, a quiet import, and logging left to the application."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import pipelines
+
+
+def test_all_lists_exactly_the_public_names_sorted() -> None:
+    public = sorted(
+        name
+        for name in vars(pipelines)
+        if (not name.startswith("_") and name[0].isupper()) or name in {"node", "run_forever", "run_until_signalled"}
+    )
+    assert sorted(pipelines.__all__) == public
+    assert pipelines.__all__ == sorted(pipelines.__all__, key=lambda n: (n[0].islower(), n))
+
+
+def test_import_prints_nothing_and_configures_no_logging() -> None:
+    code = (
+        "import logging, pipelines, pipelines.plumber, pipelines.processor;"
+        "print(len(logging.getLogger().handlers), len(logging.getLogger('pipelines').handlers))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout == "0 0\n"
+    assert proc.stderr == ""
+
+
+def test_the_library_logs_under_the_pipelines_logger() -> None:
+    from pipelines import plumber, processor, program
+
+    for module in (plumber, processor, program):
+        assert module.logger.name.startswith("pipelines.")
+    assert logging.getLogger("pipelines").level == logging.NOTSET
