@@ -342,15 +342,17 @@ def _join_shape(spec: NodeSpec, feeds: list[tuple[str, Shape]]) -> Shape:
         spec.key_length = 2 + len(origins[0][1])
         return feeds[0][1]
     sources = [src for src, _ in origins]
-    if len(set(sources)) == len(sources) and len({len(path) for _, path in origins}) == 1:
+    distinct = len(set(sources)) == len(sources)
+    if distinct and len({len(path) for _, path in origins}) == 1:
         spec.join_mode = "zip"
         spec.key_length = 1 + len(origins[0][1])
         return feeds[0][1]
+    how = "different sources through different numbers of" if distinct else "a source through different"
     detail = ", ".join(
         f"{pred!r} from {src!r}" + (f" through {', '.join(path)}" if path else "")
         for (pred, _), (src, path) in zip(feeds, origins, strict=True)
     )
     raise GraphError(
-        f"node {name!r}: cannot pair its inputs by lineage: they derive from the same source through different "
-        f"expanding (async generator) nodes: {detail}; {hint}"
+        f"node {name!r}: cannot pair its inputs by lineage: they derive from {how} expanding "
+        f"(async generator) nodes: {detail}; {hint}"
     )

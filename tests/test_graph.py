@@ -271,3 +271,19 @@ def test_retry_policy_object_and_decorator_defaults_are_accepted() -> None:
     assert spec.properties.workers == 3
     assert spec.properties.retry == RetryPolicy(max_attempts=2)
     assert spec.style == "item"
+
+
+def test_join_of_an_expanded_and_a_plain_branch_is_rejected() -> None:
+    async def explode(processor: Any, q_elt: Any) -> Any:
+        yield q_elt[0]
+
+    graph = {
+        "nodes": {"s": {"coro": source}, "x": {"coro": explode}, "b": {"coro": add_one}, "j": {"coro": sink}},
+        "graph": {"s": ["x", "b"], "x": ["j"], "b": ["j"], "j": None},
+    }
+    rejected(
+        graph,
+        "node 'j': cannot pair its inputs by lineage: they derive from a source through different expanding "
+        "(async generator) nodes: 'x' from 's' through x, 'b' from 's'; set 'aggregate_inputs': false on 'j' "
+        "to merge its inputs in arrival order instead",
+    )

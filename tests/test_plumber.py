@@ -338,3 +338,25 @@ async def test_unordered_workers_run_concurrently() -> None:
     await Plumber(graph).run()
     assert peak == 4
     assert sorted(seen) == [(i,) for i in range(40)]
+
+
+async def test_cancelling_a_join_leaves_the_run_going() -> None:
+    release = asyncio.Event()
+
+    async def gated(processor: Processor, q_elt: tuple[int]) -> int:
+        await release.wait()
+        return q_elt[0]
+
+    seen, sink = collector()
+    plumber = Plumber(chain("inp", "g", "out", coros={"inp": source_of([1, 2]), "g": gated, "out": sink}))
+    plumber.create_pipeline()
+    waiter = asyncio.ensure_future(plumber.join())
+    await until(lambda: plumber.stats()["g"].in_flight == 2)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert plumber.state == "running"
+    release.set()
+    result = await plumber.join()
+    assert result.state == "completed"
+    assert seen == [(1,), (2,)]
