@@ -44,6 +44,9 @@ class Shape:
     origins: frozenset[tuple[str, tuple[str, ...]]]
     # The node that merged two copies of the same items, after which keys are no longer unique.
     ambiguous_at: str | None = None
+    # The error node these items went through: only the failed items come that way, with no
+    # tombstone for the others, so a join could not know which groups will never complete.
+    sparse_at: str | None = None
 
 
 @dataclass(slots=True)
@@ -104,6 +107,8 @@ def parse_graph(
     unknown_keys = sorted(set(input_d) - {"nodes", "graph"}, key=str)
     if unknown_keys:
         raise GraphError(f"graph has unknown key {unknown_keys[0]!r} (expected 'nodes' and 'graph')")
+    if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+        raise GraphError(f"queue_size must be an int >= 1 (every edge is bounded), got {queue_size!r}")
     if not callable(coro_map):
         raise GraphError(f"coro_map must be callable (for example lambda x: x), got {coro_map!r}")
     nodes_d: Mapping[Any, Any] = input_d["nodes"]
@@ -300,9 +305,12 @@ def _assign_join_modes(specs: dict[str, NodeSpec], digraph: nx.DiGraph[str]) -> 
                 shape = _join_shape(spec, feeds)
             else:
                 shape = _merge_shape(name, [s for _, s in feeds])
+            if spec.error_sources:
+                shape = Shape(shape.origins, shape.ambiguous_at, name)
         item_shape[name] = shape
         if spec.is_generator and not spec.is_source:
-            shape = Shape(frozenset((src, (*path, name)) for src, path in shape.origins), shape.ambiguous_at)
+            origins = frozenset((src, (*path, name)) for src, path in shape.origins)
+            shape = Shape(origins, shape.ambiguous_at, shape.sparse_at)
         out_shape[name] = shape
 
     # A node sends a tombstone for an item it drops when a join downstream must hear of it.
@@ -314,17 +322,24 @@ def _assign_join_modes(specs: dict[str, NodeSpec], digraph: nx.DiGraph[str]) -> 
 def _merge_shape(name: str, shapes: list[Shape]) -> Shape:
     origins: frozenset[tuple[str, tuple[str, ...]]] = frozenset()
     ambiguous = next((s.ambiguous_at for s in shapes if s.ambiguous_at), None)
+    sparse = next((s.sparse_at for s in shapes if s.sparse_at), None)
     for shape in shapes:
         if origins & shape.origins and ambiguous is None:
             ambiguous = name
         origins |= shape.origins
-    return Shape(origins, ambiguous)
+    return Shape(origins, ambiguous, sparse)
 
 
 def _join_shape(spec: NodeSpec, feeds: list[tuple[str, Shape]]) -> Shape:
     name = spec.name
     hint = f"set 'aggregate_inputs': false on {name!r} to merge its inputs in arrival order instead"
     for pred, shape in feeds:
+        if shape.sparse_at is not None:
+            raise GraphError(
+                f"node {name!r}: cannot pair its inputs by lineage: input {pred!r} carries only the items that "
+                f"failed (through error node {shape.sparse_at!r}), so a group could wait for an item that never "
+                f"comes; {hint}"
+            )
         if shape.ambiguous_at is not None:
             raise GraphError(
                 f"node {name!r}: cannot pair its inputs by lineage: input {pred!r} carries several copies of "

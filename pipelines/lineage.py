@@ -91,8 +91,8 @@ class Joiner:
                 return out_key, DISCARDED
         return out_key, tuple(values)
 
-    def drain(self) -> int:
-        """At end-of-stream, discard the groups that will never complete; return how many."""
-        count = len(self._groups)
+    def drain(self) -> list[Any]:
+        """At end-of-stream, discard the groups that will never complete; return their keys."""
+        keys = [group[self._width + 1] for group in self._groups.values()]
         self._groups.clear()
-        return count
+        return keys

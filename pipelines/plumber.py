@@ -27,7 +27,7 @@ from typing import Any
 import networkx as nx
 
 from .channels import Channel
-from .errors import PipelineCancelled, PipelineStateError
+from .errors import PipelineCancelled, PipelineError, PipelineStateError
 from .graph import DEFAULT_QUEUE_SIZE, GraphSpec, parse_graph
 from .processor import InputProcessor, Processor
 from .stats import NodeStats, RunResult
@@ -76,19 +76,31 @@ class Plumber:
 
     def _wire(self) -> None:
         specs = self._spec.nodes
-        channels = {
-            name: Channel(name, spec.queue_size, producers=len(spec.inputs) + len(spec.error_sources))
-            for name, spec in specs.items()
-            if not spec.is_source
-        }
+        # One channel per node with inputs, shared by its producers; a join of independent
+        # sources (zip) gets one per input instead, so it can hold back the input that runs ahead.
+        shared: dict[str, Channel] = {}
+        per_input: dict[tuple[str, str], Channel] = {}
+        for name, spec in specs.items():
+            if spec.join_mode == "zip":
+                for pred in spec.inputs:
+                    per_input[pred, name] = Channel(f"{name}<-{pred}", spec.queue_size)
+            elif not spec.is_source:
+                shared[name] = Channel(name, spec.queue_size, producers=len(spec.inputs) + len(spec.error_sources))
+
+        def edge(pred: str, succ: str) -> Channel:
+            return per_input.get((pred, succ)) or shared[succ]
+
         for name, processor in self._processors.items():
             spec = specs[name]
             ports = {specs[pred].index: position for position, pred in enumerate(spec.inputs)}
-            on_error = spec.properties.on_error
+            if spec.join_mode == "zip":
+                inputs = [per_input[pred, name] for pred in spec.inputs]
+            else:
+                inputs = [shared[name]] if name in shared else []
             processor._wire(
-                channels.get(name),
-                [channels[s] for s in spec.successors],
-                channels.get(on_error),
+                inputs,
+                [edge(name, succ) for succ in spec.successors],
+                shared.get(spec.properties.on_error),
                 ports,
             )
 
@@ -187,6 +199,8 @@ class Plumber:
         """End the run now: every task is cancelled; teardown hooks still run."""
         if self._state in ("completed", "stopped", "failed", "cancelled"):
             return
+        if self._tasks and all(task.done() for task in self._tasks):
+            return  # everything has ended already; only the bookkeeping is still to run
         self._state = "cancelled"
         for task in self._tasks:
             task.cancel()
@@ -260,10 +274,14 @@ class Plumber:
             task.cancel()
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled():
+        if task.cancelled():
+            if self._state in ("running", "stopping"):
+                # Nobody in the run cancelled it: someone outside did, and its node's work is lost.
+                self.fail(PipelineError(f"task {task.get_name()!r} was cancelled from outside the run"))
+        else:
             exc = task.exception()
             if exc is not None:
-                exc.add_note(f"pipelines: internal error in task {task.get_name()!r}")
+                exc.add_note(f"pipelines: task {task.get_name()!r} ended with this exception")
                 self.fail(exc)
         self._pending -= 1
         if self._pending == 0:
@@ -280,7 +298,7 @@ class Plumber:
         if self._failure is not None:
             raise self._failure
         if self._state == "cancelled":
-            lost = sum(p.in_flight + (p.input_queue.qsize() if p.input_queue else 0) for p in self._processors.values())
+            lost = sum(s.in_flight + s.queue_depth for s in self.stats().values())
             raise PipelineCancelled(f"the run was cancelled with {lost} items queued or in flight")
         assert self._started_at is not None
         assert self._ended_at is not None

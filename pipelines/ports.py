@@ -53,11 +53,14 @@ class SourcePort:
         """Send `item` to every successor, waiting while one of their inputs is full.
 
         Cancelling a blocked put is safe: successors that had room got the item, and it is
-        counted; when none had, the item was not sent at all.
+        counted; when none had, the item was not sent at all. Several puts may wait at once
+        (a source that puts from several tasks): each item keeps its own position.
         """
+        # Take the position before any await, so concurrent puts never share a key.
         envelope = ((self._name, self._seq), item, self._index)
+        self._seq += 1
         processor = self._processor
-        sent = False
+        sent = not self._channels
         try:
             for channel in self._channels:
                 if not channel.put_nowait(envelope):
@@ -65,8 +68,7 @@ class SourcePort:
                     processor.blocked_seconds += waited
                 sent = True
         finally:
-            if sent or not self._channels:
-                self._seq += 1
+            if sent:
                 processor.items_out += 1
 
     def put_nowait(self, item: Any) -> None:

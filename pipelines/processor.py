@@ -24,9 +24,11 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .errors import PipelineError
 from .failure import Failure
 from .lineage import DISCARDED, DROPPED, Joiner
 from .ordering import OrderGate
+from .policies import RetryPolicy
 from .ports import NodeOutput, SourcePort
 from .stats import NodeStats
 
@@ -74,8 +76,10 @@ class Processor:
         self._timeout = props.timeout
         self._retry = props.retry
         self._on_error = props.on_error
-        self._input: Channel | None = None
+        self._inputs: list[Channel] = []
         self._outputs: list[Channel] = []
+        self._chunk = 1
+        self._arrivals: list[int] = []
         self._error_channel: Channel | None = None
         self._joiner: Joiner | None = None
         self._gate = OrderGate() if props.ordered and props.workers > 1 else None
@@ -89,6 +93,7 @@ class Processor:
         self.skipped = 0
         self.dropped = 0
         self.blocked_seconds = 0.0
+        self.busy_seconds = 0.0
         self._invoke: Callable[[Any], Any] = self._make_invoke()
 
     # -- the original API ---------------------------------------------------------------------
@@ -103,8 +108,8 @@ class Processor:
 
     @property
     def input_queue(self) -> Channel | None:
-        """The node's input channel; None for a source."""
-        return self._input
+        """The node's input channel (the first, for a join of independent sources); None for a source."""
+        return self._inputs[0] if self._inputs else None
 
     @property
     def output_queue(self) -> SourcePort | NodeOutput:
@@ -118,7 +123,7 @@ class Processor:
     @property
     def liason_queues(self) -> tuple[list[Channel], list[Channel]]:
         """(input channels, output channels), as in the original library."""
-        return ([self._input] if self._input is not None else [], list(self._outputs))
+        return (list(self._inputs), list(self._outputs))
 
     def __repr__(self) -> str:
         return f"<Processor:{self._uuid}, coro:{getattr(self._coro, '__qualname__', self._coro)}>"
@@ -138,8 +143,9 @@ class Processor:
         elapsed = 0.0
         if control.started_at is not None:
             elapsed = (control.ended_at or time.monotonic()) - control.started_at
-        channel = self._input
-        processed = self.items_in if channel is not None else self.items_out
+        inputs = self._inputs
+        processed = self.items_in if inputs else self.items_out
+        handled = self.items_in - self.in_flight
         return NodeStats(
             name=self._name,
             items_in=self.items_in,
@@ -150,24 +156,29 @@ class Processor:
             skipped=self.skipped,
             dropped=self.dropped,
             in_flight=self.in_flight,
-            queue_depth=channel.qsize() if channel is not None else 0,
-            queue_bound=channel.maxsize if channel is not None else 0,
+            queue_depth=sum(channel.qsize() for channel in inputs),
+            queue_bound=sum(channel.maxsize for channel in inputs),
             blocked_seconds=self.blocked_seconds,
             rate=processed / elapsed if elapsed > 0 else 0.0,
+            latency=self.busy_seconds / handled if handled > 0 else 0.0,
         )
 
     # -- wiring (by the Plumber) -------------------------------------------------------------
 
     def _wire(
         self,
-        input_channel: Channel | None,
+        inputs: list[Channel],
         outputs: list[Channel],
         error_channel: Channel | None,
         ports: dict[int, int],
     ) -> None:
-        self._input = input_channel
+        """Connect the node: its input channel (one per input for a zip join), its successors' inputs."""
+        self._inputs = inputs
         self._outputs = outputs
         self._error_channel = error_channel
+        # A generator node hands its outputs on in chunks no larger than the smallest successor queue.
+        self._chunk = min((channel.maxsize for channel in outputs), default=1)
+        self._arrivals = [0] * len(inputs)
         spec = self._spec
         if spec.join_mode is not None:
             self._joiner = Joiner(ports, zip_mode=spec.join_mode == "zip", key_length=spec.key_length)
@@ -234,34 +245,58 @@ class Processor:
                     group.create_task(self._work())
         joiner = self._joiner
         if joiner is not None and joiner.pending:
-            lost = joiner.drain()
-            self.items_in += lost
-            self.dropped += lost
-            logger.warning("node %r: %d join groups never completed and were discarded", self._name, lost)
+            keys = joiner.drain()
+            self.items_in += len(keys)
+            self.dropped += len(keys)
+            logger.warning("node %r: %d join groups never completed and were discarded", self._name, len(keys))
+            if self._spec.forward_drops:
+                await self._emit([(key, DROPPED, self._index) for key in keys], [])
+
+    async def _take(self, share: int) -> list[Any]:
+        """The next batch of envelopes from this node's input; empty at end-of-stream."""
+        inputs = self._inputs
+        if len(inputs) == 1:
+            return await inputs[0].get_many(share)
+        # A join of independent sources reads the input that is behind, so that a fast source
+        # is held back by its bounded queue instead of filling the join's pending groups.
+        arrivals = self._arrivals
+        while True:
+            live = [i for i, channel in enumerate(inputs) if not (channel.closed and channel.empty())]
+            if not live:
+                return []
+            # Once an input has ended, the others can only be drained.
+            i = live[0] if len(live) < len(inputs) else min(live, key=arrivals.__getitem__)
+            batch = await inputs[i].get_many(share)
+            if batch:
+                arrivals[i] += len(batch)
+                return batch
 
     async def _work(self) -> None:
         """One consumer: take a batch, handle each item, emit the outputs."""
-        channel = self._input
-        assert channel is not None
+        take = self._take
         share = self._workers
         gate = self._gate
         joiner = self._joiner
         invoke = self._invoke
         index = self._index
         outputs = self._outputs
+        first_output = outputs[0] if outputs else None
         forward_drops = self._spec.forward_drops
-        is_sink = not outputs
         item_style = self._spec.style == "item"
         is_generator = self._spec.is_generator
         simple = self._retry is None and self._timeout is None and not is_generator
+        task = asyncio.current_task()
+        assert task is not None
+        clock = asyncio.get_running_loop().time
+        # Reused for every batch: a channel copies what it is given.
+        out: list[Any] = []
+        errors: list[Any] = []
         while True:
-            batch = await channel.get_many(share)
+            batch = await take(share)
             if not batch:
                 return
             ticket = gate.ticket() if gate is not None else 0
-            out: list[Any] = []
-            errors: list[Any] = []
-            tombstones = 0
+            started = clock()
             if joiner is None:
                 self.items_in += len(batch)
             for key, value, producer in batch:
@@ -270,7 +305,6 @@ class Processor:
                     self.items_in -= 1
                     if forward_drops:
                         out.append((key, DROPPED, index))
-                        tombstones += 1
                     continue
                 if joiner is not None:
                     group = joiner.offer(key, value, producer)
@@ -282,7 +316,6 @@ class Processor:
                         self.dropped += 1
                         if forward_drops:
                             out.append((key, DROPPED, index))
-                            tombstones += 1
                         continue
                     arg = value
                 elif item_style:
@@ -292,71 +325,120 @@ class Processor:
                 try:
                     if simple:
                         result = await invoke(arg)
+                    elif is_generator:
+                        result = await self._expand(key, arg, out, errors, ticket) or None
                     else:
                         result = await self._call(arg)
+                except asyncio.CancelledError as exc:
+                    if task.cancelling():
+                        raise
+                    # The coroutine raised CancelledError of its own (say, awaiting a future someone
+                    # cancelled): that is a failure of the item, not a cancellation of the run.
+                    failure = PipelineError(
+                        f"node {self._name!r}: the coroutine raised CancelledError though the run was not cancelled"
+                    )
+                    failure.__cause__ = exc
+                    if not self._handle_failure(key, arg, failure, errors):
+                        return
+                    if forward_drops:
+                        out.append((key, DROPPED, index))
+                    continue
                 except Exception as exc:
                     if not self._handle_failure(key, arg, exc, errors):
                         return
                     if forward_drops:
                         out.append((key, DROPPED, index))
-                        tombstones += 1
                     continue
-                if is_sink:
-                    self.completed += 1
-                elif result is None or (is_generator and not result):
+                if first_output is None:
+                    self.completed += 1  # a sink: whatever it returns, the item is done
+                elif result is None:
                     self.dropped += 1
                     if forward_drops:
                         out.append((key, DROPPED, index))
-                        tombstones += 1
                 else:
                     self.completed += 1
-                    if is_generator:
-                        out.extend([((*key, i), y, index) for i, y in enumerate(result)])
-                    else:
+                    if not is_generator:
                         out.append((key, result, index))
-                    if gate is None and outputs[0]._getters and len(batch) > 1:
+                        self.items_out += 1
+                    if gate is None and first_output._getters and len(batch) > 1:
                         # The consumer downstream is idle: give it what is ready now.
-                        await self._emit(out, tombstones, errors)
-                        out = []
-                        errors = []
-                        tombstones = 0
+                        await self._emit(out, errors)
+            self.busy_seconds += clock() - started
             if gate is not None:
                 await gate.wait_turn(ticket)
-                await self._emit(out, tombstones, errors)
+                await self._emit(out, errors)
                 gate.done(ticket)
             elif out or errors:
-                await self._emit(out, tombstones, errors)
+                await self._emit(out, errors)
 
     async def _call(self, arg: Any) -> Any:
-        """Call the coroutine with retries and timeout; an async generator's outputs as a list."""
+        """Call the coroutine with retries, each attempt bounded by the timeout."""
         policy = self._retry
         attempt = 1
         while True:
             try:
                 if self._timeout is None:
-                    return await self._attempt(arg)
+                    return await self._invoke(arg)
                 async with asyncio.timeout(self._timeout):
-                    return await self._attempt(arg)
+                    return await self._invoke(arg)
             except Exception as exc:
-                if policy is None or attempt >= policy.max_attempts or not isinstance(exc, policy.retry_on):
-                    raise
-                self.retried += 1
-                delay = policy.delay(attempt)
-                logger.info("node %r: attempt %d failed (%r); retrying in %.3fs", self._name, attempt, exc, delay)
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                await self._before_retry(policy, attempt, exc)
                 attempt += 1
 
-    async def _attempt(self, arg: Any) -> Any:
-        if not self._spec.is_generator:
-            return await self._invoke(arg)
-        outputs: list[Any] = []
-        async with contextlib.aclosing(self._invoke(arg)) as agen:
-            async for value in agen:
-                outputs.append(value)
-        return outputs
+    async def _before_retry(self, policy: RetryPolicy | None, attempt: int, exc: Exception) -> None:
+        """Re-raise `exc` if the item is out of attempts; otherwise count the retry and back off."""
+        if policy is None or attempt >= policy.max_attempts or not isinstance(exc, policy.retry_on):
+            raise exc
+        self.retried += 1
+        delay = policy.delay(attempt)
+        logger.info("node %r: attempt %d failed (%r); retrying in %.3fs", self._name, attempt, exc, delay)
+        if delay > 0:
+            await asyncio.sleep(delay)
 
-    def _handle_failure(self, key: Any, arg: Any, exc: Exception, errors: list[Any]) -> bool:
+    async def _expand(self, key: Any, arg: Any, out: list[Any], errors: list[Any], ticket: int) -> int:
+        """Run an async generator node on one item; return how many outputs it yielded.
+
+        Outputs are handed on in chunks while the generator runs, so a generator yielding many
+        items is held back by the bounded queues like any producer. `timeout` bounds the wait for
+        each output. A retry starts the generator again and skips the outputs an earlier attempt
+        already sent, so the generator must yield the same sequence each time.
+        """
+        policy = self._retry
+        timeout = self._timeout
+        gate = self._gate
+        index = self._index
+        emits = bool(self._outputs)
+        attempt = 1
+        sent = 0
+        while True:
+            produced = 0
+            try:
+                async with contextlib.aclosing(self._invoke(arg)) as agen:
+                    while True:
+                        try:
+                            if timeout is None:
+                                value = await anext(agen)
+                            else:
+                                async with asyncio.timeout(timeout):
+                                    value = await anext(agen)
+                        except StopAsyncIteration:
+                            return sent
+                        produced += 1
+                        if produced <= sent:
+                            continue  # an earlier attempt sent this one
+                        sent += 1
+                        if emits:
+                            out.append(((*key, sent - 1), value, index))
+                            self.items_out += 1
+                            if len(out) >= self._chunk:
+                                if gate is not None:
+                                    await gate.wait_turn(ticket)
+                                await self._emit(out, errors)
+            except Exception as exc:
+                await self._before_retry(policy, attempt, exc)
+                attempt += 1
+
+    def _handle_failure(self, key: Any, arg: Any, exc: BaseException, errors: list[Any]) -> bool:
         """Apply on_error to an item that failed; return False when the run must stop."""
         shown = _short_repr(arg)
         on_error = self._on_error
@@ -374,18 +456,20 @@ class Processor:
         errors.append((key, Failure(self._name, arg, exc), self._index))
         return True
 
-    async def _emit(self, out: list[Any], tombstones: int, errors: list[Any]) -> None:
+    async def _emit(self, out: list[Any], errors: list[Any]) -> None:
+        """Hand `out` to every successor and `errors` to the error node, then empty both lists."""
         if out:
             for channel in self._outputs:
                 waited = await channel.put_many(out)
                 if waited:
                     self.blocked_seconds += waited
-            self.items_out += len(out) - tombstones
+            out.clear()
         if errors:
             assert self._error_channel is not None
             waited = await self._error_channel.put_many(errors)
             if waited:
                 self.blocked_seconds += waited
+            errors.clear()
 
 
 class InputProcessor(Processor):
@@ -403,12 +487,12 @@ class InputProcessor(Processor):
 
     def _wire(
         self,
-        input_channel: Channel | None,
+        inputs: list[Channel],
         outputs: list[Channel],
         error_channel: Channel | None,
         ports: dict[int, int],
     ) -> None:
-        super()._wire(input_channel, outputs, error_channel, ports)
+        super()._wire(inputs, outputs, error_channel, ports)
         self._output_port = SourcePort(self, outputs)
 
     def _request_stop(self) -> None:
@@ -432,12 +516,20 @@ class InputProcessor(Processor):
                         await port.put(item)
             else:
                 await produced
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             task = self._producing
             self._producing = None
-            if not self._stopping or self._control.cancelled:
+            assert task is not None
+            if self._stopping and not self._control.cancelled:
+                task.uncancel()  # the stop we asked for: end normally, so the rest drains
+                return
+            if task.cancelling():
                 raise
-            task.uncancel()
+            failure = PipelineError(
+                f"source {self._name!r}: the coroutine raised CancelledError though the run was not cancelled"
+            )
+            failure.__cause__ = exc
+            self._control.fail(failure)
         except Exception as exc:
             self._producing = None
             exc.add_note(f"pipelines: source {self._name!r} failed after putting {self.items_out} items")

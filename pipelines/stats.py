@@ -37,6 +37,8 @@ class NodeStats:
     blocked_seconds: float
     rate: float
     """Items per second since the run started: items_in, or items_out for a source."""
+    latency: float
+    """Mean seconds a worker spent on each item it finished (0 for a source)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

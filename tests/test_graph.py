@@ -22,9 +22,9 @@ def good() -> dict[str, Any]:
     }
 
 
-def rejected(graph: Any, message: str, coro_map: Any = None) -> None:
+def rejected(graph: Any, message: str, coro_map: Any = None, **kwargs: Any) -> None:
     with pytest.raises(GraphError, match=f"^{re.escape(message)}$"):
-        Plumber(graph, coro_map)
+        Plumber(graph, coro_map, **kwargs)
 
 
 def test_graph_error_is_a_pipeline_error_and_a_value_error() -> None:
@@ -287,3 +287,26 @@ def test_join_of_an_expanded_and_a_plain_branch_is_rejected() -> None:
         "(async generator) nodes: 'x' from 's' through x, 'b' from 's'; set 'aggregate_inputs': false on 'j' "
         "to merge its inputs in arrival order instead",
     )
+
+
+def test_join_fed_through_an_error_route_is_rejected() -> None:
+    graph = {
+        "nodes": {
+            "s": {"coro": source},
+            "f": {"coro": add_one, "properties": {"on_error": "e"}},
+            "e": {"coro": add_one},
+            "j": {"coro": sink},
+        },
+        "graph": {"s": ["f", "j"], "f": None, "e": ["j"], "j": None},
+    }
+    rejected(
+        graph,
+        "node 'j': cannot pair its inputs by lineage: input 'e' carries only the items that failed (through error "
+        "node 'e'), so a group could wait for an item that never comes; set 'aggregate_inputs': false on 'j' to "
+        "merge its inputs in arrival order instead",
+    )
+
+
+@pytest.mark.parametrize("size", [0, -1, True, 2.0])
+def test_plumber_queue_size_must_be_a_positive_int(size: Any) -> None:
+    rejected(good(), f"queue_size must be an int >= 1 (every edge is bounded), got {size!r}", queue_size=size)
