@@ -30,6 +30,7 @@ from .channels import Channel
 from .errors import PipelineCancelled, PipelineError, PipelineStateError
 from .graph import DEFAULT_QUEUE_SIZE, GraphSpec, parse_graph
 from .processor import InputProcessor, Processor
+from .shielding import wait_through_cancel
 from .stats import NodeStats, RunResult
 
 __all__ = ["Plumber"]
@@ -207,18 +208,8 @@ class Plumber:
 
     async def _wait_finished(self) -> None:
         """Wait until every task has ended, even if the caller is cancelled meanwhile."""
-        done = self._done
-        if done is None:
-            return
-        cancelled = False
-        while not done.done():
-            try:
-                await asyncio.shield(done)
-            except asyncio.CancelledError:
-                cancelled = True
-                self.cancel()
-        if cancelled:
-            raise asyncio.CancelledError
+        if self._done is not None:
+            await wait_through_cancel(self._done, on_cancel=self.cancel)
 
     async def __aenter__(self) -> Plumber:
         return self

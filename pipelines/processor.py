@@ -30,6 +30,7 @@ from .lineage import DISCARDED, DROPPED, Joiner
 from .ordering import OrderGate
 from .policies import RetryPolicy
 from .ports import NodeOutput, SourcePort
+from .shielding import wait_through_cancel
 from .stats import NodeStats
 
 if TYPE_CHECKING:
@@ -180,6 +181,8 @@ class Processor:
         self._chunk = min((channel.maxsize for channel in outputs), default=1)
         self._arrivals = [0] * len(inputs)
         spec = self._spec
+        if spec.is_source:
+            self._output_port = SourcePort(self, outputs)
         if spec.join_mode is not None:
             self._joiner = Joiner(ports, zip_mode=spec.join_mode == "zip", key_length=spec.key_length)
 
@@ -215,15 +218,7 @@ class Processor:
 
     async def _teardown(self) -> None:
         """Run teardown to its end even when this task is being cancelled, within a time bound."""
-        task = asyncio.get_running_loop().create_task(self._teardown_bounded())
-        cancelled = False
-        while not task.done():
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                cancelled = True
-        if cancelled:
-            raise asyncio.CancelledError
+        await wait_through_cancel(asyncio.get_running_loop().create_task(self._teardown_bounded()))
 
     async def _teardown_bounded(self) -> None:
         teardown = self._spec.teardown
@@ -484,16 +479,6 @@ class InputProcessor(Processor):
         super().__init__(spec, env_vars, control)
         self._stopping = False
         self._producing: asyncio.Task[Any] | None = None
-
-    def _wire(
-        self,
-        inputs: list[Channel],
-        outputs: list[Channel],
-        error_channel: Channel | None,
-        ports: dict[int, int],
-    ) -> None:
-        super()._wire(inputs, outputs, error_channel, ports)
-        self._output_port = SourcePort(self, outputs)
 
     def _request_stop(self) -> None:
         """Stop producing: cancel the coroutine if it runs, or keep it from starting."""
