@@ -1,0 +1,15 @@
+"""The cases of the suite, in the order the table lists them."""
+
+from __future__ import annotations
+
+from .fanout import B2
+from .harness import Case
+from .io_bound import B4
+from .join import B3
+from .linear import B1, B7
+from .memory import B5
+from .scale import B6
+
+__all__ = ["CASES"]
+
+CASES: dict[str, Case] = {case.id: case for case in (B1, B2, B3, B4, B5, B6, B7)}
