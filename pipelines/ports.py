@@ -22,7 +22,7 @@ __all__ = ["NodeOutput", "SourcePort"]
 class SourcePort:
     """The output queue of a source. `put()` waits while a successor's input is full."""
 
-    __slots__ = ("_channels", "_index", "_name", "_processor", "_seq")
+    __slots__ = ("_channels", "_index", "_name", "_processor", "_seq", "_single")
 
     def __init__(self, processor: Processor, channels: list[Channel]) -> None:
         self._processor = processor
@@ -30,6 +30,7 @@ class SourcePort:
         self._name = processor.name
         self._index = processor._index
         self._seq = 0
+        self._single = channels[0] if len(channels) == 1 else None
 
     def __repr__(self) -> str:
         return f"<SourcePort of {self._name!r} {self.qsize()}/{self.maxsize}>"
@@ -60,6 +61,9 @@ class SourcePort:
         envelope = ((self._name, self._seq), item, self._index)
         self._seq += 1
         processor = self._processor
+        if self._single is not None and self._single.put_nowait(envelope):
+            processor.items_out += 1  # the common case: one successor, with room
+            return
         sent = not self._channels
         try:
             for channel in self._channels:
