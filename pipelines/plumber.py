@@ -48,6 +48,8 @@ class Plumber:
     `coro_map` is applied to each node's ``'coro'`` value to get its coroutine function (identity
     when omitted). `env_vars` is shared by every processor as ``processor.env_vars``. `queue_size`
     is the bound of every edge whose node does not set ``'properties': {'queue_size': N}``.
+    With `collect_outputs`, what each sink's coroutine returns (None excluded, every value an async
+    generator sink yields) is kept, in order, in ``RunResult.outputs[sink]``.
     The graph is checked here: a malformed one raises GraphError before anything runs.
     """
 
@@ -58,6 +60,7 @@ class Plumber:
         env_vars: dict[str, Any] | None = None,
         *,
         queue_size: int = DEFAULT_QUEUE_SIZE,
+        collect_outputs: bool = False,
     ) -> None:
         self._spec: GraphSpec = parse_graph(input_d, coro_map or _identity, queue_size=queue_size)
         self.env_vars = env_vars
@@ -65,6 +68,8 @@ class Plumber:
         for name, spec in self._spec.nodes.items():
             cls = InputProcessor if spec.is_source else Processor
             self._processors[name] = cls(spec, env_vars, self)
+            if collect_outputs and spec.is_sink and not spec.is_source:
+                self._processors[name].collected = []
         self._wire()
         self._state = "built"
         self._run_called = False
@@ -293,4 +298,7 @@ class Plumber:
             raise PipelineCancelled(f"the run was cancelled with {lost} items queued or in flight")
         assert self._started_at is not None
         assert self._ended_at is not None
-        return RunResult(state=self._state, elapsed=self._ended_at - self._started_at, stats=self.stats())
+        outputs = {name: list(p.collected) for name, p in self._processors.items() if p.collected is not None}
+        return RunResult(
+            state=self._state, elapsed=self._ended_at - self._started_at, stats=self.stats(), outputs=outputs
+        )

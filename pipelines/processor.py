@@ -95,6 +95,8 @@ class Processor:
         self.dropped = 0
         self.blocked_seconds = 0.0
         self.busy_seconds = 0.0
+        # A sink's return values (None excluded), kept when the Plumber collects outputs.
+        self.collected: list[Any] | None = None
         self._invoke: Callable[[Any], Any] = self._make_invoke()
 
     # -- the original API ---------------------------------------------------------------------
@@ -288,6 +290,7 @@ class Processor:
         item_style = self._spec.style == "item"
         forward_drops = self._spec.forward_drops
         is_sink = not self._outputs
+        collected = self.collected
         # The deque of consumers waiting on the first successor: it is truthy while one sits idle.
         idle = self._outputs[0]._getters if self._outputs else None
         task = asyncio.current_task()
@@ -322,6 +325,8 @@ class Processor:
                         append((key, DROPPED, index))
                     continue
                 if is_sink:
+                    if collected is not None and result is not None:
+                        collected.append(result)
                     continue
                 if result is None:
                     dropped += 1
@@ -421,6 +426,9 @@ class Processor:
                     continue
                 if first_output is None:
                     self.completed += 1  # a sink: whatever it returns, the item is done
+                    # (a generator sink's values were collected as it yielded them)
+                    if self.collected is not None and result is not None and not is_generator:
+                        self.collected.append(result)
                 elif result is None:
                     self.dropped += 1
                     if forward_drops:
@@ -497,7 +505,10 @@ class Processor:
                         if produced <= sent:
                             continue  # an earlier attempt sent this one
                         sent += 1
-                        if emits:
+                        if not emits:
+                            if self.collected is not None:
+                                self.collected.append(value)
+                        else:
                             out.append(((*key, sent - 1), value, index))
                             self.items_out += 1
                             if len(out) >= self._chunk:

@@ -13,7 +13,7 @@ error node). A source takes no input: its items_in is 0 and items_out counts wha
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = ["NodeStats", "RunResult"]
@@ -52,6 +52,8 @@ class RunResult:
     """'completed' when every source ran to its end, 'stopped' when Plumber.stop() ended them."""
     elapsed: float
     stats: dict[str, NodeStats]
+    outputs: dict[str, list[Any]] = field(default_factory=dict)
+    """With Plumber(collect_outputs=True): what each sink returned, in order."""
 
     def __getitem__(self, node: str) -> NodeStats:
         return self.stats[node]

@@ -85,3 +85,35 @@ def test_ci_runs_the_readme_test_command() -> None:
     command = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
     assert f"```bash\n{command}\n```" in readme
     assert command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_the_api_reference_covers_every_public_name() -> None:
+    import pipelines
+    import pipelines.testing
+
+    reference = (ROOT / "wiki" / "API-reference.md").read_text()
+    headings = {line.removeprefix("### ") for line in reference.splitlines() if line.startswith("### ")}
+    public = set(pipelines.__all__) | set(pipelines.testing.__all__) | {"make_plumber", "virtual_clock"}
+    assert public - headings == set()
+    assert headings - public == set()
+
+
+def test_the_wiki_has_its_pages_and_home_links_them() -> None:
+    pages = {p.stem for p in (ROOT / "wiki").glob("*.md")}
+    expected = {
+        "Home",
+        "Tutorial",
+        "Graph-format",
+        "Processor",
+        "Plumber",
+        "Semantics",
+        "Errors-and-retries",
+        "Testing",
+        "Cookbook",
+        "API-reference",
+        "Architecture",
+        "Performance",
+    }
+    assert pages == expected
+    home = (ROOT / "wiki" / "Home.md").read_text()
+    assert {page for page in expected - {"Home"} if f"({page}.md)" not in home} == set()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pipelines import Failure, Plumber, Processor, RetryPolicy
+from pipelines.testing import VirtualClock
 
 from .helpers import add_one, chain, collector, source_of
 
@@ -116,34 +117,21 @@ async def test_retry_until_success() -> None:
     assert (result["f"].retried, result["f"].completed, result["f"].failed) == (2, 3, 0)
 
 
-class RecordingPolicy(RetryPolicy):
-    """A retry policy that records the delays it is asked for."""
-
-    __slots__ = ()
-    asked: list[int] = []  # noqa: RUF012 - a class-level log shared by the test
-
-    def delay(self, attempt: int) -> float:
-        self.asked.append(attempt)
-        return 0.0
-
-
-async def test_retry_gives_up_after_max_attempts_without_a_last_wait() -> None:
-    calls = 0
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_retry_gives_up_after_max_attempts_without_a_last_wait(virtual_clock: VirtualClock) -> None:
+    calls: list[float] = []
 
     async def always(processor: Processor, q_elt: tuple[int]) -> None:
-        nonlocal calls
-        calls += 1
+        calls.append(virtual_clock.elapsed)
         raise TimeoutError("down")
 
-    RecordingPolicy.asked.clear()
-    graph = chain(
-        "inp", "f", coros={"inp": source_of([7]), "f": always}, props={"f": {"retry": RecordingPolicy(max_attempts=4)}}
-    )
+    policy = RetryPolicy(max_attempts=4, backoff_factor=1.0, max_backoff=3.0)
+    graph = chain("inp", "f", coros={"inp": source_of([7]), "f": always}, props={"f": {"retry": policy}})
     plumber = Plumber(graph)
     with pytest.raises(TimeoutError, match="down"):
         await plumber.run()
-    assert calls == 4
-    assert RecordingPolicy.asked == [1, 2, 3]  # a wait between attempts, none after the last
+    assert calls == [0.0, 1.0, 3.0, 6.0]  # waits of 1, 2, then 3 (the cap)
+    assert virtual_clock.elapsed == 6.0  # and none after the last attempt
     assert plumber.stats()["f"].retried == 3
 
 
@@ -166,7 +154,8 @@ async def test_retry_only_on_the_listed_exceptions() -> None:
     assert calls == 1
 
 
-async def test_timeout_per_item() -> None:
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_timeout_per_item(virtual_clock: VirtualClock) -> None:
     never = asyncio.Event()
 
     async def maybe_hangs(processor: Processor, q_elt: tuple[int]) -> int:
@@ -175,16 +164,18 @@ async def test_timeout_per_item() -> None:
         return q_elt[0]
 
     seen, sink = collector()
+    retry = {"max_attempts": 2, "backoff_factor": 0.5}
     graph = chain(
         "inp",
         "f",
         "out",
         coros={"inp": source_of([1, 2, 3]), "f": maybe_hangs, "out": sink},
-        props={"f": {"timeout": 0.01, "on_error": "skip", "retry": {"max_attempts": 2, "backoff_factor": 0}}},
+        props={"f": {"timeout": 2.0, "on_error": "skip", "retry": retry}},
     )
     result = await Plumber(graph).run()
     assert seen == [(1,), (3,)]
     assert (result["f"].skipped, result["f"].retried) == (1, 1)
+    assert virtual_clock.elapsed == 2.0 + 0.5 + 2.0  # two timed-out attempts and the wait between
 
 
 async def test_failed_items_are_routed_to_the_error_node() -> None:

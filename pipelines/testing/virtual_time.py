@@ -1,0 +1,125 @@
+"""Virtual time: when every task waits on a timer, the clock jumps to that timer at once.
+
+A test of timeouts, retries with backoff, or a sink that sleeps 10 s per item then runs in
+milliseconds and can assert exact durations. Only the time the event loop sees is virtual:
+`loop.time()`, and so `asyncio.sleep`, `asyncio.timeout` and `call_later`. I/O still works: the
+loop still polls its sockets, without waiting, before each jump.
+
+Two ways in: `VirtualTimeLoop()` is an event loop with its own virtual clock (a loop factory for
+`asyncio.Runner` or pytest-asyncio); `async with virtual_time() as clock:` puts the running
+loop on virtual time for the duration of the block. Both need asyncio's own selector event loop:
+uvloop keeps its clock in C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from ..errors import PipelineError
+
+__all__ = ["VirtualClock", "VirtualTimeLoop", "virtual_time"]
+
+
+class VirtualClock:
+    """The virtual time of one event loop, in seconds. `elapsed` counts from when it was installed."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self._start = start
+
+    def time(self) -> float:
+        return self._now
+
+    @property
+    def elapsed(self) -> float:
+        """Virtual seconds since the clock started."""
+        return self._now - self._start
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by `seconds` (timers that fall due run on the next loop pass)."""
+        if seconds < 0:
+            raise ValueError(f"the clock only moves forward, got {seconds!r}")
+        self._now += seconds
+
+
+class _JumpingSelector(selectors.BaseSelector):
+    """A selector that, where the loop would sleep until its next timer, jumps the clock instead."""
+
+    def __init__(self, real: selectors.BaseSelector, clock: VirtualClock) -> None:
+        self.real = real
+        self._clock = clock
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self.real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self.real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self.real.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None:
+            return self.real.select(None)  # no timer at all: only I/O can wake the loop
+        events = self.real.select(0)
+        if not events and timeout > 0:
+            self._clock.advance(timeout)
+        return events
+
+    def close(self) -> None:
+        self.real.close()
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self.real.get_key(fileobj)
+
+    def get_map(self) -> Any:
+        return self.real.get_map()
+
+
+def _install(loop: asyncio.AbstractEventLoop, clock: VirtualClock) -> None:
+    if not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+        raise PipelineError(
+            f"virtual time needs asyncio's own selector event loop, not {type(loop).__module__}."
+            f"{type(loop).__name__} (uvloop keeps its clock in C)"
+        )
+    selector = loop._selector  # type: ignore[attr-defined]
+    if isinstance(selector, _JumpingSelector):
+        raise PipelineError("this event loop already runs on virtual time")
+    loop._selector = _JumpingSelector(selector, clock)  # type: ignore[attr-defined]
+    loop.time = clock.time  # type: ignore[method-assign]
+
+
+def _uninstall(loop: asyncio.AbstractEventLoop) -> None:
+    selector = loop._selector  # type: ignore[attr-defined]
+    if isinstance(selector, _JumpingSelector):
+        loop._selector = selector.real  # type: ignore[attr-defined]
+    loop.__dict__.pop("time", None)
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An asyncio event loop on virtual time, starting at 0; its clock is `loop.clock`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = VirtualClock()
+        _install(self, self.clock)
+
+
+@asynccontextmanager
+async def virtual_time() -> AsyncIterator[VirtualClock]:
+    """Run the rest of the block on virtual time, on the running loop; yields its clock.
+
+    The clock starts at the loop's current time, so timers already scheduled keep their place.
+    On exit the loop goes back to real time.
+    """
+    loop = asyncio.get_running_loop()
+    clock = VirtualClock(loop.time())
+    _install(loop, clock)
+    try:
+        yield clock
+    finally:
+        _uninstall(loop)
