@@ -250,3 +250,19 @@ def test_the_plugin_works_in_both_pytest_asyncio_modes(pytester: pytest.Pytester
 def test_failure_records_are_what_run_node_returns() -> None:
     assert NodeRun(outputs=[]).failures == []
     assert Failure("n", 1, ValueError()).node == "n"
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_virtual_time_keeps_timers_already_scheduled_in_place() -> None:
+    loop = asyncio.get_running_loop()
+    fired: list[float] = []
+    loop.call_later(50, lambda: fired.append(loop.time()))
+    async with virtual_time() as clock:
+        assert clock.time() == 0.0
+        await asyncio.sleep(60)
+        assert fired == [pytest.approx(50, abs=0.01)]  # the timer kept its distance from now
+        assert clock.elapsed == 60.0
+        loop.call_later(1000, lambda: None)
+    (handle,) = loop._scheduled  # type: ignore[attr-defined]
+    assert 990 < handle.when() - loop.time() <= 1000  # back on real time, still 1000 s away
+    handle.cancel()

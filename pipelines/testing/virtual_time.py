@@ -89,6 +89,7 @@ def _install(loop: asyncio.AbstractEventLoop, clock: VirtualClock) -> None:
     selector = loop._selector  # type: ignore[attr-defined]
     if isinstance(selector, _JumpingSelector):
         raise PipelineError("this event loop already runs on virtual time")
+    _shift_timers(loop, clock.time() - loop.time())
     loop._selector = _JumpingSelector(selector, clock)  # type: ignore[attr-defined]
     loop.time = clock.time  # type: ignore[method-assign]
 
@@ -97,7 +98,18 @@ def _uninstall(loop: asyncio.AbstractEventLoop) -> None:
     selector = loop._selector  # type: ignore[attr-defined]
     if isinstance(selector, _JumpingSelector):
         loop._selector = selector.real  # type: ignore[attr-defined]
+    virtual_now = loop.time()
     loop.__dict__.pop("time", None)
+    _shift_timers(loop, loop.time() - virtual_now)
+
+
+def _shift_timers(loop: asyncio.AbstractEventLoop, shift: float) -> None:
+    """Move the timers already scheduled onto the other clock, each as far from now as it was.
+
+    A uniform shift keeps the loop's heap of timers in order.
+    """
+    for handle in loop._scheduled:  # type: ignore[attr-defined]
+        handle._when += shift
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
@@ -113,11 +125,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 async def virtual_time() -> AsyncIterator[VirtualClock]:
     """Run the rest of the block on virtual time, on the running loop; yields its clock.
 
-    The clock starts at the loop's current time, so timers already scheduled keep their place.
-    On exit the loop goes back to real time.
+    The clock starts at 0, so that durations come out exact (0.5 + 1.0 is 1.5, which a clock at
+    12345.6 could not say); timers already scheduled keep their distance from now. On exit the
+    loop goes back to real time, and so do the timers still scheduled.
     """
     loop = asyncio.get_running_loop()
-    clock = VirtualClock(loop.time())
+    clock = VirtualClock()
     _install(loop, clock)
     try:
         yield clock
