@@ -22,7 +22,7 @@ def good() -> dict[str, Any]:
     }
 
 
-def rejected(graph: Any, message: str, coro_map: Any = None, **kwargs: Any) -> None:
+def assert_rejected(graph: Any, message: str, coro_map: Any = None, **kwargs: Any) -> None:
     with pytest.raises(GraphError, match=f"^{re.escape(message)}$"):
         Plumber(graph, coro_map, **kwargs)
 
@@ -33,36 +33,36 @@ def test_graph_error_is_a_pipeline_error_and_a_value_error() -> None:
 
 
 def test_input_must_be_a_dict() -> None:
-    rejected([1, 2], "graph must be a dict with keys 'nodes' and 'graph', got list")
+    assert_rejected([1, 2], "graph must be a dict with keys 'nodes' and 'graph', got list")
 
 
 @pytest.mark.parametrize("missing", ["nodes", "graph"])
 def test_nodes_and_graph_are_required(missing: str) -> None:
     graph = good()
     del graph[missing]
-    rejected(graph, f"graph is missing its {missing!r} dict")
+    assert_rejected(graph, f"graph is missing its {missing!r} dict")
 
 
 def test_unknown_top_level_key() -> None:
-    rejected({**good(), "edges": {}}, "graph has unknown key 'edges' (expected 'nodes' and 'graph')")
+    assert_rejected({**good(), "edges": {}}, "graph has unknown key 'edges' (expected 'nodes' and 'graph')")
 
 
 def test_unknown_successor_lists_the_known_nodes() -> None:
     graph = good()
     graph["graph"]["rev"] = ["revv"]
-    rejected(graph, "node 'rev': unknown successor 'revv' (known nodes: inp, out, rev)")
+    assert_rejected(graph, "node 'rev': unknown successor 'revv' (known nodes: inp, out, rev)")
 
 
 def test_node_in_nodes_but_not_in_graph() -> None:
     graph = good()
     del graph["graph"]["out"]
-    rejected(graph, "node 'out' is in 'nodes' but not in 'graph' (give it successors or None)")
+    assert_rejected(graph, "node 'out' is in 'nodes' but not in 'graph' (give it successors or None)")
 
 
 def test_node_in_graph_but_not_in_nodes() -> None:
     graph = good()
     graph["graph"]["extra"] = None
-    rejected(graph, "node 'extra' is in 'graph' but not in 'nodes'")
+    assert_rejected(graph, "node 'extra' is in 'graph' but not in 'nodes'")
 
 
 def test_cycle_names_its_nodes() -> None:
@@ -70,19 +70,19 @@ def test_cycle_names_its_nodes() -> None:
     graph["nodes"]["b"] = {"coro": add_one}
     graph["graph"]["rev"] = ["b"]
     graph["graph"]["b"] = ["rev", "out"]
-    rejected(graph, "node 'rev': cycle: rev -> b -> rev")
+    assert_rejected(graph, "node 'rev': cycle: rev -> b -> rev")
 
 
 def test_self_loop_is_a_cycle() -> None:
     graph = good()
     graph["graph"]["rev"] = ["rev"]
-    rejected(graph, "node 'rev': cycle: rev -> rev")
+    assert_rejected(graph, "node 'rev': cycle: rev -> rev")
 
 
 def test_missing_coro() -> None:
     graph = good()
     graph["nodes"]["rev"] = {"args": {}}
-    rejected(graph, "node 'rev': missing 'coro'")
+    assert_rejected(graph, "node 'rev': missing 'coro'")
 
 
 def test_coro_that_is_not_async() -> None:
@@ -101,7 +101,7 @@ def test_coro_map_failure_names_the_node() -> None:
     known = {"Funcs.src": source, "Funcs.sink": sink}
     graph["nodes"]["inp"]["coro"] = "Funcs.src"
     graph["nodes"]["out"]["coro"] = "Funcs.sink"
-    rejected(
+    assert_rejected(
         graph,
         "node 'rev': coro_map could not resolve coro 'Funcs.nothing': KeyError('Funcs.nothing')",
         coro_map=known.__getitem__,
@@ -134,7 +134,7 @@ def test_args_missing_a_required_parameter() -> None:
 def test_unknown_property_lists_the_known_ones() -> None:
     graph = good()
     graph["nodes"]["rev"]["properties"] = {"worker": 2}
-    rejected(
+    assert_rejected(
         graph,
         "node 'rev': unknown property 'worker' (known properties: aggregate_inputs, on_error, ordered, "
         "queue_size, retry, setup, style, teardown, timeout, workers)",
@@ -156,13 +156,13 @@ def test_unknown_property_lists_the_known_ones() -> None:
 def test_bad_property_values(prop: str, value: Any, expected: str) -> None:
     graph = good()
     graph["nodes"]["rev"]["properties"] = {prop: value}
-    rejected(graph, f"node 'rev': property {prop!r} must be {expected}, got {value!r}")
+    assert_rejected(graph, f"node 'rev': property {prop!r} must be {expected}, got {value!r}")
 
 
 def test_bad_retry_policy() -> None:
     graph = good()
     graph["nodes"]["rev"]["properties"] = {"retry": {"max_attempts": 0}}
-    rejected(graph, "node 'rev': property 'retry': max_attempts must be an int >= 1, got 0")
+    assert_rejected(graph, "node 'rev': property 'retry': max_attempts must be an int >= 1, got 0")
     graph["nodes"]["rev"]["properties"] = {"retry": {"attempts": 3}}
     with pytest.raises(GraphError, match=r"^node 'rev': property 'retry': unknown retry field 'attempts'"):
         Plumber(graph)
@@ -171,19 +171,21 @@ def test_bad_retry_policy() -> None:
 def test_on_error_naming_no_node() -> None:
     graph = good()
     graph["nodes"]["rev"]["properties"] = {"on_error": "errs"}
-    rejected(graph, "node 'rev': on_error 'errs' is not 'fail', 'skip' or a node (known nodes: inp, out, rev)")
+    assert_rejected(graph, "node 'rev': on_error 'errs' is not 'fail', 'skip' or a node (known nodes: inp, out, rev)")
 
 
 def test_error_node_cannot_also_have_inputs() -> None:
     graph = good()
     graph["nodes"]["rev"]["properties"] = {"on_error": "out"}
-    rejected(graph, "node 'out' is the error node of 'rev' and cannot also have inputs in 'graph' (fed by 'rev')")
+    assert_rejected(
+        graph, "node 'out' is the error node of 'rev' and cannot also have inputs in 'graph' (fed by 'rev')"
+    )
 
 
 def test_per_item_properties_do_not_apply_to_a_source() -> None:
     graph = good()
     graph["nodes"]["inp"]["properties"] = {"workers": 2}
-    rejected(graph, "node 'inp': property 'workers' does not apply to a source (a node without inputs)")
+    assert_rejected(graph, "node 'inp': property 'workers' does not apply to a source (a node without inputs)")
 
 
 def test_item_style_source_must_be_an_async_generator() -> None:
@@ -198,17 +200,17 @@ def test_item_style_source_must_be_an_async_generator() -> None:
 
 
 def test_node_names_must_be_strings() -> None:
-    rejected({"nodes": {1: {"coro": source}}, "graph": {1: None}}, "node names must be non-empty strings, got 1")
+    assert_rejected({"nodes": {1: {"coro": source}}, "graph": {1: None}}, "node names must be non-empty strings, got 1")
 
 
 def test_empty_graph() -> None:
-    rejected({"nodes": {}, "graph": {}}, "graph has no nodes")
+    assert_rejected({"nodes": {}, "graph": {}}, "graph has no nodes")
 
 
 def test_successors_of_the_wrong_type() -> None:
     graph = good()
     graph["graph"]["rev"] = 3
-    rejected(graph, "node 'rev': successors must be a list of node names or None, got int")
+    assert_rejected(graph, "node 'rev': successors must be a list of node names or None, got int")
 
 
 def test_join_of_a_merge_of_the_same_items_is_rejected() -> None:
@@ -222,7 +224,7 @@ def test_join_of_a_merge_of_the_same_items_is_rejected() -> None:
         },
         "graph": {"s": ["a", "b", "j"], "a": ["m"], "b": ["m"], "m": ["j"], "j": None},
     }
-    rejected(
+    assert_rejected(
         graph,
         "node 'j': cannot pair its inputs by lineage: input 'm' carries several copies of the same items "
         "(merged at 'm'); set 'aggregate_inputs': false on 'j' to merge its inputs in arrival order instead",
@@ -239,7 +241,7 @@ def test_join_of_an_input_mixing_sources_is_rejected() -> None:
         },
         "graph": {"s1": ["m", "j"], "s2": ["m"], "m": ["j"], "j": None},
     }
-    rejected(
+    assert_rejected(
         graph,
         "node 'j': cannot pair its inputs by lineage: input 'm' carries items of several sources (s1, s2); "
         "set 'aggregate_inputs': false on 'j' to merge its inputs in arrival order instead",
@@ -281,7 +283,7 @@ def test_join_of_an_expanded_and_a_plain_branch_is_rejected() -> None:
         "nodes": {"s": {"coro": source}, "x": {"coro": explode}, "b": {"coro": add_one}, "j": {"coro": sink}},
         "graph": {"s": ["x", "b"], "x": ["j"], "b": ["j"], "j": None},
     }
-    rejected(
+    assert_rejected(
         graph,
         "node 'j': cannot pair its inputs by lineage: they derive from a source through different expanding "
         "(async generator) nodes: 'x' from 's' through x, 'b' from 's'; set 'aggregate_inputs': false on 'j' "
@@ -299,7 +301,7 @@ def test_join_fed_through_an_error_route_is_rejected() -> None:
         },
         "graph": {"s": ["f", "j"], "f": None, "e": ["j"], "j": None},
     }
-    rejected(
+    assert_rejected(
         graph,
         "node 'j': cannot pair its inputs by lineage: input 'e' carries only the items that failed (through error "
         "node 'e'), so a group could wait for an item that never comes; set 'aggregate_inputs': false on 'j' to "
@@ -309,4 +311,4 @@ def test_join_fed_through_an_error_route_is_rejected() -> None:
 
 @pytest.mark.parametrize("size", [0, -1, True, 2.0])
 def test_plumber_queue_size_must_be_a_positive_int(size: Any) -> None:
-    rejected(good(), f"queue_size must be an int >= 1 (every edge is bounded), got {size!r}", queue_size=size)
+    assert_rejected(good(), f"queue_size must be an int >= 1 (every edge is bounded), got {size!r}", queue_size=size)
