@@ -47,6 +47,8 @@ def blocks(path: Path) -> list[tuple[str, int, str, str | None]]:
     for fence, after in zip(all_fences, [*all_fences[1:], None], strict=False):
         if fence.lang != "python":
             continue
+        if fence.before == "<!-- run with pytest -->":
+            continue  # run by test_pytest_doc_block_passes
         if fence.before.startswith("<!-- not run:"):
             assert fence.before.endswith("-->"), fence.before
             assert len(fence.before) > len("<!-- not run: -->"), fence.before
@@ -117,3 +119,49 @@ def test_the_wiki_has_its_pages_and_home_links_them() -> None:
     assert pages == expected
     home = (ROOT / "wiki" / "Home.md").read_text()
     assert {page for page in expected - {"Home"} if f"({page}.md)" not in home} == set()
+
+
+PYTEST_BLOCKS = [
+    (f"{path.name}:{fence.first}", fence.body)
+    for path in DOCS
+    for fence in fences(path.read_text())
+    if fence.lang == "python" and fence.before == "<!-- run with pytest -->"
+]
+
+
+@pytest.mark.parametrize(("where", "code"), PYTEST_BLOCKS, ids=[b[0] for b in PYTEST_BLOCKS])
+def test_pytest_doc_block_passes(where: str, code: str, tmp_path: Path) -> None:
+    (tmp_path / "test_doc_block.py").write_text(code)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "error",
+            "-o",
+            "asyncio_mode=strict",
+            "-o",
+            "asyncio_default_fixture_loop_scope=function",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{where} failed:\n{proc.stdout}{proc.stderr}"
+    assert " passed" in proc.stdout.splitlines()[-1]
+
+
+def test_the_api_reference_names_the_public_members() -> None:
+    from pipelines import Plumber, Processor
+
+    reference = (ROOT / "wiki" / "API-reference.md").read_text()
+    for cls in (Plumber, Processor):
+        members = {name for name in dir(cls) if not name.startswith("_")}
+        missing = sorted(name for name in members if f"`{name}" not in reference)
+        assert missing == [], f"{cls.__name__}: {missing}"

@@ -266,3 +266,115 @@ async def test_virtual_time_keeps_timers_already_scheduled_in_place() -> None:
     (handle,) = loop._scheduled  # type: ignore[attr-defined]
     assert 990 < handle.when() - loop.time() <= 1000  # back on real time, still 1000 s away
     handle.cancel()
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_virtual_time_waits_for_executor_work_in_real_time() -> None:
+    import time
+
+    async with virtual_time() as clock, asyncio.timeout(5):
+        value = await asyncio.get_running_loop().run_in_executor(None, lambda: (time.sleep(0.05), "done")[1])
+        assert value == "done"
+        assert 0.04 < clock.elapsed < 5  # the clock followed the real wait, it did not jump to the deadline
+        assert await asyncio.to_thread(sum, [1, 2]) == 3
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_virtual_time_still_talks_over_loopback() -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.readline())
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async with virtual_time() as clock:
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"ping\n")
+        assert await asyncio.wait_for(reader.readline(), timeout=10) == b"ping\n"
+        assert clock.elapsed < 10
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_run_graph_keeps_the_hooks_of_a_fed_source() -> None:
+    events: list[str] = []
+
+    async def setup(processor: Processor) -> None:
+        events.append("setup")
+
+    async def teardown(processor: Processor) -> None:
+        events.append("teardown")
+
+    graph = {
+        "nodes": {
+            "inp": {"coro": real_source, "args": {"path": "x"}, "properties": {"setup": setup, "teardown": teardown}},
+            "out": {"coro": echo},
+        },
+        "graph": {"inp": ["out"], "out": None},
+    }
+    run = await run_graph(graph, inputs={"inp": ["a"]})
+    assert run["out"] == ["got a"]
+    assert events == ["setup", "teardown"]
+
+
+async def test_run_graph_inputs_for_an_error_node_are_refused() -> None:
+    graph = {
+        "nodes": {
+            "inp": {"coro": "real_source", "args": {"path": "x"}},
+            "shout": {"coro": "shout", "properties": {"on_error": "errors"}},
+            "out": {"coro": "echo"},
+            "errors": {"coro": "echo"},
+        },
+        "graph": {"inp": ["shout"], "shout": ["out"], "out": None, "errors": None},
+    }
+    with pytest.raises(PipelineError, match=r"^inputs name 'errors', which is not a source: other nodes feed it$"):
+        await run_graph(graph, REGISTRY.__getitem__, inputs={"errors": ["x"]})
+
+
+async def test_run_graph_takes_any_iterable_or_async_iterable_of_items() -> None:
+    async def letters() -> Any:
+        for ch in "xy":
+            yield ch
+
+    run = await run_graph(GRAPH, REGISTRY.__getitem__, inputs={"inp": (c for c in "ab")})
+    assert run == {"out": ["got A", "got B"]}  # a GraphRun compares as the mapping it is
+    run = await run_graph(GRAPH, REGISTRY.__getitem__, inputs={"inp": letters()})
+    assert run["out"] == ["got X", "got Y"]
+    with pytest.raises(TypeError, match=r"^inputs\['inp'\]: items to feed must be a list or another iterable"):
+        await run_graph(GRAPH, REGISTRY.__getitem__, inputs={"inp": "ab"})
+
+
+async def test_run_node_keeps_the_on_error_of_the_node() -> None:
+    @node(on_error="skip")
+    async def parse(text: str) -> int:
+        return int(text)
+
+    run = await run_node(parse, ["1", "x", "3"])
+    assert run.outputs == [1, 3]
+    assert run.failures == []
+    assert_counts(run.stats, skipped=1, failed=0)
+
+
+def test_the_fixtures_refuse_a_test_on_another_loop_scope(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.asyncio(loop_scope="module")
+        async def test_on_a_module_loop(virtual_clock):
+            pass
+        """
+    )
+    options = ["-o", "asyncio_mode=strict", "-o", "asyncio_default_fixture_loop_scope=function"]
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *options, "-W", "error")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*the virtual_clock fixture runs on the test's function-scoped event loop, but this test runs on a "
+            "module-scoped loop*"
+        ]
+    )

@@ -10,6 +10,7 @@
 """
 
 from .assertions import assert_counts
+from .plugin import leftover_tasks
 from .runners import GraphRun, NodeRun, run_graph, run_node
 from .virtual_time import VirtualClock, VirtualTimeLoop, virtual_time
 
@@ -19,6 +20,7 @@ __all__ = [
     "VirtualClock",
     "VirtualTimeLoop",
     "assert_counts",
+    "leftover_tasks",
     "run_graph",
     "run_node",
     "virtual_time",

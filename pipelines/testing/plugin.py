@@ -7,18 +7,23 @@ Fixtures:
 - ``virtual_clock``: puts the test's event loop on virtual time (see pipelines.testing) and
   yields the clock.
 
-They are async fixtures of pytest-asyncio, so they work in its strict and auto modes; without
-pytest-asyncio installed the plugin adds nothing.
+They are async fixtures of pytest-asyncio, so they work in its strict and auto modes, and they
+run on the test's own loop: a test whose loop scope is not 'function' gets a clear error (use
+``virtual_time()`` inside such a test). Without pytest-asyncio installed the plugin adds nothing.
+The library itself is imported only when a fixture is used.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..plumber import Plumber
-from .virtual_time import VirtualClock, virtual_time
+import pytest
+
+if TYPE_CHECKING:
+    from ..plumber import Plumber
+    from .virtual_time import VirtualClock
 
 try:
     import pytest_asyncio
@@ -38,11 +43,29 @@ def leftover_tasks() -> list[str]:
     )
 
 
+def _require_function_loop(request: pytest.FixtureRequest, fixture: str) -> None:
+    """Fail clearly unless the test runs on a function-scoped loop, the one this fixture gets."""
+    marker = request.node.get_closest_marker("asyncio")
+    scope = None
+    if marker is not None:
+        scope = marker.kwargs.get("loop_scope") or marker.kwargs.get("scope")
+    scope = scope or request.config.getini("asyncio_default_test_loop_scope") or "function"
+    if scope != "function":
+        pytest.fail(
+            f"the {fixture} fixture runs on the test's function-scoped event loop, but this test runs on a "
+            f"{scope}-scoped loop; use pipelines.testing.virtual_time() or Plumber inside the test instead",
+            pytrace=False,
+        )
+
+
 if pytest_asyncio is not None:
 
-    @pytest_asyncio.fixture
-    async def make_plumber() -> AsyncIterator[Callable[..., Plumber]]:
+    @pytest_asyncio.fixture(loop_scope="function")
+    async def make_plumber(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Plumber]]:
         """Build Plumbers (same arguments as Plumber); each is cancelled and checked at teardown."""
+        from ..plumber import Plumber
+
+        _require_function_loop(request, "make_plumber")
         made: list[Plumber] = []
 
         def make(*args: Any, **kwargs: Any) -> Plumber:
@@ -58,8 +81,11 @@ if pytest_asyncio is not None:
         left = leftover_tasks()
         assert left == [], f"tasks of pipelines still pending after the test: {', '.join(left)}"
 
-    @pytest_asyncio.fixture
-    async def virtual_clock() -> AsyncIterator[VirtualClock]:
+    @pytest_asyncio.fixture(loop_scope="function")
+    async def virtual_clock(request: pytest.FixtureRequest) -> AsyncIterator[VirtualClock]:
         """The test's event loop on virtual time; needs asyncio's own loop (not uvloop)."""
+        from .virtual_time import virtual_time
+
+        _require_function_loop(request, "virtual_clock")
         async with virtual_time() as clock:
             yield clock

@@ -2,8 +2,13 @@
 
 A test of timeouts, retries with backoff, or a sink that sleeps 10 s per item then runs in
 milliseconds and can assert exact durations. Only the time the event loop sees is virtual:
-`loop.time()`, and so `asyncio.sleep`, `asyncio.timeout` and `call_later`. I/O still works: the
-loop still polls its sockets, without waiting, before each jump.
+`loop.time()`, and so `asyncio.sleep`, `asyncio.timeout` and `call_later`.
+
+Real work is waited for in real time: while a `run_in_executor` (or `asyncio.to_thread`) call is
+outstanding the clock does not jump, it follows the real time that passes. Sockets and pipes
+registered with the loop get a real poll of `IO_GRACE` seconds before each jump, enough for a
+reply over loopback; a test that waits longer on real I/O should not run on virtual time.
+Callbacks that other threads post with `call_soon_threadsafe` are not waited for.
 
 Two ways in: `VirtualTimeLoop()` is an event loop with its own virtual clock (a loop factory for
 `asyncio.Runner` or pytest-asyncio); `async with virtual_time() as clock:` puts the running
@@ -15,13 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from ..errors import PipelineError
 
-__all__ = ["VirtualClock", "VirtualTimeLoop", "virtual_time"]
+__all__ = ["IO_GRACE", "VirtualClock", "VirtualTimeLoop", "virtual_time"]
+
+IO_GRACE = 0.001
+"""Real seconds the loop polls its sockets and pipes before a jump, when it has any."""
 
 
 class VirtualClock:
@@ -30,6 +39,8 @@ class VirtualClock:
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
         self._start = start
+        # run_in_executor calls not finished yet: while there are any, time is real
+        self.pending_real_work = 0
 
     def time(self) -> float:
         return self._now
@@ -49,9 +60,10 @@ class VirtualClock:
 class _JumpingSelector(selectors.BaseSelector):
     """A selector that, where the loop would sleep until its next timer, jumps the clock instead."""
 
-    def __init__(self, real: selectors.BaseSelector, clock: VirtualClock) -> None:
+    def __init__(self, real: selectors.BaseSelector, clock: VirtualClock, own_fds: set[int]) -> None:
         self.real = real
         self._clock = clock
+        self._own_fds = own_fds  # the loop's self-pipe: not I/O of the code under test
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self.real.register(fileobj, events, data)
@@ -65,8 +77,17 @@ class _JumpingSelector(selectors.BaseSelector):
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is None:
             return self.real.select(None)  # no timer at all: only I/O can wake the loop
-        events = self.real.select(0)
-        if not events and timeout > 0:
+        if timeout <= 0:
+            return self.real.select(0)
+        if self._clock.pending_real_work:
+            # A thread is working for the loop: wait for it in real time, and let the clock follow.
+            started = time.monotonic()
+            events = self.real.select(timeout)
+            self._clock.advance(min(timeout, time.monotonic() - started))
+            return events
+        has_io = any(fd not in self._own_fds for fd in self.real.get_map())
+        events = self.real.select(IO_GRACE if has_io else 0)
+        if not events:
             self._clock.advance(timeout)
         return events
 
@@ -90,8 +111,26 @@ def _install(loop: asyncio.AbstractEventLoop, clock: VirtualClock) -> None:
     if isinstance(selector, _JumpingSelector):
         raise PipelineError("this event loop already runs on virtual time")
     _shift_timers(loop, clock.time() - loop.time())
-    loop._selector = _JumpingSelector(selector, clock)  # type: ignore[attr-defined]
+    own_fds = {loop._ssock.fileno(), loop._csock.fileno()}  # type: ignore[attr-defined]
+    loop._selector = _JumpingSelector(selector, clock, own_fds)  # type: ignore[attr-defined]
     loop.time = clock.time  # type: ignore[method-assign]
+    loop.run_in_executor = _counting(loop.run_in_executor, clock)  # type: ignore[method-assign,assignment]
+
+
+def _counting(run_in_executor: Callable[..., asyncio.Future[Any]], clock: VirtualClock) -> Callable[..., Any]:
+    """run_in_executor that keeps the clock from jumping while the call is outstanding."""
+
+    def run(executor: Any, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        future = run_in_executor(executor, func, *args)
+        clock.pending_real_work += 1
+
+        def finished(_: asyncio.Future[Any]) -> None:
+            clock.pending_real_work -= 1
+
+        future.add_done_callback(finished)
+        return future
+
+    return run
 
 
 def _uninstall(loop: asyncio.AbstractEventLoop) -> None:
@@ -100,6 +139,7 @@ def _uninstall(loop: asyncio.AbstractEventLoop) -> None:
         loop._selector = selector.real  # type: ignore[attr-defined]
     virtual_now = loop.time()
     loop.__dict__.pop("time", None)
+    loop.__dict__.pop("run_in_executor", None)
     _shift_timers(loop, loop.time() - virtual_now)
 
 
