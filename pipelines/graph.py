@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import networkx as nx
@@ -185,7 +185,7 @@ def _node_spec(name: str, index: int, node_d: object, coro_map: Callable[[Any], 
     raw_props = node_d.get("properties")
     if raw_props is not None and not isinstance(raw_props, Mapping):
         raise GraphError(f"node {name!r}: 'properties' must be a dict, got {type(raw_props).__name__}")
-    props = parse_properties(name, {**node_defaults(coro), **(raw_props or {})})
+    props = _check_executor(name, coro, parse_properties(name, {**node_defaults(coro), **(raw_props or {})}))
     spec = NodeSpec(
         name=name,
         index=index,
@@ -206,6 +206,31 @@ def _node_spec(name: str, index: int, node_d: object, coro_map: Callable[[Any], 
     return spec
 
 
+def _check_executor(name: str, fn: Callable[..., Any], props: NodeProperties) -> NodeProperties:
+    """A plain function needs an executor, and runs one item per pool worker; an async one needs none."""
+    is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+    if props.executor is None:
+        if not is_async:
+            raise GraphError(
+                f"node {name!r}: {fn!r} is a plain (blocking) function; give the node 'executor': 'thread' "
+                "(or 'process' for CPU-heavy work) so that it does not block the event loop"
+            )
+        if "max_workers" in props.given:
+            raise GraphError(f"node {name!r}: property 'max_workers' needs an 'executor'")
+        return props
+    if is_async:
+        raise GraphError(f"node {name!r}: property 'executor' is for plain functions; {fn!r} is async")
+    if "style" in props.given and props.style != "item":
+        raise GraphError(f"node {name!r}: a function run in an executor is called as f(item, **args) ('item' style)")
+    if "workers" in props.given and props.workers != props.max_workers:
+        raise GraphError(
+            f"node {name!r}: 'workers' ({props.workers}) and 'max_workers' ({props.max_workers}) differ; "
+            "a node with an executor hands one item to each pool worker, so give only 'max_workers'"
+        )
+    # One consumer per pool worker: never more items in the pool than it has workers.
+    return replace(props, style="item", workers=props.max_workers)
+
+
 def _resolve(name: str, what: str, value: Any, coro_map: Callable[[Any], Any], *, always_map: bool) -> Any:
     if always_map or not callable(value):
         try:
@@ -214,12 +239,14 @@ def _resolve(name: str, what: str, value: Any, coro_map: Callable[[Any], Any], *
             raise GraphError(f"node {name!r}: coro_map could not resolve {what} {value!r}: {exc!r}") from None
     else:
         fn = value
-    if not (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
-        raise GraphError(
-            f"node {name!r}: {what} {value!r} resolved to {fn!r}, "
-            "which is not an async function or async generator function"
-        )
-    return fn
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        return fn
+    if what == "coro" and callable(fn) and not inspect.isgeneratorfunction(fn) and not inspect.isclass(fn):
+        return fn  # a plain blocking function: allowed with an executor, checked in _check_executor
+    raise GraphError(
+        f"node {name!r}: {what} {value!r} resolved to {fn!r}, which is not an async function or async "
+        "generator function" + (" (or a plain function run in an executor)" if what == "coro" else "")
+    )
 
 
 def _wire_error_routes(specs: dict[str, NodeSpec], digraph: nx.DiGraph[str]) -> None:

@@ -31,6 +31,7 @@ from .errors import PipelineCancelled, PipelineError, PipelineStateError
 from .graph import DEFAULT_QUEUE_SIZE, GraphSpec, parse_graph
 from .processor import InputProcessor, Processor
 from .shielding import wait_through_cancel
+from .signals import Signals
 from .stats import NodeStats, RunResult
 
 __all__ = ["Plumber"]
@@ -79,6 +80,8 @@ class Plumber:
         self._failure: BaseException | None = None
         self._started_at: float | None = None
         self._ended_at: float | None = None
+        self.signals = Signals()
+        """Listeners for the lifecycle events of the run: see pipelines.signals."""
 
     def _wire(self) -> None:
         specs = self._spec.nodes
@@ -136,6 +139,7 @@ class Plumber:
         self._done = loop.create_future()
         self._started_at = time.monotonic()
         self._state = "running"
+        self.signals.emit("run_started")
         self._pending = len(self._processors)
         for name, processor in self._processors.items():
             task = loop.create_task(processor._run(), name=f"pipelines:{name}")
@@ -197,6 +201,7 @@ class Plumber:
             return
         self._state = "stopping"
         logger.info("stopping the sources; draining items in flight")
+        self.signals.emit("stop_requested")
         for processor in self._processors.values():
             if isinstance(processor, InputProcessor):
                 processor._request_stop()
@@ -288,6 +293,7 @@ class Plumber:
                 self._state = "stopped"
             assert self._done is not None
             self._done.set_result(None)
+            self.signals.emit("run_ended", state=self._state)
             logger.debug("run ended: %s", self._state)
 
     def _outcome(self) -> RunResult:

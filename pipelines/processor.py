@@ -22,15 +22,18 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import PipelineError
+from .executors import open_pool
 from .failure import Failure
 from .lineage import DISCARDED, DROPPED, Joiner
 from .ordering import OrderGate
 from .policies import RetryPolicy
 from .ports import NodeOutput, SourcePort
 from .shielding import wait_through_cancel
+from .signals import Signals
 from .stats import NodeStats
 
 if TYPE_CHECKING:
@@ -54,6 +57,8 @@ class RunControl(Protocol):
     def ended_at(self) -> float | None: ...
     @property
     def cancelled(self) -> bool: ...
+    @property
+    def signals(self) -> Signals: ...
     def fail(self, exc: BaseException) -> None: ...
 
 
@@ -97,6 +102,7 @@ class Processor:
         self.busy_seconds = 0.0
         # A sink's return values (None excluded), kept when the Plumber collects outputs.
         self.collected: list[Any] | None = None
+        self._pool: Executor | None = None
         self._invoke: Callable[[Any], Any] = self._make_invoke()
 
     # -- the original API ---------------------------------------------------------------------
@@ -190,6 +196,15 @@ class Processor:
 
     def _make_invoke(self) -> Callable[[Any], Any]:
         spec = self._spec
+        if spec.properties.executor is not None:
+            fn, args = self._coro, spec.args
+
+            def in_pool(item: Any) -> asyncio.Future[Any]:
+                assert self._pool is not None
+                call = functools.partial(fn, item, **args) if args else functools.partial(fn, item)
+                return asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+            return in_pool
         if spec.style == "item":
             return functools.partial(self._coro, **spec.args) if spec.args else self._coro
         return functools.partial(self._coro, self, **spec.args)
@@ -200,6 +215,8 @@ class Processor:
         """The node's driver task: setup, the work, end-of-stream downstream, teardown."""
         spec = self._spec
         set_up = False
+        signals = self._control.signals
+        signals.emit("node_started", node=self._name)
         try:
             if spec.setup is not None:
                 try:
@@ -209,14 +226,20 @@ class Processor:
                     self._control.fail(exc)
                     return
             set_up = True
+            self._pool = open_pool(spec.name, spec.properties)
             await self._body()
         finally:
             for channel in self._outputs:
                 channel.close()
             if self._error_channel is not None:
                 self._error_channel.close()
+            if self._pool is not None:
+                # Work still in the pool belongs to a run that is ending: do not wait for it.
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
             if set_up and spec.teardown is not None:
                 await self._teardown()
+            signals.emit("node_ended", node=self._name)
 
     async def _teardown(self) -> None:
         """Run teardown to its end even when this task is being cancelled, within a time bound."""
@@ -460,14 +483,15 @@ class Processor:
                 async with asyncio.timeout(self._timeout):
                     return await self._invoke(arg)
             except Exception as exc:
-                await self._before_retry(policy, attempt, exc)
+                await self._before_retry(policy, attempt, exc, arg)
                 attempt += 1
 
-    async def _before_retry(self, policy: RetryPolicy | None, attempt: int, exc: Exception) -> None:
+    async def _before_retry(self, policy: RetryPolicy | None, attempt: int, exc: Exception, arg: Any) -> None:
         """Re-raise `exc` if the item is out of attempts; otherwise count the retry and back off."""
         if policy is None or attempt >= policy.max_attempts or not isinstance(exc, policy.retry_on):
             raise exc
         self.retried += 1
+        self._control.signals.emit("item_retried", node=self._name, item=arg, exception=exc, attempt=attempt)
         delay = policy.delay(attempt)
         logger.info("node %r: attempt %d failed (%r); retrying in %.3fs", self._name, attempt, exc, delay)
         if delay > 0:
@@ -516,11 +540,12 @@ class Processor:
                                     await gate.wait_turn(ticket)
                                 await self._emit(out, errors)
             except Exception as exc:
-                await self._before_retry(policy, attempt, exc)
+                await self._before_retry(policy, attempt, exc, arg)
                 attempt += 1
 
     def _handle_failure(self, key: Any, arg: Any, exc: BaseException, errors: list[Any]) -> bool:
         """Apply on_error to an item that failed; return False when the run must stop."""
+        self._control.signals.emit("item_failed", node=self._name, item=arg, exception=exc)
         shown = _short_repr(arg)
         on_error = self._on_error
         if on_error == "fail":

@@ -13,6 +13,8 @@ __all__ = ["PROPERTY_NAMES", "SOURCE_ONLY_REJECTS", "NodeProperties", "parse_pro
 
 PROPERTY_NAMES = (
     "aggregate_inputs",
+    "executor",
+    "max_workers",
     "on_error",
     "ordered",
     "queue_size",
@@ -24,7 +26,9 @@ PROPERTY_NAMES = (
     "workers",
 )
 # Properties about handling input items, which a source (a node without inputs) does not have.
-SOURCE_ONLY_REJECTS = ("on_error", "ordered", "retry", "timeout", "workers")
+SOURCE_ONLY_REJECTS = ("executor", "max_workers", "on_error", "ordered", "retry", "timeout", "workers")
+EXECUTORS = ("thread", "process")
+DEFAULT_MAX_WORKERS = 4
 STYLES = ("processor", "item")
 
 
@@ -42,6 +46,8 @@ class NodeProperties:
     setup: Any = None
     teardown: Any = None
     style: str = "processor"
+    executor: str | None = None
+    max_workers: int = DEFAULT_MAX_WORKERS
     given: frozenset[str] = frozenset()
 
 
@@ -68,6 +74,14 @@ def parse_properties(node: str, raw: object) -> NodeProperties:
         if not _is_int(raw["workers"]) or raw["workers"] < 1:
             raise bad("workers", "an int >= 1")
         values["workers"] = raw["workers"]
+    if "executor" in raw and raw["executor"] is not None:
+        if raw["executor"] not in EXECUTORS:
+            raise bad("executor", "'thread' (blocking I/O) or 'process' (CPU-heavy work)")
+        values["executor"] = raw["executor"]
+    if "max_workers" in raw:
+        if not _is_int(raw["max_workers"]) or raw["max_workers"] < 1:
+            raise bad("max_workers", "an int >= 1")
+        values["max_workers"] = raw["max_workers"]
     if "queue_size" in raw:
         if not _is_int(raw["queue_size"]) or raw["queue_size"] < 1:
             raise bad("queue_size", "an int >= 1 (every edge is bounded)")

@@ -85,14 +85,28 @@ def test_missing_coro() -> None:
     assert_rejected(graph, "node 'rev': missing 'coro'")
 
 
-def test_coro_that_is_not_async() -> None:
-    def plain(processor: Any, q_elt: Any) -> None:
+def test_a_plain_function_without_an_executor() -> None:
+    def plain(item: Any) -> None:
         pass
 
     graph = good()
     graph["nodes"]["rev"]["coro"] = plain
-    with pytest.raises(GraphError, match=r"^node 'rev': coro <function .*plain.*> resolved to <function .*plain.*>, "):
+    with pytest.raises(
+        GraphError,
+        match=r"^node 'rev': <function .*plain.*> is a plain \(blocking\) function; give the node 'executor': "
+        r"'thread' \(or 'process' for CPU-heavy work\) so that it does not block the event loop$",
+    ):
         Plumber(graph)
+
+
+def test_a_coro_that_is_not_a_function() -> None:
+    graph = good()
+    graph["nodes"]["rev"]["coro"] = 42
+    assert_rejected(
+        graph,
+        "node 'rev': coro 42 resolved to 42, which is not an async function or async generator function "
+        "(or a plain function run in an executor)",
+    )
 
 
 def test_coro_map_failure_names_the_node() -> None:
@@ -136,8 +150,8 @@ def test_unknown_property_lists_the_known_ones() -> None:
     graph["nodes"]["rev"]["properties"] = {"worker": 2}
     assert_rejected(
         graph,
-        "node 'rev': unknown property 'worker' (known properties: aggregate_inputs, on_error, ordered, "
-        "queue_size, retry, setup, style, teardown, timeout, workers)",
+        "node 'rev': unknown property 'worker' (known properties: aggregate_inputs, executor, max_workers, "
+        "on_error, ordered, queue_size, retry, setup, style, teardown, timeout, workers)",
     )
 
 
