@@ -1,12 +1,17 @@
 """pipelines: asyncio producer-consumer graphs with bounded queues, joins by lineage and clean ends."""
 
+from .drawing import to_ascii, to_dot, to_mermaid
 from .errors import GraphError, PipelineCancelled, PipelineError, PipelineStateError
 from .failure import Failure
+from .files import load_graph
+from .flow import parse_flow
 from .nodes import node
 from .plumber import Plumber
 from .policies import RetryPolicy
 from .processor import InputProcessor, Processor
 from .program import run_forever, run_until_signalled
+from .registry import Registry
+from .signals import Signal
 from .stats import NodeStats, RunResult
 
 __all__ = [
@@ -19,11 +24,18 @@ __all__ = [
     "PipelineStateError",
     "Plumber",
     "Processor",
+    "Registry",
     "RetryPolicy",
     "RunResult",
+    "Signal",
+    "load_graph",
     "node",
+    "parse_flow",
     "run_forever",
     "run_until_signalled",
+    "to_ascii",
+    "to_dot",
+    "to_mermaid",
 ]
 
 __version__ = "0.1.0"

@@ -115,6 +115,8 @@ def test_the_wiki_has_its_pages_and_home_links_them() -> None:
         "API-reference",
         "Architecture",
         "Performance",
+        "Authoring",
+        "Command-line",
     }
     assert pages == expected
     home = (ROOT / "wiki" / "Home.md").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import subprocess
 import sys
@@ -11,9 +12,7 @@ import pipelines
 
 def test_all_lists_exactly_the_public_names_sorted() -> None:
     public = sorted(
-        name
-        for name in vars(pipelines)
-        if (not name.startswith("_") and name[0].isupper()) or name in {"node", "run_forever", "run_until_signalled"}
+        name for name, value in vars(pipelines).items() if not name.startswith("_") and not inspect.ismodule(value)
     )
     assert sorted(pipelines.__all__) == public
     assert pipelines.__all__ == sorted(pipelines.__all__, key=lambda n: (n[0].islower(), n))
@@ -35,3 +34,12 @@ def test_the_library_logs_under_the_pipelines_logger() -> None:
     for module in (plumber, processor, program):
         assert module.logger.name.startswith("pipelines.")
     assert logging.getLogger("pipelines").level == logging.NOTSET
+
+
+def test_the_core_does_not_import_the_integrations() -> None:
+    code = (
+        "import sys, pipelines; print(sorted(m for m in sys.modules if m in ('yaml', 'rich')"
+        " or m.split('.')[:2] in (['pipelines', 'cli'], ['pipelines', 'testing'])))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout == "[]\n"

@@ -1,0 +1,168 @@
+"""The `pipelines` command: run, validate and draw graph files.
+
+    pipelines run FILE [--set node.arg=value ...]   run it, with live progress and a summary
+    pipelines validate FILE                          exit 0, or 2 with one line saying what is wrong
+    pipelines draw FILE --format mermaid|dot|ascii   print the graph
+
+Exit codes: 0 success, 1 the run failed, 2 the file or the command line is wrong, 130 the run was
+cancelled (a second Ctrl-C). Errors are one clear line on stderr, never a traceback. `coro` names
+in the file are 'package.module:function' references, imported from the current directory and
+the Python path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import GraphError, PipelineCancelled
+from ..files import load_graph, set_args
+from ..plumber import Plumber
+from ..program import run_until_signalled
+from ..registry import Registry
+from ..stats import RunResult
+from .progress import format_progress_line, format_summary, rich_progress_table, write_line
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    args = _parser().parse_args(argv)
+    _show_library_logs()
+    # 'package.module:function' references resolve from where the command runs, as `python -m` does.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        plumber = _build(args)
+    except GraphError as exc:
+        _error(_name_the_file(args.file, str(exc)))
+        return EXIT_USAGE
+    if args.command == "validate":
+        print(f"{args.file}: ok ({len(plumber.nodes)} nodes)")
+        return EXIT_OK
+    if args.command == "draw":
+        from .. import drawing
+
+        render = {"mermaid": drawing.to_mermaid, "dot": drawing.to_dot, "ascii": drawing.to_ascii}[args.format]
+        print(render(plumber))
+        return EXIT_OK
+    return _run(plumber, args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipelines", description="Run, validate and draw pipeline graph files.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a graph file, with live progress and a summary")
+    run.add_argument("file", help="a .yaml, .yml or .json graph file")
+    run.add_argument("--set", action="append", default=[], metavar="NODE.ARG=VALUE", help="override a node's arg")
+    run.add_argument("--queue-size", type=int, default=None, help="default bound of every edge (100)")
+    run.add_argument("--interval", type=float, default=None, help="seconds between progress updates")
+    run.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on")
+    validate = commands.add_parser("validate", help="check a graph file without running it")
+    validate.add_argument("file")
+    draw = commands.add_parser("draw", help="print the graph of a file")
+    draw.add_argument("file")
+    draw.add_argument("--format", choices=("mermaid", "dot", "ascii"), default="ascii")
+    return parser
+
+
+def _build(args: argparse.Namespace) -> Plumber:
+    graph = load_graph(args.file)
+    if getattr(args, "set", None):
+        graph = set_args(graph, args.set)
+    extra: dict[str, Any] = {}
+    if getattr(args, "queue_size", None) is not None:
+        extra["queue_size"] = args.queue_size
+    return Plumber(graph, Registry(imports=True), **extra)
+
+
+def _run(plumber: Plumber, args: argparse.Namespace) -> int:
+    loop_factory = None
+    if args.loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            _error("--loop uvloop needs uvloop: pip install 'aiopipelines[uvloop]'")
+            return EXIT_USAGE
+        loop_factory = uvloop.new_event_loop
+    interactive = sys.stderr.isatty()
+    interval = args.interval if args.interval is not None else (0.25 if interactive else 2.0)
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        try:
+            result = runner.run(_run_with_progress(plumber, interactive, interval))
+        except PipelineCancelled as exc:
+            _error(f"run cancelled: {exc}")
+            print(format_summary(plumber.stats()))
+            return EXIT_CANCELLED
+        except Exception as exc:
+            notes = "; ".join(getattr(exc, "__notes__", ()))
+            _error(f"run failed: {type(exc).__name__}: {exc}" + (f" ({notes})" if notes else ""))
+            print(format_summary(plumber.stats()))
+            return EXIT_FAILED
+    print(format_summary(result.stats))
+    print(f"{result.state} in {result.elapsed:.2f}s")
+    return EXIT_OK
+
+
+async def _run_with_progress(plumber: Plumber, interactive: bool, interval: float) -> RunResult:
+    sinks = [p.name for p in plumber.nodes if not p.liason_queues[1] and p.input_queue is not None]
+    running = asyncio.ensure_future(run_until_signalled(plumber))
+    started = asyncio.get_running_loop().time()
+
+    def elapsed() -> float:
+        return asyncio.get_running_loop().time() - started
+
+    if interactive:
+        from rich.console import Console
+        from rich.live import Live
+
+        with Live(console=Console(stderr=True), auto_refresh=False, transient=True) as live:
+            while not running.done():
+                live.update(rich_progress_table(plumber.stats(), sinks, elapsed()), refresh=True)
+                await asyncio.wait([running], timeout=interval)
+    else:
+        while not running.done():
+            await asyncio.wait([running], timeout=interval)
+            if not running.done():
+                write_line(sys.stderr, "pipelines: " + format_progress_line(plumber.stats(), sinks, elapsed()))
+    return await running
+
+
+class _NotTheFailure(logging.Filter):
+    """The command reports a failed run itself, in one line: drop the library's record of it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "pipelines.plumber" and record.getMessage().startswith("run failed"))
+
+
+def _show_library_logs() -> None:
+    """The command is an application: show the library's warnings and errors, one line each."""
+    logger = logging.getLogger("pipelines")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("pipelines: %(message)s"))
+        handler.addFilter(_NotTheFailure())
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+
+
+def _name_the_file(path: str, message: str) -> str:
+    return message if message.startswith(path) else f"{path}: {message}"
+
+
+def _error(message: str) -> None:
+    write_line(sys.stderr, f"pipelines: {message}")
+
+
+def console_main() -> None:
+    """Entry point of the console script."""
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Graph files: the graph dict in YAML or JSON, with `coro` names resolved by a Registry.
+
+A file holds the same schema as the dict, ``nodes:`` and ``graph:``, or ``nodes:`` and ``flow:``,
+a text giving the wiring in the flow syntax (pipelines.flow). Reading YAML needs PyYAML (the
+``files`` extra); JSON needs nothing. Every problem is a GraphError whose message starts with the
+file's name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import GraphError
+
+__all__ = ["load_graph", "set_args"]
+
+
+def load_graph(path: str | Path) -> dict[str, Any]:
+    """Read a graph file (.yaml, .yml or .json) into a graph dict, compiling its `flow` if it has one."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GraphError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise GraphError(f"{path}: not a text file (expected YAML or JSON in UTF-8)") from None
+    data = _parse(path, text)
+    if not isinstance(data, Mapping):
+        raise GraphError(f"{path}: expected a mapping with 'nodes' and 'graph' (or 'flow'), got {type(data).__name__}")
+    data = dict(data)
+    if "flow" in data:
+        if "graph" in data:
+            raise GraphError(f"{path}: give the wiring once: 'graph' or 'flow', not both")
+        flow_text = data.pop("flow")
+        if not isinstance(flow_text, str):
+            raise GraphError(f"{path}: 'flow' must be a text, got {type(flow_text).__name__}")
+        nodes = data.get("nodes")
+        if not isinstance(nodes, Mapping):
+            raise GraphError(f"{path}: 'nodes' must be a mapping of node names to their coro, args and properties")
+        from .flow import apply_flow, parse_flow
+
+        data = {**data, **apply_flow(parse_flow(flow_text, filename=f"{path} (flow)"), nodes)}
+    return data
+
+
+def set_args(graph: dict[str, Any], assignments: list[str], *, source: str = "--set") -> dict[str, Any]:
+    """Apply ``node.arg=value`` assignments to a graph's args; values are read as YAML/JSON scalars."""
+    nodes = {name: dict(node_d) for name, node_d in graph.get("nodes", {}).items()}
+    for assignment in assignments:
+        target, sep, raw = assignment.partition("=")
+        name, dot, arg = target.partition(".")
+        if not sep or not dot or not name or not arg:
+            raise GraphError(f"{source} {assignment!r}: expected node.arg=value")
+        if name not in nodes:
+            raise GraphError(f"{source} {assignment!r}: no node {name!r} (nodes: {', '.join(nodes)})")
+        nodes[name]["args"] = {**(nodes[name].get("args") or {}), arg: _scalar(raw)}
+    return {**graph, "nodes": nodes}
+
+
+def _parse(path: Path, text: str) -> Any:
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GraphError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    if path.suffix not in (".yaml", ".yml"):
+        raise GraphError(f"{path}: unknown file type {path.suffix!r} (expected .yaml, .yml or .json)")
+    try:
+        import yaml
+    except ImportError:
+        raise GraphError(f"{path}: reading YAML needs PyYAML: pip install 'aiopipelines[files]'") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise GraphError(f"{path}{where}: invalid YAML: {problem}") from None
+
+
+def _scalar(raw: str) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else raw

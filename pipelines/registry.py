@@ -1,0 +1,86 @@
+"""Registry: the explicit resolver that turns the `coro` names of a graph file into functions.
+
+Nothing is ever looked up in arbitrary globals. A name resolves when it was registered, or is an
+attribute path under a registered name (``'ProcessFunc.coro1'`` under a registered class), or,
+only when the registry allows imports, a ``'package.module:function'`` reference (``:Class.method``
+works too) imported with importlib, from the allowed modules only when a list of prefixes is given::
+
+    registry = Registry({"parse": parse})                 # exactly these names
+    registry = Registry(imports=["demos.weblog"])         # 'demos.weblog.nodes:parse_line'
+    plumber = Plumber(graph, registry)                    # a Registry is a coro_map
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+__all__ = ["Registry"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Registry:
+    """Resolves `coro` values: registered names, attributes of registered objects, allowed imports."""
+
+    def __init__(self, entries: Mapping[str, Any] | None = None, *, imports: bool | Iterable[str] = False) -> None:
+        self._entries: dict[str, Any] = dict(entries or {})
+        self._imports: bool | tuple[str, ...] = imports if isinstance(imports, bool) else tuple(imports)
+
+    def register(self, name: str | None = None) -> Callable[[F], F]:
+        """Decorator registering a function (or a class of coroutines) under `name` or its own name."""
+
+        def add(fn: F) -> F:
+            self._entries[name or fn.__name__] = fn
+            return fn
+
+        return add
+
+    def add(self, name: str, obj: Any) -> None:
+        """Register `obj` under `name`."""
+        self._entries[name] = obj
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __call__(self, value: Any) -> Any:
+        """Resolve a `coro` value; raise LookupError saying why it does not resolve."""
+        if callable(value):
+            return value  # a function given directly in a dict graph
+        if not isinstance(value, str) or not value:
+            raise LookupError(f"a coro name must be a non-empty string, got {value!r}")
+        if ":" in value:
+            return self._import(value)
+        head, _, rest = value.partition(".")
+        if head not in self._entries:
+            known = ", ".join(sorted(self._entries)) or "none"
+            hint = "" if self._imports is False else "; or use a 'package.module:function' reference"
+            raise LookupError(f"{value!r} is not registered (registered names: {known}){hint}")
+        return _attribute(self._entries[head], rest, value)
+
+    def _import(self, reference: str) -> Any:
+        module_name, _, path = reference.partition(":")
+        allowed = self._imports
+        if allowed is False:
+            raise LookupError(f"{reference!r}: this registry resolves registered names only, not imports")
+        if allowed is not True and not any(module_name == p or module_name.startswith(p + ".") for p in allowed):
+            raise LookupError(f"{reference!r}: module {module_name!r} is not among the allowed {', '.join(allowed)}")
+        if not module_name or not path:
+            raise LookupError(f"{reference!r}: expected 'package.module:function'")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise LookupError(f"{reference!r}: cannot import {module_name!r} ({exc})") from None
+        return _attribute(module, path, reference)
+
+
+def _attribute(obj: Any, path: str, reference: str) -> Any:
+    for part in path.split(".") if path else ():
+        if part.startswith("_"):
+            raise LookupError(f"{reference!r}: {part!r} is private")
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise LookupError(f"{reference!r}: no attribute {part!r}") from None
+    return obj

@@ -1,0 +1,51 @@
+"""Node functions for the command-line tests' graph files (imported as tests.cli_nodes)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pipelines import node
+
+
+@node
+async def count(n: int) -> Any:
+    for i in range(n):
+        yield i
+
+
+@node
+async def endless() -> Any:
+    i = 0
+    while True:
+        yield i
+        i += 1
+        await asyncio.sleep(0.001)
+
+
+@node
+async def double(x: int) -> int:
+    return 2 * x
+
+
+@node
+async def fails_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("three is not allowed")
+    return x
+
+
+@node
+async def show(x: Any) -> None:
+    print(x, flush=True)
+
+
+@node
+async def stuck_after(x: int, limit: int = 50) -> None:
+    if x >= limit:
+        await asyncio.Event().wait()
+
+
+@node
+async def drop(x: Any) -> None:
+    pass

@@ -1,0 +1,292 @@
+"""The `pipelines` command, through a real subprocess: exit codes, one-line errors, progress, summary."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+PIPELINES = [sys.executable, "-W", "error", "-c", "from pipelines.cli import console_main; console_main()"]
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*PIPELINES, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+CHAIN = """
+nodes:
+  source: {coro: "tests.cli_nodes:count", args: {n: 5}}
+  double: {coro: "tests.cli_nodes:double"}
+  show: {coro: "tests.cli_nodes:show"}
+flow: "source -> double -> show"
+"""
+
+
+def test_validate_a_good_file() -> None:
+    proc = run_cli("validate", "demos/weblog/weblog.yaml")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "demos/weblog/weblog.yaml: ok (5 nodes)\n", "")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "unknown.yaml",
+            CHAIN.replace("cli_nodes:double", "cli_nodes:triple"),
+            "{file}: node 'double': coro_map could not resolve coro 'tests.cli_nodes:triple': "
+            "LookupError(\"'tests.cli_nodes:triple': no attribute 'triple'\")",
+        ),
+        (
+            "nomodule.yaml",
+            CHAIN.replace("tests.cli_nodes:double", "tests.no_such_module:double"),
+            "{file}: node 'double': coro_map could not resolve coro 'tests.no_such_module:double': "
+            "LookupError(\"'tests.no_such_module:double': cannot import 'tests.no_such_module' "
+            "(No module named 'tests.no_such_module')\")",
+        ),
+        (
+            "notasync.yaml",
+            CHAIN.replace("tests.cli_nodes:double", "os.path:join"),
+            "{file}: node 'double': <function join at 0x> is a plain (blocking) function; give the node 'executor': "
+            "'thread' (or 'process' for CPU-heavy work) so that it does not block the event loop",
+        ),
+        ("badyaml.yaml", "nodes: [1, 2\n", "{file}:2:1: invalid YAML: expected ',' or ']', but got '<stream end>'"),
+        ("badjson.json", '{"nodes": }', "{file}:1:11: invalid JSON: Expecting value"),
+        ("list.yaml", "- 1\n- 2\n", "{file}: expected a mapping with 'nodes' and 'graph' (or 'flow'), got list"),
+        (
+            "args.yaml",
+            CHAIN.replace("{n: 5}", "{n: 5, m: 6}"),
+            "{file}: node 'source': coro cannot be called as count(n: 'int') -> 'Any' with args {'n': 5, 'm': 6}: "
+            "got an unexpected keyword argument 'm'",
+        ),
+        ("file.txt", "nodes: {}", "{file}: unknown file type '.txt' (expected .yaml, .yml or .json)"),
+    ],
+)
+def test_validate_names_the_file_and_the_problem_in_one_line(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    path = write(tmp_path, name, text)
+    proc = run_cli("validate", path)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert re.sub(r"0x[0-9a-f]+", "0x", proc.stderr) == f"pipelines: {message.replace('{file}', path)}\n"
+
+
+def test_a_missing_file(tmp_path: Path) -> None:
+    proc = run_cli("validate", str(tmp_path / "nope.yaml"))
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        f"pipelines: {tmp_path / 'nope.yaml'}: cannot read the file: No such file or directory\n",
+    )
+
+
+def test_a_flow_syntax_error_points_at_the_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "flow.yaml", CHAIN.replace('"source -> double -> show"', '"source -> -> show"'))
+    proc = run_cli("validate", path)
+    assert proc.returncode == 2
+    first, source_line, caret = proc.stderr.splitlines()
+    assert first.startswith(f"pipelines: {path} (flow):1:11: ")
+    assert source_line == "    source -> -> show"
+    assert caret == "              ^"
+
+
+def test_run_prints_the_summary_and_exits_0(tmp_path: Path) -> None:
+    proc = run_cli("run", write(tmp_path, "chain.yaml", CHAIN))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert sorted(lines[:5]) == ["0", "2", "4", "6", "8"]
+    assert lines[5].split() == [
+        "node",
+        "in",
+        "out",
+        "done",
+        "failed",
+        "retried",
+        "skipped",
+        "dropped",
+        "blocked",
+        "s",
+        "items/s",
+    ]
+    assert lines[7].split()[:8] == ["source", "0", "5", "0", "0", "0", "0", "0"]
+    assert lines[8].split()[:8] == ["double", "5", "5", "5", "0", "0", "0", "0"]
+    assert lines[9].split()[:8] == ["show", "5", "0", "5", "0", "0", "0", "0"]
+    assert re.fullmatch(r"completed in \d+\.\d\ds", lines[10])
+    assert proc.stderr == ""
+
+
+def test_set_overrides_an_arg_and_refuses_an_unknown_node(tmp_path: Path) -> None:
+    path = write(tmp_path, "chain.yaml", CHAIN)
+    proc = run_cli("run", path, "--set", "source.n=2")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.splitlines()[:2]) == ["0", "2"]
+    proc = run_cli("run", path, "--set", "sauce.n=2")
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        f"pipelines: {path}: --set 'sauce.n=2': no node 'sauce' (nodes: source, double, show)\n",
+    )
+
+
+def test_a_failing_run_exits_1_with_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "fail.yaml", CHAIN.replace("cli_nodes:double", "cli_nodes:fails_on_three"))
+    proc = run_cli("run", path)
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        "pipelines: run failed: ValueError: three is not allowed (pipelines: node 'double' failed on item 3)\n"
+    )
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "node" in proc.stdout.splitlines()[-5]  # the summary is still printed
+
+
+def test_progress_lines_when_not_a_terminal(tmp_path: Path) -> None:
+    proc = run_cli(
+        "run",
+        "demos/weblog/weblog.yaml",
+        "--set",
+        f"report.path={tmp_path / 'r.txt'}",
+        "--set",
+        "locate.latency=0.01",
+        "--interval",
+        "0.2",
+    )
+    assert proc.returncode == 0, proc.stderr
+    progress = proc.stderr.splitlines()
+    assert progress
+    for line in progress:
+        assert re.fullmatch(
+            r"pipelines: +\d+\.\ds  sinks \d+ items \([\d,]+/s\)( \| \w+: \d+ in flight, "
+            r"queue \d+/\d+)+",
+            line,
+        ), line
+
+
+def test_a_live_display_on_a_terminal(tmp_path: Path) -> None:
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            *PIPELINES,
+            "run",
+            "demos/weblog/weblog.yaml",
+            "--set",
+            f"report.path={tmp_path / 'r.txt'}",
+            "--set",
+            "locate.latency=0.01",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        cwd=ROOT,
+        text=True,
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        ready, _, _ = select.select([controller], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    screen = shown.decode(errors="replace")
+    assert "items through the sinks" in screen
+    assert "in flight" in screen
+    assert "completed in" in out
+
+
+def test_the_weblog_demo_writes_its_report(tmp_path: Path) -> None:
+    report = tmp_path / "report.txt"
+    proc = run_cli("run", "demos/weblog/weblog.yaml", "--set", f"report.path={report}")
+    assert proc.returncode == 0, proc.stderr
+    text = report.read_text().splitlines()
+    assert text[:3] == ["requests: 3000", "clients: 2983", "bytes: 52786266"]
+    assert text[4:10] == ["per status:", "  200: 2101", "  301: 145", "  304: 284", "  404: 392", "  500: 78"]
+    parse_row = next(line for line in proc.stdout.splitlines() if line.startswith("parse"))
+    assert parse_row.split()[:8] == ["parse", "3006", "3000", "3000", "0", "0", "0", "6"]
+
+
+ENDLESS = """
+nodes:
+  source: {coro: "tests.cli_nodes:endless"}
+  sink: {coro: "tests.cli_nodes:stuck_after", args: {limit: LIMIT}}
+graph: {source: [sink], sink: null}
+"""
+
+
+def start(path: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [*PIPELINES, "run", path, "--interval", "0.05"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+    )
+    assert proc.stderr is not None
+    while True:  # wait until items flow: a progress line with some items through the sinks
+        line = proc.stderr.readline()
+        assert line, "the run ended before any progress"
+        if re.search(r"sinks [1-9]\d* items", line):
+            return proc
+
+
+def test_first_ctrl_c_drains(tmp_path: Path) -> None:
+    proc = start(write(tmp_path, "endless.yaml", ENDLESS.replace("LIMIT", "1000000000")))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "SIGINT: stopping the sources and draining; send it again to cancel" in err
+    assert re.search(r"^stopped in \d+\.\d\ds$", out, re.M)
+
+
+def test_second_ctrl_c_cancels(tmp_path: Path) -> None:
+    proc = start(write(tmp_path, "stuck.yaml", ENDLESS.replace("LIMIT", "3")))
+    proc.send_signal(signal.SIGINT)
+    assert proc.stderr is not None
+    while "send it again to cancel" not in proc.stderr.readline():
+        pass
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "pipelines: run cancelled: the run was cancelled with " in err
+    assert "Traceback" not in err
+
+
+def test_the_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "pipelines"
+    proc = subprocess.run(
+        [str(script), "validate", "demos/weblog/weblog.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout) == (0, "demos/weblog/weblog.yaml: ok (5 nodes)\n")
+
+
+def test_draw_prints_the_graph() -> None:
+    proc = run_cli("draw", "demos/weblog/weblog.yaml", "--format", "ascii")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].split() == ["0", "read", "-->", "parse"]
+    assert "(join of anonymize, locate)" in proc.stdout
+    for fmt, first in (("mermaid", "flowchart LR"), ("dot", "digraph pipeline {")):
+        proc = run_cli("draw", "demos/weblog/weblog.yaml", "--format", fmt)
+        assert (proc.returncode, proc.stdout.splitlines()[0]) == (0, first)
