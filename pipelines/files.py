@@ -48,15 +48,21 @@ def load_graph(path: str | Path) -> dict[str, Any]:
 
 def set_args(graph: dict[str, Any], assignments: list[str], *, source: str = "--set") -> dict[str, Any]:
     """Apply ``node.arg=value`` assignments to a graph's args; values are read as YAML/JSON scalars."""
-    nodes = {name: dict(node_d) for name, node_d in graph.get("nodes", {}).items()}
+    nodes_d = graph.get("nodes")
+    if not isinstance(nodes_d, Mapping) or not all(isinstance(n, Mapping) for n in nodes_d.values()):
+        raise GraphError(f"{source}: 'nodes' must be a mapping of node names to mappings (coro, args, properties)")
+    nodes = {name: dict(node_d) for name, node_d in nodes_d.items()}
     for assignment in assignments:
         target, sep, raw = assignment.partition("=")
         name, dot, arg = target.partition(".")
         if not sep or not dot or not name or not arg:
             raise GraphError(f"{source} {assignment!r}: expected node.arg=value")
         if name not in nodes:
-            raise GraphError(f"{source} {assignment!r}: no node {name!r} (nodes: {', '.join(nodes)})")
-        nodes[name]["args"] = {**(nodes[name].get("args") or {}), arg: _scalar(raw)}
+            raise GraphError(f"{source} {assignment!r}: no node {name!r} (nodes: {', '.join(map(str, nodes))})")
+        args = nodes[name].get("args") or {}
+        if not isinstance(args, Mapping):
+            raise GraphError(f"{source} {assignment!r}: node {name!r} has 'args' that are not a mapping")
+        nodes[name]["args"] = {**args, arg: _scalar(raw)}
     return {**graph, "nodes": nodes}
 
 

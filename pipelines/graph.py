@@ -220,6 +220,11 @@ def _check_executor(name: str, fn: Callable[..., Any], props: NodeProperties) ->
         return props
     if is_async:
         raise GraphError(f"node {name!r}: property 'executor' is for plain functions; {fn!r} is async")
+    if props.timeout is not None:
+        raise GraphError(
+            f"node {name!r}: 'timeout' cannot stop a call in a pool, it would only stop waiting for it while "
+            "the pool worker stays busy; bound the blocking call itself (most blocking APIs take a timeout)"
+        )
     if "style" in props.given and props.style != "item":
         raise GraphError(f"node {name!r}: a function run in an executor is called as f(item, **args) ('item' style)")
     if "workers" in props.given and props.workers != props.max_workers:

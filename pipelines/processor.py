@@ -26,7 +26,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import PipelineError
-from .executors import open_pool
+from .executors import close_pool, open_pool
 from .failure import Failure
 from .lineage import DISCARDED, DROPPED, Joiner
 from .ordering import OrderGate
@@ -215,6 +215,7 @@ class Processor:
         """The node's driver task: setup, the work, end-of-stream downstream, teardown."""
         spec = self._spec
         set_up = False
+        finished = False
         signals = self._control.signals
         signals.emit("node_started", node=self._name)
         try:
@@ -228,6 +229,7 @@ class Processor:
             set_up = True
             self._pool = open_pool(spec.name, spec.properties)
             await self._body()
+            finished = True
         finally:
             for channel in self._outputs:
                 channel.close()
@@ -235,7 +237,7 @@ class Processor:
                 self._error_channel.close()
             if self._pool is not None:
                 # Work still in the pool belongs to a run that is ending: do not wait for it.
-                self._pool.shutdown(wait=False, cancel_futures=True)
+                close_pool(self._pool, finished=finished)
                 self._pool = None
             if set_up and spec.teardown is not None:
                 await self._teardown()
@@ -339,7 +341,7 @@ class Processor:
                 arg = value if item_style else (value,)
                 try:
                     result = await invoke(arg)
-                except (Exception, asyncio.CancelledError) as exc:
+                except BaseException as exc:
                     failure = self._as_failure(exc, task)
                     settled += 1
                     if not self._handle_failure(key, arg, failure, errors):
@@ -371,15 +373,20 @@ class Processor:
 
     def _as_failure(self, exc: BaseException, task: asyncio.Task[Any]) -> BaseException:
         """The exception an item failed with; re-raise a cancellation that is the run's own."""
-        if not isinstance(exc, asyncio.CancelledError):
+        if isinstance(exc, Exception):
             return exc
-        if task.cancelling():
-            raise exc
-        # The coroutine raised CancelledError of its own (say, awaiting a future someone
-        # cancelled): that is a failure of the item, not a cancellation of the run.
-        failure = PipelineError(
-            f"node {self._name!r}: the coroutine raised CancelledError though the run was not cancelled"
-        )
+        if isinstance(exc, asyncio.CancelledError):
+            if task.cancelling():
+                raise exc
+            # The coroutine raised CancelledError of its own (say, awaiting a future someone
+            # cancelled): that is a failure of the item, not a cancellation of the run.
+            failure = PipelineError(
+                f"node {self._name!r}: the coroutine raised CancelledError though the run was not cancelled"
+            )
+        else:
+            # SystemExit, KeyboardInterrupt or another BaseException from the node's own code: it
+            # must not tear through the event loop; it fails the item like any error.
+            failure = PipelineError(f"node {self._name!r}: the coroutine raised {type(exc).__name__}({exc})")
         failure.__cause__ = exc
         return failure
 
@@ -441,7 +448,7 @@ class Processor:
                         result = await self._expand(key, arg, out, errors, ticket) or None
                     else:
                         result = await self._call(arg)
-                except (Exception, asyncio.CancelledError) as exc:
+                except BaseException as exc:
                     if not self._handle_failure(key, arg, self._as_failure(exc, task), errors):
                         return
                     if forward_drops:
@@ -624,6 +631,11 @@ class InputProcessor(Processor):
             failure = PipelineError(
                 f"source {self._name!r}: the coroutine raised CancelledError though the run was not cancelled"
             )
+            failure.__cause__ = exc
+            self._control.fail(failure)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self._producing = None
+            failure = PipelineError(f"source {self._name!r}: the coroutine raised {type(exc).__name__}({exc})")
             failure.__cause__ = exc
             self._control.fail(failure)
         except Exception as exc:

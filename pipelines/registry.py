@@ -3,7 +3,11 @@
 Nothing is ever looked up in arbitrary globals. A name resolves when it was registered, or is an
 attribute path under a registered name (``'ProcessFunc.coro1'`` under a registered class), or,
 only when the registry allows imports, a ``'package.module:function'`` reference (``:Class.method``
-works too) imported with importlib, from the allowed modules only when a list of prefixes is given::
+works too) imported with importlib, from the allowed modules only when prefixes are given.
+
+A path walks through classes only, never into another module (``'nodes.asyncio.create_subprocess_shell'``
+does not resolve), never to a private name, and the function it reaches must be defined in the
+module it was looked up in: what a module merely imported is not part of what it offers::
 
     registry = Registry({"parse": parse})                 # exactly these names
     registry = Registry(imports=["demos.weblog"])         # 'demos.weblog.nodes:parse_line'
@@ -13,6 +17,7 @@ works too) imported with importlib, from the allowed modules only when a list of
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -26,6 +31,8 @@ class Registry:
 
     def __init__(self, entries: Mapping[str, Any] | None = None, *, imports: bool | Iterable[str] = False) -> None:
         self._entries: dict[str, Any] = dict(entries or {})
+        if isinstance(imports, str):
+            imports = (imports,)
         self._imports: bool | tuple[str, ...] = imports if isinstance(imports, bool) else tuple(imports)
 
     def register(self, name: str | None = None) -> Callable[[F], F]:
@@ -75,12 +82,21 @@ class Registry:
         return _attribute(module, path, reference)
 
 
-def _attribute(obj: Any, path: str, reference: str) -> Any:
+def _attribute(base: Any, path: str, reference: str) -> Any:
+    """Walk `path` from `base` through classes only; the result must belong to `base`'s module."""
+    home = base.__name__ if inspect.ismodule(base) else getattr(base, "__module__", None)
+    obj = base
     for part in path.split(".") if path else ():
         if part.startswith("_"):
             raise LookupError(f"{reference!r}: {part!r} is private")
+        if obj is not base and not inspect.isclass(obj):
+            raise LookupError(f"{reference!r}: {part!r} is looked up in {obj!r}, which is not a class")
         try:
             obj = getattr(obj, part)
         except AttributeError:
             raise LookupError(f"{reference!r}: no attribute {part!r}") from None
+        if inspect.ismodule(obj):
+            raise LookupError(f"{reference!r}: {part!r} is a module; name a function defined in a module")
+    if obj is not base and getattr(inspect.unwrap(obj), "__module__", None) != home:
+        raise LookupError(f"{reference!r}: {path!r} is not defined in {home!r} (only imported there)")
     return obj

@@ -49,3 +49,16 @@ async def stuck_after(x: int, limit: int = 50) -> None:
 @node
 async def drop(x: Any) -> None:
     pass
+
+
+def block(x: int) -> int:
+    """A blocking call that outlasts any test: a cancelled run must not wait for it."""
+    import time
+
+    time.sleep(120)
+    return x
+
+
+@node
+async def exits(x: int) -> None:
+    raise SystemExit(3)

@@ -290,3 +290,133 @@ def test_draw_prints_the_graph() -> None:
     for fmt, first in (("mermaid", "flowchart LR"), ("dot", "digraph pipeline {")):
         proc = run_cli("draw", "demos/weblog/weblog.yaml", "--format", fmt)
         assert (proc.returncode, proc.stdout.splitlines()[0]) == (0, first)
+
+
+def test_ctrl_c_from_a_terminal_reaches_the_pool_workers_too_and_still_drains(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            *PIPELINES,
+            "run",
+            "demos/weblog/weblog.yaml",
+            "--set",
+            f"report.path={tmp_path / 'r.txt'}",
+            "--set",
+            "locate.latency=0.05",
+            "--interval",
+            "0.05",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None
+    while not re.search(r"sinks [1-9]\d* items", proc.stderr.readline()):
+        pass
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert re.search(r"^stopped in \d+\.\d\ds$", out, re.M)
+    assert "Traceback" not in err
+
+
+POOLED = """
+nodes:
+  source: {coro: "tests.cli_nodes:count", args: {n: 5}}
+  block: {coro: "tests.cli_nodes:block", properties: {executor: EXECUTOR, max_workers: 2}}
+  sink: {coro: "tests.cli_nodes:drop"}
+flow: "source -> block -> sink"
+"""
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_a_cancelled_run_does_not_wait_for_blocking_calls_in_its_pool(tmp_path: Path, executor: str) -> None:
+    path = write(tmp_path, "pooled.yaml", POOLED.replace("EXECUTOR", executor))
+    proc = subprocess.Popen(
+        [*PIPELINES, "run", path, "--interval", "0.05"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+    )
+    assert proc.stderr is not None
+    while not re.search(r"block: [1-9]\d* in flight", proc.stderr.readline()):  # the pool has work
+        pass
+    proc.send_signal(signal.SIGINT)
+    while "send it again to cancel" not in proc.stderr.readline():
+        pass
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)  # the calls would take 120 s
+    assert proc.returncode == 130
+    assert "pipelines: run cancelled" in err
+
+
+def test_a_node_raising_system_exit_fails_the_run_in_one_line(tmp_path: Path) -> None:
+    proc = run_cli("run", write(tmp_path, "exits.yaml", CHAIN.replace("cli_nodes:double", "cli_nodes:exits")))
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        "pipelines: run failed: PipelineError: node 'double': the coroutine raised SystemExit(3) "
+        "(pipelines: node 'double' failed on item 0)\n"
+    )
+
+
+def test_ctrl_c_while_the_file_imports_its_modules(tmp_path: Path) -> None:
+    path = write(tmp_path, "slow.yaml", CHAIN.replace("tests.cli_nodes:double", "tests.slow_import_nodes:f"))
+    proc = subprocess.Popen(
+        [*PIPELINES, "validate", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True
+    )
+    assert proc.stderr is not None
+    assert proc.stderr.readline() == "importing\n"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (130, "pipelines: interrupted\n")
+
+
+def test_set_on_a_malformed_graph_is_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "intnode.yaml", "nodes: {a: 1}\ngraph: {a: null}\n")
+    proc = run_cli("run", path, "--set", "a.x=1")
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        f"pipelines: {path}: --set: 'nodes' must be a mapping of node names to mappings (coro, args, properties)\n",
+    )
+
+
+def test_without_rich_a_terminal_gets_plain_lines(tmp_path: Path) -> None:
+    (tmp_path / "rich").mkdir()
+    (tmp_path / "rich" / "__init__.py").write_text("raise ImportError('rich hidden by the test')\n")
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    proc = subprocess.Popen(
+        [
+            *PIPELINES,
+            "run",
+            "demos/weblog/weblog.yaml",
+            "--set",
+            f"report.path={tmp_path}/r",
+            "--set",
+            "locate.latency=0.01",
+            "--interval",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        cwd=ROOT,
+        text=True,
+        env=env,
+    )
+    os.close(terminal)
+    shown = b""
+    while select.select([controller], [], [], 60)[0]:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "completed in" in out
+    assert re.search(r"pipelines: +\d+\.\ds  sinks \d+ items", shown.decode())

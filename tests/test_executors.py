@@ -161,3 +161,15 @@ def test_an_executor_on_an_async_function_is_refused() -> None:
     graph["nodes"]["f"]["properties"] = {"max_workers": 3}
     with pytest.raises(GraphError, match=r"^node 'f': property 'max_workers' needs an 'executor'$"):
         Plumber(graph)
+
+
+def test_a_timeout_on_a_pool_node_is_refused() -> None:
+    graph = {
+        "nodes": {
+            "s": {"coro": source_of([])},
+            "f": {"coro": scale, "args": {"factor": 1}, "properties": {"executor": "thread", "timeout": 1.0}},
+        },
+        "graph": {"s": ["f"], "f": None},
+    }
+    with pytest.raises(GraphError, match=r"^node 'f': 'timeout' cannot stop a call in a pool"):
+        Plumber(graph)

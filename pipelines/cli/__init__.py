@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     args = _parser().parse_args(argv)
     _show_library_logs()
+    try:
+        return _command(args)
+    except KeyboardInterrupt:  # before the run has its own handlers: while importing the file's modules
+        _error("interrupted")
+        return EXIT_CANCELLED
+
+
+def _command(args: argparse.Namespace) -> int:
     # 'package.module:function' references resolve from where the command runs, as `python -m` does.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -101,11 +110,13 @@ def _run(plumber: Plumber, args: argparse.Namespace) -> int:
         except PipelineCancelled as exc:
             _error(f"run cancelled: {exc}")
             print(format_summary(plumber.stats()))
+            _leave_now_if_pools_are_busy(EXIT_CANCELLED)
             return EXIT_CANCELLED
-        except Exception as exc:
+        except BaseException as exc:  # whatever a node raised: one line, never a traceback
             notes = "; ".join(getattr(exc, "__notes__", ()))
             _error(f"run failed: {type(exc).__name__}: {exc}" + (f" ({notes})" if notes else ""))
             print(format_summary(plumber.stats()))
+            _leave_now_if_pools_are_busy(EXIT_FAILED)
             return EXIT_FAILED
     print(format_summary(result.stats))
     print(f"{result.state} in {result.elapsed:.2f}s")
@@ -121,9 +132,12 @@ async def _run_with_progress(plumber: Plumber, interactive: bool, interval: floa
         return asyncio.get_running_loop().time() - started
 
     if interactive:
-        from rich.console import Console
-        from rich.live import Live
-
+        try:
+            from rich.console import Console
+            from rich.live import Live
+        except ImportError:
+            interactive = False  # the plain lines below; `pip install 'aiopipelines[cli]'` brings rich
+    if interactive:
         with Live(console=Console(stderr=True), auto_refresh=False, transient=True) as live:
             while not running.done():
                 live.update(rich_progress_table(plumber.stats(), sinks, elapsed()), refresh=True)
@@ -153,6 +167,14 @@ def _show_library_logs() -> None:
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
         logger.propagate = False
+
+
+def _leave_now_if_pools_are_busy(code: int) -> None:
+    """After a failed or cancelled run, exit now rather than wait for blocking calls still in threads."""
+    if any(t.name.startswith("pipelines:") and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _name_the_file(path: str, message: str) -> str:
