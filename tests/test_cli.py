@@ -21,6 +21,21 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
     return subprocess.run([*PIPELINES, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
 
 
+def read_terminal(controller: int) -> bytes:
+    """Everything written to a pseudo-terminal until its other side closes (at most 60 s of silence)."""
+    shown = b""
+    while select.select([controller], [], [], 60)[0]:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the other side closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    return shown
+
+
 def write(tmp_path: Path, name: str, text: str) -> str:
     path = tmp_path / name
     path.write_text(text)
@@ -191,19 +206,7 @@ def test_a_live_display_on_a_terminal(tmp_path: Path) -> None:
         text=True,
     )
     os.close(terminal)
-    shown = b""
-    while True:
-        ready, _, _ = select.select([controller], [], [], 60)
-        if not ready:
-            break
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(controller)
+    shown = read_terminal(controller)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
     screen = shown.decode(errors="replace")
@@ -406,16 +409,7 @@ def test_without_rich_a_terminal_gets_plain_lines(tmp_path: Path) -> None:
         env=env,
     )
     os.close(terminal)
-    shown = b""
-    while select.select([controller], [], [], 60)[0]:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(controller)
+    shown = read_terminal(controller)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "completed in" in out

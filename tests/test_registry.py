@@ -19,7 +19,7 @@ class Funcs:
         return 2 * q_elt[0]
 
 
-def refused(registry: Registry, reference: str, message: str) -> None:
+def assert_refused(registry: Registry, reference: str, message: str) -> None:
     with pytest.raises(LookupError, match=f"^{re.escape(message)}$"):
         registry(reference)
 
@@ -68,21 +68,21 @@ def test_register_as_a_decorator() -> None:
     ],
 )
 def test_what_a_registry_refuses(reference: str, message: str) -> None:
-    refused(Registry({"Funcs": Funcs, "nodes": weblog_nodes}), reference, message)
+    assert_refused(Registry({"Funcs": Funcs, "nodes": weblog_nodes}), reference, message)
 
 
 def test_imports_only_from_the_allowed_modules() -> None:
     registry = Registry(imports="demos")
     assert registry("demos.weblog.nodes:parse") is weblog_nodes.parse
-    refused(registry, "demosX.mod:f", "'demosX.mod:f': module 'demosX.mod' is not among the allowed demos")
-    refused(registry, "os:system", "'os:system': module 'os' is not among the allowed demos")
-    refused(
+    assert_refused(registry, "demosX.mod:f", "'demosX.mod:f': module 'demosX.mod' is not among the allowed demos")
+    assert_refused(registry, "os:system", "'os:system': module 'os' is not among the allowed demos")
+    assert_refused(
         registry,
         "demos.weblog.nodes:asyncio.create_subprocess_shell",
         "'demos.weblog.nodes:asyncio.create_subprocess_shell': 'asyncio' is a module; name a function defined "
         "in a module",
     )
-    refused(
+    assert_refused(
         Registry(imports=True),
         "demos.nope:f",
         "'demos.nope:f': cannot import 'demos.nope' (No module named 'demos.nope')",
