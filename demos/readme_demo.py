@@ -1,5 +1,8 @@
 """The example of the original pipelines README, unchanged but for its last lines: it now ends.
 
+The example code is the original project's (theboxahaan/pipelines, MIT license, 2021), kept here
+on purpose to show that code written for it runs on this library unchanged.
+
 inp puts 20 random strings; rev reverses them; out joins each string with its own reversal
 (the items of one source item meet, whatever their timing) and prints the pair.
 Run it with:  python demos/readme_demo.py
