@@ -342,12 +342,9 @@ class Processor:
                 try:
                     result = await invoke(arg)
                 except BaseException as exc:
-                    failure = self._as_failure(exc, task)
                     settled += 1
-                    if not self._handle_failure(key, arg, failure, errors):
+                    if not self._item_failed(key, arg, exc, task, out, errors):
                         return
-                    if forward_drops:
-                        append((key, DROPPED, index))
                     continue
                 if is_sink:
                     if collected is not None and result is not None:
@@ -396,14 +393,12 @@ class Processor:
         share = self._workers
         gate = self._gate
         joiner = self._joiner
-        invoke = self._invoke
         index = self._index
         outputs = self._outputs
         first_output = outputs[0] if outputs else None
         forward_drops = self._spec.forward_drops
         item_style = self._spec.style == "item"
         is_generator = self._spec.is_generator
-        simple = self._retry is None and self._timeout is None and not is_generator
         task = asyncio.current_task()
         assert task is not None
         clock = asyncio.get_running_loop().time
@@ -442,17 +437,13 @@ class Processor:
                 else:
                     arg = (value,)
                 try:
-                    if simple:
-                        result = await invoke(arg)
-                    elif is_generator:
+                    if is_generator:
                         result = await self._expand(key, arg, out, errors, ticket) or None
                     else:
                         result = await self._call(arg)
                 except BaseException as exc:
-                    if not self._handle_failure(key, arg, self._as_failure(exc, task), errors):
+                    if not self._item_failed(key, arg, exc, task, out, errors):
                         return
-                    if forward_drops:
-                        out.append((key, DROPPED, index))
                     continue
                 if first_output is None:
                     self.completed += 1  # a sink: whatever it returns, the item is done
@@ -549,6 +540,19 @@ class Processor:
             except Exception as exc:
                 await self._before_retry(policy, attempt, exc, arg)
                 attempt += 1
+
+    def _item_failed(
+        self, key: Any, arg: Any, exc: BaseException, task: asyncio.Task[Any], out: list[Any], errors: list[Any]
+    ) -> bool:
+        """An item raised `exc`: apply on_error, and send a tombstone if a join waits downstream.
+
+        Returns False when the run must stop. Re-raises a cancellation that is the run's own.
+        """
+        if not self._handle_failure(key, arg, self._as_failure(exc, task), errors):
+            return False
+        if self._spec.forward_drops:
+            out.append((key, DROPPED, self._index))
+        return True
 
     def _handle_failure(self, key: Any, arg: Any, exc: BaseException, errors: list[Any]) -> bool:
         """Apply on_error to an item that failed; return False when the run must stop."""
