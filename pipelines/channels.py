@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,9 +76,13 @@ class Channel:
         return self._open_producers <= 0
 
     @property
-    def has_waiting_getter(self) -> bool:
-        """True while a consumer is idle, waiting for an item."""
-        return bool(self._getters)
+    def idle_consumers(self) -> Sized:
+        """The consumers waiting for an item: truthy while one sits idle.
+
+        The same object for the channel's whole life, so a producer may keep it and test it per
+        item at the cost of a truth test.
+        """
+        return self._getters
 
     def statistics(self) -> ChannelStatistics:
         return ChannelStatistics(
@@ -96,8 +101,13 @@ class Channel:
         if self._open_producers <= 0:
             self._wake(self._getters, len(self._getters))
 
+    def accepts_now(self) -> bool:
+        """Whether put_nowait() would add an item now: there is room and nobody is queued to put."""
+        return len(self._items) < self.maxsize and not self._putters
+
     def put_nowait(self, item: Any) -> bool:
-        """Add one item if there is room and nobody is queued to put; return whether it was added."""
+        """Add one item if accepts_now(); return whether it was added."""
+        # accepts_now(), written out: this is the sources' per-item path
         if len(self._items) >= self.maxsize or self._putters:
             return False
         self._items.append(item)

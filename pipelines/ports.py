@@ -77,9 +77,8 @@ class SourcePort:
 
     def put_nowait(self, item: Any) -> None:
         """Send `item` to every successor now, or raise asyncio.QueueFull and send it to none."""
-        for channel in self._channels:
-            if channel.full() or channel._putters:
-                raise asyncio.QueueFull
+        if not all(channel.accepts_now() for channel in self._channels):
+            raise asyncio.QueueFull
         envelope = ((self._name, self._seq), item, self._index)
         for channel in self._channels:
             channel.put_nowait(envelope)

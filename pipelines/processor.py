@@ -316,8 +316,7 @@ class Processor:
         forward_drops = self._spec.forward_drops
         is_sink = not self._outputs
         collected = self.collected
-        # The deque of consumers waiting on the first successor: it is truthy while one sits idle.
-        idle = self._outputs[0]._getters if self._outputs else None
+        idle = self._outputs[0].idle_consumers if self._outputs else None
         task = asyncio.current_task()
         assert task is not None
         clock = asyncio.get_running_loop().time
@@ -396,6 +395,7 @@ class Processor:
         index = self._index
         outputs = self._outputs
         first_output = outputs[0] if outputs else None
+        idle = first_output.idle_consumers if first_output is not None else None
         forward_drops = self._spec.forward_drops
         item_style = self._spec.style == "item"
         is_generator = self._spec.is_generator
@@ -459,7 +459,7 @@ class Processor:
                     if not is_generator:
                         out.append((key, result, index))
                         self.items_out += 1
-                    if gate is None and first_output._getters and len(batch) > 1:
+                    if gate is None and idle and len(batch) > 1:
                         # The consumer downstream is idle: give it what is ready now.
                         await self._emit(out, errors)
             self.busy_seconds += clock() - started

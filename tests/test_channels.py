@@ -125,3 +125,19 @@ async def test_put_after_every_producer_closed_is_an_error() -> None:
 def test_bound_must_be_positive() -> None:
     with pytest.raises(ValueError, match="channel 'c': maxsize must be >= 1, got 0"):
         Channel("c", 0)
+
+
+async def test_accepts_now_says_what_put_nowait_will_do() -> None:
+    channel = Channel("c", 1)
+    assert channel.accepts_now() is True
+    assert channel.put_nowait(1) is True
+    assert channel.accepts_now() is False  # full
+    assert channel.put_nowait(2) is False
+    putter = asyncio.ensure_future(channel.put_many([3]))
+    await until(lambda: channel.statistics().waiting_putters == 1)
+    assert channel.accepts_now() is False  # full, and a producer is queued
+    assert await channel.get_many() == [1]
+    await putter
+    assert channel.accepts_now() is False  # the queued producer took the room
+    assert await channel.get_many() == [3]
+    assert channel.accepts_now() is True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -86,7 +85,3 @@ def _cell(value: Any) -> str:
 def write_line(stream: IO[str], text: str) -> None:
     stream.write(text + "\n")
     stream.flush()
-
-
-def now() -> float:
-    return time.monotonic()
