@@ -69,6 +69,8 @@ class Processor:
     by every node. `str()` gives ``<Processor:{uuid};{name}>`` as in the original library.
     """
 
+    _kind = "node"  # how error messages name it
+
     def __init__(self, spec: NodeSpec, env_vars: dict[str, Any] | None, control: RunControl) -> None:
         self._spec = spec
         self._name = spec.name
@@ -377,12 +379,12 @@ class Processor:
             # The coroutine raised CancelledError of its own (say, awaiting a future someone
             # cancelled): that is a failure of the item, not a cancellation of the run.
             failure = PipelineError(
-                f"node {self._name!r}: the coroutine raised CancelledError though the run was not cancelled"
+                f"{self._kind} {self._name!r}: the coroutine raised CancelledError though the run was not cancelled"
             )
         else:
             # SystemExit, KeyboardInterrupt or another BaseException from the node's own code: it
             # must not tear through the event loop; it fails the item like any error.
-            failure = PipelineError(f"node {self._name!r}: the coroutine raised {type(exc).__name__}({exc})")
+            failure = PipelineError(f"{self._kind} {self._name!r}: the coroutine raised {type(exc).__name__}({exc})")
         failure.__cause__ = exc
         return failure
 
@@ -597,6 +599,8 @@ class InputProcessor(Processor):
     the coroutine where it is (usually waiting in `put`) and lets the rest of the graph drain.
     """
 
+    _kind = "source"
+
     def __init__(self, spec: NodeSpec, env_vars: dict[str, Any] | None, control: RunControl) -> None:
         super().__init__(spec, env_vars, control)
         self._stopping = False
@@ -623,29 +627,16 @@ class InputProcessor(Processor):
                         await port.put(item)
             else:
                 await produced
-        except asyncio.CancelledError as exc:
+        except BaseException as exc:
             task = self._producing
-            self._producing = None
             assert task is not None
-            if self._stopping and not self._control.cancelled:
+            self._producing = None
+            if isinstance(exc, asyncio.CancelledError) and self._stopping and not self._control.cancelled:
                 task.uncancel()  # the stop we asked for: end normally, so the rest drains
                 return
-            if task.cancelling():
-                raise
-            failure = PipelineError(
-                f"source {self._name!r}: the coroutine raised CancelledError though the run was not cancelled"
-            )
-            failure.__cause__ = exc
+            failure = self._as_failure(exc, task)  # re-raises a cancellation that is the run's own
+            failure.add_note(f"pipelines: source {self._name!r} failed after putting {self.items_out} items")
             self._control.fail(failure)
-        except (KeyboardInterrupt, SystemExit) as exc:
-            self._producing = None
-            failure = PipelineError(f"source {self._name!r}: the coroutine raised {type(exc).__name__}({exc})")
-            failure.__cause__ = exc
-            self._control.fail(failure)
-        except Exception as exc:
-            self._producing = None
-            exc.add_note(f"pipelines: source {self._name!r} failed after putting {self.items_out} items")
-            self._control.fail(exc)
         else:
             self._producing = None
 

@@ -189,3 +189,18 @@ async def test_cancel_after_everything_ended_keeps_the_outcome() -> None:
     plumber.cancel()
     assert (await plumber.join()).state == "completed"
     assert seen == [(1,)]
+
+
+async def test_a_source_raising_another_base_exception_fails_the_run_in_the_same_way() -> None:
+    class Stop(BaseException):
+        pass
+
+    async def source(processor: Processor, output_q: Any) -> None:
+        await output_q.put(1)
+        raise Stop("halt")
+
+    _, sink = collector()
+    with pytest.raises(PipelineError, match=re.escape("source 'inp': the coroutine raised Stop(halt)")) as info:
+        await Plumber(chain("inp", "out", coros={"inp": source, "out": sink})).run()
+    assert isinstance(info.value.__cause__, Stop)
+    assert info.value.__notes__ == ["pipelines: source 'inp' failed after putting 1 items"]
