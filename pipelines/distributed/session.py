@@ -135,6 +135,7 @@ class Session:
         self._plumber: DistributedPlumber | None = None
         self._edges: list[RedisEdge] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._calls: set[asyncio.Future[Any]] = set()
         self._closing: list[asyncio.Task[Any]] = []
         self._done: frozenset[str] = frozenset()
         self._watchers: dict[str, asyncio.Event] = {}
@@ -244,6 +245,7 @@ class Session:
                 "coordinator": self.consumer,
                 "plan": self._plan,
                 "started": seconds * 1000 + micros // 1000,
+                "dead_after": self.options.dead_after,
             },
         )
         await self._register()
@@ -320,11 +322,27 @@ class Session:
     # -- calls to Redis ----------------------------------------------------------------------
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Await `fn(*args, **kwargs)`; a lost connection becomes one clear RedisUnavailable."""
+        """Await `fn(*args, **kwargs)`; a lost connection becomes one clear RedisUnavailable.
+
+        The call runs shielded in a task of its own: the Redis client can lose a cancellation that
+        lands in the middle of a command (and leave the connection half-read), so a cancelled
+        caller stops waiting at once while the command, always short, completes on its own.
+        """
+        inner = asyncio.ensure_future(self._call(fn, args, kwargs))
+        self._calls.add(inner)
+        inner.add_done_callback(self._call_ended)
+        return await asyncio.shield(inner)
+
+    async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
             return await fn(*args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise RedisUnavailable(f"lost the connection to Redis at {redacted(self.url)}: {exc}") from None
+
+    def _call_ended(self, inner: asyncio.Future[Any]) -> None:
+        self._calls.discard(inner)
+        if not inner.cancelled():
+            inner.exception()  # retrieved: its caller may have stopped waiting
 
     async def settle(self) -> frozenset[str]:
         """Mark done the nodes that have finished everywhere; return every done node."""
@@ -530,6 +548,8 @@ class Session:
         return [k.run, k.alive, k.instances, k.done, k.stats]
 
     async def _disconnect(self) -> None:
+        if self._calls:
+            await asyncio.wait(list(self._calls), timeout=CLOSE_TIMEOUT)
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.aclose()

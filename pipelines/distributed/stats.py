@@ -21,21 +21,33 @@ async def run_stats(r: aioredis.Redis, run_id: str) -> dict[str, NodeStats]:
 
     `queue_depth` is what the node's input streams hold now (unread or unacknowledged), `rate` is
     items per second over the run so far, `latency` the mean over the instances weighted by items.
-    Each process publishes its counts every half second and when its nodes end.
+    Each process publishes its counts every half second and when its nodes end. The items an
+    instance held when it stopped, was cancelled or died go back to the stream and are counted
+    where they are handled again, so they are not counted as in flight, nor in, for that instance.
     """
     keys = RunKeys(run_id)
-    plan, started, ended = await r.hmget(keys.run, ["plan", "started", "ended"])
+    plan, started, ended, dead_after = await r.hmget(keys.run, ["plan", "started", "ended", "dead_after"])
     if plan is None or started is None:
         raise DistributedError(f"no run {run_id!r} in this Redis")
     described = json.loads(plan)
     seconds, micros = await r.time()
     end = int(ended) if ended else seconds * 1000 + micros // 1000
     elapsed = max(0.0, (end - int(started)) / 1000)
+    now = seconds * 1000 + micros // 1000
+    alive = {_text(k): int(v) for k, v in (await r.hgetall(keys.alive)).items()}
+    states = {_text(k): _text(v) for k, v in (await r.hgetall(keys.instances)).items()}
     by_node: dict[str, list[dict[str, Any]]] = {name: [] for name in described["order"]}
     for field, value in (await r.hgetall(keys.stats)).items():
-        name = (field.decode() if isinstance(field, bytes) else field).partition("\t")[0]
-        if name in by_node:
-            by_node[name].append(json.loads(value))
+        instance = _text(field)
+        name, _, worker = instance.partition("\t")
+        if name not in by_node:
+            continue
+        part = json.loads(value)
+        live = states.get(instance) == "running" and now - alive.get(worker, 0) <= float(dead_after or 0) * 1000
+        if not live:
+            part["items_in"] -= part["in_flight"]
+            part["in_flight"] = 0
+        by_node[name].append(part)
     inputs = {name: edges for name, _, edges in described["plan"]}
     result = {}
     for name, parts in by_node.items():
@@ -56,3 +68,7 @@ async def run_stats(r: aioredis.Redis, run_id: str) -> dict[str, NodeStats]:
             latency=busy / sum(handled) if sum(handled) > 0 else 0.0,
         )
     return result
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
