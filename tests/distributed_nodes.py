@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from pathlib import Path
 from typing import Any
 
 from pipelines import node
@@ -46,9 +45,9 @@ async def as_set(x: int) -> Any:
 
 
 @node
-async def hold_if_told(x: int, marker: str) -> int:
-    """In a worker started with PIPELINES_TEST_HOLD=1: say so in `marker` and never finish."""
+async def hold_if_told(x: int) -> int:
+    """In a worker started with PIPELINES_TEST_HOLD=1: say so on stdout and never finish."""
     if os.environ.get("PIPELINES_TEST_HOLD") == "1":
-        Path(marker).write_text(str(os.getpid()))
+        print(f"holding {x}", flush=True)
         await asyncio.Event().wait()
     return x

@@ -248,11 +248,7 @@ async def test_an_item_that_cannot_be_sent_fails_the_run_naming_its_node(server:
 
 
 async def test_a_second_worker_of_a_join_node_is_refused(server: RedisServer) -> None:
-    seen, sink = collector()
-
-    @node
-    async def pair(a: int, b: int) -> None:
-        seen.append((a, b))
+    seen: list[Any] = []
 
     @node
     async def pair_up(group: tuple[int, int]) -> None:

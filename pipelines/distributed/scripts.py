@@ -7,7 +7,7 @@ Times are the Redis server's own (``TIME``), so the clocks of the machines never
 
 from __future__ import annotations
 
-__all__ = ["ACK", "BEAT", "CLAIM", "FINISH", "PUT", "REGISTER", "SETTLE"]
+__all__ = ["ACK", "BEAT", "CLAIM", "FINISH", "PUT", "REGISTER", "SETTLE", "STOPPING"]
 
 _NOW = """
 local t = redis.call('TIME')
@@ -97,6 +97,12 @@ if state == 'running' or state == 'stopping' then
   redis.call('HSET', KEYS[1], 'state', ARGV[1], 'error', ARGV[2])
   return 1
 end
+return 0
+"""
+
+STOPPING = """
+-- KEYS[1] the run hash. A running run is stopping (its sources were stopped).
+if redis.call('HGET', KEYS[1], 'state') == 'running' then redis.call('HSET', KEYS[1], 'state', 'stopping') end
 return 0
 """
 

@@ -208,6 +208,7 @@ class Session:
         self._register_script = self._redis.register_script(scripts.REGISTER)
         self._beat_script = self._redis.register_script(scripts.BEAT)
         self._finish_script = self._redis.register_script(scripts.FINISH)
+        self._stopping_script = self._redis.register_script(scripts.STOPPING)
         try:
             await self.call(self._redis.ping)
             if self.coordinator:
@@ -431,6 +432,9 @@ class Session:
             if edge in channels:
                 await edge.flush()
         await self._publish_stats([name])
+        if self.coordinator and self._plumber is not None and self._plumber.state == "stopping":
+            # before the end can reach any worker, so that each reports the run as stopped
+            await self.call(self._stopping_script, keys=[self.keys.run], args=[])
         await self.call(self.redis.hset, self.keys.instances, f"{name}\t{self.consumer}", "closed")
         await self.settle()
 
@@ -473,7 +477,7 @@ class Session:
                 logger.warning("run %s: stop requested through Redis; stopping the sources", self.keys.run_id)
                 plumber.stop_nowait()
             if plumber.state == "stopping" and state == "running":
-                await self.call(self.redis.hset, self.keys.run, "state", "stopping")
+                await self.call(self._stopping_script, keys=[self.keys.run], args=[])
         elif coordinator is not None:
             beats = await self.call(self.redis.hget, self.keys.alive, coordinator)
             seconds, micros = await self.call(self.redis.time)
