@@ -140,6 +140,7 @@ class Session:
         self._done: frozenset[str] = frozenset()
         self._watchers: dict[str, asyncio.Event] = {}
         self._plan = ""
+        self._settle_plan = "[]"
         self._stats: dict[str, NodeStats] | None = None
         self._final_state: str | None = None
 
@@ -226,6 +227,7 @@ class Session:
         for edge in self._edges:
             edge.key = self.keys.stream(edge.name)
         self._plan = self._plan_json()
+        self._settle_plan = json.dumps(json.loads(self._plan)["plan"])
 
     async def _create_run(self) -> None:
         self._use_run(self.run_id or uuid.uuid4().hex[:12])
@@ -283,7 +285,7 @@ class Session:
                 told = True
             if self._abandoned:
                 raise PipelineCancelled("stopped while waiting for a run to join")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(self.options.poll)
 
     async def _register(self) -> str | None:
         """Register this process's instances; None, or 'over' when the run ended meanwhile."""
@@ -350,7 +352,7 @@ class Session:
         reply = await self.call(
             self._settle_script,
             keys=[],
-            args=[self.keys.prefix, int(self.options.dead_after * 1000), self._plan_nodes()],
+            args=[self.keys.prefix, int(self.options.dead_after * 1000), self._settle_plan],
         )
         done = frozenset(name.decode() for name in reply)
         if done != self._done:
@@ -360,13 +362,6 @@ class Session:
                 if watcher is not None:
                     watcher.set()
         return done
-
-    def _plan_nodes(self) -> str:
-        cached = getattr(self, "_plan_nodes_json", None)
-        if cached is None:
-            cached = json.dumps(json.loads(self._plan)["plan"])
-            self._plan_nodes_json = cached
-        return cached
 
     # -- tasks -------------------------------------------------------------------------------
 
