@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import json
 import logging
@@ -29,6 +30,7 @@ from aiohttp import web
 
 from ..errors import GraphError, PipelineCancelled
 from ..plumber import Plumber
+from ..shielding import wait_through_cancel
 from .hub import Hub
 
 __all__ = ["ALLOWED_PROPERTIES", "GraphServer", "Limits"]
@@ -185,6 +187,8 @@ class GraphServer:
         emit = self.sio.emit
         running = asyncio.ensure_future(plumber.run())
         running.add_done_callback(lambda _: arrived.set())
+        # What the run ended with is told to the client below, or nobody is left to tell.
+        running.add_done_callback(lambda task: task.cancelled() or task.exception())
         try:
             while not running.done() or results:
                 while results:
@@ -205,9 +209,8 @@ class GraphServer:
         finally:
             if not running.done():
                 plumber.cancel()
-                await asyncio.wait([running])
-            if not running.cancelled():
-                running.exception()  # retrieved here: what it was has been told above, or nobody listens
+                with contextlib.suppress(Exception):  # how it ended was retrieved by the callback above
+                    await wait_through_cancel(running)
             self._runs.get(sid, {}).pop(run_id, None)
 
     async def _lifetime(self, app: web.Application) -> AsyncIterator[None]:

@@ -66,7 +66,7 @@ class Inbox:
 
     @property
     def pending(self) -> int:
-        """Items submitted and not yet answered (queued at the inbox or inside the graph)."""
+        """Items submitted and not yet answered whose callers still wait (queued or in the graph)."""
         return len(self._queue) + len(self._waiting)
 
     @property
@@ -227,6 +227,11 @@ class Inbox:
         finally:
             if not future.done():
                 future.cancel()
+            if future.cancelled():  # the caller gave up: the source skips it if it has not entered yet
+                for key, waiting in list(self._waiting.items()):
+                    if waiting is future:  # it has entered: its answer will be discarded
+                        del self._waiting[key]
+                        break
 
     # -- the end of the run -------------------------------------------------------------------
 
