@@ -148,5 +148,6 @@ def test_only_loopback_binds_go_without_a_token(host: str, loopback: bool) -> No
     if loopback:
         assert token is None
     else:
-        assert token is not None and len(token) >= 32
+        assert token is not None
+        assert len(token) >= 32
         assert required_token(host, None) != token  # made up anew, never a fixed default

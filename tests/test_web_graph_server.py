@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import re
@@ -263,7 +264,7 @@ def test_the_demo_server_and_client_talk_over_a_real_socket() -> None:
         )
         assert (client.returncode, client.stderr) == (0, "")
         lines = client.stdout.splitlines()
-        sent = eval(lines[0].removeprefix("sending: "))  # noqa: S307 (our own client's list of hex strings)
+        sent = ast.literal_eval(lines[0].removeprefix("sending: "))
         received = sorted(line.removeprefix("received: ") for line in lines[1:-1])
         assert received == expected_results(sent)
         assert lines[-1] == "done: run r1 completed"
