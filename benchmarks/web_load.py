@@ -36,23 +36,23 @@ B10_LABELS = (PIPELINE, DIRECT, SUBMIT)
 
 @contextlib.contextmanager
 def _server(mode: str) -> Iterator[str]:
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "benchmarks.web_server", mode],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("port "):
-            raise Unavailable(f"the {mode} server did not start: {line!r}")
-        yield f"http://127.0.0.1:{int(line.split()[1])}/work"
-    finally:
+    ) as proc:
         assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=60)
+        assert proc.stdout is not None
+        try:
+            line = proc.stdout.readline()
+            if not line.startswith("port "):
+                raise Unavailable(f"the {mode} server did not start: {line!r}")
+            yield f"http://127.0.0.1:{int(line.split()[1])}/work"
+        finally:
+            proc.stdin.close()  # the server's signal to shut down
+            proc.wait(timeout=60)
 
 
 async def _load(url: str, requests: int, latencies: list[float]) -> int:
