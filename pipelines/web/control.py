@@ -3,7 +3,7 @@
     GET  /api/runs             [{"id", "label", "state", "paused"}, ...]
     GET  /api/graph[?run=ID]   {"run", "label", "nodes": [{"name", "role", "layer", "row"}], "edges": [...]}
     GET  /api/stats[?run=ID]   {"run", "state", "paused", "elapsed", "nodes": {name: counters}, "failures"}
-    POST /api/pause[?run=ID]   hold the run's sources         -> {"run", "state", "paused"}
+    POST /api/pause[?run=ID]   hold the run's sources         -> {"id", "label", "state", "paused"}
     POST /api/resume[?run=ID]  let them go on                 -> the same
     POST /api/stop[?run=ID]    stop the sources and drain     -> the same (state 'stopping')
 
