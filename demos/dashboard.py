@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import itertools
 import random
+import signal
 from typing import Any
 
 from aiohttp import web
@@ -57,18 +58,31 @@ GRAPH = {
 }
 
 
+async def serve(host: str, port: int, token: str | None) -> None:
+    """Serve until SIGINT or SIGTERM; the app's shutdown drains the pipeline."""
+    app = make_app(token=token)
+    attach(app, lambda: Plumber(GRAPH), hub=app[HUB], label="orders demo", drain_timeout=5)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        query = f"?token={token}" if token else ""
+        print(f"dashboard: http://{host}:{runner.addresses[0][1]}/{query}", flush=True)
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--token", help="required from clients (one is made up when binding beyond loopback)")
     args = parser.parse_args()
-    token = required_token(args.host, args.token)
-    app = make_app(token=token)
-    attach(app, lambda: Plumber(GRAPH), hub=app[HUB], label="orders demo", drain_timeout=5)
-    query = f"?token={token}" if token else ""
-    print(f"dashboard: http://{args.host}:{args.port}/{query}", flush=True)
-    web.run_app(app, host=args.host, port=args.port, print=None)
+    asyncio.run(serve(args.host, args.port, required_token(args.host, args.token)))
 
 
 if __name__ == "__main__":

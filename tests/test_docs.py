@@ -84,7 +84,10 @@ def test_doc_block_runs(where: str, line: int, code: str, expected: str | None) 
 
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
-    command = "bash .ci/system-packages && python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
+    command = (
+        "bash .ci/system-packages && python3 -m venv .venv && .venv/bin/pip install -e '.[test]' "
+        "&& .venv/bin/python -m pytest"
+    )
     assert f"```bash\n{command}\n```" in readme
     assert command in (ROOT / ".ci" / "run").read_text().splitlines()
 
