@@ -4,6 +4,7 @@ Lifecycle::
 
     Plumber(input_d, coro_map)     checks the graph (GraphError) and builds the processors
     create_pipeline()              starts one task per node on the running loop (original API)
+    pause() / resume()             hold the sources at their next put, and let them go on
     await join()                   waits for the end; returns a RunResult or raises
     await run()                    create_pipeline() if needed, then join()
     await stop()                   sources stop, everything in flight drains, run() returns
@@ -33,6 +34,7 @@ from .processor import InputProcessor, Processor
 from .shielding import wait_through_cancel
 from .signals import Signals
 from .stats import NodeStats, RunResult
+from .valve import Valve
 
 __all__ = ["Plumber"]
 
@@ -65,6 +67,7 @@ class Plumber:
     ) -> None:
         self._spec: GraphSpec = parse_graph(input_d, coro_map or _identity, queue_size=queue_size)
         self.env_vars = env_vars
+        self._valve = Valve()
         self._processors: dict[str, Processor] = {}
         for name, spec in self._spec.nodes.items():
             cls = InputProcessor if spec.is_source else Processor
@@ -214,6 +217,33 @@ class Plumber:
             if isinstance(processor, InputProcessor):
                 processor._request_stop()
 
+    def pause(self) -> None:
+        """Hold every source at its next put; what is already in the graph goes on to the sinks.
+
+        Nothing is lost: a held put sends its item after resume(). stop() and cancel() work while
+        paused. Pausing a run that is paused or has ended does nothing.
+        """
+        if self._state == "built":
+            raise PipelineStateError("pause() before the run started")
+        if self._valve.closed or self._state not in ("running", "stopping"):
+            return
+        self._valve.close()
+        logger.info("paused the sources")
+        self.signals.emit("paused")
+
+    def resume(self) -> None:
+        """Let the sources go on after pause(); does nothing when the run is not paused."""
+        if not self._valve.closed:
+            return
+        self._valve.open()
+        logger.info("resumed the sources")
+        self.signals.emit("resumed")
+
+    @property
+    def paused(self) -> bool:
+        """True between pause() and resume()."""
+        return self._valve.closed
+
     def cancel(self) -> None:
         """End the run now: every task is cancelled; teardown hooks still run."""
         if self._state in ("completed", "stopped", "failed", "cancelled"):
@@ -254,6 +284,11 @@ class Plumber:
     def graph(self) -> nx.DiGraph[str]:
         """The graph as networkx sees it: data edges have kind='data', error routes kind='error'."""
         return self._spec.digraph
+
+    @property
+    def valve(self) -> Valve:
+        """What holds the sources while the run is paused (used by the processors)."""
+        return self._valve
 
     @property
     def started_at(self) -> float | None:

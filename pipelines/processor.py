@@ -39,10 +39,13 @@ from .stats import NodeStats
 if TYPE_CHECKING:
     from .channels import Channel
     from .graph import NodeSpec
+    from .valve import Valve
 
 __all__ = ["InputProcessor", "Processor"]
 
 logger = logging.getLogger(__name__)
+
+SettleListener = Callable[[Any, str, Any], None]
 
 TEARDOWN_TIMEOUT = 30.0
 _ITEM_REPR_LIMIT = 200
@@ -59,6 +62,8 @@ class RunControl(Protocol):
     def cancelled(self) -> bool: ...
     @property
     def signals(self) -> Signals: ...
+    @property
+    def valve(self) -> Valve: ...
     def fail(self, exc: BaseException) -> None: ...
 
 
@@ -104,6 +109,12 @@ class Processor:
         self.busy_seconds = 0.0
         # A sink's return values (None excluded), kept when the Plumber collects outputs.
         self.collected: list[Any] | None = None
+        self.settled: SettleListener | None = None
+        """Called as ``settled(key, outcome, value)`` when an item's path ends at this node:
+        'result' (a sink's return value, or each value a generator sink yields), 'dropped' (None
+        returned, or its join group discarded), 'skipped' or 'failed' (routed to the error node;
+        value is the exception). Set it before
+        the run starts; it is how pipelines.web answers a request with its item's result."""
         self._pool: Executor | None = None
         self._invoke: Callable[[Any], Any] = self._make_invoke()
 
@@ -192,7 +203,7 @@ class Processor:
         self._arrivals = [0] * len(inputs)
         spec = self._spec
         if spec.is_source:
-            self._output_port = SourcePort(self, outputs)
+            self._output_port = SourcePort(self, outputs, self._control.valve)
         if spec.join_mode is not None:
             self._joiner = Joiner(ports, zip_mode=spec.join_mode == "zip", key_length=spec.key_length)
 
@@ -269,6 +280,7 @@ class Processor:
             and self._retry is None
             and self._timeout is None
             and not spec.is_generator
+            and self.settled is None
         )
         work = self._work_simple if simple else self._work
         if self._workers == 1:
@@ -401,6 +413,7 @@ class Processor:
         forward_drops = self._spec.forward_drops
         item_style = self._spec.style == "item"
         is_generator = self._spec.is_generator
+        settled = self.settled
         task = asyncio.current_task()
         assert task is not None
         clock = asyncio.get_running_loop().time
@@ -430,6 +443,8 @@ class Processor:
                     key, value = group
                     if value is DISCARDED:
                         self.dropped += 1
+                        if settled is not None:
+                            settled(key, "dropped", None)
                         if forward_drops:
                             out.append((key, DROPPED, index))
                         continue
@@ -450,10 +465,15 @@ class Processor:
                 if first_output is None:
                     self.completed += 1  # a sink: whatever it returns, the item is done
                     # (a generator sink's values were collected as it yielded them)
-                    if self.collected is not None and result is not None and not is_generator:
-                        self.collected.append(result)
+                    if not is_generator:
+                        if self.collected is not None and result is not None:
+                            self.collected.append(result)
+                        if settled is not None:
+                            settled(key, "result", result)
                 elif result is None:
                     self.dropped += 1
+                    if settled is not None:
+                        settled(key, "dropped", None)
                     if forward_drops:
                         out.append((key, DROPPED, index))
                 else:
@@ -532,6 +552,8 @@ class Processor:
                         if not emits:
                             if self.collected is not None:
                                 self.collected.append(value)
+                            if self.settled is not None:
+                                self.settled(key, "result", value)
                         else:
                             out.append(((*key, sent - 1), value, index))
                             self.items_out += 1
@@ -568,9 +590,13 @@ class Processor:
             return False
         if on_error == "skip":
             self.skipped += 1
+            if self.settled is not None:
+                self.settled(key, "skipped", exc)
             logger.warning("node %r: skipped item %s after %r", self._name, shown, exc)
             return True
         self.failed += 1
+        if self.settled is not None:
+            self.settled(key, "failed", exc)
         logger.info("node %r: item %s failed (%r); routed to %r", self._name, shown, exc, on_error)
         errors.append((key, Failure(self._name, arg, exc), self._index))
         return True

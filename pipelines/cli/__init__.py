@@ -5,6 +5,7 @@
     pipelines worker FILE --redis URL [--nodes a,b]  run nodes of a distributed run (pipelines.distributed)
     pipelines validate FILE                          exit 0, or 2 with one line saying what is wrong
     pipelines draw FILE --format mermaid|dot|ascii   print the graph
+    pipelines serve FILE [--host H] [--port P]       run it with the live dashboard and control API
 
 Exit codes: 0 success, 1 the run failed, 2 the file or the command line is wrong, 130 the run was
 cancelled (a second Ctrl-C). Errors are one clear line on stderr, never a traceback. `coro` names
@@ -65,6 +66,10 @@ def _command(args: argparse.Namespace) -> int:
         render = {"mermaid": drawing.to_mermaid, "dot": drawing.to_dot, "ascii": drawing.to_ascii}[args.format]
         print(render(plumber))
         return EXIT_OK
+    if args.command == "serve":
+        from .serve import serve
+
+        return serve(plumber, host=args.host, port=args.port, token=args.token, label=args.file)
     return _run(plumber, args)
 
 
@@ -98,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
     draw = commands.add_parser("draw", help="print the graph of a file")
     draw.add_argument("file")
     draw.add_argument("--format", choices=("mermaid", "dot", "ascii"), default="ascii")
+    serve = commands.add_parser("serve", help="run a graph file with the live dashboard and the control API")
+    serve.add_argument("file")
+    serve.add_argument("--set", action="append", default=[], metavar="NODE.ARG=VALUE", help="override a node's arg")
+    serve.add_argument("--queue-size", type=int, default=None, help="default bound of every edge (100)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to bind (default 8080; 0 picks a free one)")
+    serve.add_argument("--token", default=None, help="token for control calls (made up when bound beyond loopback)")
     return parser
 
 
