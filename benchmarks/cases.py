@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .distributed import B8
 from .fanout import B2
 from .harness import Case
 from .io_bound import B4
@@ -13,4 +14,4 @@ from .web_load import B10
 
 __all__ = ["CASES"]
 
-CASES: dict[str, Case] = {case.id: case for case in (B1, B2, B3, B4, B5, B6, B7, B10)}
+CASES: dict[str, Case] = {case.id: case for case in (B1, B2, B3, B4, B5, B6, B7, B8, B10)}

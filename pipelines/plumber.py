@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -95,9 +95,9 @@ class Plumber:
         for name, spec in specs.items():
             if spec.join_mode == "zip":
                 for pred in spec.inputs:
-                    per_input[pred, name] = Channel(f"{name}<-{pred}", spec.queue_size)
+                    per_input[pred, name] = self._edge(f"{name}<-{pred}", name, (pred,), spec.queue_size)
             elif not spec.is_source:
-                shared[name] = Channel(name, spec.queue_size, producers=len(spec.inputs) + len(spec.error_sources))
+                shared[name] = self._edge(name, name, spec.inputs + spec.error_sources, spec.queue_size)
 
         def edge(pred: str, succ: str) -> Channel:
             return per_input.get((pred, succ)) or shared[succ]
@@ -115,6 +115,14 @@ class Plumber:
                 shared.get(spec.properties.on_error),
                 ports,
             )
+
+    def _edge(self, name: str, node: str, producers: tuple[str, ...], maxsize: int) -> Channel:
+        """The input channel `name` of `node`, fed by `producers` (a subclass may carry it elsewhere)."""
+        return Channel(name, maxsize, producers=len(producers))
+
+    def _node_task(self, name: str, processor: Processor) -> Coroutine[Any, Any, None]:
+        """What runs as node `name`'s task (a subclass may run some nodes elsewhere)."""
+        return processor._run()
 
     # -- the original API ---------------------------------------------------------------------
 
@@ -145,7 +153,7 @@ class Plumber:
         self.signals.emit("run_started")
         self._pending = len(self._processors)
         for name, processor in self._processors.items():
-            task = loop.create_task(processor._run(), name=f"pipelines:{name}")
+            task = loop.create_task(self._node_task(name, processor), name=f"pipelines:{name}")
             task.add_done_callback(self._task_done)
             self._tasks.append(task)
         logger.debug("started %d nodes", len(self._tasks))

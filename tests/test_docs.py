@@ -94,6 +94,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_the_api_reference_covers_every_public_name() -> None:
     import pipelines
+    import pipelines.distributed
     import pipelines.testing
     import pipelines.web
 
@@ -101,6 +102,7 @@ def test_the_api_reference_covers_every_public_name() -> None:
     headings = {line.removeprefix("### ") for line in reference.splitlines() if line.startswith("### ")}
     public = set(pipelines.__all__) | set(pipelines.testing.__all__) | {"make_plumber", "virtual_clock"}
     public |= set(pipelines.web.__all__)
+    public |= set(pipelines.distributed.__all__)
     assert public - headings == set()
     assert headings - public == set()
 
@@ -123,6 +125,7 @@ def test_the_wiki_has_its_pages_and_home_links_them() -> None:
         "Authoring",
         "Command-line",
         "Web",
+        "Distributed",
     }
     assert pages == expected
     home = (ROOT / "wiki" / "Home.md").read_text()

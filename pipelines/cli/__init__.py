@@ -1,6 +1,8 @@
 """The `pipelines` command: run, validate and draw graph files.
 
     pipelines run FILE [--set node.arg=value ...]   run it, with live progress and a summary
+    pipelines run FILE --redis URL                   run the sources; the other nodes run in workers
+    pipelines worker FILE --redis URL [--nodes a,b]  run nodes of a distributed run (pipelines.distributed)
     pipelines validate FILE                          exit 0, or 2 with one line saying what is wrong
     pipelines draw FILE --format mermaid|dot|ascii   print the graph
     pipelines serve FILE [--host H] [--port P]       run it with the live dashboard and control API
@@ -80,6 +82,22 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--queue-size", type=int, default=None, help="default bound of every edge (100)")
     run.add_argument("--interval", type=float, default=None, help="seconds between progress updates")
     run.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on")
+    run.add_argument("--redis", metavar="URL", help="carry every edge over this Redis; nodes run in workers")
+    worker = commands.add_parser("worker", help="run nodes of a graph file's distributed run (see run --redis)")
+    worker.add_argument("file")
+    worker.add_argument("--redis", metavar="URL", required=True, help="the Redis the run uses")
+    worker.add_argument("--nodes", default=None, help="comma-separated nodes to run here (default: all but sources)")
+    worker.add_argument("--run", default=None, metavar="ID", help="join this run (default: wait for the next one)")
+    worker.add_argument("--set", action="append", default=[], metavar="NODE.ARG=VALUE", help="as given to run")
+    worker.add_argument("--queue-size", type=int, default=None, help="as given to run")
+    worker.add_argument("--interval", type=float, default=None, help="seconds between progress updates")
+    worker.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on")
+    for distributed in (run, worker):
+        tuning = distributed.add_argument_group("with --redis (see pipelines.distributed.RedisTransport)")
+        for flag, kind in (("--batch", int), ("--claim-idle", float), ("--max-deliveries", int)):
+            tuning.add_argument(flag, type=kind, default=None)
+        for flag in ("--heartbeat", "--dead-after"):
+            tuning.add_argument(flag, type=float, default=None)
     validate = commands.add_parser("validate", help="check a graph file without running it")
     validate.add_argument("file")
     draw = commands.add_parser("draw", help="print the graph of a file")
@@ -102,6 +120,10 @@ def _build(args: argparse.Namespace) -> Plumber:
     extra: dict[str, Any] = {}
     if getattr(args, "queue_size", None) is not None:
         extra["queue_size"] = args.queue_size
+    if getattr(args, "redis", None):
+        from ..distributed.cli import distributed_plumber
+
+        return distributed_plumber(args, graph, extra)
     return Plumber(graph, Registry(imports=True), **extra)
 
 
