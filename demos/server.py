@@ -64,11 +64,7 @@ REGISTRY = Registry({"ProcessFunc": ProcessFunc})
 
 def build_app(*, token: str | None = None, redis_url: str | None = None, interval: float = 0.5) -> web.Application:
     """The demo's application: the graph server, the control API and the dashboard."""
-    import socketio
-
-    manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
-    sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=manager)
-    app = make_app(token=token, sio=sio, interval=interval)
+    app = make_app(token=token, interval=interval, redis_url=redis_url)
     GraphServer(app[SIO], REGISTRY, hub=app[HUB]).attach(app)
     return app
 

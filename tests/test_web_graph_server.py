@@ -272,3 +272,23 @@ def test_the_demo_server_and_client_talk_over_a_real_socket() -> None:
         server.terminate()
         _, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
+
+
+async def test_with_a_redis_manager_a_server_emits_to_a_client_of_another_server(tmp_path: Path) -> None:
+    """Two socket.io servers share one Redis: an emit from one reaches a client connected to the other."""
+    from .redis_server import redis_server
+
+    demo_server.DELAY["scale"] = 0.0
+    with redis_server(tmp_path) as redis:
+        first, second = demo_server.build_app(redis_url=redis.url), demo_server.build_app(redis_url=redis.url)
+        async with serving(first) as url_one, serving(second) as url_two:
+            async with connected(url_two) as client:
+                # The graph runs on the second server, which answers through the Redis manager.
+                await client.sio.emit("process_msg", original_payload(["ab", "cd"]))
+                await client.wait_for("done")
+                assert sorted(client.of("recv")) == expected_results(["ab", "cd"])
+                # The first server emits to a client it does not hold: Redis carries it to the second.
+                await first[SIO].emit("recv", data="from the other server", to=client.sio.get_sid())
+                await client.wait_for("recv", 5)
+                assert client.of("recv")[-1] == "from the other server"
+            assert url_one != url_two
