@@ -179,3 +179,34 @@ def test_a_worker_refuses_a_source(server: RedisServer, tmp_path: Path) -> None:
         "",
         f"pipelines: {path}: node 'source' is a source: sources run in the coordinator (pipelines run)\n",
     )
+
+
+def test_serve_with_redis_shows_the_counts_of_every_worker(server: RedisServer, tmp_path: Path) -> None:
+    import json
+    import urllib.request
+
+    nodes = {
+        "source": f'{{coro: "{N}:count", args: {{n: 150}}}}',
+        "double": f'{{coro: "{N}:double"}}',
+        "show": f'{{coro: "{N}:show"}}',
+    }
+    path = graph_file(tmp_path, "source -> double -> show", nodes)
+    workers = [Process("worker", path, "--redis", server.url, "--nodes", name, *QUICK) for name in ("double", "show")]
+    serving = Process("serve", path, "--redis", server.url, "--port", "0", *QUICK)
+    serving.wait_for(lambda shown: "(Ctrl-C to stop)" in shown)
+    url = re.search(r"dashboard at (http://127\.0\.0\.1:\d+)/", serving.shown.decode())
+    assert url, serving.shown
+
+    def stats() -> dict:
+        with urllib.request.urlopen(f"{url[1]}/api/stats", timeout=30) as response:
+            return json.loads(response.read())
+
+    now = stats()
+    while now["state"] == "running":  # each call is a round trip: the run moves on meanwhile
+        now = stats()
+    counts = {name: (node["items_in"], node["completed"]) for name, node in now["nodes"].items()}
+    assert (now["state"], counts) == ("completed", {"source": (0, 0), "double": (150, 150), "show": (150, 150)})
+    serving.popen.send_signal(signal.SIGINT)  # the run has ended: one Ctrl-C ends the server
+    code, out, err = serving.finish()
+    assert (code, out.splitlines()[-1]) == (0, "completed"), err
+    assert [worker.finish()[0] for worker in workers] == [0, 0]

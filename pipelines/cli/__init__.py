@@ -92,12 +92,6 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--queue-size", type=int, default=None, help="as given to run")
     worker.add_argument("--interval", type=float, default=None, help="seconds between progress updates")
     worker.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on")
-    for distributed in (run, worker):
-        tuning = distributed.add_argument_group("with --redis (see pipelines.distributed.RedisTransport)")
-        for flag, kind in (("--batch", int), ("--claim-idle", float), ("--max-deliveries", int)):
-            tuning.add_argument(flag, type=kind, default=None)
-        for flag in ("--heartbeat", "--dead-after"):
-            tuning.add_argument(flag, type=float, default=None)
     validate = commands.add_parser("validate", help="check a graph file without running it")
     validate.add_argument("file")
     draw = commands.add_parser("draw", help="print the graph of a file")
@@ -110,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port to bind (default 8080; 0 picks a free one)")
     serve.add_argument("--token", default=None, help="token for control calls (made up when bound beyond loopback)")
+    serve.add_argument("--redis", metavar="URL", help="as run --redis: the dashboard shows every worker's counts")
+    for distributed in (run, worker, serve):
+        tuning = distributed.add_argument_group("with --redis (see pipelines.distributed.RedisTransport)")
+        for flag, kind in (("--batch", int), ("--claim-idle", float), ("--max-deliveries", int)):
+            tuning.add_argument(flag, type=kind, default=None)
+        for flag in ("--heartbeat", "--dead-after"):
+            tuning.add_argument(flag, type=float, default=None)
     return parser
 
 

@@ -56,14 +56,36 @@ def attach(
             inbox.bind(running)
         if hub is not None:
             hub.add(running, label)
-        running.create_pipeline()
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_start(_: object) -> None:
+            if not started.done():
+                started.set_result(None)
+
+        running.signals.connect("run_started", on_start)
+        # run() rather than create_pipeline(): a distributed plumber connects to Redis first.
+        task = asyncio.get_running_loop().create_task(_run(running), name="pipelines:web-run")
+        await asyncio.wait([started, task], return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            started.cancel()
+            task.result()  # the run could not start: the app does not start either
         app[PLUMBER] = running
         try:
             yield
         finally:
             await _drain(running, drain_timeout)
+            await asyncio.wait([task])
 
     app.cleanup_ctx.append(lifecycle)
+
+
+async def _run(plumber: Plumber) -> None:
+    """Run to the end; how the run ended is the plumber's state, and a failure was logged."""
+    try:
+        await plumber.run()
+    except Exception:
+        if plumber.state == "built":
+            raise  # it never started: the app's startup reports it
 
 
 async def _drain(plumber: Plumber, limit: float) -> None:
