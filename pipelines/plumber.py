@@ -150,12 +150,12 @@ class Plumber:
             raise PipelineStateError(
                 "create_pipeline() needs a running event loop: call it from a coroutine, or use run()"
             ) from None
+        if self._journal is not None:
+            self._journal.start(loop, self)  # JournalError when the file cannot be written: nothing started
         self._done = loop.create_future()
         self._started_at = time.monotonic()
         self._state = "running"
         self.signals.emit("run_started")
-        if self._journal is not None:
-            self._journal.start(loop, self)
         self._pending = len(self._processors)
         for name, processor in self._processors.items():
             task = loop.create_task(processor._run(), name=f"pipelines:{name}")

@@ -250,7 +250,8 @@ class _Nothing:
     """An awaitable that is already done, and can be awaited any number of times."""
 
     def __await__(self) -> Generator[Any, None, None]:
-        return iter(())
+        return
+        yield
 
 
 _NOTHING = _Nothing()
@@ -276,8 +277,8 @@ class JournaledSourcePort(SourcePort):
         self._fan = len(channels)
         self._root_name = root_name
         # Several sources add to a root of a zip group; a source with no successor is done at once.
-        self._shared = root_name != processor.name or not channels
-        upto, above = 0, []
+        self._shared = list(run._names.values()).count(root_name) > 1 or not channels
+        upto, above = 0, list[tuple[int, int]]()
         resume = run._resume
         if resume is not None:
             upto, above = resume.roots.get(root_name, (0, []))

@@ -52,7 +52,7 @@ def root_function(names: dict[str, str]) -> Callable[[tuple[Any, ...]], Root]:
     if all(source == name for source, name in names.items()):
 
         def root(key: tuple[Any, ...]) -> Root:
-            return key[:2]  # type: ignore[return-value]  # the whole key, not a copy, for a source's item
+            return key[:2]  # the whole key, not a copy, for a source's item
 
         return root
 

@@ -4,13 +4,15 @@ The file belongs to one graph (its hash is stored when the file is made) and hol
 that graph, one after the other. For each run it keeps:
 
 * ``runs``: the run's state ('running', 'completed', 'stopped', 'failed', 'cancelled'), when it
-  started, when it was last written, and how many times it was started (the first time and each
-  resume);
-* ``roots``: per source, which of its items are done, meaning nothing derived from them is still
-  to be handled: every position below ``upto``, and the ``[lo, hi)`` ranges listed in ``above``;
+  started, when it was last written, how many times it was started (the first time and each
+  resume), and its ``progress``, one JSON object rewritten by every commit:
+  ``{"roots": {source: [upto, [[lo, hi], ...]]}, "sinks": {sink: finished}}``: per source, the
+  items that are done (nothing derived from them is left to handle): every position below
+  ``upto`` and the ``[lo, hi)`` ranges; per sink, how many items it finished;
 * ``finished``: which items each sink finished, for the items whose root is not done yet (a
   root that is done needs no such rows: they are deleted in the same transaction);
-* ``nodes``: per node, how many items it finished.
+* ``nodes``: per node that is not a sink, how many items it handled, written once a second and
+  at the end (work redone after a crash included).
 
 Checking a file reads its header bytes and then opens it read-only: a file that is not a journal,
 a journal of another graph or of a newer format is refused with a `JournalError` and left as it was.
@@ -50,14 +52,8 @@ CREATE TABLE runs (
     state TEXT NOT NULL,
     started REAL NOT NULL,
     updated REAL NOT NULL,
-    attempts INTEGER NOT NULL
-);
-CREATE TABLE roots (
-    run INTEGER NOT NULL,
-    source TEXT NOT NULL,
-    upto INTEGER NOT NULL,
-    above TEXT NOT NULL,
-    PRIMARY KEY (run, source)
+    attempts INTEGER NOT NULL,
+    progress TEXT NOT NULL
 );
 CREATE TABLE finished (
     run INTEGER NOT NULL,
@@ -97,7 +93,7 @@ class RunRecord:
     finished: dict[str, set[tuple[Any, ...]]] = field(default_factory=dict)
     """Per sink: the items it finished whose root is not done."""
     nodes: dict[str, int] = field(default_factory=dict)
-    """Per node: items finished."""
+    """Per node: items finished (a sink), or handled (any other node)."""
 
     @property
     def done(self) -> int:
@@ -179,13 +175,16 @@ def _read(connection: sqlite3.Connection, name: str, with_items: bool) -> Stored
     meta = dict(connection.execute("SELECT key, value FROM meta"))
     if "graph_hash" not in meta:
         raise JournalError(f"{name}: not a pipelines journal (it names no graph)")
-    runs = [RunRecord(*row) for row in connection.execute("SELECT id, state, started, updated, attempts FROM runs")]
-    for run in runs:
-        for source, upto, above in connection.execute(
-            "SELECT source, upto, above FROM roots WHERE run = ?", (run.id,)
-        ):
-            run.roots[source] = (upto, [(lo, hi) for lo, hi in json.loads(above)])
+    runs = []
+    for run_id, state, started, updated, attempts, progress in connection.execute(
+        "SELECT id, state, started, updated, attempts, progress FROM runs ORDER BY id"
+    ):
+        run = RunRecord(run_id, state, started, updated, attempts)
+        figures = json.loads(progress)
+        run.roots = {name: (upto, [(lo, hi) for lo, hi in above]) for name, (upto, above) in figures["roots"].items()}
         run.nodes = dict(connection.execute("SELECT node, finished FROM nodes WHERE run = ?", (run.id,)))
+        run.nodes.update(figures["sinks"])
+        runs.append(run)
     if with_items and runs:
         last = runs[-1]
         for sink, item in connection.execute("SELECT sink, item FROM finished WHERE run = ?", (last.id,)):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import json
 import sqlite3
 import threading
@@ -79,7 +80,7 @@ class Writer:
                 self._above[name] = [[lo, hi] for lo, hi in above]
             self._base = dict(resume.nodes)
         self._totals: dict[str, int] = {sink: self._base.get(sink, 0) for sink in sinks}
-        self._changed: set[str] = set()
+        self._changed = False
         self.run_id = resume.id if resume is not None else 0
         self._last_snapshot = 0.0
         self._connection: sqlite3.Connection | None = None
@@ -110,9 +111,7 @@ class Writer:
             raise self._error(exc) from exc
         self._checkpointer = _Checkpointer(self._path, loop, self._report)
 
-    def hand_over(
-        self, batch: Batch | None, done: list[Root], purge: list[Root]
-    ) -> asyncio.Future[None] | None:
+    def hand_over(self, batch: Batch | None, done: list[Root], purge: list[Root]) -> asyncio.Future[None] | None:
         """Add to the next commit; with a batch, the future resolves once it is committed."""
         if batch is not None:
             self._batches.append(batch)
@@ -198,14 +197,11 @@ class Writer:
             )
         else:
             cursor = connection.execute(
-                "INSERT INTO runs (state, started, updated, attempts) VALUES ('running', ?, ?, 1)", (now, now)
+                "INSERT INTO runs (state, started, updated, attempts, progress) VALUES ('running', ?, ?, 1, ?)",
+                (now, now, self._progress()),
             )
             assert cursor.lastrowid is not None
             self.run_id = cursor.lastrowid
-            connection.executemany(
-                "INSERT INTO roots (run, source, upto, above) VALUES (?, ?, 0, '[]')",
-                [(self.run_id, name) for name in self._upto],
-            )
             connection.executemany(
                 "INSERT INTO nodes (run, node, finished) VALUES (?, ?, 0)",
                 [(self.run_id, name) for name in self._node_names],
@@ -220,9 +216,10 @@ class Writer:
         batches, self._batches = self._batches, []
         done, self._done = self._done, []
         purge, self._purge = self._purge, []
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for batch in batches:
             self._totals[batch.sink] += batch.finished
+            self._changed = True
             sink = batch.sink
             rows.extend((run, sink, root[0], root[1], json.dumps(key)) for key, root in batch.records)
         self._mark_all_done(done)
@@ -233,19 +230,17 @@ class Writer:
             statements.append(
                 ("DELETE FROM finished WHERE run = ? AND source = ? AND seq = ?", [(run, *root) for root in purge])
             )
-        for name in self._changed:
-            statements.append(
-                (
-                    "UPDATE roots SET upto = ?, above = ? WHERE run = ? AND source = ?",
-                    [(self._upto[name], json.dumps(self._above[name]), run, name)],
-                )
-            )
-        self._changed.clear()
+        if self._changed:
+            self._changed = False
+            statements.append(("UPDATE runs SET progress = ? WHERE id = ?", [(self._progress(), run)]))
         now = time.monotonic()
         if final_state is not None or now - self._last_snapshot >= SNAPSHOT_INTERVAL:
             self._last_snapshot = now
-            counts = {node: self._base.get(node, 0) + handled for node, handled in self._snapshot().items()}
-            counts.update(self._totals)
+            counts = {
+                node: self._base.get(node, 0) + handled
+                for node, handled in self._snapshot().items()
+                if node not in self._totals
+            }
             statements.append(
                 (
                     "UPDATE nodes SET finished = ? WHERE run = ? AND node = ?",
@@ -276,6 +271,10 @@ class Writer:
             self._commits = 0
             self._checkpointer.request()
 
+    def _progress(self) -> str:
+        roots = {name: [upto, self._above[name]] for name, upto in self._upto.items()}
+        return json.dumps({"roots": roots, "sinks": self._totals}, separators=(",", ":"))
+
     def _mark_all_done(self, done: list[Root]) -> None:
         """`_mark_done` for each, with the common case (the next position of a source) inline."""
         upto_of = self._upto
@@ -289,7 +288,7 @@ class Writer:
                 name = root[0]
                 upto = upto_of[name]
                 above = self._above[name]
-                self._changed.add(name)
+                self._changed = True
             if root[1] == upto and not above:
                 upto += 1
                 continue
@@ -305,7 +304,7 @@ class Writer:
         upto = self._upto[name]
         if seq < upto:
             return
-        self._changed.add(name)
+        self._changed = True
         above = self._above[name]
         if seq == upto:
             upto += 1
@@ -338,9 +337,7 @@ class Writer:
 class _Checkpointer:
     """A thread with its own connection that folds the log into the file when asked, and at the end."""
 
-    def __init__(
-        self, path: str, loop: asyncio.AbstractEventLoop, report: Callable[[BaseException], None]
-    ) -> None:
+    def __init__(self, path: str, loop: asyncio.AbstractEventLoop, report: Callable[[BaseException], None]) -> None:
         self._path = path
         self._loop = loop
         self._report = report
@@ -395,7 +392,5 @@ class _Checkpointer:
         self._post(callback, error)
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to tell
             self._loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:  # the loop is closed: nobody is left to tell
-            pass
