@@ -91,11 +91,13 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_the_api_reference_covers_every_public_name() -> None:
     import pipelines
+    import pipelines.journal
     import pipelines.testing
 
     reference = (ROOT / "wiki" / "API-reference.md").read_text()
     headings = {line.removeprefix("### ") for line in reference.splitlines() if line.startswith("### ")}
     public = set(pipelines.__all__) | set(pipelines.testing.__all__) | {"make_plumber", "virtual_clock"}
+    public |= set(pipelines.journal.__all__)
     assert public - headings == set()
     assert headings - public == set()
 
@@ -117,6 +119,7 @@ def test_the_wiki_has_its_pages_and_home_links_them() -> None:
         "Performance",
         "Authoring",
         "Command-line",
+        "Durability",
     }
     assert pages == expected
     home = (ROOT / "wiki" / "Home.md").read_text()

@@ -20,6 +20,7 @@ from pipelines.graph import parse_graph
 from pipelines.journal import Journal, JournalError
 from pipelines.journal.ids import graph_hash, root_names
 from pipelines.journal.store import read_journal_file
+from tests.helpers import until
 
 N = 300
 
@@ -198,6 +199,22 @@ async def test_a_failed_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert stored is not None
     assert [(r.id, r.state, r.attempts, r.done) for r in stored.runs] == [(1, "completed", 2, N)]
     assert stored.runs[0].nodes["out"] == N
+
+
+async def test_a_stopped_run_resumes_without_repeating_anything(tmp_path: Path) -> None:
+    sink = Recorder()
+    path = tmp_path / "j.db"
+    plumber = Plumber(chain_graph(sink), journal=path)
+    plumber.create_pipeline()
+    await until(lambda: len(sink.seen) >= 100)
+    await plumber.stop()
+    assert (await plumber.join()).state == "stopped"
+    stopped_at = len(sink.seen)
+    assert stopped_at < N
+    second = await run(chain_graph(sink), path)
+    assert second.journal is not None
+    assert (second.journal.resumed, second.journal.done_before) == (True, stopped_at)
+    check_story(sink.seen, {("src", i): 2 * i for i in range(N)}, bound=0)  # a stop drains: nothing is redone
 
 
 async def test_a_completed_run_is_not_run_again(tmp_path: Path) -> None:
