@@ -91,6 +91,11 @@ class Joiner:
                 return out_key, DISCARDED
         return out_key, tuple(values)
 
+    def holds(self, key: tuple[Any, ...], producer: int) -> bool:
+        """Whether an item with `key` from `producer` already waits in its group (a duplicate would not fit)."""
+        group = self._groups.get(key[1:] if self._zip else key)
+        return group is not None and group[self._ports[producer]] is not _MISSING
+
     def drain(self) -> list[Any]:
         """At end-of-stream, discard the groups that will never complete; return their keys."""
         keys = [group[self._width + 1] for group in self._groups.values()]

@@ -4,6 +4,7 @@ Lifecycle::
 
     Plumber(input_d, coro_map)     checks the graph (GraphError) and builds the processors
     create_pipeline()              starts one task per node on the running loop (original API)
+    pause() / resume()             hold the sources at their next put, and let them go on
     await join()                   waits for the end; returns a RunResult or raises
     await run()                    create_pipeline() if needed, then join()
     await stop()                   sources stop, everything in flight drains, run() returns
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from .processor import InputProcessor, Processor
 from .shielding import wait_through_cancel
 from .signals import Signals
 from .stats import NodeStats, RunResult
+from .valve import Valve
 
 if TYPE_CHECKING:
     from os import PathLike
@@ -74,6 +76,7 @@ class Plumber:
     ) -> None:
         self._spec: GraphSpec = parse_graph(input_d, coro_map or _identity, queue_size=queue_size)
         self.env_vars = env_vars
+        self._valve = Valve()
         self._processors: dict[str, Processor] = {}
         for name, spec in self._spec.nodes.items():
             cls = InputProcessor if spec.is_source else Processor
@@ -106,9 +109,9 @@ class Plumber:
         for name, spec in specs.items():
             if spec.join_mode == "zip":
                 for pred in spec.inputs:
-                    per_input[pred, name] = Channel(f"{name}<-{pred}", spec.queue_size)
+                    per_input[pred, name] = self._edge(f"{name}<-{pred}", name, (pred,), spec.queue_size)
             elif not spec.is_source:
-                shared[name] = Channel(name, spec.queue_size, producers=len(spec.inputs) + len(spec.error_sources))
+                shared[name] = self._edge(name, name, spec.inputs + spec.error_sources, spec.queue_size)
 
         def edge(pred: str, succ: str) -> Channel:
             return per_input.get((pred, succ)) or shared[succ]
@@ -126,6 +129,14 @@ class Plumber:
                 shared.get(spec.properties.on_error),
                 ports,
             )
+
+    def _edge(self, name: str, node: str, producers: tuple[str, ...], maxsize: int) -> Channel:
+        """The input channel `name` of `node`, fed by `producers` (a subclass may carry it elsewhere)."""
+        return Channel(name, maxsize, producers=len(producers))
+
+    def _node_task(self, name: str, processor: Processor) -> Coroutine[Any, Any, None]:
+        """What runs as node `name`'s task (a subclass may run some nodes elsewhere)."""
+        return processor._run()
 
     # -- the original API ---------------------------------------------------------------------
 
@@ -158,7 +169,7 @@ class Plumber:
         self.signals.emit("run_started")
         self._pending = len(self._processors)
         for name, processor in self._processors.items():
-            task = loop.create_task(processor._run(), name=f"pipelines:{name}")
+            task = loop.create_task(self._node_task(name, processor), name=f"pipelines:{name}")
             task.add_done_callback(self._task_done)
             self._tasks.append(task)
         logger.debug("started %d nodes", len(self._tasks))
@@ -222,6 +233,33 @@ class Plumber:
             if isinstance(processor, InputProcessor):
                 processor._request_stop()
 
+    def pause(self) -> None:
+        """Hold every source at its next put; what is already in the graph goes on to the sinks.
+
+        Nothing is lost: a held put sends its item after resume(). stop() and cancel() work while
+        paused. Pausing a run that is paused or has ended does nothing.
+        """
+        if self._state == "built":
+            raise PipelineStateError("pause() before the run started")
+        if self._valve.closed or self._state not in ("running", "stopping"):
+            return
+        self._valve.close()
+        logger.info("paused the sources")
+        self.signals.emit("paused")
+
+    def resume(self) -> None:
+        """Let the sources go on after pause(); does nothing when the run is not paused."""
+        if not self._valve.closed:
+            return
+        self._valve.open()
+        logger.info("resumed the sources")
+        self.signals.emit("resumed")
+
+    @property
+    def paused(self) -> bool:
+        """True between pause() and resume()."""
+        return self._valve.closed
+
     def cancel(self) -> None:
         """End the run now: every task is cancelled; teardown hooks still run."""
         if self._state in ("completed", "stopped", "failed", "cancelled"):
@@ -267,6 +305,11 @@ class Plumber:
     def journal(self) -> Journal | None:
         """The run's journal (what it resumed, its run id), or None."""
         return self._journal.journal if self._journal is not None else None
+
+    @property
+    def valve(self) -> Valve:
+        """What holds the sources while the run is paused (used by the processors)."""
+        return self._valve
 
     @property
     def started_at(self) -> float | None:

@@ -15,6 +15,7 @@ from .errors import PipelineError
 if TYPE_CHECKING:
     from .channels import Channel
     from .processor import Processor
+    from .valve import Valve
 
 __all__ = ["NodeOutput", "SourcePort"]
 
@@ -22,10 +23,11 @@ __all__ = ["NodeOutput", "SourcePort"]
 class SourcePort:
     """The output queue of a source. `put()` waits while a successor's input is full."""
 
-    __slots__ = ("_channels", "_index", "_name", "_processor", "_seq", "_single")
+    __slots__ = ("_channels", "_index", "_name", "_processor", "_seq", "_single", "_valve")
 
-    def __init__(self, processor: Processor, channels: list[Channel]) -> None:
+    def __init__(self, processor: Processor, channels: list[Channel], valve: Valve) -> None:
         self._processor = processor
+        self._valve = valve
         self._channels = channels
         self._name = processor.name
         self._index = processor._index
@@ -50,13 +52,21 @@ class SourcePort:
     def empty(self) -> bool:
         return all(ch.empty() for ch in self._channels)
 
+    @property
+    def next_key(self) -> tuple[str, int]:
+        """The lineage key the next put will give its item: (source name, position)."""
+        return (self._name, self._seq)
+
     async def put(self, item: Any) -> None:
         """Send `item` to every successor, waiting while one of their inputs is full.
 
         Cancelling a blocked put is safe: successors that had room got the item, and it is
         counted; when none had, the item was not sent at all. Several puts may wait at once
-        (a source that puts from several tasks): each item keeps its own position.
+        (a source that puts from several tasks): each item keeps its own position. While the run
+        is paused, put waits before the item takes its position.
         """
+        if self._valve.closed:
+            await self._valve.wait_open()
         # Take the position before any await, so concurrent puts never share a key.
         envelope = ((self._name, self._seq), item, self._index)
         self._seq += 1
@@ -76,8 +86,11 @@ class SourcePort:
                 processor.items_out += 1
 
     def put_nowait(self, item: Any) -> None:
-        """Send `item` to every successor now, or raise asyncio.QueueFull and send it to none."""
-        if not all(channel.accepts_now() for channel in self._channels):
+        """Send `item` to every successor now, or raise asyncio.QueueFull and send it to none.
+
+        While the run is paused, every put_nowait raises asyncio.QueueFull.
+        """
+        if self._valve.closed or not all(channel.accepts_now() for channel in self._channels):
             raise asyncio.QueueFull
         envelope = ((self._name, self._seq), item, self._index)
         for channel in self._channels:

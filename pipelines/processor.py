@@ -41,10 +41,13 @@ if TYPE_CHECKING:
     from .channels import Channel
     from .graph import NodeSpec
     from .journal.engine import NodeTally
+    from .valve import Valve
 
 __all__ = ["InputProcessor", "Processor"]
 
 logger = logging.getLogger(__name__)
+
+SettleListener = Callable[[Any, str, Any], None]
 
 TEARDOWN_TIMEOUT = 30.0
 _ITEM_REPR_LIMIT = 200
@@ -64,6 +67,8 @@ class RunControl(Protocol):
     def cancelled(self) -> bool: ...
     @property
     def signals(self) -> Signals: ...
+    @property
+    def valve(self) -> Valve: ...
     def fail(self, exc: BaseException) -> None: ...
 
 
@@ -109,6 +114,12 @@ class Processor:
         self.busy_seconds = 0.0
         # A sink's return values (None excluded), kept when the Plumber collects outputs.
         self.collected: list[Any] | None = None
+        self.settled: SettleListener | None = None
+        """Called as ``settled(key, outcome, value)`` when an item's path ends at this node:
+        'result' (a sink's return value, or each value a generator sink yields), 'dropped' (None
+        returned, or its join group discarded), 'skipped' or 'failed' (routed to the error node;
+        value is the exception). Set it before
+        the run starts; it is how pipelines.web answers a request with its item's result."""
         self._pool: Executor | None = None
         self._invoke: Callable[[Any], Any] = self._make_invoke()
         self._tally: NodeTally | None = None  # the journal's hooks (pipelines.journal), when there is one
@@ -207,7 +218,7 @@ class Processor:
         self._arrivals = [0] * len(inputs)
         spec = self._spec
         if spec.is_source:
-            self._output_port = SourcePort(self, outputs)
+            self._output_port = SourcePort(self, outputs, self._control.valve)
         if spec.join_mode is not None:
             self._joiner = Joiner(ports, zip_mode=spec.join_mode == "zip", key_length=spec.key_length)
 
@@ -215,7 +226,7 @@ class Processor:
         """Hook the node into the run's journal (by pipelines.journal, after wiring)."""
         self._tally = tally
         if self._spec.is_source:
-            self._output_port = tally.source_port(self, self._outputs)
+            self._output_port = tally.source_port(self, self._outputs, self._control.valve)
 
     def _make_invoke(self) -> Callable[[Any], Any]:
         spec = self._spec
@@ -290,6 +301,7 @@ class Processor:
             and self._retry is None
             and self._timeout is None
             and not spec.is_generator
+            and self.settled is None
             # with a journal, the lean loop only for a node handing each item to one successor
             and (self._tally is None or len(self._outputs) == 1)
         )
@@ -432,6 +444,7 @@ class Processor:
         forward_drops = self._spec.forward_drops
         item_style = self._spec.style == "item"
         is_generator = self._spec.is_generator
+        settled = self.settled
         task = asyncio.current_task()
         assert task is not None
         clock = asyncio.get_running_loop().time
@@ -475,6 +488,8 @@ class Processor:
                         tally.release(key)
                     if value is DISCARDED:
                         self.dropped += 1
+                        if settled is not None:
+                            settled(key, "dropped", None)
                         if forward_drops:
                             out.append((key, DROPPED, index))
                         if tally is not None:
@@ -503,12 +518,17 @@ class Processor:
                 if first_output is None:
                     self.completed += 1  # a sink: whatever it returns, the item is done
                     # (a generator sink's values were collected as it yielded them)
-                    if self.collected is not None and result is not None and not is_generator:
-                        self.collected.append(result)
+                    if not is_generator:
+                        if self.collected is not None and result is not None:
+                            self.collected.append(result)
+                        if settled is not None:
+                            settled(key, "result", result)
                     if tally is not None:
                         finished.append(key)
                 elif result is None:
                     self.dropped += 1
+                    if settled is not None:
+                        settled(key, "dropped", None)
                     if forward_drops:
                         out.append((key, DROPPED, index))
                     if tally is not None:
@@ -596,6 +616,8 @@ class Processor:
                         if not emits:
                             if self.collected is not None:
                                 self.collected.append(value)
+                            if self.settled is not None:
+                                self.settled(key, "result", value)
                         else:
                             if self._tally is not None:
                                 self._tally.sent(key, len(self._outputs))
@@ -637,9 +659,13 @@ class Processor:
             return False
         if on_error == "skip":
             self.skipped += 1
+            if self.settled is not None:
+                self.settled(key, "skipped", exc)
             logger.warning("node %r: skipped item %s after %r", self._name, shown, exc)
             return True
         self.failed += 1
+        if self.settled is not None:
+            self.settled(key, "failed", exc)
         logger.info("node %r: item %s failed (%r); routed to %r", self._name, shown, exc, on_error)
         errors.append((key, Failure(self._name, arg, exc), self._index))
         return True

@@ -5,9 +5,9 @@
 Events: ``run_started``, ``run_ended`` (with `state`), ``node_started``, ``node_ended``,
 ``item_retried`` (with `item`, `exception` and the `attempt` that failed), ``item_failed`` (an item
 that still failed after its retries, whatever its node's on_error then does, with `item` and
-`exception`), ``stop_requested``. A listener is a plain function called at once with a `Signal`;
-an exception it raises is logged on the `pipelines` logger and never reaches the run or the other
-listeners. To do async work, start a task from the listener.
+`exception`), ``stop_requested``, ``paused`` and ``resumed``. A listener is a plain function
+called at once with a `Signal`; an exception it raises is logged on the `pipelines` logger and
+never reaches the run or the other listeners. To do async work, start a task from the listener.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ EVENTS = (
     "item_retried",
     "item_failed",
     "stop_requested",
+    "paused",
+    "resumed",
 )
 
 Listener = Callable[["Signal"], object]

@@ -2,8 +2,11 @@
 
     pipelines run FILE [--set node.arg=value ...]   run it, with live progress and a summary
     pipelines run FILE --journal PATH                the same, durable: run again to resume after a crash
+    pipelines run FILE --redis URL                   run the sources; the other nodes run in workers
+    pipelines worker FILE --redis URL [--nodes a,b]  run nodes of a distributed run (pipelines.distributed)
     pipelines validate FILE                          exit 0, or 2 with one line saying what is wrong
     pipelines draw FILE --format mermaid|dot|ascii   print the graph
+    pipelines serve FILE [--host H] [--port P]       run it with the live dashboard and control API
     pipelines journal PATH                           the runs a journal holds, their state, items finished
 
 Exit codes: 0 success, 1 the run failed, 2 the file or the command line is wrong, 130 the run was
@@ -71,6 +74,10 @@ def _command(args: argparse.Namespace) -> int:
         render = {"mermaid": drawing.to_mermaid, "dot": drawing.to_dot, "ascii": drawing.to_ascii}[args.format]
         print(render(plumber))
         return EXIT_OK
+    if args.command == "serve":
+        from .serve import serve
+
+        return serve(plumber, host=args.host, port=args.port, token=args.token, label=args.file)
     return _run(plumber, args)
 
 
@@ -85,11 +92,34 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on")
     run.add_argument("--journal", metavar="PATH", help="an SQLite journal: the run resumes from it after a crash")
     run.add_argument("--new-run", action="store_true", help="with --journal: start a new run, not resume the last")
+    run.add_argument("--redis", metavar="URL", help="carry every edge over this Redis; nodes run in workers")
+    worker = commands.add_parser("worker", help="run nodes of a graph file's distributed run (see run --redis)")
+    worker.add_argument("file")
+    worker.add_argument("--redis", metavar="URL", required=True, help="the Redis the run uses")
+    worker.add_argument("--nodes", default=None, help="comma-separated nodes to run here (default: all but sources)")
+    worker.add_argument("--run", default=None, metavar="ID", help="join this run (default: wait for the next one)")
+    worker.add_argument("--set", action="append", default=[], metavar="NODE.ARG=VALUE", help="as given to run")
+    worker.add_argument("--queue-size", type=int, default=None, help="as given to run")
+    worker.add_argument("--interval", type=float, default=None, help="seconds between progress updates")
+    worker.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on")
+    for distributed in (run, worker):
+        tuning = distributed.add_argument_group("with --redis (see pipelines.distributed.RedisTransport)")
+        for flag, kind in (("--batch", int), ("--claim-idle", float), ("--max-deliveries", int)):
+            tuning.add_argument(flag, type=kind, default=None)
+        for flag in ("--heartbeat", "--dead-after"):
+            tuning.add_argument(flag, type=float, default=None)
     validate = commands.add_parser("validate", help="check a graph file without running it")
     validate.add_argument("file")
     draw = commands.add_parser("draw", help="print the graph of a file")
     draw.add_argument("file")
     draw.add_argument("--format", choices=("mermaid", "dot", "ascii"), default="ascii")
+    serve = commands.add_parser("serve", help="run a graph file with the live dashboard and the control API")
+    serve.add_argument("file")
+    serve.add_argument("--set", action="append", default=[], metavar="NODE.ARG=VALUE", help="override a node's arg")
+    serve.add_argument("--queue-size", type=int, default=None, help="default bound of every edge (100)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to bind (default 8080; 0 picks a free one)")
+    serve.add_argument("--token", default=None, help="token for control calls (made up when bound beyond loopback)")
     journal = commands.add_parser("journal", help="show the runs of a journal file")
     journal.add_argument("path")
     return parser
@@ -103,9 +133,15 @@ def _build(args: argparse.Namespace) -> Plumber:
     if getattr(args, "queue_size", None) is not None:
         extra["queue_size"] = args.queue_size
     if getattr(args, "journal", None):
+        if getattr(args, "redis", None):
+            raise GraphError("--journal and --redis cannot be used together: a distributed run is not journaled")
         extra["journal"] = Journal(args.journal, new_run=args.new_run)
     elif getattr(args, "new_run", False):
         raise GraphError("--new-run needs --journal PATH")
+    if getattr(args, "redis", None):
+        from ..distributed.cli import distributed_plumber
+
+        return distributed_plumber(args, graph, extra)
     return Plumber(graph, Registry(imports=True), **extra)
 
 

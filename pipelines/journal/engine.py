@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..channels import Channel
     from ..graph import GraphSpec
     from ..processor import Processor, RunControl
+    from ..valve import Valve
 
 __all__ = ["NodeTally", "RunJournal", "open_run"]
 
@@ -242,8 +243,8 @@ class NodeTally:
     def finish(self, keys: list[Any]) -> asyncio.Future[None]:
         return self._run.finish(self.name, keys)
 
-    def source_port(self, processor: Processor, channels: list[Channel]) -> SourcePort:
-        return JournaledSourcePort(processor, channels, self._run, self._run._names[self.name])
+    def source_port(self, processor: Processor, channels: list[Channel], valve: Valve) -> SourcePort:
+        return JournaledSourcePort(processor, channels, valve, self._run, self._run._names[self.name])
 
 
 class _Nothing:
@@ -270,8 +271,10 @@ class JournaledSourcePort(SourcePort):
 
     __slots__ = ("_above", "_counts", "_fan", "_root_name", "_run", "_shared", "_upto")
 
-    def __init__(self, processor: Processor, channels: list[Channel], run: RunJournal, root_name: str) -> None:
-        super().__init__(processor, channels)
+    def __init__(
+        self, processor: Processor, channels: list[Channel], valve: Valve, run: RunJournal, root_name: str
+    ) -> None:
+        super().__init__(processor, channels, valve)
         self._run = run
         self._counts = run.counts
         self._fan = len(channels)
@@ -308,6 +311,8 @@ class JournaledSourcePort(SourcePort):
 
     def put(self, item: Any) -> Awaitable[None]:  # type: ignore[override]  # an awaitable, as the base's
         """As SourcePort.put; an item that is done is not sent (its position still counts)."""
+        if self._valve.closed:
+            return self._put_when_open(item)  # the position is taken once the run goes on
         seq = self._seq
         if seq < self._upto or (self._above[0] and self._done(seq)):
             self._seq = seq + 1
@@ -319,7 +324,14 @@ class JournaledSourcePort(SourcePort):
             self._counts[(self._root_name, seq)] = self._fan
         return SourcePort.put(self, item)
 
+    async def _put_when_open(self, item: Any) -> None:
+        while self._valve.closed:
+            await self._valve.wait_open()
+        await self.put(item)
+
     def put_nowait(self, item: Any) -> None:
+        if self._valve.closed:
+            raise asyncio.QueueFull
         seq = self._seq
         if not self._count(seq):
             return

@@ -1,0 +1,626 @@
+/* pipelines dashboard: follows one run over socket.io (namespace /dashboard) and draws it.
+ *
+ * Events: `runs` fills the run selector; `graph` draws the SVG and the table rows; `stats`
+ * updates the figures, the run state and the failure log. The buttons call the control API.
+ * Every text that comes from the server is put in the DOM with textContent, never as HTML.
+ */
+(function () {
+  "use strict";
+
+  var SVG_NS = "http://www.w3.org/2000/svg";
+  var BOX_W = 184;
+  var BOX_H = 84;
+  var GAP_X = 76;
+  var GAP_Y = 22;
+  var PAD = 14;
+  var LIVE = { built: true, running: true, stopping: true };
+  var RATE_WINDOW = 2; // seconds the live rate looks back
+
+  var token = new URLSearchParams(window.location.search).get("token");
+
+  var el = {
+    select: q("run-select"),
+    label: q("run-label"),
+    state: q("run-state"),
+    elapsed: q("elapsed"),
+    pause: q("pause"),
+    resume: q("resume"),
+    stop: q("stop"),
+    banner: q("banner"),
+    graph: q("graph"),
+    tbody: q("nodes").querySelector("tbody"),
+    failures: q("failures"),
+    failuresEmpty: q("failures-empty"),
+    failureCount: q("failure-count"),
+    connection: q("connection"),
+    updates: q("updates"),
+    error: q("error"),
+  };
+
+  var view = {
+    graph: null, // the last `graph` event
+    runId: null, // the run the figures belong to
+    boxes: {}, // node name -> {count, rate, queue, bar, failed, box}
+    rows: {}, // node name -> {cells...}
+    roles: {}, // node name -> role
+    rates: {}, // node name -> recent [{at, seen}] samples, for the live rate
+    state: null,
+    paused: false,
+    failuresKey: null,
+    updates: 0,
+    busy: false,
+    asked: false, // a watch is on its way: its graph will come
+  };
+
+  function q(testid) {
+    return document.querySelector('[data-testid="' + testid + '"]');
+  }
+
+  function make(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function svg(tag, attrs, text) {
+    var node = document.createElementNS(SVG_NS, tag);
+    for (var name in attrs) node.setAttribute(name, attrs[name]);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  // -- formatting ---------------------------------------------------------------------------
+
+  var integer = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+  var oneDecimal = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+
+  function fmtCount(n) {
+    return integer.format(n || 0);
+  }
+
+  function fmtRate(r) {
+    if (!r) return "0";
+    return r < 100 ? oneDecimal.format(r) : integer.format(r);
+  }
+
+  function fmtLatency(seconds) {
+    if (!seconds) return "–";
+    if (seconds < 0.001) return oneDecimal.format(seconds * 1e6) + " µs";
+    if (seconds < 1) return oneDecimal.format(seconds * 1e3) + " ms";
+    return oneDecimal.format(seconds) + " s";
+  }
+
+  function fmtElapsed(seconds) {
+    var s = Math.floor(seconds || 0);
+    var h = Math.floor(s / 3600);
+    var m = Math.floor((s % 3600) / 60);
+    var rest = String(s % 60).padStart(2, "0");
+    return h ? h + ":" + String(m).padStart(2, "0") + ":" + rest : m + ":" + rest;
+  }
+
+  function fmtClock(epochSeconds) {
+    var d = new Date(epochSeconds * 1000);
+    return [d.getHours(), d.getMinutes(), d.getSeconds()]
+      .map(function (n) {
+        return String(n).padStart(2, "0");
+      })
+      .join(":");
+  }
+
+  function processed(role, s) {
+    return role === "source" ? s.items_out : s.completed;
+  }
+
+  /* Items per second over the last RATE_WINDOW seconds, from the counts of successive stats (0
+   * once nothing moved for that long). The server's `rate` is the whole run's average: it is what
+   * a run that has ended shows, and what shows until there are two samples. */
+  function liveRate(name, role, s, stats) {
+    var seen = role === "source" ? s.items_out : s.items_in;
+    if (!LIVE[stats.state]) {
+      delete view.rates[name];
+      return s.rate;
+    }
+    var samples = view.rates[name] || (view.rates[name] = []);
+    var now = stats.elapsed;
+    samples.push({ at: now, seen: seen });
+    while (samples.length > 2 && samples[1].at <= now - RATE_WINDOW) samples.shift();
+    var first = samples[0];
+    var dt = now - first.at;
+    return dt > 0 ? Math.max(0, seen - first.seen) / dt : s.rate;
+  }
+
+  function displayState(state, paused) {
+    return paused && state === "running" ? "paused" : state;
+  }
+
+  // -- banner and status --------------------------------------------------------------------
+
+  function showBanner(text, kind) {
+    el.banner.textContent = text;
+    el.banner.className = "banner banner-" + (kind || "info");
+    el.banner.hidden = false;
+  }
+
+  function hideBanner() {
+    el.banner.hidden = true;
+    el.banner.textContent = "";
+  }
+
+  function setConnection(state, text) {
+    el.connection.dataset.state = state;
+    el.connection.textContent = text;
+  }
+
+  function setError(text) {
+    el.error.textContent = text ? "· " + text : "";
+  }
+
+  // -- run selector -------------------------------------------------------------------------
+
+  function renderRuns(runs) {
+    var chosen = el.select.value;
+    clear(el.select);
+    el.select.appendChild(new Option("newest live run", ""));
+    var known = false;
+    runs
+      .slice()
+      .reverse()
+      .forEach(function (run) {
+        var state = displayState(run.state, run.paused);
+        el.select.appendChild(new Option(run.label + " (" + run.id + ") — " + state, run.id));
+        if (run.id === chosen) known = true;
+      });
+    el.select.value = known ? chosen : "";
+    if (chosen && !known) {
+      watch(); // the run we showed was forgotten: back to the newest live one
+    } else if (!el.select.value && runs.length && newestLive(runs) !== view.runId) {
+      watch();
+    }
+    if (!runs.length) {
+      view.graph = null;
+      view.runId = null;
+      drawEmpty("No run yet. Attach a pipeline to this server to see it here.");
+      applyState(null, false, 0);
+    }
+  }
+
+  function newestLive(runs) {
+    var live = runs.filter(function (run) {
+      return LIVE[run.state];
+    });
+    var pool = live.length ? live : runs;
+    return pool[pool.length - 1].id;
+  }
+
+  function watch() {
+    view.asked = true;
+    socket.emit("watch", { run: el.select.value || null });
+  }
+
+  // -- graph --------------------------------------------------------------------------------
+
+  function drawEmpty(text) {
+    clear(el.graph);
+    el.graph.appendChild(make("p", "empty", text));
+    clear(el.tbody);
+    view.boxes = {};
+    view.rows = {};
+    view.failuresKey = null;
+    renderFailures([]);
+  }
+
+  function layout(nodes) {
+    var perLayer = {};
+    var layers = 0;
+    var rows = 0;
+    nodes.forEach(function (n) {
+      perLayer[n.layer] = (perLayer[n.layer] || 0) + 1;
+      layers = Math.max(layers, n.layer + 1);
+    });
+    for (var k in perLayer) rows = Math.max(rows, perLayer[k]);
+    var place = {};
+    nodes.forEach(function (n) {
+      var offset = ((rows - perLayer[n.layer]) * (BOX_H + GAP_Y)) / 2;
+      place[n.name] = {
+        x: PAD + n.layer * (BOX_W + GAP_X),
+        y: PAD + offset + n.row * (BOX_H + GAP_Y),
+      };
+    });
+    return {
+      place: place,
+      width: PAD * 2 + layers * BOX_W + Math.max(0, layers - 1) * GAP_X,
+      height: PAD * 2 + rows * BOX_H + Math.max(0, rows - 1) * GAP_Y,
+    };
+  }
+
+  function markers() {
+    var defs = svg("defs", {});
+    [
+      ["arrow", "edge-head"],
+      ["arrow-error", "edge-head edge-head-error"],
+    ].forEach(function (m) {
+      var marker = svg("marker", {
+        id: m[0],
+        viewBox: "0 0 10 10",
+        refX: "9",
+        refY: "5",
+        markerWidth: "7",
+        markerHeight: "7",
+        orient: "auto-start-reverse",
+      });
+      marker.appendChild(svg("path", { d: "M0,0 L10,5 L0,10 z", class: m[1] }));
+      defs.appendChild(marker);
+    });
+    return defs;
+  }
+
+  function shorten(text, max) {
+    return text.length <= max ? text : text.slice(0, max - 1) + "…";
+  }
+
+  function drawGraph(graph) {
+    view.asked = false;
+    view.graph = graph;
+    view.runId = graph.run;
+    view.failuresKey = null; // the first stats of this run renders its list, empty or not
+    view.roles = {};
+    view.rates = {};
+    graph.nodes.forEach(function (n) {
+      view.roles[n.name] = n.role;
+    });
+    el.label.textContent = graph.label;
+    document.title = graph.label + " · pipelines dashboard";
+    clear(el.graph);
+    if (!graph.nodes.length) {
+      el.graph.appendChild(make("p", "empty", "This run has no nodes."));
+      return;
+    }
+    var geo = layout(graph.nodes);
+    var root = svg("svg", {
+      class: "graph",
+      width: geo.width,
+      height: geo.height,
+      viewBox: "0 0 " + geo.width + " " + geo.height,
+      role: "img",
+      "aria-label": "Pipeline graph of " + graph.label,
+    });
+    root.appendChild(markers());
+
+    var edges = svg("g", { class: "edges" });
+    graph.edges.forEach(function (e) {
+      var a = geo.place[e.from];
+      var b = geo.place[e.to];
+      if (!a || !b) return;
+      var x1 = a.x + BOX_W;
+      var y1 = a.y + BOX_H / 2;
+      var x2 = b.x - 2;
+      var y2 = b.y + BOX_H / 2;
+      var bend = Math.max(30, (x2 - x1) / 2);
+      var error = e.kind === "error";
+      var path = svg("path", {
+        d: "M" + x1 + "," + y1 + " C" + (x1 + bend) + "," + y1 + " " + (x2 - bend) + "," + y2 + " " + x2 + "," + y2,
+        class: error ? "edge edge-error" : "edge",
+        "marker-end": error ? "url(#arrow-error)" : "url(#arrow)",
+        "data-testid": "edge-" + e.from + "-" + e.to,
+        "data-kind": e.kind,
+      });
+      path.appendChild(svg("title", {}, e.from + " → " + e.to + (error ? " (errors)" : "")));
+      edges.appendChild(path);
+    });
+    root.appendChild(edges);
+
+    view.boxes = {};
+    graph.nodes.forEach(function (n) {
+      var p = geo.place[n.name];
+      var g = svg("g", {
+        class: "box role-" + n.role,
+        transform: "translate(" + p.x + "," + p.y + ")",
+        "data-testid": "box-" + n.name,
+      });
+      g.appendChild(svg("title", {}, n.name + " (" + n.role + ")"));
+      g.appendChild(svg("rect", { class: "box-bg", width: BOX_W, height: BOX_H, rx: 9 }));
+      g.appendChild(svg("rect", { class: "box-stripe", width: 5, height: BOX_H - 18, x: 0, y: 9, rx: 2.5 }));
+      g.appendChild(svg("text", { class: "box-name", x: 16, y: 22 }, shorten(n.name, 20)));
+      g.appendChild(svg("text", { class: "box-role", x: BOX_W - 12, y: 22, "text-anchor": "end" }, n.role));
+      var count = svg("text", { class: "box-count", x: 16, y: 48 }, "0");
+      var unit = svg("text", { class: "box-unit", x: BOX_W - 12, y: 48, "text-anchor": "end" }, "0/s");
+      var detail = svg("text", { class: "box-detail", x: 16, y: 66 }, "");
+      var failed = svg("g", { class: "box-failed", transform: "translate(" + (BOX_W - 6) + ",-8)" });
+      failed.appendChild(svg("title", {}, "failed, skipped or dropped items"));
+      var failedBg = svg("rect", { class: "box-failed-bg", height: 18, rx: 9, y: 0 });
+      var failedText = svg("text", { class: "box-failed-text", y: 13, "text-anchor": "middle" }, "");
+      failed.append(failedBg, failedText);
+      var track = svg("rect", { class: "box-track", x: 16, y: 73, width: BOX_W - 28, height: 4, rx: 2 });
+      var bar = svg("rect", { class: "box-bar", x: 16, y: 73, width: 0, height: 4, rx: 2 });
+      [count, unit, detail, failed, track, bar].forEach(function (child) {
+        g.appendChild(child);
+      });
+      root.appendChild(g);
+      view.boxes[n.name] = {
+        g: g,
+        count: count,
+        unit: unit,
+        detail: detail,
+        failed: failed,
+        failedBg: failedBg,
+        failedText: failedText,
+        bar: bar,
+        track: track,
+      };
+    });
+    el.graph.appendChild(root);
+    buildRows(graph.nodes);
+  }
+
+  // -- table --------------------------------------------------------------------------------
+
+  function buildRows(nodes) {
+    clear(el.tbody);
+    view.rows = {};
+    nodes.forEach(function (n) {
+      var tr = make("tr");
+      tr.dataset.testid = "row-" + n.name;
+      var nameCell = make("td");
+      var nameWrap = make("div", "node-cell");
+      var dot = make("span", "dot role-" + n.role);
+      var name = make("span", "node-name", n.name);
+      name.title = n.name;
+      var bp = make("span", "badge badge-warn", "backpressure");
+      bp.dataset.testid = "backpressure-" + n.name;
+      bp.title = "A successor's input queue is full: this node waits to send";
+      bp.hidden = true;
+      nameWrap.append(dot, name, bp);
+      nameCell.appendChild(nameWrap);
+
+      var queueCell = make("td", "queue-cell");
+      var queueText = make("span", "queue-text", "–");
+      queueText.dataset.testid = "queue-" + n.name;
+      var meter = make("span", "meter");
+      var fill = make("span", "meter-fill");
+      meter.appendChild(fill);
+      queueCell.append(meter, queueText);
+
+      var cells = {
+        rate: numCell("rate-" + n.name),
+        inFlight: numCell("inflight-" + n.name),
+        count: numCell("count-" + n.name),
+        failed: numCell("failed-" + n.name),
+        skipped: numCell("skipped-" + n.name),
+        dropped: numCell("dropped-" + n.name),
+        retried: numCell("retried-" + n.name),
+        latency: numCell("latency-" + n.name),
+      };
+      tr.append(
+        nameCell,
+        cells.rate,
+        cells.inFlight,
+        queueCell,
+        cells.count,
+        cells.failed,
+        cells.skipped,
+        cells.dropped,
+        cells.retried,
+        cells.latency
+      );
+      cells.bp = bp;
+      cells.queueText = queueText;
+      cells.meter = meter;
+      cells.fill = fill;
+      el.tbody.appendChild(tr);
+      view.rows[n.name] = cells;
+    });
+  }
+
+  function numCell(testid) {
+    var td = make("td", "num", "0");
+    td.dataset.testid = testid;
+    return td;
+  }
+
+  function setNum(cell, value, text) {
+    cell.textContent = text === undefined ? fmtCount(value) : text;
+    cell.classList.toggle("zero", !value);
+  }
+
+  function fillLevel(depth, bound) {
+    if (!bound) return { ratio: 0, level: "none" };
+    var ratio = Math.min(1, depth / bound);
+    return { ratio: ratio, level: ratio >= 0.9 ? "high" : ratio >= 0.5 ? "mid" : "low" };
+  }
+
+  // -- stats --------------------------------------------------------------------------------
+
+  function applyStats(stats) {
+    view.updates += 1;
+    el.updates.textContent = String(view.updates);
+    if (!view.graph || stats.run !== view.runId) {
+      // The newest live run changed (or the graph is not here yet): ask for its graph.
+      if (!view.asked) watch();
+      return;
+    }
+    applyState(stats.state, stats.paused, stats.elapsed);
+    for (var name in stats.nodes) {
+      var s = stats.nodes[name];
+      var role = view.roles[name];
+      var count = processed(role, s);
+      var rate = liveRate(name, role, s, stats);
+      var fill = fillLevel(s.queue_depth, s.queue_bound);
+      var row = view.rows[name];
+      if (row) {
+        setNum(row.rate, rate, fmtRate(rate));
+        setNum(row.inFlight, s.in_flight);
+        setNum(row.count, count);
+        setNum(row.failed, s.failed);
+        setNum(row.skipped, s.skipped);
+        setNum(row.dropped, s.dropped);
+        setNum(row.retried, s.retried);
+        setNum(row.latency, s.latency, fmtLatency(s.latency));
+        row.failed.classList.toggle("bad", s.failed > 0);
+        row.skipped.classList.toggle("warn", s.skipped > 0);
+        row.dropped.classList.toggle("warn", s.dropped > 0);
+        row.bp.hidden = !s.backpressure;
+        if (s.queue_bound) {
+          row.queueText.textContent = fmtCount(s.queue_depth) + " / " + fmtCount(s.queue_bound);
+          row.meter.hidden = false;
+          row.fill.style.width = (fill.ratio * 100).toFixed(1) + "%";
+          row.fill.dataset.level = fill.level;
+        } else {
+          row.queueText.textContent = "–";
+          row.meter.hidden = true;
+        }
+      }
+      var box = view.boxes[name];
+      if (box) {
+        box.count.textContent = fmtCount(count);
+        box.unit.textContent = fmtRate(rate) + "/s";
+        var detail = [];
+        if (role === "source") detail.push("items sent");
+        if (s.queue_bound) detail.push("queue " + fmtCount(s.queue_depth) + "/" + fmtCount(s.queue_bound));
+        if (role !== "source") detail.push(fmtCount(s.in_flight) + " in flight");
+        box.detail.textContent = detail.join(" · ");
+        var troubles = s.failed + s.skipped + s.dropped;
+        var label = "✕ " + fmtCount(troubles);
+        var width = 14 + label.length * 7;
+        box.failed.style.display = troubles ? "" : "none";
+        box.failedText.textContent = label;
+        box.failedText.setAttribute("x", String(-width / 2));
+        box.failedBg.setAttribute("x", String(-width));
+        box.failedBg.setAttribute("width", String(width));
+        box.bar.setAttribute("width", String(fill.ratio * (BOX_W - 28)));
+        box.bar.setAttribute("data-level", fill.level);
+        box.track.style.display = s.queue_bound ? "" : "none";
+        box.bar.style.display = s.queue_bound ? "" : "none";
+        box.g.classList.toggle("backpressure", !!s.backpressure);
+        box.g.classList.toggle("troubled", troubles > 0);
+      }
+    }
+    renderFailures(stats.failures || []);
+  }
+
+  function applyState(state, paused, elapsed) {
+    view.state = state;
+    view.paused = paused;
+    var shown = state ? displayState(state, paused) : "no run";
+    el.state.textContent = shown;
+    el.state.dataset.state = state ? shown : "none";
+    el.elapsed.textContent = fmtElapsed(elapsed);
+    updateButtons();
+  }
+
+  function updateButtons() {
+    var state = view.state;
+    var live = !!LIVE[state];
+    el.pause.disabled = view.busy || state !== "running" || view.paused;
+    el.resume.disabled = view.busy || !live || !view.paused;
+    el.stop.disabled = view.busy || state !== "running";
+  }
+
+  // -- failures -----------------------------------------------------------------------------
+
+  function renderFailures(failures) {
+    var key = failures.length ? failures.length + ":" + failures[0].at + ":" + failures[0].node : "";
+    if (key === view.failuresKey) return;
+    view.failuresKey = key;
+    clear(el.failures);
+    failures.forEach(function (f) {
+      var li = make("li", "failure");
+      li.dataset.testid = "failure";
+      var head = make("div", "failure-head");
+      var node = make("span", "chip", f.node);
+      node.dataset.testid = "failure-node";
+      var when = make("time", "muted small", fmtClock(f.at));
+      when.dateTime = new Date(f.at * 1000).toISOString();
+      head.append(node, when);
+      var error = make("div", "failure-error", f.error);
+      error.dataset.testid = "failure-error";
+      var item = make("div", "failure-item");
+      item.append(make("span", "muted", "item "));
+      var itemText = make("code", "", f.item);
+      itemText.dataset.testid = "failure-item";
+      item.appendChild(itemText);
+      li.append(head, error, item);
+      el.failures.appendChild(li);
+    });
+    el.failuresEmpty.hidden = failures.length > 0;
+    el.failureCount.textContent = failures.length ? "latest " + failures.length : "";
+  }
+
+  // -- controls -----------------------------------------------------------------------------
+
+  function control(action) {
+    if (!view.runId || view.busy) return;
+    view.busy = true;
+    updateButtons();
+    setError("");
+    var headers = token ? { Authorization: "Bearer " + token } : {};
+    fetch("/api/" + action + "?run=" + encodeURIComponent(view.runId), { method: "POST", headers: headers })
+      .then(function (response) {
+        return response.json().then(function (body) {
+          if (!response.ok) throw new Error(body && body.error ? body.error : "HTTP " + response.status);
+        });
+      })
+      .catch(function (err) {
+        setError(action + " failed: " + err.message);
+      })
+      .then(function () {
+        view.busy = false;
+        updateButtons();
+      });
+  }
+
+  el.pause.addEventListener("click", function () {
+    control("pause");
+  });
+  el.resume.addEventListener("click", function () {
+    control("resume");
+  });
+  el.stop.addEventListener("click", function () {
+    control("stop");
+  });
+  el.select.addEventListener("change", watch);
+
+  // -- socket.io ----------------------------------------------------------------------------
+
+  if (typeof io !== "function") {
+    showBanner("The socket.io client script did not load; the dashboard cannot connect.", "error");
+    setConnection("failed", "no socket.io client");
+    return;
+  }
+
+  var socket = io("/dashboard", { auth: token ? { token: token } : {} });
+
+  socket.on("connect", function () {
+    hideBanner();
+    setConnection("connected", "live");
+    watch();
+  });
+
+  socket.on("disconnect", function () {
+    setConnection("disconnected", "disconnected — reconnecting…");
+  });
+
+  socket.on("connect_error", function (err) {
+    var message = err && err.message ? err.message : String(err);
+    if (/token/i.test(message)) {
+      setConnection("refused", "refused");
+      drawEmpty("Not connected.");
+      showBanner(
+        token
+          ? "This server refused the token in the address. Open the page with the right ?token=… value."
+          : "This server requires a token: open this page as /?token=<token> (the server's owner has it).",
+        "error"
+      );
+    } else {
+      setConnection("disconnected", "cannot connect — retrying…");
+    }
+  });
+
+  socket.on("runs", renderRuns);
+  socket.on("graph", drawGraph);
+  socket.on("stats", applyStats);
+})();

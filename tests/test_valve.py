@@ -1,0 +1,150 @@
+"""Pause and resume: the valve holds the sources; what is in the graph drains; nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from pipelines import PipelineStateError, Plumber, Processor
+
+from .helpers import add_one, chain, source_of, until, yield_now
+
+
+def endless_chain(seen: list[int], sink_gate: asyncio.Event | None = None) -> Plumber:
+    async def endless(processor: Processor, output_q: Any) -> None:
+        i = 0
+        while True:
+            await output_q.put(i)
+            i += 1
+
+    async def sink(processor: Processor, q_elt: tuple[int]) -> None:
+        if sink_gate is not None:
+            await sink_gate.wait()
+        seen.append(q_elt[0])
+        await asyncio.sleep(0)
+
+    return Plumber(chain("inp", "a", "out", coros={"inp": endless, "a": add_one, "out": sink}), queue_size=10)
+
+
+def drained(plumber: Plumber) -> bool:
+    return all(s.in_flight == 0 and s.queue_depth == 0 for s in plumber.stats().values())
+
+
+async def test_pause_holds_the_sources_and_resume_loses_nothing() -> None:
+    seen: list[int] = []
+    plumber = endless_chain(seen)
+    events: list[str] = []
+    for event in ("paused", "resumed"):
+        plumber.signals.connect(event, lambda signal: events.append(signal.event))
+    running = asyncio.ensure_future(plumber.run())
+    await until(lambda: len(seen) >= 100)
+    plumber.pause()
+    assert plumber.paused
+    await until(lambda: drained(plumber))
+    put = plumber.stats()["inp"].items_out
+    await yield_now(500)
+    # held: the source put nothing more, and everything it had put reached the sink
+    assert plumber.stats()["inp"].items_out == put
+    assert seen == [i + 1 for i in range(put)]
+    plumber.resume()
+    assert not plumber.paused
+    await until(lambda: len(seen) >= put + 100)
+    await plumber.stop()
+    result = await running
+    assert result.state == "stopped"
+    total = result["inp"].items_out
+    assert seen == [i + 1 for i in range(total)]
+    assert events == ["paused", "resumed"]
+
+
+async def test_stop_while_paused_drains_and_ends_stopped() -> None:
+    seen: list[int] = []
+    gate = asyncio.Event()
+    plumber = endless_chain(seen, gate)
+    running = asyncio.ensure_future(plumber.run())
+    await until(lambda: plumber.stats()["inp"].items_out >= 15)
+    plumber.pause()
+    plumber.pause()  # a second pause does nothing
+    gate.set()
+    await plumber.stop()
+    result = await running
+    assert result.state == "stopped"
+    assert seen == [i + 1 for i in range(result["inp"].items_out)]
+    assert plumber.paused  # still paused; resuming an ended run does nothing harmful
+    plumber.resume()
+    assert not plumber.paused
+
+
+async def test_put_nowait_while_paused_is_full_and_sends_nothing() -> None:
+    outcomes: list[str] = []
+    resumed = asyncio.Event()
+
+    async def source(processor: Processor, output_q: Any) -> None:
+        output_q.put_nowait("before")
+        plumber.pause()
+        try:
+            output_q.put_nowait("held")
+        except asyncio.QueueFull:
+            outcomes.append("full")
+        resumed.set()
+        await output_q.put("after")  # waits at the valve until resume()
+
+    seen: list[str] = []
+
+    async def sink(processor: Processor, q_elt: tuple[str]) -> None:
+        seen.append(q_elt[0])
+
+    plumber = Plumber(chain("inp", "out", coros={"inp": source, "out": sink}))
+    running = asyncio.ensure_future(plumber.run())
+    await resumed.wait()
+    await yield_now(50)
+    assert seen == ["before"]
+    plumber.resume()
+    result = await running
+    assert outcomes == ["full"]
+    assert seen == ["before", "after"]
+    assert result["inp"].items_out == 2
+
+
+async def test_pause_before_the_run_is_an_error_and_after_it_does_nothing() -> None:
+    plumber = Plumber(chain("inp", "out", coros={"inp": source_of([1]), "out": add_one}))
+    with pytest.raises(PipelineStateError, match=r"^pause\(\) before the run started$"):
+        plumber.pause()
+    await plumber.run()
+    plumber.pause()
+    assert not plumber.paused
+
+
+async def test_settled_reports_where_each_item_ends() -> None:
+    async def keep_odd(x: int) -> int | None:
+        if x == 4:
+            raise ValueError("four")
+        return x if x % 2 else None
+
+    async def sink(x: int) -> int:
+        return x * 10
+
+    graph = {
+        "nodes": {
+            "inp": {"coro": source_of([1, 2, 3, 4, 5])},
+            "odd": {"coro": keep_odd, "properties": {"style": "item", "on_error": "skip"}},
+            "out": {"coro": sink, "properties": {"style": "item"}},
+        },
+        "graph": {"inp": ["odd"], "odd": ["out"], "out": None},
+    }
+    plumber = Plumber(graph)
+    ended: list[tuple[str, Any, str, Any]] = []
+    for processor in plumber.nodes:
+        processor.settled = lambda key, outcome, value, name=processor.name: ended.append(
+            (name, key, outcome, value if not isinstance(value, Exception) else repr(value))
+        )
+    await plumber.run()
+    assert sorted(ended) == [
+        ("odd", ("inp", 1), "dropped", None),
+        ("odd", ("inp", 3), "skipped", "ValueError('four')"),
+        ("out", ("inp", 0), "result", 10),
+        ("out", ("inp", 2), "result", 30),
+        ("out", ("inp", 4), "result", 50),
+    ]

@@ -1,0 +1,300 @@
+"""pipelines.web: a pipeline that lives with an aiohttp app, and request handlers answered by it."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from pipelines import Plumber
+from pipelines.web import PLUMBER, Inbox, ItemDropped, Unavailable, attach
+
+from .helpers import until
+from .web_helpers import item_chain, serving
+
+
+async def plus_one(x: int) -> int:
+    return x + 1
+
+
+async def jitter(x: int) -> int:
+    await asyncio.sleep(random.random() / 1000)  # variable latency: answers finish out of order
+    return x * 10
+
+
+async def label(x: int) -> str:
+    return f"<{x}>"
+
+
+def answering_app(inbox: Inbox, graph: dict[str, Any]) -> web.Application:
+    app = web.Application()
+    attach(app, lambda: Plumber(graph), inbox=inbox)
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            result = await inbox.submit(int(request.query["x"]))
+        except Unavailable as exc:
+            raise web.HTTPServiceUnavailable(text=str(exc)) from None
+        return web.json_response(result)
+
+    app.router.add_get("/work", handle)
+    return app
+
+
+async def test_each_request_gets_the_result_of_its_own_item() -> None:
+    inbox = Inbox()
+    graph = item_chain(inbox.source, ("a", plus_one), ("b", jitter), ("c", label), props={"b": {"workers": 8}})
+    app = answering_app(inbox, graph)
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+
+        async def ask(x: int) -> Any:
+            async with session.get(f"{url}/work", params={"x": x}) as response:
+                assert response.status == 200
+                return await response.json()
+
+        answers = await asyncio.gather(*(ask(x) for x in range(300)))
+        assert answers == [f"<{(x + 1) * 10}>" for x in range(300)]
+        stats = app[PLUMBER].stats()
+        assert (stats["requests"].items_out, stats["c"].completed) == (300, 300)
+    assert app[PLUMBER].state == "stopped"  # the app's shutdown drained the pipeline
+
+
+async def test_answers_are_paired_by_lineage_through_a_join() -> None:
+    inbox = Inbox()
+
+    async def square(x: int) -> int:
+        await asyncio.sleep(random.random() / 1000)
+        return x * x
+
+    async def pair(values: tuple[int, int]) -> tuple[int, int]:
+        return values
+
+    item = {"style": "item"}
+    graph = {
+        "nodes": {
+            "requests": {"coro": inbox.source},
+            "same": {"coro": plus_one, "properties": item},
+            "square": {"coro": square, "properties": {**item, "workers": 4}},
+            "pair": {"coro": pair, "properties": item},
+        },
+        "graph": {"requests": ["same", "square"], "same": ["pair"], "square": ["pair"], "pair": None},
+    }
+    plumber = Plumber(graph)
+    inbox.bind(plumber)
+    async with plumber:
+        plumber.create_pipeline()
+        answers = await asyncio.gather(*(inbox.submit(x) for x in range(200)))
+        assert answers == [(x + 1, x * x) for x in range(200)]
+
+
+async def test_a_dropped_item_and_a_skipped_item_end_their_wait_at_once() -> None:
+    inbox = Inbox()
+
+    async def only_odd(x: int) -> int | None:
+        if x == 4:
+            raise ValueError("four is refused")
+        return x if x % 2 else None
+
+    graph = item_chain(inbox.source, ("odd", only_odd), ("c", label), props={"odd": {"on_error": "skip"}})
+    plumber = Plumber(graph)
+    inbox.bind(plumber)
+    async with plumber:
+        plumber.create_pipeline()
+        assert await inbox.submit(3) == "<3>"
+        with pytest.raises(ItemDropped, match=r"^node 'odd' dropped the item$") as dropped:
+            await inbox.submit(2)
+        assert dropped.value.node == "odd"
+        with pytest.raises(ValueError, match=r"^four is refused$"):
+            await inbox.submit(4)
+        assert inbox.pending == 0
+
+
+async def test_an_error_route_that_reaches_the_answering_sink_answers() -> None:
+    inbox = Inbox()
+
+    async def fragile(x: int) -> int:
+        if x < 0:
+            raise ValueError("negative")
+        return x
+
+    async def explain(failure: Any) -> str:
+        return f"failed: {failure.exception}"
+
+    async def answer(value: Any) -> str:
+        return value if isinstance(value, str) else f"ok: {value}"
+
+    graph = {
+        "nodes": {
+            "requests": {"coro": inbox.source},
+            "fragile": {"coro": fragile, "properties": {"style": "item", "on_error": "explain"}},
+            "explain": {"coro": explain, "properties": {"style": "item"}},
+            "answer": {"coro": answer, "properties": {"style": "item", "aggregate_inputs": False}},
+        },
+        "graph": {"requests": ["fragile"], "fragile": ["answer"], "explain": ["answer"], "answer": None},
+    }
+    plumber = Plumber(graph)
+    inbox.bind(plumber)
+    async with plumber:
+        plumber.create_pipeline()
+        assert await inbox.submit(5) == "ok: 5"
+        assert await inbox.submit(-1) == "failed: negative"
+
+
+async def test_too_many_pending_items_are_refused_at_once_and_nothing_is_lost() -> None:
+    inbox = Inbox(max_pending=3)
+    release = asyncio.Event()
+
+    async def held(x: int) -> int:
+        await release.wait()
+        return x
+
+    plumber = Plumber(item_chain(inbox.source, ("held", held)))
+    inbox.bind(plumber)
+    async with plumber:
+        plumber.create_pipeline()
+        waiting = [asyncio.ensure_future(inbox.submit(x)) for x in range(3)]
+        await until(lambda: plumber.stats()["requests"].items_out == 3)
+        with pytest.raises(
+            Unavailable,
+            match=r"^inbox 'requests': 3 items are waiting for an answer \(max_pending=3\); the pipeline is too far "
+            r"behind$",
+        ):
+            await inbox.submit(99)
+        release.set()
+        assert await asyncio.gather(*waiting) == [0, 1, 2]
+        assert plumber.stats()["held"].completed == 3
+
+
+async def test_no_answer_in_time_is_a_timeout_error_naming_the_inbox() -> None:
+    inbox = Inbox(timeout=0.01)
+    never = asyncio.Event()
+
+    async def stuck(x: int) -> int:
+        await never.wait()
+        return x
+
+    plumber = Plumber(item_chain(inbox.source, ("stuck", stuck)))
+    inbox.bind(plumber)
+    async with plumber:
+        plumber.create_pipeline()
+        with pytest.raises(TimeoutError, match=r"^inbox 'requests': no answer within 0\.01 s$"):
+            await inbox.submit(1)
+        assert inbox.pending == 0  # the caller gave up: nothing keeps waiting for it
+
+
+async def test_a_stopped_pipeline_refuses_with_unavailable_and_answers_what_it_took() -> None:
+    inbox = Inbox()
+    release = asyncio.Event()
+
+    async def held(x: int) -> int:
+        await release.wait()
+        return x
+
+    plumber = Plumber(item_chain(inbox.source, ("held", held)))
+    inbox.bind(plumber)
+    with pytest.raises(Unavailable, match=r"^inbox 'requests': the pipeline is built$"):
+        await inbox.submit(0)
+    plumber.create_pipeline()
+    taken = asyncio.ensure_future(inbox.submit(1))
+    await until(lambda: plumber.stats()["held"].in_flight == 1)
+    stopping = asyncio.ensure_future(plumber.stop())
+    await until(lambda: plumber.state == "stopping")
+    with pytest.raises(Unavailable, match=r"^inbox 'requests': the pipeline is stopping$"):
+        await inbox.submit(2)
+    release.set()
+    await stopping
+    assert await taken == 1  # what was in flight when the stop came still got its answer
+    with pytest.raises(Unavailable, match=r"^inbox 'requests': the pipeline is stopped$"):
+        await inbox.submit(3)
+
+
+async def test_the_handler_turns_unavailable_into_503() -> None:
+    inbox = Inbox(max_pending=1)
+    release = asyncio.Event()
+
+    async def held(x: int) -> int:
+        await release.wait()
+        return x
+
+    app = answering_app(inbox, item_chain(inbox.source, ("held", held)))
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+        first = asyncio.ensure_future(session.get(f"{url}/work", params={"x": 7}))
+        await until(lambda: inbox.pending == 1, limit=100_000)
+        async with session.get(f"{url}/work", params={"x": 8}) as response:
+            assert response.status == 503
+            assert re.fullmatch(r".*max_pending=1\); the pipeline is too far behind", await response.text())
+        release.set()
+        async with await first as response:
+            assert (response.status, await response.json()) == (200, 7)
+
+
+async def test_shutting_the_app_down_drains_the_items_in_flight() -> None:
+    inbox = Inbox()
+    release = asyncio.Event()
+
+    async def held(x: int) -> int:
+        await release.wait()
+        return -x
+
+    app = web.Application()
+    attach(app, lambda: Plumber(item_chain(inbox.source, ("held", held))), inbox=inbox)
+    answers: list[asyncio.Future[Any]] = []
+    async with serving(app):
+        answers = [asyncio.ensure_future(inbox.submit(x)) for x in range(5)]
+        await until(lambda: app[PLUMBER].stats()["requests"].items_out == 5)
+        release.set()
+    assert await asyncio.gather(*answers) == [0, -1, -2, -3, -4]
+    assert app[PLUMBER].state == "stopped"
+
+
+def test_binding_needs_exactly_one_inbox_node_and_one_answering_sink() -> None:
+    inbox = Inbox()
+    with pytest.raises(
+        ValueError, match=r"^the graph must have exactly one node whose coro is this inbox's source, found 0$"
+    ):
+        inbox.bind(Plumber(item_chain(Inbox().source, ("c", label))))
+    two_sinks = {
+        "nodes": {
+            "requests": {"coro": inbox.source},
+            "a": {"coro": label, "properties": {"style": "item"}},
+            "b": {"coro": label, "properties": {"style": "item"}},
+        },
+        "graph": {"requests": ["a", "b"], "a": None, "b": None},
+    }
+    with pytest.raises(
+        ValueError,
+        match=r"^node 'requests' reaches 2 sinks \(a, b\); name the one that answers with Inbox\(sink=\.\.\.\)$",
+    ):
+        inbox.bind(Plumber(two_sinks))
+    named = Inbox(sink="nowhere")
+    two_sinks["nodes"]["requests"] = {"coro": named.source}
+    with pytest.raises(
+        ValueError, match=r"^inbox sink 'nowhere' is not reachable from node 'requests' \(reachable sinks: a, b\)$"
+    ):
+        named.bind(Plumber(two_sinks))
+
+
+async def test_a_named_sink_answers_when_several_are_reachable() -> None:
+    inbox = Inbox(sink="b")
+
+    async def other(x: int) -> str:
+        return "from a"
+
+    graph = {
+        "nodes": {
+            "requests": {"coro": inbox.source},
+            "a": {"coro": other, "properties": {"style": "item"}},
+            "b": {"coro": label, "properties": {"style": "item"}},
+        },
+        "graph": {"requests": ["a", "b"], "a": None, "b": None},
+    }
+    plumber = Plumber(graph)
+    inbox.bind(plumber)
+    async with plumber:
+        plumber.create_pipeline()
+        assert [await inbox.submit(x) for x in range(3)] == ["<0>", "<1>", "<2>"]
