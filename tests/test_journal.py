@@ -7,6 +7,7 @@ kills the process for real.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections import Counter
@@ -215,6 +216,27 @@ async def test_a_stopped_run_resumes_without_repeating_anything(tmp_path: Path) 
     assert second.journal is not None
     assert (second.journal.resumed, second.journal.done_before) == (True, stopped_at)
     check_story(sink.seen, {("src", i): 2 * i for i in range(N)}, bound=0)  # a stop drains: nothing is redone
+
+
+async def test_a_paused_run_holds_its_journaled_sources(tmp_path: Path) -> None:
+    sink = Recorder()
+    plumber = Plumber(chain_graph(sink), journal=tmp_path / "j.db")
+    plumber.create_pipeline()
+    await until(lambda: len(sink.seen) >= 50)
+    plumber.pause()
+    for _ in range(20):  # a put that had its position before the pause still finishes
+        await asyncio.sleep(0)
+    await until(lambda: len(sink.seen) == plumber.stats()["src"].items_out)  # what was sent reached the sink
+    sent = len(sink.seen)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert plumber.stats()["src"].items_out == len(sink.seen) == sent < N
+    plumber.resume()
+    result = await plumber.join()
+    assert result.state == "completed"
+    assert plumber._journal is not None
+    assert plumber._journal.counts == {}
+    check_story(sink.seen, {("src", i): 2 * i for i in range(N)}, bound=0)
 
 
 async def test_a_completed_run_is_not_run_again(tmp_path: Path) -> None:
