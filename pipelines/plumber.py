@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
@@ -35,6 +35,12 @@ from .shielding import wait_through_cancel
 from .signals import Signals
 from .stats import NodeStats, RunResult
 from .valve import Valve
+
+if TYPE_CHECKING:
+    from os import PathLike
+
+    from .journal import Journal
+    from .journal.engine import RunJournal
 
 __all__ = ["Plumber"]
 
@@ -53,7 +59,9 @@ class Plumber:
     is the bound of every edge whose node does not set ``'properties': {'queue_size': N}``.
     With `collect_outputs`, what each sink's coroutine returns (None excluded, every value an async
     generator sink yields) is kept, in order, in ``RunResult.outputs[sink]``.
-    The graph is checked here: a malformed one raises GraphError before anything runs.
+    With `journal` (a path or a `pipelines.journal.Journal`), the run is durable: see
+    pipelines.journal. The graph is checked here: a malformed one raises GraphError, and an unusable
+    journal file JournalError, before anything runs.
     """
 
     def __init__(
@@ -64,6 +72,7 @@ class Plumber:
         *,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         collect_outputs: bool = False,
+        journal: Journal | str | PathLike[str] | None = None,
     ) -> None:
         self._spec: GraphSpec = parse_graph(input_d, coro_map or _identity, queue_size=queue_size)
         self.env_vars = env_vars
@@ -75,6 +84,11 @@ class Plumber:
             if collect_outputs and spec.is_sink and not spec.is_source:
                 self._processors[name].collected = []
         self._wire()
+        self._journal: RunJournal | None = None
+        if journal is not None:
+            from .journal.engine import open_run
+
+            self._journal = open_run(journal, self._spec, self._processors)
         self._state = "built"
         self._run_called = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -147,6 +161,8 @@ class Plumber:
             raise PipelineStateError(
                 "create_pipeline() needs a running event loop: call it from a coroutine, or use run()"
             ) from None
+        if self._journal is not None:
+            self._journal.start(loop, self)  # JournalError when the file cannot be written: nothing started
         self._done = loop.create_future()
         self._started_at = time.monotonic()
         self._state = "running"
@@ -286,6 +302,11 @@ class Plumber:
         return self._spec.digraph
 
     @property
+    def journal(self) -> Journal | None:
+        """The run's journal (what it resumed, its run id), or None."""
+        return self._journal.journal if self._journal is not None else None
+
+    @property
     def valve(self) -> Valve:
         """What holds the sources while the run is paused (used by the processors)."""
         return self._valve
@@ -334,10 +355,19 @@ class Plumber:
                 self._state = "completed"
             elif self._state == "stopping":
                 self._state = "stopped"
-            assert self._done is not None
-            self._done.set_result(None)
-            self.signals.emit("run_ended", state=self._state)
-            logger.debug("run ended: %s", self._state)
+            if self._journal is not None:
+                self._journal.close(self._state, self._ended)  # the run ends once its journal is written
+            else:
+                self._ended(None)
+
+    def _ended(self, journal_error: BaseException | None) -> None:
+        if journal_error is not None and self._failure is None:
+            self._failure = journal_error
+            self._state = "failed"
+        assert self._done is not None
+        self._done.set_result(None)
+        self.signals.emit("run_ended", state=self._state)
+        logger.debug("run ended: %s", self._state)
 
     def _outcome(self) -> RunResult:
         if self._failure is not None:

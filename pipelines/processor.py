@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import PipelineError
@@ -39,6 +40,7 @@ from .stats import NodeStats
 if TYPE_CHECKING:
     from .channels import Channel
     from .graph import NodeSpec
+    from .journal.engine import NodeTally
     from .valve import Valve
 
 __all__ = ["InputProcessor", "Processor"]
@@ -49,6 +51,9 @@ SettleListener = Callable[[Any, str, Any], None]
 
 TEARDOWN_TIMEOUT = 30.0
 _ITEM_REPR_LIMIT = 200
+
+# The id of the item the current worker task handles; set only in a run with a journal.
+current_item: ContextVar[tuple[Any, ...] | None] = ContextVar("pipelines_item_id", default=None)
 
 
 class RunControl(Protocol):
@@ -117,6 +122,7 @@ class Processor:
         the run starts; it is how pipelines.web answers a request with its item's result."""
         self._pool: Executor | None = None
         self._invoke: Callable[[Any], Any] = self._make_invoke()
+        self._tally: NodeTally | None = None  # the journal's hooks (pipelines.journal), when there is one
 
     # -- the original API ---------------------------------------------------------------------
 
@@ -146,6 +152,15 @@ class Processor:
     def liason_queues(self) -> tuple[list[Channel], list[Channel]]:
         """(input channels, output channels), as in the original library."""
         return (list(self._inputs), list(self._outputs))
+
+    @property
+    def item_id(self) -> tuple[Any, ...] | None:
+        """In a sink of a run with a journal, the id of the item the calling worker handles (else None).
+
+        ``(source, position, *output indices)``: stable from one run to the next when the sources
+        are deterministic, so a sink can use it to make its own writes idempotent.
+        """
+        return current_item.get()
 
     def __repr__(self) -> str:
         return f"<Processor:{self._uuid}, coro:{getattr(self._coro, '__qualname__', self._coro)}>"
@@ -206,6 +221,12 @@ class Processor:
             self._output_port = SourcePort(self, outputs, self._control.valve)
         if spec.join_mode is not None:
             self._joiner = Joiner(ports, zip_mode=spec.join_mode == "zip", key_length=spec.key_length)
+
+    def _attach_journal(self, tally: NodeTally) -> None:
+        """Hook the node into the run's journal (by pipelines.journal, after wiring)."""
+        self._tally = tally
+        if self._spec.is_source:
+            self._output_port = tally.source_port(self, self._outputs, self._control.valve)
 
     def _make_invoke(self) -> Callable[[Any], Any]:
         spec = self._spec
@@ -281,6 +302,8 @@ class Processor:
             and self._timeout is None
             and not spec.is_generator
             and self.settled is None
+            # with a journal, the lean loop only for a node handing each item to one successor
+            and (self._tally is None or len(self._outputs) == 1)
         )
         work = self._work_simple if simple else self._work
         if self._workers == 1:
@@ -295,6 +318,9 @@ class Processor:
             self.items_in += len(keys)
             self.dropped += len(keys)
             logger.warning("node %r: %d join groups never completed and were discarded", self._name, len(keys))
+            if self._tally is not None:
+                for key in keys:
+                    self._tally.discard(key, len(self._outputs) if self._spec.forward_drops else 0)
             if self._spec.forward_drops:
                 await self._emit([(key, DROPPED, self._index) for key in keys], [])
 
@@ -337,6 +363,7 @@ class Processor:
         out: list[Any] = []
         errors: list[Any] = []
         append = out.append
+        tally = self._tally  # with a journal: only an item that goes nowhere changes its count
         while True:
             batch = await get_many(share)
             if not batch:
@@ -350,6 +377,8 @@ class Processor:
                     passed += 1
                     if forward_drops:
                         append((key, DROPPED, index))
+                    elif tally is not None:
+                        tally.settle(key, 0)
                     continue
                 arg = value if item_style else (value,)
                 try:
@@ -367,6 +396,8 @@ class Processor:
                     dropped += 1
                     if forward_drops:
                         append((key, DROPPED, index))
+                    elif tally is not None:
+                        tally.settle(key, 0)
                     continue
                 append((key, result, index))
                 emitted += 1
@@ -420,6 +451,14 @@ class Processor:
         # Reused for every batch: a channel copies what it is given.
         out: list[Any] = []
         errors: list[Any] = []
+        # With a journal: each envelope is settled as it is handed on (see pipelines.journal.engine),
+        # and a sink's finished items are recorded, and committed, before it takes more.
+        tally = self._tally
+        fan = len(outputs)
+        tombstones = fan if forward_drops else 0
+        finished: list[Any] = []
+        passed_over = tally.passed_over if tally is not None else None
+        call = self._call if self._retry is not None or self._timeout is not None else self._invoke
         while True:
             batch = await take(share)
             if not batch:
@@ -434,30 +473,44 @@ class Processor:
                     self.items_in -= 1
                     if forward_drops:
                         out.append((key, DROPPED, index))
+                    if tally is not None and tombstones != 1:
+                        tally.settle(key, tombstones)
                     continue
                 if joiner is not None:
                     group = joiner.offer(key, value, producer)
                     if group is None:
+                        if tally is not None:
+                            tally.hold(key)
                         continue
                     self.items_in += 1
                     key, value = group
+                    if tally is not None:
+                        tally.release(key)
                     if value is DISCARDED:
                         self.dropped += 1
                         if settled is not None:
                             settled(key, "dropped", None)
                         if forward_drops:
                             out.append((key, DROPPED, index))
+                        if tally is not None:
+                            tally.settle(key, tombstones)
                         continue
                     arg = value
                 elif item_style:
                     arg = value
                 else:
                     arg = (value,)
+                if tally is not None and first_output is None:
+                    if passed_over and key in passed_over:
+                        self.items_in -= 1  # a sink's item finished before a crash: not an item of this run
+                        tally.settle(key, 0)
+                        continue
+                    current_item.set(key)
                 try:
                     if is_generator:
                         result = await self._expand(key, arg, out, errors, ticket) or None
                     else:
-                        result = await self._call(arg)
+                        result = await call(arg)
                 except BaseException as exc:
                     if not self._item_failed(key, arg, exc, task, out, errors):
                         return
@@ -470,17 +523,23 @@ class Processor:
                             self.collected.append(result)
                         if settled is not None:
                             settled(key, "result", result)
+                    if tally is not None:
+                        finished.append(key)
                 elif result is None:
                     self.dropped += 1
                     if settled is not None:
                         settled(key, "dropped", None)
                     if forward_drops:
                         out.append((key, DROPPED, index))
+                    if tally is not None:
+                        tally.settle(key, tombstones)
                 else:
                     self.completed += 1
                     if not is_generator:
                         out.append((key, result, index))
                         self.items_out += 1
+                    if tally is not None and (is_generator or fan != 1):
+                        tally.settle(key, 0 if is_generator else fan)  # a generator's outputs were counted as sent
                     if gate is None and idle and len(batch) > 1:
                         # The consumer downstream is idle: give it what is ready now.
                         await self._emit(out, errors)
@@ -491,6 +550,11 @@ class Processor:
                 gate.done(ticket)
             elif out or errors:
                 await self._emit(out, errors)
+            if finished:
+                assert tally is not None
+                committed = tally.finish(finished)
+                finished.clear()
+                await committed  # before this worker takes more: what a crash can redo stays one batch
 
     async def _call(self, arg: Any) -> Any:
         """Call the coroutine with retries, each attempt bounded by the timeout."""
@@ -555,6 +619,8 @@ class Processor:
                             if self.settled is not None:
                                 self.settled(key, "result", value)
                         else:
+                            if self._tally is not None:
+                                self._tally.sent(key, len(self._outputs))
                             out.append(((*key, sent - 1), value, index))
                             self.items_out += 1
                             if len(out) >= self._chunk:
@@ -574,8 +640,11 @@ class Processor:
         """
         if not self._handle_failure(key, arg, self._as_failure(exc, task), errors):
             return False
-        if self._spec.forward_drops:
+        forward = self._spec.forward_drops
+        if forward:
             out.append((key, DROPPED, self._index))
+        if self._tally is not None:
+            self._tally.settle(key, (len(self._outputs) if forward else 0) + (self._error_channel is not None))
         return True
 
     def _handle_failure(self, key: Any, arg: Any, exc: BaseException, errors: list[Any]) -> bool:

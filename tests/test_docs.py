@@ -95,12 +95,14 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_the_api_reference_covers_every_public_name() -> None:
     import pipelines
     import pipelines.distributed
+    import pipelines.journal
     import pipelines.testing
     import pipelines.web
 
     reference = (ROOT / "wiki" / "API-reference.md").read_text()
     headings = {line.removeprefix("### ") for line in reference.splitlines() if line.startswith("### ")}
     public = set(pipelines.__all__) | set(pipelines.testing.__all__) | {"make_plumber", "virtual_clock"}
+    public |= set(pipelines.journal.__all__)
     public |= set(pipelines.web.__all__)
     public |= set(pipelines.distributed.__all__)
     assert public - headings == set()
@@ -124,6 +126,7 @@ def test_the_wiki_has_its_pages_and_home_links_them() -> None:
         "Performance",
         "Authoring",
         "Command-line",
+        "Durability",
         "Web",
         "Distributed",
     }

@@ -1,11 +1,13 @@
 """The `pipelines` command: run, validate and draw graph files.
 
     pipelines run FILE [--set node.arg=value ...]   run it, with live progress and a summary
+    pipelines run FILE --journal PATH                the same, durable: run again to resume after a crash
     pipelines run FILE --redis URL                   run the sources; the other nodes run in workers
     pipelines worker FILE --redis URL [--nodes a,b]  run nodes of a distributed run (pipelines.distributed)
     pipelines validate FILE                          exit 0, or 2 with one line saying what is wrong
     pipelines draw FILE --format mermaid|dot|ascii   print the graph
     pipelines serve FILE [--host H] [--port P]       run it with the live dashboard and control API
+    pipelines journal PATH                           the runs a journal holds, their state, items finished
 
 Exit codes: 0 success, 1 the run failed, 2 the file or the command line is wrong, 130 the run was
 cancelled (a second Ctrl-C). Errors are one clear line on stderr, never a traceback. `coro` names
@@ -26,6 +28,7 @@ from typing import Any
 
 from ..errors import GraphError, PipelineCancelled
 from ..files import load_graph, set_args
+from ..journal import Journal, JournalError
 from ..plumber import Plumber
 from ..program import run_until_signalled
 from ..registry import Registry
@@ -52,10 +55,15 @@ def _command(args: argparse.Namespace) -> int:
     # 'package.module:function' references resolve from where the command runs, as `python -m` does.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    if args.command == "journal":
+        return _show_journal(args.path)
     try:
         plumber = _build(args)
     except GraphError as exc:
         _error(_name_the_file(args.file, str(exc)))
+        return EXIT_USAGE
+    except JournalError as exc:
+        _error(str(exc))
         return EXIT_USAGE
     if args.command == "validate":
         print(f"{args.file}: ok ({len(plumber.nodes)} nodes)")
@@ -82,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--queue-size", type=int, default=None, help="default bound of every edge (100)")
     run.add_argument("--interval", type=float, default=None, help="seconds between progress updates")
     run.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on")
+    run.add_argument("--journal", metavar="PATH", help="an SQLite journal: the run resumes from it after a crash")
+    run.add_argument("--new-run", action="store_true", help="with --journal: start a new run, not resume the last")
     run.add_argument("--redis", metavar="URL", help="carry every edge over this Redis; nodes run in workers")
     worker = commands.add_parser("worker", help="run nodes of a graph file's distributed run (see run --redis)")
     worker.add_argument("file")
@@ -111,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
             tuning.add_argument(flag, type=kind, default=None)
         for flag in ("--heartbeat", "--dead-after"):
             tuning.add_argument(flag, type=float, default=None)
+    journal = commands.add_parser("journal", help="show the runs of a journal file")
+    journal.add_argument("path")
     return parser
 
 
@@ -121,6 +133,12 @@ def _build(args: argparse.Namespace) -> Plumber:
     extra: dict[str, Any] = {}
     if getattr(args, "queue_size", None) is not None:
         extra["queue_size"] = args.queue_size
+    if getattr(args, "journal", None):
+        if getattr(args, "redis", None):
+            raise GraphError("--journal and --redis cannot be used together: a distributed run is not journaled")
+        extra["journal"] = Journal(args.journal, new_run=args.new_run)
+    elif getattr(args, "new_run", False):
+        raise GraphError("--new-run needs --journal PATH")
     if getattr(args, "redis", None):
         from ..distributed.cli import distributed_plumber
 
@@ -137,6 +155,12 @@ def _run(plumber: Plumber, args: argparse.Namespace) -> int:
             _error("--loop uvloop needs uvloop: pip install 'aiopipelines[uvloop]'")
             return EXIT_USAGE
         loop_factory = uvloop.new_event_loop
+    journal = plumber.journal
+    if journal is not None and journal.already_completed:
+        print(f"{journal.path}: run {journal.run_id} already completed; nothing to do (--new-run starts another)")
+        return EXIT_OK
+    if journal is not None and journal.resumed:
+        _error(f"{journal.path}: resuming run {journal.run_id}: {journal.done_before} source items were done")
     interactive = sys.stderr.isatty()
     interval = args.interval if args.interval is not None else (0.25 if interactive else 2.0)
     with asyncio.Runner(loop_factory=loop_factory) as runner:
@@ -202,6 +226,22 @@ def _show_library_logs() -> None:
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
         logger.propagate = False
+
+
+def _show_journal(path: str) -> int:
+    from ..journal.inspect import format_journal
+    from ..journal.store import read_journal_file
+
+    try:
+        stored = read_journal_file(path)
+    except JournalError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    if stored is None:
+        _error(f"{path}: no such journal (the file does not exist, or is empty)")
+        return EXIT_USAGE
+    print(format_journal(stored))
+    return EXIT_OK
 
 
 def _leave_now_if_pools_are_busy(code: int) -> None:

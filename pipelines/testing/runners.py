@@ -119,7 +119,7 @@ async def run_graph(
     def resolve(value: Any) -> Any:
         return value if feeders.get(id(value)) is value else mapper(value)
 
-    extra = {} if queue_size is None else {"queue_size": queue_size}
+    extra: dict[str, Any] = {} if queue_size is None else {"queue_size": queue_size}
     plumber = Plumber({**graph, "nodes": nodes}, resolve, env_vars, collect_outputs=True, **extra)
     result = await plumber.run()
     return GraphRun(outputs=result.outputs, stats=result.stats, state=result.state, elapsed=result.elapsed)

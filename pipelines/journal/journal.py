@@ -1,0 +1,56 @@
+"""`Journal`: the file that makes a run durable, and what the run learned when it opened it."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import PipelineStateError
+
+__all__ = ["Journal"]
+
+SYNC_MODES = ("normal", "full")
+
+
+class Journal:
+    """An SQLite journal file for `Plumber(..., journal=...)`; a path works as well as this object.
+
+    With a journal, the run records which items each sink finished and which source items are
+    done. Running the same graph again with the same file resumes the last run if it did not
+    complete: the sources run again, items already done are skipped, the rest is processed. If the
+    last run completed, nothing runs: `already_completed` says so. `new_run=True` starts a new run
+    of the graph whatever the state of the last one.
+
+    `sync='normal'` survives the process being killed; `sync='full'` also survives a power loss
+    (an fsync per group commit, much slower on most disks).
+
+    A Journal serves one Plumber. After the Plumber is built: `run_id` (None until a new run is
+    first written), `resumed`, `already_completed`, `done_before` (source items done before this
+    start), `skipped_at_sources` (items the sources were not let send, because they were done).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, new_run: bool = False, sync: str = "normal") -> None:
+        if sync not in SYNC_MODES:
+            raise ValueError(f"Journal sync must be 'normal' or 'full', got {sync!r}")
+        self.path = os.fspath(path)
+        self.new_run = new_run
+        self.sync = sync
+        self.run_id: int | None = None
+        self.resumed = False
+        self.already_completed = False
+        self.done_before = 0
+        self.skipped_at_sources = 0
+        self._claimed = False
+
+    def __repr__(self) -> str:
+        return f"<Journal {self.path!r} run={self.run_id} resumed={self.resumed}>"
+
+    def _claim(self) -> None:
+        if self._claimed:
+            raise PipelineStateError(f"journal {self.path}: this Journal already serves a Plumber; make a new one")
+        self._claimed = True
+
+    def _set_status(self, run_id: int, *, resumed: bool, completed: bool, done: int) -> None:
+        self.run_id = run_id
+        self.resumed = resumed
+        self.already_completed = completed
+        self.done_before = done

@@ -1,0 +1,38 @@
+"""Node functions for the journal's command-line tests (imported as tests.journal_nodes)."""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, Any
+
+from pipelines import Processor, node
+
+_files: dict[str, IO[str]] = {}
+
+
+@node
+async def square(x: int) -> int:
+    return x * x
+
+
+async def append_line(processor: Processor, q_elt: tuple[int], path: str) -> None:
+    """The sink: appends 'source/position value' to `path`, flushed, then says so on stdout.
+
+    The line is in the file before the run can record the item as finished, so the file shows
+    every item a sink was given, including those given twice after a crash.
+    """
+    file = _files.get(path)
+    if file is None:
+        # Opened once for the whole run; an append to a local file does not wait for a disk.
+        file = _files[path] = open(path, "a", encoding="utf-8")  # noqa: SIM115, ASYNC230
+    item_id = processor.item_id
+    assert item_id is not None
+    file.write(f"{item_id[0]}/{item_id[1]} {q_elt[0]}\n")
+    file.flush()
+    sys.stdout.write("+\n")
+    sys.stdout.flush()
+
+
+@node
+async def ignore(x: Any) -> None:
+    pass
