@@ -17,11 +17,12 @@ import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import web
 from playwright.async_api import Dialog, Page, async_playwright, expect
 
 from pipelines import Plumber, Processor
 from pipelines.web import HUB, attach, make_app
+
+from .web_helpers import serving
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -106,20 +107,6 @@ def failing() -> Plumber:
 
 
 @contextlib.asynccontextmanager
-async def served(app: web.Application) -> AsyncIterator[str]:
-    """Serve `app` on 127.0.0.1 (a free port) and yield its base URL; drain the run at the end."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
-@contextlib.asynccontextmanager
 async def browser_page() -> AsyncIterator[Page]:
     """A page of a fresh headless Chromium; fails the test on any script error or alert."""
     problems: list[str] = []
@@ -187,7 +174,7 @@ async def snapshot(page: Page) -> dict[str, Any]:
 async def test_pause_holds_the_source_resume_lets_it_go_and_stop_drains() -> None:
     app = make_app(interval=0.1)
     attach(app, endless, hub=app[HUB], label="numbers")
-    async with served(app) as url, browser_page() as page:
+    async with serving(app) as url, browser_page() as page:
         await page.goto(url + "/")
         state = page.get_by_test_id("run-state")
         await expect(state).to_have_text("running")
@@ -230,7 +217,7 @@ async def test_pause_holds_the_source_resume_lets_it_go_and_stop_drains() -> Non
 async def test_a_server_with_a_token_wants_it_in_the_page_address() -> None:
     app = make_app(token="t0k", interval=0.1)
     attach(app, endless, hub=app[HUB], label="guarded")
-    async with served(app) as url, browser_page() as page:
+    async with serving(app) as url, browser_page() as page:
         await page.goto(url + "/")
         banner = page.get_by_test_id("banner")
         await expect(banner).to_be_visible()
@@ -255,7 +242,7 @@ async def test_a_server_with_a_token_wants_it_in_the_page_address() -> None:
 async def test_failures_are_listed_newest_first_as_plain_text() -> None:
     app = make_app(interval=0.1)
     attach(app, failing, hub=app[HUB], label="<script>label</script>")
-    async with served(app) as url, browser_page() as page:
+    async with serving(app) as url, browser_page() as page:
         await page.goto(url + "/")
         await expect(page.get_by_test_id("run-state")).to_have_text("completed")
         await expect(page.get_by_test_id("run-label")).to_have_text("<script>label</script>")
@@ -282,7 +269,7 @@ async def test_the_run_selector_switches_the_page_to_another_run() -> None:
     app = make_app(interval=0.1)
     attach(app, endless, hub=app[HUB], label="numbers")
     attach(app, failing, hub=app[HUB], label="words")
-    async with served(app) as url, browser_page() as page:
+    async with serving(app) as url, browser_page() as page:
         await page.goto(url + "/")
         options = page.get_by_test_id("run-select").locator("option")
         await expect(options).to_have_text(["newest live run", "words (r2) — completed", "numbers (r1) — running"])
