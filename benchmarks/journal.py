@@ -24,12 +24,11 @@ from pipelines import Plumber
 
 from .graphs import Total, chain, processor_chain, run_total, slow_chain
 from .harness import Case, Config, Samples, Trial, Unavailable, alternate, timed
+from .linear import STAGES, expected
 from .memory import _peak, _reset_peak
 from .report import Row, count, megabytes, throughput_rows, unavailable_row
 
 __all__ = ["B9"]
-
-STAGES = 3
 
 ITEM_OFF = "@node f(item), journal off"
 ITEM_ON = "@node f(item), journal on"
@@ -37,10 +36,6 @@ PROCESSOR_OFF = "f(processor, q_elt), journal off"
 PROCESSOR_ON = "f(processor, q_elt), journal on"
 MEMORY_N = "journal on, slow sink, N"
 MEMORY_10N = "journal on, slow sink, 10N"
-
-
-def expected(n: int) -> int:
-    return n * (n - 1) // 2 + STAGES * n
 
 
 def journaled(build: Callable[[Total], dict[str, Any]]) -> Callable[[], Awaitable[int]]:
