@@ -1,19 +1,45 @@
-"""Exceptions raised by pipelines.
+"""Every exception pipelines raises, in one tree.
 
-The hierarchy::
+::
 
-    PipelineError                 root of everything pipelines raises itself
-    ├── GraphError (ValueError)   the graph dict is malformed; raised while building, before anything runs
-    ├── PipelineStateError        a call that does not fit the plumber's state (run twice, stop before start)
-    └── PipelineCancelled         the run was ended by Plumber.cancel(); its items were not all delivered
+    PipelineError                     root of everything pipelines raises itself
+    ├── GraphError (ValueError)       the graph dict is malformed; raised while building, before anything runs
+    ├── PipelineStateError (RuntimeError)  a call that does not fit the plumber's state (run twice, stop before start)
+    ├── PipelineCancelled             the run was ended by Plumber.cancel(); its items were not all delivered
+    ├── JournalError                  a journal file that cannot be used (pipelines.journal)
+    ├── Unavailable                   the pipeline cannot take or answer an item now: a web handler's 503 (pipelines.web)
+    ├── ItemDropped                   the item was dropped on its way to the sink that answers (pipelines.web)
+    ├── Refused                       a payload a GraphServer will not run; its message is what the client gets
+    ├── DistributedError              a distributed run or worker cannot start or go on (pipelines.distributed)
+    │   └── RedisUnavailable          Redis cannot be reached, or went away during the run
+    ├── RemoteFailure                 the run failed in another process
+    ├── RemoteError                   the exception of a Failure that crossed a process (type name and message)
+    ├── DeliveryError                 an item was delivered more than max_deliveries times without being acknowledged
+    └── SerializationError (TypeError)  an item that is not plain data cannot travel over Redis
 
 A user's own exception raised inside a node is never wrapped: run() and join() raise it with its own
-type, and a note (PEP 678) naming the node and the item.
+type, and a note (PEP 678) naming the node and the item. The subpackages re-export the classes that
+belong to them (``from pipelines.web import Unavailable`` works as well).
 """
 
 from __future__ import annotations
 
-__all__ = ["GraphError", "PipelineCancelled", "PipelineError", "PipelineStateError"]
+__all__ = [
+    "DeliveryError",
+    "DistributedError",
+    "GraphError",
+    "ItemDropped",
+    "JournalError",
+    "PipelineCancelled",
+    "PipelineError",
+    "PipelineStateError",
+    "RedisUnavailable",
+    "Refused",
+    "RemoteError",
+    "RemoteFailure",
+    "SerializationError",
+    "Unavailable",
+]
 
 
 class PipelineError(Exception):
@@ -30,3 +56,55 @@ class PipelineStateError(PipelineError, RuntimeError):
 
 class PipelineCancelled(PipelineError):
     """The run was cancelled with Plumber.cancel(): some items may not have reached a sink."""
+
+
+class JournalError(PipelineError):
+    """A journal file that cannot be used: not a journal, another graph's, a newer format, or unwritable.
+
+    The message names the file and says what was expected.
+    """
+
+
+class Unavailable(PipelineError):
+    """The pipeline cannot take or answer the item now; a web handler maps it to 503."""
+
+
+class ItemDropped(PipelineError):
+    """The item was dropped on its way to the sink that answers; `node` says where."""
+
+    def __init__(self, message: str, node: str) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+class Refused(PipelineError):
+    """A payload a GraphServer will not run; its message is what the client gets."""
+
+
+class DistributedError(PipelineError):
+    """A distributed run or worker cannot start or go on; the message says why."""
+
+
+class RedisUnavailable(DistributedError):
+    """Redis cannot be reached, or went away during the run."""
+
+
+class RemoteFailure(PipelineError):
+    """The run failed in another process (a worker, or the process running the sources)."""
+
+
+class RemoteError(PipelineError):
+    """The exception of a Failure that crossed a process: its type's name, and its message."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+        self.type_name = type_name
+        self.message = message
+
+
+class DeliveryError(PipelineError):
+    """An item was delivered more than `max_deliveries` times without being acknowledged."""
+
+
+class SerializationError(PipelineError, TypeError):
+    """An item that cannot travel over Redis: only plain data does (see pipelines.distributed.codec)."""

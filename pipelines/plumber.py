@@ -31,7 +31,7 @@ from .channels import Channel
 from .errors import PipelineCancelled, PipelineError, PipelineStateError
 from .graph import DEFAULT_QUEUE_SIZE, GraphSpec, parse_graph
 from .processor import InputProcessor, Processor
-from .shielding import wait_through_cancel
+from .runtime import wait_through_cancel
 from .signals import Signals
 from .stats import NodeStats, RunResult
 from .valve import Valve

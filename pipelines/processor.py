@@ -33,7 +33,7 @@ from .lineage import DISCARDED, DROPPED, Joiner
 from .ordering import OrderGate
 from .policies import RetryPolicy
 from .ports import NodeOutput, SourcePort
-from .shielding import wait_through_cancel
+from .runtime import wait_through_cancel
 from .signals import Signals
 from .stats import NodeStats
 

@@ -1,4 +1,4 @@
-"""The exceptions of distributed runs.
+"""The exceptions of distributed runs (defined in pipelines.errors, with the rest of the tree).
 
 PipelineError
 ├── DistributedError          a worker or run cannot start: no run to join, a node that runs once only, ...
@@ -11,7 +11,14 @@ PipelineError
 
 from __future__ import annotations
 
-from ..errors import PipelineError
+from ..errors import (
+    DeliveryError,
+    DistributedError,
+    RedisUnavailable,
+    RemoteError,
+    RemoteFailure,
+    SerializationError,
+)
 
 __all__ = [
     "DeliveryError",
@@ -21,32 +28,3 @@ __all__ = [
     "RemoteFailure",
     "SerializationError",
 ]
-
-
-class DistributedError(PipelineError):
-    """A distributed run or worker cannot start or go on; the message says why."""
-
-
-class RedisUnavailable(DistributedError):
-    """Redis cannot be reached, or went away during the run."""
-
-
-class RemoteFailure(PipelineError):
-    """The run failed in another process (a worker, or the process running the sources)."""
-
-
-class RemoteError(PipelineError):
-    """The exception of a Failure that crossed a process: its type's name, and its message."""
-
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(f"{type_name}: {message}" if message else type_name)
-        self.type_name = type_name
-        self.message = message
-
-
-class DeliveryError(PipelineError):
-    """An item was delivered more than `max_deliveries` times without being acknowledged."""
-
-
-class SerializationError(PipelineError, TypeError):
-    """An item that cannot travel over Redis: only plain data does (see pipelines.distributed.codec)."""

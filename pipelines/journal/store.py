@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import PipelineError
+from ..errors import JournalError
 
 __all__ = [
     "APPLICATION_ID",
@@ -71,12 +71,6 @@ CREATE TABLE nodes (
 );
 """
 
-
-class JournalError(PipelineError):
-    """A journal file that cannot be used: not a journal, another graph's, a newer format, or unwritable.
-
-    The message names the file and says what was expected.
-    """
 
 
 @dataclass

@@ -28,9 +28,9 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from ..errors import GraphError, PipelineCancelled
+from ..errors import GraphError, PipelineCancelled, Refused
 from ..plumber import Plumber
-from ..shielding import wait_through_cancel
+from ..runtime import wait_through_cancel
 from .hub import Hub
 
 __all__ = ["ALLOWED_PROPERTIES", "GraphServer", "Limits"]
@@ -52,10 +52,6 @@ class Limits:
     max_runs_per_client: int = 4
     max_workers: int = 16
     max_queue_size: int = 1000
-
-
-class Refused(Exception):
-    """A payload the server will not run; its message is what the client gets."""
 
 
 class GraphServer:

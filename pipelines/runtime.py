@@ -1,0 +1,84 @@
+"""The event loop's primitives, in one place: futures, events, tasks, shielding, time.
+
+The core (edges, sources, the worker loop, the plumber) reaches the loop only through this module,
+so that what a run needs from its loop is written down here and nowhere else. It is asyncio's
+(and uvloop's, which implements the same loop) today.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+__all__ = [
+    "CancelledError",
+    "Event",
+    "Future",
+    "QueueFull",
+    "Task",
+    "TaskGroup",
+    "clock",
+    "current_task",
+    "new_future",
+    "sleep",
+    "spawn",
+    "timeout",
+    "wait_through_cancel",
+]
+
+T = TypeVar("T")
+
+CancelledError = asyncio.CancelledError
+QueueFull = asyncio.QueueFull
+Event = asyncio.Event
+Future = asyncio.Future
+Task = asyncio.Task
+TaskGroup = asyncio.TaskGroup
+sleep = asyncio.sleep
+timeout = asyncio.timeout
+
+
+def new_future() -> asyncio.Future[Any]:
+    """A future of the running loop."""
+    return asyncio.get_running_loop().create_future()
+
+
+def spawn(coro: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task[T]:
+    """Start `coro` as a task of the running loop."""
+    return asyncio.get_running_loop().create_task(coro, name=name)
+
+
+def current_task() -> asyncio.Task[Any]:
+    """The task running the caller (the core calls it only from inside its own tasks)."""
+    task = asyncio.current_task()
+    assert task is not None, "called outside a task"
+    return task
+
+
+def clock() -> Callable[[], float]:
+    """The running loop's monotonic clock (virtual under pipelines.testing's virtual time)."""
+    return asyncio.get_running_loop().time
+
+
+async def wait_through_cancel(fut: asyncio.Future[Any], on_cancel: Callable[[], object] | None = None) -> None:
+    """Wait until `fut` is done; if the caller is cancelled meanwhile, keep waiting, then re-raise.
+
+    `on_cancel` is called at each cancellation of the caller. Used for cleanup that must run to
+    its end (teardown hooks, the tasks of a run being cancelled); its own time bound lies in `fut`.
+    """
+    cancelled = False
+    while not fut.done():
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            cancelled = True
+            if on_cancel is not None:
+                on_cancel()
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def shield(fut: asyncio.Future[T]) -> T:
+    """Wait for `fut` without cancelling it when the caller is cancelled."""
+    return await asyncio.shield(fut)
