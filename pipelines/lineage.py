@@ -11,9 +11,12 @@ that receives a tombstone for a key discards that group, so later groups never w
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["DISCARDED", "DROPPED", "Joiner"]
+from .types import Key
+
+__all__ = ["DISCARDED", "DROPPED", "Joiner", "current_item"]
 
 
 class _Marker:
@@ -33,6 +36,9 @@ DISCARDED: Any = _Marker("DISCARDED")
 """Returned by Joiner.offer() when a group is complete but one of its inputs dropped the item."""
 
 _MISSING: Any = _Marker("MISSING")
+
+current_item: ContextVar[Key | None] = ContextVar("pipelines_item_id", default=None)
+"""The key of the item the calling worker handles, where a hook sets it (the journal does, in sinks)."""
 
 
 class Joiner:

@@ -1,4 +1,4 @@
-"""Plumber: builds one Processor per node, wires them with bounded channels, and runs them.
+"""Plumber: builds one Processor per node, wires them with bounded edges, and runs them.
 
 Lifecycle::
 
@@ -18,29 +18,32 @@ own type and a note naming the node and the item.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from .channels import Channel
+from . import runtime
+from .driver import Processor
+from .edges import Edge
 from .errors import PipelineCancelled, PipelineError, PipelineStateError
 from .graph import DEFAULT_QUEUE_SIZE, GraphSpec, parse_graph
-from .processor import InputProcessor, Processor
+from .hooks import bind_node_hooks, run_methods
 from .runtime import wait_through_cancel
 from .signals import Signals
+from .sources import InputProcessor
 from .stats import NodeStats, RunResult
+from .transport import MemoryTransport, Transport
+from .types import LIVE_STATES, RunState
 from .valve import Valve
 
 if TYPE_CHECKING:
     from os import PathLike
 
     from .journal import Journal
-    from .journal.engine import RunJournal
 
 __all__ = ["Plumber"]
 
@@ -59,9 +62,11 @@ class Plumber:
     is the bound of every edge whose node does not set ``'properties': {'queue_size': N}``.
     With `collect_outputs`, what each sink's coroutine returns (None excluded, every value an async
     generator sink yields) is kept, in order, in ``RunResult.outputs[sink]``.
+    `hooks` hear what happens to items and to the run (pipelines.hooks); `transport` makes the
+    edges and runs the nodes (pipelines.transport; in memory by default).
     With `journal` (a path or a `pipelines.journal.Journal`), the run is durable: see
-    pipelines.journal. The graph is checked here: a malformed one raises GraphError, and an unusable
-    journal file JournalError, before anything runs.
+    pipelines.journal; it is installed as a hook. The graph is checked here: a malformed one
+    raises GraphError, and an unusable journal file JournalError, before anything runs.
     """
 
     def __init__(
@@ -73,10 +78,16 @@ class Plumber:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         collect_outputs: bool = False,
         journal: Journal | str | PathLike[str] | None = None,
+        hooks: Iterable[object] = (),
+        transport: Transport | None = None,
     ) -> None:
         self._spec: GraphSpec = parse_graph(input_d, coro_map or _identity, queue_size=queue_size)
         self.env_vars = env_vars
         self._valve = Valve()
+        self._transport: Transport = transport if transport is not None else MemoryTransport()
+        self._hooks: list[object] = list(hooks)
+        self.signals = Signals()
+        """Listeners for the lifecycle events of the run: see pipelines.signals."""
         self._processors: dict[str, Processor] = {}
         for name, spec in self._spec.nodes.items():
             cls = InputProcessor if spec.is_source else Processor
@@ -84,36 +95,37 @@ class Plumber:
             if collect_outputs and spec.is_sink and not spec.is_source:
                 self._processors[name].collected = []
         self._wire()
-        self._journal: RunJournal | None = None
+        self._journal: Journal | None = None
         if journal is not None:
-            from .journal.engine import open_run
+            from .journal.engine import open_run  # the core needs the journal only when given one
 
-            self._journal = open_run(journal, self._spec, self._processors)
-        self._state = "built"
+            run_journal = open_run(journal, self._spec)
+            self._journal = run_journal.journal
+            self._hooks.append(run_journal)
+        self._state: RunState = "built"
         self._run_called = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[runtime.Task[None]] = []
         self._pending = 0
-        self._done: asyncio.Future[None] | None = None
+        self._done: runtime.Future[None] | None = None
         self._failure: BaseException | None = None
         self._started_at: float | None = None
         self._ended_at: float | None = None
-        self.signals = Signals()
-        """Listeners for the lifecycle events of the run: see pipelines.signals."""
 
     def _wire(self) -> None:
         specs = self._spec.nodes
-        # One channel per node with inputs, shared by its producers; a join of independent
+        make = self._transport.edge
+        # One edge per node with inputs, shared by its producers; a join of independent
         # sources (zip) gets one per input instead, so it can hold back the input that runs ahead.
-        shared: dict[str, Channel] = {}
-        per_input: dict[tuple[str, str], Channel] = {}
+        shared: dict[str, Edge] = {}
+        per_input: dict[tuple[str, str], Edge] = {}
         for name, spec in specs.items():
             if spec.join_mode == "zip":
                 for pred in spec.inputs:
-                    per_input[pred, name] = self._edge(f"{name}<-{pred}", name, (pred,), spec.queue_size)
+                    per_input[pred, name] = make(f"{name}<-{pred}", name, (pred,), spec.queue_size)
             elif not spec.is_source:
-                shared[name] = self._edge(name, name, spec.inputs + spec.error_sources, spec.queue_size)
+                shared[name] = make(name, name, spec.inputs + spec.error_sources, spec.queue_size)
 
-        def edge(pred: str, succ: str) -> Channel:
+        def edge(pred: str, succ: str) -> Edge:
             return per_input.get((pred, succ)) or shared[succ]
 
         for name, processor in self._processors.items():
@@ -123,20 +135,12 @@ class Plumber:
                 inputs = [per_input[pred, name] for pred in spec.inputs]
             else:
                 inputs = [shared[name]] if name in shared else []
-            processor._wire(
+            processor.wire(
                 inputs,
                 [edge(name, succ) for succ in spec.successors],
                 shared.get(spec.properties.on_error),
                 ports,
             )
-
-    def _edge(self, name: str, node: str, producers: tuple[str, ...], maxsize: int) -> Channel:
-        """The input channel `name` of `node`, fed by `producers` (a subclass may carry it elsewhere)."""
-        return Channel(name, maxsize, producers=len(producers))
-
-    def _node_task(self, name: str, processor: Processor) -> Coroutine[Any, Any, None]:
-        """What runs as node `name`'s task (a subclass may run some nodes elsewhere)."""
-        return processor._run()
 
     # -- the original API ---------------------------------------------------------------------
 
@@ -156,23 +160,37 @@ class Plumber:
                 "build a new one to run the graph again"
             )
         try:
-            loop = asyncio.get_running_loop()
+            done = runtime.new_future()
         except RuntimeError:
             raise PipelineStateError(
                 "create_pipeline() needs a running event loop: call it from a coroutine, or use run()"
             ) from None
-        if self._journal is not None:
-            self._journal.start(loop, self)  # JournalError when the file cannot be written: nothing started
-        self._done = loop.create_future()
+        for started in run_methods(self._hooks, "run_started"):
+            started(self)  # the journal raises JournalError when its file cannot be written: nothing started
+        for processor in self._processors.values():
+            processor.install(bind_node_hooks(processor, self._hooks))
+        self._done = done
         self._started_at = time.monotonic()
         self._state = "running"
         self.signals.emit("run_started")
         self._pending = len(self._processors)
+        node_task = self._transport.node_task
         for name, processor in self._processors.items():
-            task = loop.create_task(self._node_task(name, processor), name=f"pipelines:{name}")
+            task = runtime.spawn(node_task(processor), name=f"pipelines:{name}")
             task.add_done_callback(self._task_done)
             self._tasks.append(task)
         logger.debug("started %d nodes", len(self._tasks))
+
+    def add_hook(self, hook: object) -> None:
+        """Install `hook` (see pipelines.hooks) before the run starts."""
+        if self._state != "built":
+            raise PipelineStateError(f"add_hook() after the run started (state {self._state!r})")
+        self._hooks.append(hook)
+
+    @property
+    def hooks(self) -> tuple[object, ...]:
+        """The hooks installed, in the order they hear events."""
+        return tuple(self._hooks)
 
     # -- running and waiting ------------------------------------------------------------------
 
@@ -194,8 +212,8 @@ class Plumber:
         if done is None:
             raise PipelineStateError(f"this Plumber cannot run (state {self._state!r})")
         try:
-            await asyncio.shield(done)
-        except asyncio.CancelledError:
+            await runtime.shield(done)
+        except runtime.CancelledError:
             self.cancel()
             await self._wait_finished()
             raise
@@ -208,7 +226,7 @@ class Plumber:
         """
         if self._done is None:
             raise PipelineStateError("join() before the run started: call create_pipeline() or run() first")
-        await asyncio.shield(self._done)
+        await runtime.shield(self._done)
         return self._outcome()
 
     async def stop(self) -> None:
@@ -231,7 +249,7 @@ class Plumber:
         self.signals.emit("stop_requested")
         for processor in self._processors.values():
             if isinstance(processor, InputProcessor):
-                processor._request_stop()
+                processor.stop()
 
     def pause(self) -> None:
         """Hold every source at its next put; what is already in the graph goes on to the sinks.
@@ -275,6 +293,12 @@ class Plumber:
         if self._done is not None:
             await wait_through_cancel(self._done, on_cancel=self.cancel)
 
+    async def aclose(self) -> None:
+        """Cancel whatever still runs, and wait until every task of the run has ended."""
+        if self._state in LIVE_STATES:
+            self.cancel()
+        await self._wait_finished()
+
     async def __aenter__(self) -> Plumber:
         return self
 
@@ -284,15 +308,13 @@ class Plumber:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Cancel whatever still runs, and wait until it has ended."""
-        if self._state in ("running", "stopping"):
-            self.cancel()
-        await self._wait_finished()
+        """Cancel whatever still runs, and wait until it has ended (`aclose()`)."""
+        await self.aclose()
 
     # -- state and statistics -----------------------------------------------------------------
 
     @property
-    def state(self) -> str:
+    def state(self) -> RunState:
         """'built', 'running', 'stopping', 'completed', 'stopped', 'failed' or 'cancelled'."""
         return self._state
 
@@ -304,7 +326,16 @@ class Plumber:
     @property
     def journal(self) -> Journal | None:
         """The run's journal (what it resumed, its run id), or None."""
-        return self._journal.journal if self._journal is not None else None
+        return self._journal
+
+    @property
+    def spec(self) -> GraphSpec:
+        """The checked graph: one NodeSpec per node, and the networkx graph."""
+        return self._spec
+
+    def processor(self, name: str) -> Processor:
+        """The processor of node `name` (KeyError when there is none)."""
+        return self._processors[name]
 
     @property
     def valve(self) -> Valve:
@@ -338,9 +369,9 @@ class Plumber:
         for task in self._tasks:
             task.cancel()
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
+    def _task_done(self, task: runtime.Task[None]) -> None:
         if task.cancelled():
-            if self._state in ("running", "stopping"):
+            if self._state in LIVE_STATES:
                 # Nobody in the run cancelled it: someone outside did, and its node's work is lost.
                 self.fail(PipelineError(f"task {task.get_name()!r} was cancelled from outside the run"))
         else:
@@ -355,14 +386,24 @@ class Plumber:
                 self._state = "completed"
             elif self._state == "stopping":
                 self._state = "stopped"
-            if self._journal is not None:
-                self._journal.close(self._state, self._ended)  # the run ends once its journal is written
+            waits = [w for w in (ended(self, self._state) for ended in run_methods(self._hooks, "run_ended")) if w]
+            if waits:  # the run ends once its hooks are done with it (the journal's last writes)
+                runtime.spawn(self._end_after(waits), name="pipelines:run_ended")
             else:
                 self._ended(None)
 
-    def _ended(self, journal_error: BaseException | None) -> None:
-        if journal_error is not None and self._failure is None:
-            self._failure = journal_error
+    async def _end_after(self, waits: list[Awaitable[None]]) -> None:
+        error: BaseException | None = None
+        for wait in waits:
+            try:
+                await wait
+            except Exception as exc:
+                error = error or exc
+        self._ended(error)
+
+    def _ended(self, hook_error: BaseException | None) -> None:
+        if hook_error is not None and self._failure is None:
+            self._failure = hook_error
             self._state = "failed"
         assert self._done is not None
         self._done.set_result(None)

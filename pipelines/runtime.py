@@ -21,6 +21,7 @@ __all__ = [
     "clock",
     "current_task",
     "new_future",
+    "run_in_executor",
     "sleep",
     "spawn",
     "timeout",
@@ -82,3 +83,8 @@ async def wait_through_cancel(fut: asyncio.Future[Any], on_cancel: Callable[[], 
 async def shield(fut: asyncio.Future[T]) -> T:
     """Wait for `fut` without cancelling it when the caller is cancelled."""
     return await asyncio.shield(fut)
+
+
+def run_in_executor(executor: Any, call: Callable[[], T]) -> asyncio.Future[T]:
+    """Run the plain function `call` in `executor`; the future resolves on the running loop."""
+    return asyncio.get_running_loop().run_in_executor(executor, call)

@@ -78,10 +78,10 @@ def collector() -> tuple[list[Any], Any]:
 
 async def pending_of(server: RedisServer, plumber: DistributedPlumber, edge: str) -> list[Any]:
     """The values of the entries of `edge` that `plumber`'s process holds unacknowledged."""
-    session = plumber._session
-    key = RunKeys(session.keys.run_id).stream(edge)
+    assert plumber.run_id is not None
+    key = RunKeys(plumber.run_id).stream(edge)
     async with aioredis.Redis.from_url(server.url) as r:
-        pending = await r.xpending_range(key, "pipelines", "-", "+", 1000, consumername=session.consumer)
+        pending = await r.xpending_range(key, "pipelines", "-", "+", 1000, consumername=plumber.consumer)
         values = []
         for entry in pending:
             [(_, fields)] = await r.xrange(key, entry["message_id"], entry["message_id"])
@@ -146,7 +146,7 @@ async def test_a_full_stream_holds_its_producer_at_the_bound(server: RedisServer
             await asyncio.sleep(0.01)
             lengths.append(await work_stream_length())
         assert lengths == [5] * 20
-        assert coordinator._processors["numbers"].items_out <= 5 + 3  # the bound, and one local batch
+        assert coordinator.processor("numbers").items_out <= 5 + 3  # the bound, and one local batch
         gate.set()
         # the worker of 'work' has not started yet: start it, and everything drains
         await asyncio.gather(running, t.worker(graph, nodes=["work"]).run())
@@ -266,18 +266,17 @@ async def test_a_second_worker_of_a_join_node_is_refused(server: RedisServer) ->
     t = transport(server)
     coordinator, first = t.plumber(graph), t.worker(graph)
     running = asyncio.gather(coordinator.run(), first.run())
-    second = t.worker(graph, nodes=["join"], run_id=None)
 
     async def registered() -> bool:
         return first.run_id is not None
 
     await eventually(registered)
-    second._session.run_id = first.run_id
+    second = t.worker(graph, nodes=["join"], run_id=first.run_id)
     with pytest.raises(DistributedError) as raised:
         await second.run()
     assert str(raised.value) == (
         f"node 'join' joins its inputs by lineage, so it runs in one worker at a time, and worker "
-        f"{first._session.consumer!r} runs it (run {first.run_id!r})"
+        f"{first.consumer!r} runs it (run {first.run_id!r})"
     )
     await running
     assert sorted(seen) == [(2 * i, 2 * i) for i in range(20)]

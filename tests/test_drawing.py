@@ -255,7 +255,7 @@ def test_exact_output(case: str, fmt: str) -> None:
 @pytest.mark.parametrize("fmt", DRAWERS)
 def test_a_graph_spec_draws_like_its_plumber(fmt: str) -> None:
     plumber, draw = build(*GRAPHS["readme"]), DRAWERS[fmt]
-    assert draw(plumber._spec) == draw(plumber)
+    assert draw(plumber.spec) == draw(plumber)
 
 
 @pytest.mark.parametrize("fmt", DRAWERS)

@@ -90,7 +90,7 @@ async def test_skip_counts_and_logs_and_goes_on(caplog: pytest.LogCaptureFixture
     assert (f.items_in, f.completed, f.skipped, f.failed, f.in_flight) == (6, 5, 1, 0, 0)
     warnings = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
     assert warnings == [
-        ("pipelines.processor", "WARNING", "node 'f': skipped item (3,) after ValueError('bad item 3')")
+        ("pipelines.ledger", "WARNING", "node 'f': skipped item (3,) after ValueError('bad item 3')")
     ]
 
 

@@ -283,7 +283,7 @@ def test_retry_policy_object_and_decorator_defaults_are_accepted() -> None:
 
     graph = good()
     graph["nodes"]["rev"] = {"coro": double, "properties": {"retry": RetryPolicy(max_attempts=2)}}
-    spec = Plumber(graph)._spec.nodes["rev"]
+    spec = Plumber(graph).spec.nodes["rev"]
     assert spec.properties.workers == 3
     assert spec.properties.retry == RetryPolicy(max_attempts=2)
     assert spec.style == "item"

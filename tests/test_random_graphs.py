@@ -61,7 +61,7 @@ def reference(
         if not preds:
             emitted[name] = [((name, i), v) for i, v in enumerate(sources[name])]
             continue
-        spec = plumber._spec.nodes[name]
+        spec = plumber.spec.nodes[name]
         if spec.join_mode is not None:
             groups: dict[Any, dict[str, Any]] = defaultdict(dict)
             first_key: dict[Any, Any] = {}

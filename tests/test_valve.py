@@ -134,12 +134,22 @@ async def test_settled_reports_where_each_item_ends() -> None:
         },
         "graph": {"inp": ["odd"], "odd": ["out"], "out": None},
     }
-    plumber = Plumber(graph)
     ended: list[tuple[str, Any, str, Any]] = []
-    for processor in plumber.nodes:
-        processor.settled = lambda key, outcome, value, name=processor.name: ended.append(
-            (name, key, outcome, value if not isinstance(value, Exception) else repr(value))
-        )
+
+    class Ends:
+        def node_hooks(self, node: Processor) -> Any:
+            name = node.name
+
+            class PerNode:
+                def settled(self, key: Any, outcome: str, value: Any, copies: int) -> None:
+                    ended.append((name, key, outcome, value if not isinstance(value, Exception) else repr(value)))
+
+                def result(self, key: Any, value: Any) -> None:
+                    ended.append((name, key, "result", value))
+
+            return PerNode()
+
+    plumber = Plumber(graph, hooks=[Ends()])
     await plumber.run()
     assert sorted(ended) == [
         ("odd", ("inp", 1), "dropped", None),

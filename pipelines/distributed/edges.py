@@ -27,14 +27,14 @@ import logging
 from collections.abc import Sized
 from typing import TYPE_CHECKING, Any
 
-from ..channels import Channel, ChannelStatistics
+from ..edges import EdgeStatistics
 from ..errors import PipelineError
 from ..lineage import DROPPED
 from .codec import decode, encode
 from .errors import DeliveryError, SerializationError
 
 if TYPE_CHECKING:
-    from ..processor import Processor
+    from ..driver import Processor
     from .session import Session
 
 __all__ = ["RedisEdge"]
@@ -46,11 +46,18 @@ _NOBODY: Sized = ()
 _MAX_PUT_PAUSE = 0.05
 
 
-class RedisEdge(Channel):
-    """The input of node `node`, fed by `producers`, as the stream `session.keys.stream(name)`."""
+class RedisEdge:
+    """The input of node `node`, fed by `producers`, as the stream `session.keys.stream(name)`.
+
+    An `Edge` (pipelines.edges) whose buffer is in Redis.
+    """
 
     def __init__(self, session: Session, name: str, node: str, producers: tuple[str, ...], maxsize: int) -> None:
-        super().__init__(name, maxsize, producers=len(producers))
+        if maxsize < 1:
+            raise ValueError(f"edge {name!r}: maxsize must be >= 1, got {maxsize!r}")
+        self.name = name
+        self.maxsize = maxsize
+        self._open_producers = len(producers)
         self.node = node
         self.producers = producers
         self.key = session.keys.stream(name)
@@ -88,8 +95,8 @@ class RedisEdge(Channel):
         # The consumers are in other processes: a producer always completes its batch.
         return _NOBODY
 
-    def statistics(self) -> ChannelStatistics:
-        return ChannelStatistics(len(self._inbox), self.maxsize, 0, 0, 0 if self._eos else len(self.producers))
+    def statistics(self) -> EdgeStatistics:
+        return EdgeStatistics(len(self._inbox), self.maxsize, 0, 0, 0 if self._eos else len(self.producers))
 
     def held_ids(self) -> list[bytes]:
         """Entries delivered to this process and not yet acknowledged."""
@@ -125,9 +132,9 @@ class RedisEdge(Channel):
             except SerializationError as exc:
                 key, value, producer = envelope
                 processor = self._session.processor_at(producer)
-                if processor._spec.is_source:
+                if processor.spec.is_source:
                     raise self._unsendable(processor, value, exc) from None
-                if processor._spec.forward_drops:
+                if processor.spec.forward_drops:
                     outbox.append(encode((key, DROPPED, producer)))
                 failed.append((envelope, exc))
         waited = await self.flush()
@@ -142,9 +149,8 @@ class RedisEdge(Channel):
             raise self._unsendable(self._session.processor_at(envelope[2]), envelope[1], exc) from None
 
     def _unsendable(self, processor: Processor, value: Any, exc: SerializationError) -> SerializationError:
-        kind = "source" if processor._spec.is_source else "node"
         return SerializationError(
-            f"{kind} {processor.name!r}: item {_short(value)} cannot be sent to {self.node!r} over Redis: {exc} "
+            f"{processor.kind} {processor.name!r}: item {_short(value)} cannot be sent to {self.node!r} over Redis: {exc} "
             "(only None, bool, int, float, str, bytes and lists, tuples and dicts of them travel)"
         )
 
@@ -152,23 +158,16 @@ class RedisEdge(Channel):
         """An output that cannot travel fails its item under the producer's on_error (told once, by its first edge)."""
         key, value, producer = envelope
         processor = self._session.processor_at(producer)
-        if processor._outputs[0] is not self:
+        if processor.outputs[0] is not self:
             return
         error = self._unsendable(processor, value, exc)
-        if processor._spec.is_generator:
+        if processor.spec.is_generator:
             # Other outputs of the same input item may already be downstream: the item cannot be
             # failed as a whole, so the run fails.
-            processor._control.fail(error)
+            self._session.fail(error)
             return
-        task = asyncio.current_task()
-        assert task is not None
-        # The item was counted as completed and sent; it is a failed item instead.
-        processor.completed -= 1
-        processor.items_out -= 1
-        out: list[Any] = []
-        errors: list[Any] = []
-        if processor._item_failed(key, value, error, task, out, errors) and errors:
-            await processor._emit([], errors)
+        # The item was counted as completed and handed on; it is a failed item instead.
+        await processor.fail_item(key, value, error, handed_on=True)
 
     async def _flush_soon(self) -> None:
         try:
@@ -282,18 +281,12 @@ class RedisEdge(Channel):
             f"(max_deliveries is {self._session.options.max_deliveries}): each worker that took it stopped or "
             "stalled"
         )
-        if processor._joiner is not None or value is DROPPED:
+        if processor.spec.join_mode is not None or value is DROPPED:
             logger.error("%s; it counts as dropped", error)
             self._inbox.append((entry_id, encode((key, DROPPED, producer))))
             return
-        task = asyncio.current_task()
-        assert task is not None
-        processor.items_in += 1
-        arg = value if processor._spec.style == "item" else (value,)
-        out: list[Any] = []
-        errors: list[Any] = []
-        if processor._item_failed(key, arg, error, task, out, errors):
-            await processor._emit(out, errors)
+        arg = value if processor.spec.style == "item" else (value,)
+        if await processor.fail_item(key, arg, error):
             await self._ack([entry_id])
 
     async def _ack(self, ids: list[bytes]) -> None:

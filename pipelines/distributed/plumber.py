@@ -9,15 +9,13 @@ is stood for by a task that ends when that node is done everywhere, so the Plumb
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import PipelineStateError
 from ..graph import DEFAULT_QUEUE_SIZE
 from ..plumber import Plumber
-from ..processor import Processor
 from ..stats import NodeStats, RunResult
-from .edges import RedisEdge
 from .session import Session
 
 __all__ = ["DistributedPlumber"]
@@ -35,8 +33,8 @@ class DistributedPlumber(Plumber):
         *,
         queue_size: int = DEFAULT_QUEUE_SIZE,
     ) -> None:
-        self._session = session  # before the wiring, which asks it for edges
-        super().__init__(input_d, coro_map, env_vars, queue_size=queue_size)
+        self._session = session
+        super().__init__(input_d, coro_map, env_vars, queue_size=queue_size, transport=session)
         session.attach(self)
 
     @property
@@ -45,19 +43,14 @@ class DistributedPlumber(Plumber):
         return self._session.run_id if self._session.opened else None
 
     @property
+    def consumer(self) -> str:
+        """This process's name as a reader of the run's streams (host, pid and a random part)."""
+        return self._session.consumer
+
+    @property
     def local_nodes(self) -> list[str]:
         """The nodes this process runs, in the graph's order."""
-        return [name for name in self._processors if name in self._session.local]
-
-    def _edge(self, name: str, node: str, producers: tuple[str, ...], maxsize: int) -> RedisEdge:
-        edge = RedisEdge(self._session, name, node, producers, maxsize)
-        self._session.add_edge(edge)
-        return edge
-
-    def _node_task(self, name: str, processor: Processor) -> Coroutine[Any, Any, None]:
-        if name in self._session.local:
-            return processor._run()
-        return self._session.watch(name)
+        return [node.name for node in self.nodes if node.name in self._session.local]
 
     def create_pipeline(self) -> None:
         """Not for a distributed run, which connects to Redis first: use `await run()`."""
@@ -74,7 +67,7 @@ class DistributedPlumber(Plumber):
         is done or, after stop(), when its own nodes have finished what they took. Raises as
         Plumber.run() does; a failure in another process raises RemoteFailure.
         """
-        if self._run_called or self._state != "built":
+        if self.state != "built":
             raise PipelineStateError("run() was already called on this Plumber; a Plumber runs once")
         session = self._session
         await session.open()
@@ -85,7 +78,7 @@ class DistributedPlumber(Plumber):
             failure = exc
             raise
         finally:
-            await session.close(self._state, failure if self._state == "failed" else None)
+            await session.close(self.state, failure if self.state == "failed" else None)
         state = result.state
         if not session.coordinator and session.final_state in ("stopping", "stopped"):
             state = "stopped"
@@ -94,7 +87,7 @@ class DistributedPlumber(Plumber):
     def stop_nowait(self) -> None:
         """Coordinator: stop the sources, and the run drains everywhere. Worker: leave the run once
         its nodes have finished the items they took (other workers carry on with the rest)."""
-        if self._state == "built":
+        if self.state == "built":
             self._session.abandon()
             return
         super().stop_nowait()
@@ -103,7 +96,7 @@ class DistributedPlumber(Plumber):
     def cancel(self) -> None:
         """End this process's part now (the coordinator's cancel ends every worker's too); items
         taken and not acknowledged are delivered again to other workers."""
-        if self._state == "built":
+        if self.state == "built":
             self._session.abandon()
             return
         super().cancel()

@@ -47,13 +47,13 @@ from ..errors import GraphError, PipelineCancelled
 from ..signals import Signal
 from ..stats import NodeStats
 from . import scripts
+from .edges import RedisEdge
 from .errors import DistributedError, RedisUnavailable, RemoteFailure
 from .keys import RunKeys, redacted
 from .stats import run_stats
 
 if TYPE_CHECKING:
-    from ..processor import Processor
-    from .edges import RedisEdge
+    from ..driver import Processor
     from .plumber import DistributedPlumber
 
 __all__ = ["GROUP", "Options", "RunKeys", "Session", "graph_digest", "redacted"]
@@ -151,13 +151,25 @@ class Session:
         assert self._redis is not None, "the session is not open"
         return self._redis
 
-    def add_edge(self, edge: RedisEdge) -> None:
+    # -- the transport (pipelines.transport) ---------------------------------------------------
+
+    def edge(self, name: str, node: str, producers: tuple[str, ...], maxsize: int) -> RedisEdge:
+        """Every edge of the run is a Redis Stream."""
+        edge = RedisEdge(self, name, node, producers, maxsize)
         self._edges.append(edge)
+        return edge
+
+    def node_task(self, node: Processor) -> Coroutine[Any, Any, None]:
+        """A node given to this process runs here; any other is stood for by a task that ends
+        when that node is done everywhere."""
+        if node.name in self.local:
+            return node.run()
+        return self.watch(node.name)
 
     def attach(self, plumber: DistributedPlumber) -> None:
         """Take the checked graph from `plumber`, and work out which nodes run here (GraphError if none can)."""
         self._plumber = plumber
-        self.spec = spec = plumber._spec
+        self.spec = spec = plumber.spec
         sources = [name for name, node in spec.nodes.items() if node.is_source]
         if self.coordinator:
             local = sources
@@ -177,7 +189,7 @@ class Session:
 
     def processor(self, name: str) -> Processor:
         assert self._plumber is not None
-        return self._plumber._processors[name]
+        return self._plumber.processor(name)
 
     def processor_at(self, index: int) -> Processor:
         return self.processor(self.spec_names[index])
@@ -422,9 +434,9 @@ class Session:
     async def _close_instance(self, name: str) -> None:
         """A local node ended: send what it still buffers, publish its counts, mark its instance closed."""
         processor = self.processor(name)
-        channels = [*processor._outputs, processor._error_channel]
+        mine = [*processor.outputs, processor.error_output]
         for edge in self._edges:
-            if edge in channels:
+            if edge in mine:
                 await edge.flush()
         await self._publish_stats([name])
         if self.coordinator and self._plumber is not None and self._plumber.state == "stopping":
@@ -497,7 +509,7 @@ class Session:
             return
         assert self._plumber is not None
         values = {
-            f"{name}\t{self.consumer}": json.dumps(self._plumber._processors[name].stats().as_dict()) for name in names
+            f"{name}\t{self.consumer}": json.dumps(self._plumber.processor(name).stats().as_dict()) for name in names
         }
         await self.call(self.redis.hset, self.keys.stats, mapping=values)
 

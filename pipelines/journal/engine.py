@@ -1,4 +1,4 @@
-"""The journal's hooks in the engine: counting what is alive of each root, and the sinks' records.
+"""The journal as a hook (pipelines.hooks): counting what is alive of each root, and the sinks' records.
 
 The run keeps, per root (one item a source put), how many envelopes of it are alive: in a
 channel, in a worker's hands, or held by a join waiting for the rest of its group. A source's put
@@ -19,21 +19,22 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from ..ports import SourcePort
-from ..processor import InputProcessor
+from ..lineage import current_item
+from ..sources import InputProcessor
 from .ids import Root, graph_hash, root_function, root_names
 from .journal import Journal
 from .store import JournalError, RunRecord, read_journal_file
 from .writer import Batch, Writer
 
 if TYPE_CHECKING:
-    from ..channels import Channel
+    from ..driver import Processor
     from ..graph import GraphSpec
-    from ..processor import Processor, RunControl
-    from ..valve import Valve
+    from ..plumber import Plumber
+    from ..types import Key, Outcome
 
 __all__ = ["NodeTally", "RunJournal", "open_run"]
 
@@ -42,17 +43,15 @@ logger = logging.getLogger(__name__)
 FLUSH_DONE = 4096  # done roots kept on the loop's side before they are handed to the writer unasked
 
 
-def open_run(journal: Journal | str | Any, spec: GraphSpec, processors: dict[str, Processor]) -> RunJournal:
-    """Check the journal file against the graph and hook the run into it (JournalError if unusable)."""
+def open_run(journal: Journal | str | Any, spec: GraphSpec) -> RunJournal:
+    """Check the journal file against the graph (JournalError if unusable); the hook of one run."""
     if not isinstance(journal, Journal):
         journal = Journal(journal)
-    run = RunJournal(journal, spec)
-    run.attach(processors)
-    return run
+    return RunJournal(journal, spec)
 
 
 class RunJournal:
-    """One run's journal: the counts per root, the hooks of every node, and the writer."""
+    """One run's journal, installed as a hook: the counts per root, each node's tally, the writer."""
 
     def __init__(self, journal: Journal, spec: GraphSpec) -> None:
         journal._claim()
@@ -74,60 +73,87 @@ class RunJournal:
             else:
                 resume = last
                 journal._set_status(last.id, resumed=True, completed=False, done=last.done)
-        self._resume = resume
+        self.resume = resume
         self.idle = journal.already_completed
         self.root = root_function(names)
+        self.names = names
         self.counts: dict[Root, int] = {}
         self._recorded: set[Root] = set()
         self._done: list[Root] = []
         self._purge: list[Root] = []
-        self._names = names
         self._spec = spec
-        self._processors: dict[str, Processor] = {}
+        self._processors: list[Processor] = []
         self._writer: Writer | None = None
 
-    def attach(self, processors: dict[str, Processor]) -> None:
-        self._processors = processors
-        if self.idle:
-            return
-        finished = self._resume.finished if self._resume is not None else {}
-        for name, processor in processors.items():
-            processor._attach_journal(NodeTally(self, processor, finished.get(name, set())))
+    # -- the hook ---------------------------------------------------------------------------------
 
-    # -- run lifecycle (called by the Plumber) ----------------------------------------------------
-
-    def start(self, loop: asyncio.AbstractEventLoop, control: RunControl) -> None:
-        """The run starts: a completed run starts no source; any other writes its start (or raises JournalError)."""
+    def run_started(self, plumber: Plumber) -> None:
+        """A completed run starts no source; any other writes its start (or raises JournalError)."""
+        self._processors = plumber.nodes
         if self.idle:
-            for processor in self._processors.values():
+            for processor in self._processors:
                 if isinstance(processor, InputProcessor):
-                    processor._request_stop()
+                    processor.stop()
             return
         sinks = {name for name, node in self._spec.nodes.items() if node.is_sink and not node.is_source}
         writer = Writer(
             self.journal.path,
             graph_hash=self._hash,
             node_names=list(self._spec.nodes),
-            root_names=sorted(set(self._names.values())),
-            resume=self._resume,
+            root_names=sorted(set(self.names.values())),
+            resume=self.resume,
             sync=self.journal.sync,
             sinks=sinks,
             snapshot=self._snapshot,
         )
-        writer.open(loop, control.fail)
+        writer.open(asyncio.get_running_loop(), plumber.fail)
         self._writer = writer
         self.journal.run_id = writer.run_id
 
-    def close(self, state: str, callback: Callable[[BaseException | None], None]) -> None:
-        """The run ended in `state`: write the rest and the state, then call `callback(error or None)`."""
+    def node_hooks(self, node: Processor) -> SimpleNamespace | None:
+        """The tally of `node`, with only the methods its kind of node needs."""
+        if self.idle:
+            return None
+        spec = node.spec
+        finished = self.resume.finished.get(spec.name, set()) if self.resume is not None else set()
+        tally = NodeTally(self, node, finished)
+        methods: dict[str, Callable[..., Any]] = {}
+        if spec.is_source:
+            methods["admits"] = SourceAdmission(self, node).admits
+            return SimpleNamespace(**methods)
+        methods["settled"] = tally.settled
+        if not spec.successors:
+            methods["admits"] = tally.admits
+            methods["finished"] = tally.finished
+        if spec.is_generator:
+            methods["sent"] = tally.sent_output
+        elif spec.successors and len(node.outputs) != 1:
+            methods["sent"] = tally.sent  # with one successor, handing on changes no count
+        if spec.join_mode is not None:
+            methods["held"] = tally.held
+            methods["released"] = tally.released
+        return SimpleNamespace(**methods)
+
+    def run_ended(self, plumber: Plumber, state: str) -> asyncio.Future[None]:
+        """Write the rest and the state; the future resolves (or fails) once the file is closed."""
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def written(error: BaseException | None) -> None:
+            if not ended.done():
+                if error is None:
+                    ended.set_result(None)
+                else:
+                    ended.set_exception(error)
+
         writer = self._writer
         if writer is None:
-            asyncio.get_running_loop().call_soon(callback, None)
-            return
+            written(None)
+            return ended
         if self.counts and state == "completed":
             logger.warning("journal: %d items were still counted alive at the end of the run", len(self.counts))
         self._hand_over(None)
-        writer.close(state, callback)
+        writer.close(state, written)
+        return ended
 
     # -- counting ----------------------------------------------------------------------------------
 
@@ -172,21 +198,21 @@ class RunJournal:
     def _snapshot(self) -> dict[str, int]:
         """Items each node finished in this attempt (read from the writer's thread: plain ints)."""
         counts = {}
-        for name, processor in self._processors.items():
+        for processor in self._processors:
             if processor.input_queue is None:
-                counts[name] = processor.items_out
+                counts[processor.name] = processor.items_out
             else:
-                counts[name] = processor.items_in - processor.in_flight
+                counts[processor.name] = processor.items_in - processor.in_flight
         return counts
 
 
 class NodeTally:
-    """One node's hooks: called by its workers, only when the run has a journal."""
+    """One node's counting: its methods are the node hooks the journal installs."""
 
     __slots__ = ("_counts", "_held", "_key_length", "_match", "_root", "_run", "name", "passed_over")
 
     def __init__(self, run: RunJournal, processor: Processor, finished_before: set[tuple[Any, ...]]) -> None:
-        spec = processor._spec
+        spec = processor.spec
         self._run = run
         self._counts = run.counts
         self._root = run.root
@@ -199,7 +225,7 @@ class NodeTally:
             _without_source if spec.join_mode == "zip" else _same
         )
 
-    def settle(self, key: tuple[Any, ...], copies: int) -> None:
+    def settle(self, key: Key, copies: int) -> None:
         """The envelope `key` is finished here, and `copies` envelopes of its root were (or will be) sent on."""
         root = self._root(key)
         counts = self._counts
@@ -210,81 +236,60 @@ class NodeTally:
             del counts[root]
             self._run.root_done(root)
 
-    def sent(self, key: tuple[Any, ...], copies: int) -> None:
-        """`copies` more envelopes of the root of `key` are about to be sent on."""
+    def settled(self, key: Key, outcome: Outcome, value: Any, copies: int) -> None:
+        if outcome != "failed":  # a failed item fails the run: its root must stay to be redone
+            self.settle(key, copies)
+
+    def sent(self, key: Key, value: Any, copies: int) -> None:
+        """A node that returns its output handed it on as `copies` envelopes."""
+        self.settle(key, copies)
+
+    def sent_output(self, key: Key, value: Any, copies: int) -> None:
+        """A generator yielded an output: `copies` more envelopes of its root are about to go on."""
         root = self._root(key)
         self._counts[root] = self._counts.get(root, 0) + copies
 
-    def hold(self, key: tuple[Any, ...]) -> None:
-        """A join keeps this member until the rest of its group arrives."""
+    def held(self, key: Key) -> None:
+        """A join keeps this member until its group resolves."""
         match = self._match(key)
         if len(match) != self._key_length:
             self.settle(key, 0)  # a tombstone no group can ever wait for: the join ignores it
             return
         self._held[match] = self._held.get(match, 0) + 1
 
-    def release(self, key: tuple[Any, ...]) -> None:
-        """A join's group is complete: the members it held are let go; the last one is handled as usual."""
+    def released(self, key: Key) -> None:
+        """The join's group resolved: the members it held become the one item the join hands on or drops."""
         held = self._held.pop(self._match(key), 0)
-        if held:
-            self._counts[self._root(key)] -= held  # still >= 1: the last member is counted too
+        if held > 1:
+            self._counts[self._root(key)] -= held - 1
 
-    def discard(self, key: tuple[Any, ...], copies: int) -> None:
-        """A join's group never completed: its members are let go, `copies` tombstones go on."""
-        root = self._root(key)
-        counts = self._counts
-        left = counts.get(root, 0) + copies - self._held.pop(self._match(key), 0)
-        if left:
-            counts[root] = left
-        else:
-            counts.pop(root, None)
-            self._run.root_done(root)
+    def admits(self, key: Key) -> bool:
+        """A sink passes over an item it finished before a crash; the id of any other is `item_id`."""
+        if self.passed_over and key in self.passed_over:
+            self.settle(key, 0)
+            return False
+        current_item.set(key)
+        return True
 
-    def finish(self, keys: list[Any]) -> asyncio.Future[None]:
+    def finished(self, keys: list[Key]) -> asyncio.Future[None]:
         return self._run.finish(self.name, keys)
 
-    def source_port(self, processor: Processor, channels: list[Channel], valve: Valve) -> SourcePort:
-        return JournaledSourcePort(processor, channels, valve, self._run, self._run._names[self.name])
 
-
-class _Nothing:
-    """An awaitable that is already done, and can be awaited any number of times."""
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return
-        yield
-
-
-_NOTHING = _Nothing()
-
-
-def _same(key: tuple[Any, ...]) -> tuple[Any, ...]:
-    return key
-
-
-def _without_source(key: tuple[Any, ...]) -> tuple[Any, ...]:
-    return key[1:]
-
-
-class JournaledSourcePort(SourcePort):
-    """A source's `output_q` in a journaled run: counts each item it sends, skips the done ones."""
+class SourceAdmission:
+    """A source in a journaled run: counts each item it sends, and passes over the done ones."""
 
     __slots__ = ("_above", "_counts", "_fan", "_root_name", "_run", "_shared", "_upto")
 
-    def __init__(
-        self, processor: Processor, channels: list[Channel], valve: Valve, run: RunJournal, root_name: str
-    ) -> None:
-        super().__init__(processor, channels, valve)
+    def __init__(self, run: RunJournal, source: Processor) -> None:
         self._run = run
         self._counts = run.counts
-        self._fan = len(channels)
-        self._root_name = root_name
+        self._fan = fan = len(source.outputs)
+        self._root_name = root_name = run.names[source.name]
         # Several sources add to a root of a zip group; a source with no successor is done at once.
-        self._shared = list(run._names.values()).count(root_name) > 1 or not channels
+        self._shared = list(run.names.values()).count(root_name) > 1 or not fan
         upto, above = 0, list[tuple[int, int]]()
-        resume = run._resume
-        if resume is not None:
-            upto, above = resume.roots.get(root_name, (0, []))
+        if run.resume is not None:
+            upto, above = run.resume.roots.get(root_name, (0, []))
         self._upto = upto
         self._above = [lo for lo, _ in above], [hi for _, hi in above]
 
@@ -295,50 +300,25 @@ class JournaledSourcePort(SourcePort):
         i = bisect.bisect_right(los, seq) - 1
         return i >= 0 and seq < his[i]
 
-    def _count(self, seq: int) -> bool:
-        """Count the item at `seq` as sent; False when it is done and must not be sent."""
-        if self._done(seq):
-            self._seq = seq + 1
+    def admits(self, key: Key) -> bool:
+        """Count the item at `key` as sent; False when it is done and must not be sent."""
+        seq = key[1]
+        if seq < self._upto or (self._above[0] and self._done(seq)):
             self._run.journal.skipped_at_sources += 1
             return False
         root = (self._root_name, seq)
-        if self._fan:
-            counts = self._run.counts
-            counts[root] = counts.get(root, 0) + self._fan
+        if not self._shared:
+            self._counts[root] = self._fan
+        elif self._fan:
+            self._counts[root] = self._counts.get(root, 0) + self._fan
         else:
             self._run.root_done(root)  # a source with no successor: nothing of it will be alive
         return True
 
-    def put(self, item: Any) -> Awaitable[None]:  # type: ignore[override]  # an awaitable, as the base's
-        """As SourcePort.put; an item that is done is not sent (its position still counts)."""
-        if self._valve.closed:
-            return self._put_when_open(item)  # the position is taken once the run goes on
-        seq = self._seq
-        if seq < self._upto or (self._above[0] and self._done(seq)):
-            self._seq = seq + 1
-            self._run.journal.skipped_at_sources += 1
-            return _NOTHING
-        if self._shared:
-            self._count(seq)
-        else:
-            self._counts[(self._root_name, seq)] = self._fan
-        return SourcePort.put(self, item)
 
-    async def _put_when_open(self, item: Any) -> None:
-        while self._valve.closed:
-            await self._valve.wait_open()
-        await self.put(item)
+def _same(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    return key
 
-    def put_nowait(self, item: Any) -> None:
-        if self._valve.closed:
-            raise asyncio.QueueFull
-        seq = self._seq
-        if not self._count(seq):
-            return
-        try:
-            super().put_nowait(item)
-        except asyncio.QueueFull:
-            self._run.counts[(self._root_name, seq)] -= self._fan
-            if not self._run.counts[(self._root_name, seq)]:
-                del self._run.counts[(self._root_name, seq)]
-            raise
+
+def _without_source(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    return key[1:]

@@ -77,7 +77,7 @@ if pytest_asyncio is not None:
         for plumber in made:
             plumber.cancel()
         for plumber in made:
-            await plumber._wait_finished()
+            await plumber.aclose()
         left = leftover_tasks()
         assert left == [], f"tasks of pipelines still pending after the test: {', '.join(left)}"
 

@@ -23,7 +23,8 @@ import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import socketio
 from aiohttp import web
@@ -32,6 +33,9 @@ from ..errors import GraphError, PipelineCancelled, Refused
 from ..plumber import Plumber
 from ..runtime import wait_through_cancel
 from .hub import Hub
+
+if TYPE_CHECKING:
+    from ..driver import Processor
 
 __all__ = ["ALLOWED_PROPERTIES", "GraphServer", "Limits"]
 
@@ -172,14 +176,12 @@ class GraphServer:
         results: collections.deque[Any] = collections.deque()
         arrived = asyncio.Event()
 
-        def keep(key: Any, outcome: str, value: Any) -> None:
-            if outcome == "result" and value is not None:
+        def keep(key: Any, value: Any) -> None:
+            if value is not None:
                 results.append(value)
                 arrived.set()
 
-        for processor in plumber.nodes:
-            if plumber.graph.out_degree(processor.name) == 0:
-                processor.settled = keep
+        plumber.add_hook(_SinkResults(keep))
         emit = self.sio.emit
         running = asyncio.ensure_future(plumber.run())
         running.add_done_callback(lambda _: arrived.set())
@@ -216,6 +218,16 @@ class GraphServer:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+
+
+class _SinkResults:
+    """A hook that hands every sink's results to `keep(key, value)` (pipelines.hooks)."""
+
+    def __init__(self, keep: Callable[[Any, Any], None]) -> None:
+        self._keep = keep
+
+    def node_hooks(self, node: Processor) -> SimpleNamespace | None:
+        return SimpleNamespace(result=self._keep) if not node.spec.successors else None
 
 
 def _kind(value: Any) -> str:

@@ -19,17 +19,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from ..errors import PipelineError
-from .errors import ItemDropped, Unavailable
+from ..errors import ItemDropped, PipelineError, Unavailable
 
 if TYPE_CHECKING:
+    from ..driver import Processor
     from ..plumber import Plumber
-    from ..processor import Processor
     from ..signals import Signal
+    from ..types import Key, Outcome
 
 __all__ = ["Inbox"]
 
@@ -60,6 +61,8 @@ class Inbox:
         self._arrived: asyncio.Event | None = None
         self._waiting: dict[tuple[str, int], asyncio.Future[Any]] = {}
         self._ended: str | None = None
+        self._deciders: set[str] = set()
+        self._rescued: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<Inbox {self._name!r} pending={self.pending}/{self.max_pending}>"
@@ -131,36 +134,47 @@ class Inbox:
         self._plumber = plumber
         self._name = name
         self._answering = answering
-        for processor in plumber.nodes:
-            if processor.name in deciders:
-                processor.settled = self._listener(processor, rescued=processor.name in rescued)
+        self._deciders = deciders
+        self._rescued = rescued
+        plumber.add_hook(self)
         plumber.signals.connect("run_ended", self._run_ended)
         plumber.signals.connect("stop_requested", self._stop_requested)
 
-    def _listener(self, processor: Processor, *, rescued: bool) -> Any:
-        node = processor.name
-        answers = node == self._answering
+    def node_hooks(self, node: Processor) -> SimpleNamespace | None:
+        """The inbox hears the nodes that decide an item's fate (pipelines.hooks)."""
+        name = node.name
+        if name not in self._deciders:
+            return None
         waiting = self._waiting
         source = self._name
+        rescued = name in self._rescued
 
-        def settled(key: Any, outcome: str, value: Any) -> None:
-            if key[0] != source:
+        def settled(key: Key, outcome: Outcome, value: Any, copies: int) -> None:
+            if key[0] != source or outcome not in ("dropped", "skipped", "routed"):
                 return
             future = waiting.pop(key[:2], None)
             if future is None or future.done():
                 return
-            if outcome == "result" and answers:
-                future.set_result(value)
-            elif outcome == "dropped":
-                future.set_exception(ItemDropped(f"node {node!r} dropped the item", node))
-            elif outcome == "skipped" or (outcome == "failed" and not rescued):
+            if outcome == "dropped":
+                future.set_exception(ItemDropped(f"node {name!r} dropped the item", name))
+            elif outcome == "skipped" or not rescued:
                 assert isinstance(value, BaseException)
                 error = value if isinstance(value, Exception) else PipelineError(repr(value))
                 future.set_exception(error)
             else:
-                waiting[key[:2]] = future  # a result at a node that does not answer
+                waiting[key[:2]] = future  # routed to an error node from which the answer comes
 
-        return settled
+        if name != self._answering:
+            return SimpleNamespace(settled=settled)
+
+        def result(key: Key, value: Any) -> None:
+            if key[0] != source:
+                return
+            future = waiting.pop(key[:2], None)
+            if future is not None and not future.done():
+                future.set_result(value)
+
+        return SimpleNamespace(settled=settled, result=result)
 
     # -- the source node ----------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
-"""Bounded channels: the edges between nodes.
+"""Edges: the bounded input of a node, as a protocol, and `MemoryEdge`, the in-memory one.
 
-A `Channel` is the input queue of one node. Every node that feeds it is one of its producers; when
-the last producer closes its side, end-of-stream reaches the consumers once the buffer is empty.
+An edge is the input of one node. Every node that feeds it is one of its producers; when the last
+producer closes its side, end-of-stream reaches the consumers once the buffer is empty. The
+`Edge` protocol below is everything the core asks of an edge; a transport (pipelines.transport)
+makes them, in memory by default, over Redis Streams in pipelines.distributed.
 
 Items move in batches: a consumer takes every item waiting (up to a limit) in one call, and a
 producer hands over a list in one call. Nothing ever waits to fill a batch, so an idle pipeline
@@ -11,18 +13,20 @@ The bound is strict: the buffer never holds more than `maxsize` items.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Channel", "ChannelStatistics"]
+from . import runtime
+from .types import Envelope
+
+__all__ = ["Edge", "EdgeStatistics", "MemoryEdge"]
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelStatistics:
-    """A snapshot of a channel: items buffered, its bound, and who is waiting on either side."""
+class EdgeStatistics:
+    """A snapshot of an edge: items buffered, its bound, and who is waiting on either side."""
 
     depth: int
     bound: int
@@ -31,13 +35,53 @@ class ChannelStatistics:
     open_producers: int
 
 
-class Channel:
+class Edge(Protocol):
+    """What the core asks of a node's input. Producers call `put_many` / `put_nowait` and, once
+    each, `close`; the node's workers call `get_many` until it returns an empty list."""
+
+    name: str
+    maxsize: int
+
+    def qsize(self) -> int:
+        """Items buffered (here, for an edge that lives elsewhere)."""
+
+    def empty(self) -> bool: ...
+
+    def full(self) -> bool: ...
+
+    @property
+    def closed(self) -> bool:
+        """True once end-of-stream was reached on the producers' side."""
+
+    @property
+    def idle_consumers(self) -> Sized:
+        """Truthy while a consumer waits for items: a producer then hands over what it has ready."""
+
+    def statistics(self) -> EdgeStatistics: ...
+
+    def close(self) -> None:
+        """One producer is done."""
+
+    def accepts_now(self) -> bool:
+        """Whether put_nowait() would take an item now."""
+
+    def put_nowait(self, item: Envelope) -> bool:
+        """Add one envelope if there is room now; return whether it was added."""
+
+    async def put_many(self, items: list[Envelope]) -> float:
+        """Add every envelope in order, waiting for room; return the seconds spent waiting."""
+
+    async def get_many(self, share: int = 1) -> list[Envelope]:
+        """Take the envelopes waiting (a `share`-th of them); an empty list at end-of-stream."""
+
+
+class MemoryEdge:
     """A bounded FIFO of items with end-of-stream, shared by one or more producers.
 
     `put_many()` blocks while the buffer is full and returns how long it waited (the time the
     producer spent under backpressure). `get_many()` blocks while the buffer is empty and the
-    channel is still open; it returns an empty list at end-of-stream. `close()` is called once by
-    each producer; the last call wakes every consumer waiting on the channel. Cancelling a
+    edge is still open; it returns an empty list at end-of-stream. `close()` is called once by
+    each producer; the last call wakes every consumer waiting on the edge. Cancelling a
     blocked `put_many()` or `get_many()` is safe: a cancelled get takes nothing, and a cancelled
     put has added only the items it had room for before it blocked.
     """
@@ -46,17 +90,17 @@ class Channel:
 
     def __init__(self, name: str, maxsize: int, producers: int = 1) -> None:
         if maxsize < 1:
-            raise ValueError(f"channel {name!r}: maxsize must be >= 1, got {maxsize!r}")
+            raise ValueError(f"edge {name!r}: maxsize must be >= 1, got {maxsize!r}")
         self.name = name
         self.maxsize = maxsize
         self._items: list[Any] = []
-        self._getters: deque[asyncio.Future[None]] = deque()
-        self._putters: deque[asyncio.Future[None]] = deque()
+        self._getters: deque[runtime.Future[None]] = deque()
+        self._putters: deque[runtime.Future[None]] = deque()
         self._open_producers = producers
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<Channel {self.name!r} {len(self._items)}/{self.maxsize} {state}>"
+        return f"<MemoryEdge {self.name!r} {len(self._items)}/{self.maxsize} {state}>"
 
     # -- inspection -------------------------------------------------------------------------
 
@@ -79,13 +123,13 @@ class Channel:
     def idle_consumers(self) -> Sized:
         """The consumers waiting for an item: truthy while one sits idle.
 
-        The same object for the channel's whole life, so a producer may keep it and test it per
+        The same object for the edge's whole life, so a producer may keep it and test it per
         item at the cost of a truth test.
         """
         return self._getters
 
-    def statistics(self) -> ChannelStatistics:
-        return ChannelStatistics(
+    def statistics(self) -> EdgeStatistics:
+        return EdgeStatistics(
             depth=len(self._items),
             bound=self.maxsize,
             waiting_getters=len(self._getters),
@@ -118,7 +162,7 @@ class Channel:
     async def put_many(self, items: list[Any]) -> float:
         """Add all `items` in order, waiting for room as needed; return the seconds spent waiting."""
         if self._open_producers <= 0:
-            raise RuntimeError(f"channel {self.name!r}: put after every producer closed")
+            raise RuntimeError(f"edge {self.name!r}: put after every producer closed")
         buffer = self._items
         if not self._putters and len(buffer) + len(items) <= self.maxsize:
             buffer.extend(items)
@@ -128,7 +172,7 @@ class Channel:
         return await self._put_slow(items)
 
     async def _put_slow(self, items: list[Any]) -> float:
-        loop = asyncio.get_running_loop()
+        clock = runtime.clock()
         waited = 0.0
         done = 0
         total = len(items)
@@ -147,13 +191,13 @@ class Channel:
                     if self._putters and len(self._items) < self.maxsize:
                         self._wake(self._putters, 1)
                     return waited
-            fut = loop.create_future()
+            fut = runtime.new_future()
             if first:
                 self._putters.append(fut)
             else:
                 self._putters.appendleft(fut)  # partly served: keep its place at the head
             first = False
-            started = loop.time()
+            started = clock()
             try:
                 await fut
             except BaseException:
@@ -164,21 +208,21 @@ class Channel:
                     self._wake(self._putters, 1)
                 raise
             finally:
-                waited += loop.time() - started
+                waited += clock() - started
 
     # -- consumer side ----------------------------------------------------------------------
 
     async def get_many(self, share: int = 1) -> list[Any]:
-        """Take the items waiting, waiting while the channel is empty and open.
+        """Take the items waiting, waiting while the edge is empty and open.
 
-        With `share` consumers on the channel, one call takes its fair part: a `share`-th of the
+        With `share` consumers on the edge, one call takes its fair part: a `share`-th of the
         items buffered, rounded up, so that every idle consumer of a node gets work. Returns an
         empty list at end-of-stream: every producer closed and nothing left.
         """
         while not self._items:
             if self._open_producers <= 0:
                 return []
-            fut = asyncio.get_running_loop().create_future()
+            fut = runtime.new_future()
             self._getters.append(fut)
             try:
                 await fut
@@ -204,7 +248,7 @@ class Channel:
         return taken
 
     @staticmethod
-    def _wake(waiters: deque[asyncio.Future[None]], count: int) -> None:
+    def _wake(waiters: deque[runtime.Future[None]], count: int) -> None:
         while count > 0 and waiters:
             fut = waiters.popleft()
             if not fut.done():

@@ -1,0 +1,219 @@
+"""Calling the user's function on one item: binding, retries, timeouts, async generator expansion.
+
+`invoker()` binds a node's function once (its style, its args, the executor pool of a node that
+runs a plain blocking function); `with_retries()` wraps it in the node's retry policy and timeout
+when it has them, so a node without either calls its function directly; `Expansion` runs an async
+generator node on one item and hands its outputs on in chunks as they come.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any
+
+from . import runtime
+from .hooks import NodeHooks
+from .policies import RetryPolicy
+from .types import Envelope, Key
+
+if TYPE_CHECKING:
+    from .driver import Processor
+    from .ledger import Ledger
+    from .ordering import OrderGate
+    from .signals import Signals
+
+__all__ = ["HANDLED", "PASSED_OVER", "Expansion", "invoker", "with_retries"]
+
+logger = logging.getLogger(__name__)
+
+Invoke = Callable[[Any], Any]
+Emit = Callable[[list[Envelope], list[Any]], Awaitable[None]]
+
+
+class _Marker:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+HANDLED: Any = _Marker("HANDLED")
+"""What a step returns for an item it has seen to the end (an expansion): nothing is left to do."""
+
+PASSED_OVER: Any = _Marker("PASSED_OVER")
+"""What a step returns for an item a hook passed over (finished before a crash): not an item here."""
+
+
+def invoker(node: Processor, pool: Callable[[], Executor | None]) -> Invoke:
+    """The node's function bound once: ``invoke(arg)`` returns what to await (or an async generator)."""
+    spec = node.spec
+    fn, args = spec.coro, spec.args
+    if spec.properties.executor is not None:
+
+        def in_pool(item: Any) -> runtime.Future[Any]:
+            executor = pool()
+            assert executor is not None
+            call = functools.partial(fn, item, **args) if args else functools.partial(fn, item)
+            return runtime.run_in_executor(executor, call)
+
+        return in_pool
+    if spec.style == "item":
+        return functools.partial(fn, **args) if args else fn
+    return functools.partial(fn, node, **args)
+
+
+def with_retries(
+    invoke: Invoke, node: str, policy: RetryPolicy | None, timeout: float | None, ledger: Ledger, signals: Signals
+) -> Invoke:
+    """`invoke` under the node's retry policy, each attempt bounded by `timeout`; `invoke` itself
+    when the node has neither."""
+    if policy is None and timeout is None:
+        return invoke
+
+    async def call(arg: Any) -> Any:
+        attempt = 1
+        while True:
+            try:
+                if timeout is None:
+                    return await invoke(arg)
+                async with runtime.timeout(timeout):
+                    return await invoke(arg)
+            except Exception as exc:
+                await before_retry(node, policy, attempt, exc, arg, ledger, signals)
+                attempt += 1
+
+    return call
+
+
+async def before_retry(
+    node: str, policy: RetryPolicy | None, attempt: int, exc: Exception, arg: Any, ledger: Ledger, signals: Signals
+) -> None:
+    """Re-raise `exc` if the item is out of attempts; otherwise count the retry and back off."""
+    if policy is None or attempt >= policy.max_attempts or not isinstance(exc, policy.retry_on):
+        raise exc
+    ledger.retried += 1
+    signals.emit("item_retried", node=node, item=arg, exception=exc, attempt=attempt)
+    delay = policy.delay(attempt)
+    logger.info("node %r: attempt %d failed (%r); retrying in %.3fs", node, attempt, exc, delay)
+    if delay > 0:
+        await runtime.sleep(delay)
+
+
+class Expansion:
+    """An async generator node run on one item: each yielded value is an output.
+
+    Outputs are handed on in chunks (no larger than the smallest successor's bound) while the
+    generator runs, so a generator yielding many items is held back by the bounded edges like
+    any producer. `timeout` bounds the wait for each output. A retry starts the generator again
+    and skips the outputs an earlier attempt already sent, so the generator must yield the same
+    sequence each time. In a sink, each value is a result.
+    """
+
+    __slots__ = (
+        "_chunk",
+        "_emit",
+        "_fan",
+        "_finished",
+        "_gate",
+        "_hooks",
+        "_index",
+        "_invoke",
+        "_ledger",
+        "_name",
+        "_on_value",
+        "_policy",
+        "_signals",
+        "_timeout",
+    )
+
+    def __init__(
+        self,
+        node: Processor,
+        invoke: Invoke,
+        emit: Emit,
+        gate: OrderGate | None,
+        on_value: Callable[[Key, Any], None] | None,
+        finished: list[Key] | None,
+        hooks: NodeHooks,
+    ) -> None:
+        spec = node.spec
+        self._name = spec.name
+        self._index = spec.index
+        self._invoke = invoke
+        self._emit = emit
+        self._gate = gate
+        self._policy = spec.properties.retry
+        self._timeout = spec.properties.timeout
+        self._ledger = node.ledger
+        self._signals = node.signals
+        self._fan = len(node.outputs)
+        self._chunk = min((edge.maxsize for edge in node.outputs), default=1)
+        self._on_value = on_value
+        self._finished = finished
+        self._hooks = hooks
+
+    async def __call__(self, key: Key, arg: Any, out: list[Envelope], errors: list[Any], ticket: int) -> Any:
+        """Expand one item; HANDLED, or None when a node with successors yielded nothing (a drop)."""
+        sent = await self._expand(key, arg, out, errors, ticket)
+        if not self._fan:  # a sink: the item is finished whatever it yielded
+            if self._finished is not None:
+                self._finished.append(key)
+            return HANDLED
+        if not sent:
+            return None
+        if self._hooks.settled is not None:
+            self._hooks.settled(key, "expanded", None, 0)
+        return HANDLED
+
+    async def _expand(self, key: Key, arg: Any, out: list[Envelope], errors: list[Any], ticket: int) -> int:
+        timeout = self._timeout
+        gate = self._gate
+        index = self._index
+        fan = self._fan
+        ledger = self._ledger
+        on_value = self._on_value
+        report = self._hooks.sent
+        attempt = 1
+        sent = 0
+        while True:
+            produced = 0
+            try:
+                async with contextlib.aclosing(self._invoke(arg)) as agen:
+                    while True:
+                        try:
+                            if timeout is None:
+                                value = await anext(agen)
+                            else:
+                                async with runtime.timeout(timeout):
+                                    value = await anext(agen)
+                        except StopAsyncIteration:
+                            return sent
+                        produced += 1
+                        if produced <= sent:
+                            continue  # an earlier attempt sent this one
+                        sent += 1
+                        if not fan:
+                            if on_value is not None:
+                                on_value(key, value)
+                            continue
+                        output_key = (*key, sent - 1)
+                        if report is not None:
+                            report(output_key, value, fan)
+                        out.append((output_key, value, index))
+                        ledger.items_out += 1
+                        if len(out) >= self._chunk:
+                            if gate is not None:
+                                await gate.wait_turn(ticket)
+                            await self._emit(out, errors)
+            except Exception as exc:
+                await before_retry(self._name, self._policy, attempt, exc, arg, ledger, self._signals)
+                attempt += 1
+
+

@@ -1,0 +1,404 @@
+"""Processor: one node of the graph, and the task that drives it.
+
+A `Processor` owns its node's input edges, its successors' edges, its ledger of counters and
+outcomes (pipelines.ledger) and a fixed set of tasks: one driver, running the node's setup, then
+its workers (pipelines.worker), then end-of-stream to its successors, then its teardown. An
+`InputProcessor` (pipelines.sources) is a node without inputs, whose function is called once.
+
+How an item is handled, in order: retries (`retry`), each attempt bounded by `timeout`; then, if it
+still failed, `on_error`: 'fail' stops the run and re-raises, 'skip' counts and logs it, a node
+name routes a `Failure` to that error node. A returned value goes to every successor; None emits
+nothing; an async generator emits each value it yields.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import runtime
+from .calls import invoker
+from .errors import PipelineError
+from .executors import close_pool, open_pool
+from .hooks import NodeHooks
+from .ledger import Ledger, as_failure
+from .lineage import DROPPED, Joiner, current_item
+from .ordering import OrderGate
+from .signals import Signals
+from .stats import NodeStats
+from .types import Envelope, Key
+from .worker import Worker
+
+if TYPE_CHECKING:
+    from .edges import Edge
+    from .graph import NodeSpec
+    from .sources import SourceOutput
+    from .valve import Valve
+
+__all__ = ["NodeOutput", "Processor", "RunControl"]
+
+logger = logging.getLogger(__name__)
+
+TEARDOWN_TIMEOUT = 30.0
+
+
+class RunControl(Protocol):
+    """What a processor needs from the plumber running it."""
+
+    @property
+    def started_at(self) -> float | None: ...
+    @property
+    def ended_at(self) -> float | None: ...
+    @property
+    def cancelled(self) -> bool: ...
+    @property
+    def signals(self) -> Signals: ...
+    @property
+    def valve(self) -> Valve: ...
+    def fail(self, exc: BaseException) -> None: ...
+
+
+class Processor:
+    """One node of the pipeline: its coroutine, its input edges, its outputs and its counters.
+
+    Built by the Plumber, never by the user. `env_vars` is the dict given to the Plumber, shared
+    by every node. `str()` gives ``<Processor:{uuid};{name}>`` as in the original library.
+    """
+
+    kind = "node"
+    """How messages name it: 'node', or 'source'."""
+
+    def __init__(self, spec: NodeSpec, env_vars: dict[str, Any] | None, control: RunControl) -> None:
+        self._spec = spec
+        self._uuid = str(uuid.uuid4())
+        self._control = control
+        self.env_vars = env_vars
+        self._inputs: list[Edge] = []
+        self._outputs: list[Edge] = []
+        self._error_edge: Edge | None = None
+        self._joiner: Joiner | None = None
+        self._pool: Executor | None = None
+        self.ledger = Ledger(
+            spec.name, spec.index, self.kind, spec.properties.on_error, spec.forward_drops, control.signals, control.fail
+        )
+        """The node's counters and the outcomes of its items (pipelines.ledger)."""
+        self.collected: list[Any] | None = None
+        """A sink's return values (None excluded), kept when the Plumber collects outputs."""
+        self.invoke: Callable[[Any], Any] = invoker(self, lambda: self._pool)
+        """The node's function bound to its args (and style, and pool): ``invoke(arg)``."""
+
+    # -- the original API ---------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    @property
+    def uuid(self) -> str:
+        return self._uuid
+
+    @property
+    def input_queue(self) -> Edge | None:
+        """The node's input edge (the first, for a join of independent sources); None for a source."""
+        return self._inputs[0] if self._inputs else None
+
+    @property
+    def output_queue(self) -> SourceOutput | NodeOutput:
+        """For a source, the queue its coroutine puts items into (the `output_q` it receives)."""
+        return NodeOutput(self.name)
+
+    @property
+    def processor_coro(self) -> Callable[..., Any]:
+        return self._spec.coro
+
+    @property
+    def liason_queues(self) -> tuple[list[Edge], list[Edge]]:
+        """(input edges, output edges), as in the original library."""
+        return (list(self._inputs), list(self._outputs))
+
+    @property
+    def item_id(self) -> Key | None:
+        """In a sink of a run with a journal, the id of the item the calling worker handles (else None).
+
+        ``(source, position, *output indices)``: stable from one run to the next when the sources
+        are deterministic, so a sink can use it to make its own writes idempotent.
+        """
+        return current_item.get()
+
+    def __repr__(self) -> str:
+        coro = self._spec.coro
+        return f"<Processor:{self._uuid}, coro:{getattr(coro, '__qualname__', coro)}>"
+
+    def __str__(self) -> str:
+        return f"<Processor:{self._uuid};{self.name}>"
+
+    # -- what hooks and transports may read ---------------------------------------------------
+
+    @property
+    def spec(self) -> NodeSpec:
+        """The checked node: its function, properties, inputs and successors, how it joins."""
+        return self._spec
+
+    @property
+    def inputs(self) -> tuple[Edge, ...]:
+        """The node's input edges: one, or one per input for a zip join; none for a source."""
+        return tuple(self._inputs)
+
+    @property
+    def outputs(self) -> tuple[Edge, ...]:
+        """The input edges of the node's successors, in the order of its successors."""
+        return tuple(self._outputs)
+
+    @property
+    def error_output(self) -> Edge | None:
+        """The input edge of the node's error node, if it routes failures to one."""
+        return self._error_edge
+
+    @property
+    def signals(self) -> Signals:
+        return self._control.signals
+
+    # -- statistics ---------------------------------------------------------------------------
+
+    @property
+    def items_in(self) -> int:
+        """Items taken from the input (groups, for a join)."""
+        return self.ledger.items_in
+
+    @property
+    def items_out(self) -> int:
+        """Outputs handed on (items put, for a source)."""
+        return self.ledger.items_out
+
+    @property
+    def completed(self) -> int:
+        """Items the node's function handled."""
+        return self.ledger.completed
+
+    @property
+    def failed(self) -> int:
+        """Items that failed and failed the run, or were routed to the error node."""
+        return self.ledger.failed
+
+    @property
+    def retried(self) -> int:
+        """Attempts that failed and were tried again."""
+        return self.ledger.retried
+
+    @property
+    def skipped(self) -> int:
+        """Items that failed and were skipped."""
+        return self.ledger.skipped
+
+    @property
+    def dropped(self) -> int:
+        """Items that produced nothing."""
+        return self.ledger.dropped
+
+    @property
+    def blocked_seconds(self) -> float:
+        """Seconds spent waiting on full outputs (backpressure)."""
+        return self.ledger.blocked_seconds
+
+    @property
+    def in_flight(self) -> int:
+        """Items taken and not yet handled."""
+        return self.ledger.in_flight
+
+    def stats(self) -> NodeStats:
+        """A snapshot of this node's counters."""
+        control = self._control
+        ledger = self.ledger
+        elapsed = 0.0
+        if control.started_at is not None:
+            elapsed = (control.ended_at or time.monotonic()) - control.started_at
+        inputs = self._inputs
+        processed = ledger.items_in if inputs else ledger.items_out
+        in_flight = ledger.in_flight
+        handled = ledger.items_in - in_flight
+        return NodeStats(
+            name=self.name,
+            items_in=ledger.items_in,
+            items_out=ledger.items_out,
+            completed=ledger.completed,
+            failed=ledger.failed,
+            retried=ledger.retried,
+            skipped=ledger.skipped,
+            dropped=ledger.dropped,
+            in_flight=in_flight,
+            queue_depth=sum(edge.qsize() for edge in inputs),
+            queue_bound=sum(edge.maxsize for edge in inputs),
+            blocked_seconds=ledger.blocked_seconds,
+            rate=processed / elapsed if elapsed > 0 else 0.0,
+            latency=ledger.busy_seconds / handled if handled > 0 else 0.0,
+        )
+
+    # -- wiring and hooks (by the Plumber) ----------------------------------------------------
+
+    def wire(self, inputs: list[Edge], outputs: list[Edge], error_edge: Edge | None, ports: dict[int, int]) -> None:
+        """Connect the node: its input edges, its successors' input edges, its error node's edge.
+
+        `ports` maps each producer's node index to its input's position, for a join.
+        """
+        self._inputs = inputs
+        self._outputs = outputs
+        self._error_edge = error_edge
+        self.ledger.wire(len(outputs), error_edge is not None)
+        spec = self._spec
+        if spec.join_mode is not None:
+            self._joiner = Joiner(ports, zip_mode=spec.join_mode == "zip", key_length=spec.key_length)
+
+    def install(self, hooks: NodeHooks) -> None:
+        """Install the node methods of the run's hooks (before the run starts)."""
+        self.ledger.install(hooks)
+
+    # -- handing outputs on -------------------------------------------------------------------
+
+    async def emit(self, out: list[Envelope], errors: list[Any]) -> None:
+        """Hand `out` to every successor and `errors` to the error node, then empty both lists."""
+        ledger = self.ledger
+        if out:
+            for edge in self._outputs:
+                waited = await edge.put_many(out)
+                if waited:
+                    ledger.blocked_seconds += waited
+            out.clear()
+        if errors:
+            assert self._error_edge is not None
+            waited = await self._error_edge.put_many(errors)
+            if waited:
+                ledger.blocked_seconds += waited
+            errors.clear()
+
+    async def emit_reporting(self, out: list[Envelope], errors: list[Any]) -> None:
+        """`emit`, telling the `sent` hooks of each output first (a node that returns its outputs)."""
+        sent = self.ledger.hooks.sent
+        assert sent is not None
+        fan = len(self._outputs)
+        for key, value, _ in out:
+            if value is not DROPPED:
+                sent(key, value, fan)
+        await self.emit(out, errors)
+
+    async def fail_item(self, key: Key, item: Any, exc: Exception, *, handed_on: bool = False) -> bool:
+        """Fail an item of this node for a reason outside its function, under the node's on_error.
+
+        For a transport: an output that cannot travel (`handed_on`: the item was counted as
+        completed and handed on, and the transport sends its tombstones itself), or an item
+        delivered too often to be handed to the node again (it is counted as taken here).
+        Returns False when the node's on_error is 'fail': the run is failing.
+        """
+        ledger = self.ledger
+        if handed_on:
+            ledger.completed -= 1
+            ledger.items_out -= 1
+        else:
+            ledger.items_in += 1
+        out: list[Envelope] = []
+        errors: list[Any] = []
+        if not ledger.fail(key, item, exc, runtime.current_task(), out, errors):
+            return False
+        await self.emit([] if handed_on else out, errors)
+        return True
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The node's task: setup, the work, end-of-stream downstream, teardown (run by a transport)."""
+        spec = self._spec
+        set_up = False
+        finished = False
+        signals = self._control.signals
+        signals.emit("node_started", node=self.name)
+        try:
+            if spec.setup is not None:
+                try:
+                    await spec.setup(self)
+                except Exception as exc:
+                    exc.add_note(f"pipelines: setup of node {self.name!r} failed")
+                    self._control.fail(exc)
+                    return
+            set_up = True
+            self._pool = open_pool(spec.name, spec.properties)
+            await self._body()
+            finished = True
+        finally:
+            for edge in self._outputs:
+                edge.close()
+            if self._error_edge is not None:
+                self._error_edge.close()
+            if self._pool is not None:
+                # Work still in the pool belongs to a run that is ending: do not wait for it.
+                close_pool(self._pool, finished=finished)
+                self._pool = None
+            if set_up and spec.teardown is not None:
+                await self._teardown()
+            signals.emit("node_ended", node=self.name)
+
+    async def _teardown(self) -> None:
+        """Run teardown to its end even when this task is being cancelled, within a time bound."""
+        await runtime.wait_through_cancel(runtime.spawn(self._teardown_bounded()))
+
+    async def _teardown_bounded(self) -> None:
+        teardown = self._spec.teardown
+        assert teardown is not None
+        try:
+            async with runtime.timeout(TEARDOWN_TIMEOUT):
+                await teardown(self)
+        except Exception as exc:
+            exc.add_note(f"pipelines: teardown of node {self.name!r} failed")
+            logger.error("teardown of node %r failed: %r", self.name, exc)
+            self._control.fail(exc)
+
+    async def _body(self) -> None:
+        workers = self._spec.properties.workers
+        gate = OrderGate() if self._spec.properties.ordered and workers > 1 else None
+        if workers == 1:
+            await Worker(self, self._joiner, gate).run()
+        else:
+            async with runtime.TaskGroup() as group:
+                for _ in range(workers):
+                    group.create_task(Worker(self, self._joiner, gate).run())
+        joiner = self._joiner
+        if joiner is not None and joiner.pending:
+            await self._discard_incomplete(joiner)
+
+    async def _discard_incomplete(self, joiner: Joiner) -> None:
+        """At end-of-stream, the join groups that can never complete are discarded and counted."""
+        keys = joiner.drain()
+        logger.warning("node %r: %d join groups never completed and were discarded", self.name, len(keys))
+        ledger = self.ledger
+        released = ledger.hooks.released
+        out: list[Envelope] = []
+        for key in keys:
+            ledger.items_in += 1
+            if released is not None:
+                released(key)
+            ledger.drop(key, out)
+        if out:
+            await self.emit(out, [])
+
+    def as_failure(self, exc: BaseException, task: runtime.Task[Any]) -> BaseException:
+        """The exception an item failed with here; re-raises a cancellation that is the run's own."""
+        return as_failure(exc, task, f"{self.kind} {self.name!r}")
+
+
+class NodeOutput:
+    """The `output_queue` of a node that is not a source: outputs are return values, not puts."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def _refuse(self, *_: Any) -> None:
+        raise PipelineError(
+            f"node {self._name!r}: only a source puts into its output queue; return the output, "
+            "or yield several from an async generator"
+        )
+
+    put = put_nowait = _refuse

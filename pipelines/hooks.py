@@ -1,0 +1,153 @@
+"""Hooks: how the journal, the web layer, metrics or a user's own code hear what happens to items.
+
+A hook is any object; every method is optional, and the core calls only those it defines (in
+the spirit of trio's ``Instrument``). Install hooks with ``Plumber(..., hooks=[...])`` or
+``plumber.add_hook(hook)`` before the run starts. Several can be installed at once; each is told
+in the order it was added.
+
+Run methods, on the hook itself::
+
+    run_started(plumber)              the run starts; raising here starts nothing and is raised by
+                                      create_pipeline() / run()
+    run_ended(plumber, state)         every node has ended; may return an awaitable, and the run ends
+                                      once it resolves (an exception from it fails the run)
+    node_hooks(node)                  the object whose methods hear node `node` (a Processor), or
+                                      None to hear nothing of it
+
+Node methods, on the object ``node_hooks`` returned; every call happens on the node's worker task,
+before the envelopes it reports are handed on::
+
+    admits(key) -> bool               a source is about to send item `key` (the item *entered* the graph),
+                                      or a sink is about to handle it; False passes it over (the
+                                      journal: it was finished before a crash). The position still counts.
+    sent(key, value, copies)          a node hands `value` on as `copies` envelopes (one per successor).
+                                      A node that returns its output: `key` is the input's key, and its
+                                      path at this node ends here. An async generator node: once per
+                                      yielded output, `key` being the output's key; the input's end is
+                                      then settled(key, 'expanded', None, 0).
+    held(key)                         a join keeps this member until the rest of its group arrives
+    released(key)                     the join's group of `key` is complete (or discarded)
+    settled(key, outcome, value, copies)
+                                      the item's path at this node ended otherwise; `copies` envelopes
+                                      went on in its place (tombstones for a join downstream, the
+                                      failure routed to an error node). Outcomes: 'dropped' (None
+                                      returned, or its join group discarded), 'skipped', 'routed' (to the
+                                      error node; value is the exception), 'failed' (on_error 'fail':
+                                      the run fails), 'passed' (a tombstone went through), 'expanded'
+    result(key, value)                a sink returned `value` (None included), or its generator yielded it
+    finished(keys) -> awaitable|None  a sink finished these items (each once, after its results). A
+                                      returned awaitable holds the sink's worker back until it resolves:
+                                      the journal's commit, so that a crash redoes at most one batch.
+
+A run with no hook makes no call and no test for them per item: the worker loop of each node is
+put together once, when the run starts, with only the steps its installed hooks need. An
+exception raised by a node method fails the run, as a bug in the pipeline would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .types import Key, Outcome, RunState
+
+if TYPE_CHECKING:
+    from .driver import Processor
+    from .plumber import Plumber
+
+__all__ = ["NO_HOOKS", "Hook", "NodeHooks", "bind_node_hooks", "run_methods"]
+
+Admits = Callable[[Key], bool]
+Sent = Callable[[Key, Any, int], None]
+Held = Callable[[Key], None]
+Settled = Callable[[Key, Outcome, Any, int], None]
+Result = Callable[[Key, Any], None]
+Finished = Callable[[list[Key]], Awaitable[None] | None]
+
+
+class Hook(Protocol):
+    """The run methods of a hook (each optional; see the module docstring for the node methods)."""
+
+    def run_started(self, plumber: Plumber) -> None: ...
+    def run_ended(self, plumber: Plumber, state: RunState) -> Awaitable[None] | None: ...
+    def node_hooks(self, node: Processor) -> object | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHooks:
+    """The node methods installed for one node, each None when no hook defines it."""
+
+    admits: Admits | None = None
+    sent: Sent | None = None
+    held: Held | None = None
+    released: Held | None = None
+    settled: Settled | None = None
+    result: Result | None = None
+    finished: Finished | None = None
+
+    @property
+    def installed(self) -> bool:
+        """Whether any node method is installed."""
+        return any(getattr(self, f.name) is not None for f in fields(self))
+
+
+NO_HOOKS = NodeHooks()
+
+_NAMES = tuple(f.name for f in fields(NodeHooks))
+
+
+def bind_node_hooks(node: Processor, hooks: Sequence[object]) -> NodeHooks:
+    """Ask each hook for its node methods for `node`; combine those several hooks define."""
+    found: dict[str, list[Callable[..., Any]]] = {name: [] for name in _NAMES}
+    for hook in hooks:
+        make = getattr(hook, "node_hooks", None)
+        per_node = make(node) if make is not None else None
+        if per_node is None:
+            continue
+        for name in _NAMES:
+            method = getattr(per_node, name, None)
+            if method is not None:
+                found[name].append(method)
+    if not any(found.values()):
+        return NO_HOOKS
+    return NodeHooks(**{name: _combine(name, methods) for name, methods in found.items()})
+
+
+def _combine(name: str, methods: list[Callable[..., Any]]) -> Callable[..., Any] | None:
+    if not methods:
+        return None
+    if len(methods) == 1:
+        return methods[0]
+    if name == "admits":
+
+        def admits(key: Key) -> bool:
+            verdicts = [method(key) for method in methods]  # every hook hears it
+            return all(verdicts)
+
+        return admits
+    if name == "finished":
+
+        def finished(keys: list[Key]) -> Awaitable[None] | None:
+            waits = [w for w in (method(keys) for method in methods) if w is not None]
+            return _all_of(waits) if waits else None
+
+        return finished
+
+    def each(*args: Any) -> None:
+        for method in methods:
+            method(*args)
+
+    return each
+
+
+async def _all_of(waits: list[Awaitable[None]]) -> None:
+    for wait in waits:
+        await wait
+
+
+def run_methods(hooks: Sequence[object], name: str) -> list[Callable[..., Any]]:
+    """The run method `name` of each hook that defines it, in order."""
+    return [method for method in (getattr(hook, name, None) for hook in hooks) if method is not None]
+
+

@@ -1,0 +1,169 @@
+"""Ledger: where each item's path ended at one node, recorded in one place.
+
+A node's counters live here, and every way an item can end at a node other than being handed
+on (dropped, skipped, routed to the error node, failing the run, a tombstone passing through) is
+one method, which counts it, sends the tombstone a join downstream waits for, and tells the
+installed hooks. The counts keep the identity documented in pipelines.stats.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import runtime
+from .errors import PipelineError
+from .failure import Failure
+from .hooks import NO_HOOKS, NodeHooks
+from .lineage import DROPPED
+from .types import Envelope, Key
+
+if TYPE_CHECKING:
+    from .signals import Signals
+
+__all__ = ["Ledger", "as_failure", "short_repr"]
+
+logger = logging.getLogger(__name__)
+
+_ITEM_REPR_LIMIT = 200
+
+
+class Ledger:
+    """The counters of one node and the outcomes of its items."""
+
+    __slots__ = (
+        "_fail_run",
+        "_forward",
+        "_index",
+        "_kind",
+        "_name",
+        "_on_error",
+        "_routes",
+        "_settled",
+        "_signals",
+        "_tombstones",
+        "blocked_seconds",
+        "busy_seconds",
+        "completed",
+        "dropped",
+        "failed",
+        "hooks",
+        "items_in",
+        "items_out",
+        "retried",
+        "skipped",
+    )
+
+    def __init__(
+        self, name: str, index: int, kind: str, on_error: str, forward_drops: bool, signals: Signals, fail_run: Any
+    ) -> None:
+        self._name = name
+        self._index = index
+        self._kind = kind
+        self._on_error = on_error
+        self._forward = forward_drops
+        self._signals = signals
+        self._fail_run = fail_run
+        self._tombstones = 0
+        self._routes = 0
+        self.hooks: NodeHooks = NO_HOOKS
+        self._settled = None
+        self.items_in = 0
+        self.items_out = 0
+        self.completed = 0
+        self.failed = 0
+        self.retried = 0
+        self.skipped = 0
+        self.dropped = 0
+        self.blocked_seconds = 0.0
+        self.busy_seconds = 0.0
+
+    def wire(self, fan: int, error_route: bool) -> None:
+        """The node hands each output on as `fan` envelopes; `error_route`: it has an error node."""
+        self._tombstones = fan if self._forward else 0
+        self._routes = self._tombstones + 1 if error_route else self._tombstones
+
+    def install(self, hooks: NodeHooks) -> None:
+        self.hooks = hooks
+        self._settled = hooks.settled
+
+    @property
+    def in_flight(self) -> int:
+        return self.items_in - self.completed - self.dropped - self.skipped - self.failed
+
+    # -- outcomes ---------------------------------------------------------------------------------
+
+    def tombstone(self, key: Key, out: list[Envelope]) -> None:
+        """A tombstone reached a node that is not a join: it passes through on its way to one."""
+        if self._forward:
+            out.append((key, DROPPED, self._index))
+        if self._settled is not None:
+            self._settled(key, "passed", None, self._tombstones)
+
+    def drop(self, key: Key, out: list[Envelope]) -> None:
+        """The item produced nothing (None returned, or its join group discarded)."""
+        self.dropped += 1
+        if self._forward:
+            out.append((key, DROPPED, self._index))
+        if self._settled is not None:
+            self._settled(key, "dropped", None, self._tombstones)
+
+    def fail(
+        self, key: Key, arg: Any, exc: BaseException, task: runtime.Task[Any], out: list[Envelope], errors: list[Any]
+    ) -> bool:
+        """The item raised `exc` after its retries: apply on_error. False when the run must stop.
+
+        Re-raises a cancellation that is the run's own.
+        """
+        failure = as_failure(exc, task, f"{self._kind} {self._name!r}")
+        self._signals.emit("item_failed", node=self._name, item=arg, exception=failure)
+        shown = short_repr(arg)
+        settled = self._settled
+        on_error = self._on_error
+        if on_error == "fail":
+            self.failed += 1
+            failure.add_note(f"pipelines: node {self._name!r} failed on item {shown}")
+            if settled is not None:
+                settled(key, "failed", failure, 0)
+            self._fail_run(failure)
+            return False
+        if self._forward:
+            out.append((key, DROPPED, self._index))
+        if on_error == "skip":
+            self.skipped += 1
+            logger.warning("node %r: skipped item %s after %r", self._name, shown, failure)
+            if settled is not None:
+                settled(key, "skipped", failure, self._tombstones)
+            return True
+        self.failed += 1
+        logger.info("node %r: item %s failed (%r); routed to %r", self._name, shown, failure, on_error)
+        errors.append((key, Failure(self._name, arg, failure), self._index))
+        if settled is not None:
+            settled(key, "routed", failure, self._routes)
+        return True
+
+
+def as_failure(exc: BaseException, task: runtime.Task[Any], what: str) -> BaseException:
+    """The exception an item failed with in `what` (``node 'x'``); re-raise a cancellation of the run's own."""
+    if isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, runtime.CancelledError):
+        if task.cancelling():
+            raise exc
+        # The coroutine raised CancelledError of its own (say, awaiting a future someone
+        # cancelled): that is a failure of the item, not a cancellation of the run.
+        failure = PipelineError(f"{what}: the coroutine raised CancelledError though the run was not cancelled")
+    else:
+        # SystemExit, KeyboardInterrupt or another BaseException from the node's own code: it
+        # must not tear through the event loop; it fails the item like any error.
+        failure = PipelineError(f"{what}: the coroutine raised {type(exc).__name__}({exc})")
+    failure.__cause__ = exc
+    return failure
+
+
+def short_repr(value: Any) -> str:
+    """repr(value), cut to a length that fits in a log line or an error message."""
+    text = repr(value)
+    if len(text) > _ITEM_REPR_LIMIT:
+        text = text[: _ITEM_REPR_LIMIT - 3] + "..."
+    return text

@@ -1,0 +1,205 @@
+"""Sources: `InputProcessor`, a node without inputs, and `SourceOutput`, the `output_q` it puts into.
+
+The output keeps the asyncio.Queue calls that code written for the original library uses
+(`await put(x)`, `put_nowait(x)`, `qsize()`, `maxsize`, `full()`, `empty()`), and behind them gives
+each item its lineage key and hands it to the input edge of every successor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from . import runtime
+from .driver import Processor, RunControl
+from .hooks import NodeHooks
+
+if TYPE_CHECKING:
+    from .edges import Edge
+    from .graph import NodeSpec
+    from .hooks import Admits
+    from .ledger import Ledger
+    from .valve import Valve
+
+__all__ = ["InputProcessor", "SourceOutput"]
+
+
+class InputProcessor(Processor):
+    """A node without inputs: its coroutine is called once and puts items into `output_q`.
+
+    ``async def f(processor, output_q, **args)`` in the original style; in 'item' style, an async
+    generator ``async def f(**args)`` whose yielded values are the items. `Plumber.stop()` cancels
+    the coroutine where it is (usually waiting in `put`) and lets the rest of the graph drain.
+    """
+
+    kind = "source"
+
+    def __init__(self, spec: NodeSpec, env_vars: dict[str, Any] | None, control: RunControl) -> None:
+        super().__init__(spec, env_vars, control)
+        self._stopping = False
+        self._producing: runtime.Task[Any] | None = None
+        self._output = SourceOutput(self, [], control.valve)
+
+    @property
+    def output_queue(self) -> SourceOutput:
+        """The queue the source's coroutine puts items into (the `output_q` it receives)."""
+        return self._output
+
+    def wire(self, inputs: list[Edge], outputs: list[Edge], error_edge: Edge | None, ports: dict[int, int]) -> None:
+        super().wire(inputs, outputs, error_edge, ports)
+        self._output = SourceOutput(self, outputs, self._control.valve)
+
+    def install(self, hooks: NodeHooks) -> None:
+        super().install(hooks)
+        if hooks.admits is not None:
+            self._output = AdmittingSourceOutput(self, self._outputs, self._control.valve, hooks.admits)
+
+    def stop(self) -> None:
+        """Stop producing: cancel the coroutine if it runs, or keep it from starting.
+
+        The rest of the run goes on: what the source already put drains to the sinks.
+        """
+        self._stopping = True
+        if self._producing is not None:
+            self._producing.cancel()
+
+    async def _body(self) -> None:
+        if self._stopping:
+            return
+        task = runtime.current_task()
+        self._producing = task
+        port = self._output
+        spec = self._spec
+        try:
+            # an 'item' style source takes only its args; the original style gets (processor, output_q)
+            produced = spec.coro(**spec.args) if spec.style == "item" else self.invoke(port)
+            if inspect.isasyncgen(produced):
+                async with contextlib.aclosing(produced) as agen:
+                    async for item in agen:
+                        await port.put(item)
+            else:
+                await produced
+        except BaseException as exc:
+            self._producing = None
+            if isinstance(exc, runtime.CancelledError) and self._stopping and not self._control.cancelled:
+                task.uncancel()  # the stop we asked for: end normally, so the rest drains
+                return
+            failure = self.as_failure(exc, task)  # re-raises a cancellation that is the run's own
+            failure.add_note(f"pipelines: source {self.name!r} failed after putting {self.ledger.items_out} items")
+            self._control.fail(failure)
+        else:
+            self._producing = None
+
+
+class SourceOutput:
+    """The output queue of a source. `put()` waits while a successor's input is full."""
+
+    __slots__ = ("_edges", "_index", "_ledger", "_name", "_seq", "_single", "_valve")
+
+    def __init__(self, source: Processor, edges: list[Edge], valve: Valve) -> None:
+        self._ledger: Ledger = source.ledger
+        self._valve = valve
+        self._edges = edges
+        self._name = source.name
+        self._index = source.spec.index
+        self._seq = 0
+        self._single = edges[0] if len(edges) == 1 else None
+
+    def __repr__(self) -> str:
+        return f"<SourceOutput of {self._name!r} {self.qsize()}/{self.maxsize}>"
+
+    @property
+    def maxsize(self) -> int:
+        """The smallest bound among the successors' inputs (0 when the source has no successor)."""
+        return min((edge.maxsize for edge in self._edges), default=0)
+
+    def qsize(self) -> int:
+        """Items waiting in the fullest successor's input."""
+        return max((edge.qsize() for edge in self._edges), default=0)
+
+    def full(self) -> bool:
+        return any(edge.full() for edge in self._edges)
+
+    def empty(self) -> bool:
+        return all(edge.empty() for edge in self._edges)
+
+    @property
+    def next_key(self) -> tuple[str, int]:
+        """The lineage key the next put will give its item: (source name, position)."""
+        return (self._name, self._seq)
+
+    async def put(self, item: Any) -> None:
+        """Send `item` to every successor, waiting while one of their inputs is full.
+
+        Cancelling a blocked put is safe: successors that had room got the item, and it is
+        counted; when none had, the item was not sent at all. Several puts may wait at once
+        (a source that puts from several tasks): each item keeps its own position. While the run
+        is paused, put waits before the item takes its position.
+        """
+        if self._valve.closed:
+            await self._valve.wait_open()
+        # Take the position before any await, so concurrent puts never share a key.
+        envelope = ((self._name, self._seq), item, self._index)
+        self._seq += 1
+        if self._single is not None and self._single.put_nowait(envelope):
+            self._ledger.items_out += 1  # the common case: one successor, with room
+            return
+        await self._send(envelope)
+
+    async def _send(self, envelope: Any) -> None:
+        """Send to every successor, waiting where an input is full."""
+        ledger = self._ledger
+        sent = not self._edges
+        try:
+            for edge in self._edges:
+                if not edge.put_nowait(envelope):
+                    ledger.blocked_seconds += await edge.put_many([envelope])
+                sent = True
+        finally:
+            if sent:
+                ledger.items_out += 1
+
+    def put_nowait(self, item: Any) -> None:
+        """Send `item` to every successor now, or raise asyncio.QueueFull and send it to none.
+
+        While the run is paused, every put_nowait raises asyncio.QueueFull.
+        """
+        if self._valve.closed or not all(edge.accepts_now() for edge in self._edges):
+            raise runtime.QueueFull
+        key = (self._name, self._seq)
+        self._seq += 1
+        if self._admit(key):
+            envelope = (key, item, self._index)
+            for edge in self._edges:
+                edge.put_nowait(envelope)
+            self._ledger.items_out += 1
+
+    def _admit(self, key: tuple[str, int]) -> bool:
+        return True
+
+
+class AdmittingSourceOutput(SourceOutput):
+    """A source's output when a hook hears each item enter (`admits`), and may pass it over."""
+
+    __slots__ = ("_admits",)
+
+    def __init__(self, source: Processor, edges: list[Edge], valve: Valve, admits: Admits) -> None:
+        super().__init__(source, edges, valve)
+        self._admits = admits
+
+    def _admit(self, key: tuple[str, int]) -> bool:
+        return self._admits(key)
+
+    async def put(self, item: Any) -> None:
+        if self._valve.closed:
+            await self._valve.wait_open()
+        key = (self._name, self._seq)
+        self._seq += 1
+        if not self._admits(key):
+            return
+        envelope = (key, item, self._index)
+        if self._single is not None and self._single.put_nowait(envelope):
+            self._ledger.items_out += 1
+            return
+        await self._send(envelope)

@@ -1,0 +1,260 @@
+"""The worker loop: the one loop every node with inputs runs, put together once per node.
+
+A worker takes the envelopes waiting in its node's input in one batch, handles each (calls the
+node's function, or passes a tombstone on), and hands the outputs to every successor in one batch.
+What differs between nodes is chosen when the worker starts, not tested per item:
+
+- how a batch is taken (`take`): straight from the input edge, or through the join, which gives
+  back only complete groups (a zip join also reads the input that is behind);
+- how an item is called (`call`): the function itself, or under its retry policy and timeout
+  (pipelines.calls); an async generator node, or a sink whose hooks may pass an item over, go
+  through a `step` instead;
+- what a sink does with a result (`on_result`), and how outputs are handed on (`emit`), with the
+  hooks the node has installed, or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from . import runtime
+from .calls import HANDLED, PASSED_OVER, Expansion, with_retries
+from .lineage import DISCARDED, DROPPED, Joiner
+from .types import Envelope, Key
+
+if TYPE_CHECKING:
+    from .driver import Processor
+    from .edges import Edge
+    from .ordering import OrderGate
+
+__all__ = ["Worker"]
+
+Take = Callable[[int], Awaitable[list[Envelope]]]
+Step = Callable[[Key, Any, list[Envelope], list[Any], int], Awaitable[Any]]
+
+
+class Worker:
+    """One consumer of a node: its loop, and the steps chosen for its node when it starts."""
+
+    __slots__ = ("_call", "_emit", "_finished", "_gate", "_node", "_on_result", "_step", "_take")
+
+    def __init__(self, node: Processor, joiner: Joiner | None, gate: OrderGate | None) -> None:
+        self._node = node
+        self._gate = gate
+        hooks = node.ledger.hooks
+        is_sink = not node.outputs
+        self._finished: list[Key] | None = [] if is_sink and hooks.finished is not None else None
+        self._emit = node.emit_reporting if hooks.sent is not None and not node.spec.is_generator else node.emit
+        self._take: Take = node.inputs[0].get_many if joiner is None else JoinTake(node, joiner, self._emit)
+        spec = node.spec
+        self._call = with_retries(
+            node.invoke, spec.name, spec.properties.retry, spec.properties.timeout, node.ledger, node.signals
+        )
+        self._on_result = self._result_step(node) if is_sink else None
+        self._step = self._special_step(node)
+
+    def _result_step(self, node: Processor) -> Callable[[Key, Any], None] | None:
+        """What a sink does with each result: keep it, tell the hooks, note it finished; None when nothing."""
+        collected = node.collected
+        told = node.ledger.hooks.result
+        finished = self._finished
+        if collected is None and told is None and finished is None:
+            return None
+
+        def on_result(key: Key, value: Any) -> None:
+            if collected is not None and value is not None:
+                collected.append(value)
+            if told is not None:
+                told(key, value)
+            if finished is not None:
+                finished.append(key)
+
+        return on_result
+
+    def _special_step(self, node: Processor) -> Step | None:
+        """The step of a node whose items need more than a call: a generator, or an admitting sink."""
+        admits = node.ledger.hooks.admits if not node.outputs else None
+        if node.spec.is_generator:
+            collected = node.collected
+            told = node.ledger.hooks.result
+
+            def on_value(key: Key, value: Any) -> None:
+                if collected is not None and value is not None:
+                    collected.append(value)
+                if told is not None:
+                    told(key, value)
+
+            value_step = on_value if collected is not None or told is not None else None
+            call: Step = Expansion(node, node.invoke, self._emit, self._gate, value_step, self._finished, node.ledger.hooks)
+        elif admits is not None:
+            plain = self._call
+
+            async def call(key: Key, arg: Any, out: list[Envelope], errors: list[Any], ticket: int) -> Any:
+                return await plain(arg)
+
+        else:
+            return None
+        if admits is None:
+            return call
+        inner = call
+
+        async def admitted(key: Key, arg: Any, out: list[Envelope], errors: list[Any], ticket: int) -> Any:
+            if not admits(key):
+                return PASSED_OVER
+            return await inner(key, arg, out, errors, ticket)
+
+        return admitted
+
+    async def run(self) -> None:
+        """Take a batch, handle each item, hand the outputs on; until end-of-stream or a failure that ends the run."""
+        node = self._node
+        ledger = node.ledger
+        take = self._take
+        call = self._call
+        step = self._step
+        emit = self._emit
+        gate = self._gate
+        on_result = self._on_result
+        finished = self._finished
+        finish = ledger.hooks.finished
+        share = node.spec.properties.workers
+        index = node.spec.index
+        bare = node.spec.style == "item" or node.spec.join_mode is not None
+        is_sink = not node.outputs
+        counts_out = not is_sink and not node.spec.is_generator
+        idle = node.outputs[0].idle_consumers if node.outputs and gate is None else None
+        task = runtime.current_task()
+        clock = runtime.clock()
+        # Reused for every batch: an edge copies what it is given.
+        out: list[Envelope] = []
+        errors: list[Any] = []
+        append = out.append
+        while True:
+            batch = await take(share)
+            if not batch:
+                return
+            ticket = gate.ticket() if gate is not None else 0
+            started = clock()
+            ledger.items_in += len(batch)  # in flight from now: stats() shows them so
+            many = len(batch) > 1
+            passed = not_done = 0
+            for key, value, _ in batch:
+                if value is DROPPED:
+                    passed += 1
+                    ledger.tombstone(key, out)
+                    continue
+                arg = value if bare else (value,)
+                try:
+                    if step is None:
+                        result = await call(arg)
+                    else:
+                        result = await step(key, arg, out, errors, ticket)
+                        if result is HANDLED:
+                            continue
+                        if result is PASSED_OVER:
+                            passed += 1
+                            continue
+                except BaseException as exc:
+                    not_done += 1
+                    if not ledger.fail(key, arg, exc, task, out, errors):
+                        return
+                    continue
+                if is_sink:
+                    if on_result is not None:
+                        on_result(key, result)
+                    continue
+                if result is None:
+                    not_done += 1
+                    ledger.drop(key, out)
+                    continue
+                append((key, result, index))
+                if idle and many:
+                    # The consumer downstream is idle: give it what is ready now.
+                    await emit(out, errors)
+            handled = len(batch) - passed
+            if passed:
+                ledger.items_in -= passed  # tombstones, and items finished before a crash: not items here
+            ledger.completed += handled - not_done
+            if counts_out:
+                ledger.items_out += handled - not_done
+            ledger.busy_seconds += clock() - started
+            if gate is not None:
+                await gate.wait_turn(ticket)
+                await emit(out, errors)
+                gate.done(ticket)
+            elif out or errors:
+                await emit(out, errors)
+            if finished:
+                assert finish is not None
+                keys = finished[:]
+                finished.clear()
+                committed = finish(keys)
+                if committed is not None:
+                    await committed  # before this worker takes more: what a crash can redo stays one batch
+
+
+class JoinTake:
+    """A join's `take`: offers each arrival to the joiner and gives back the complete groups.
+
+    A group one of whose inputs dropped the item is discarded here (counted, and a tombstone sent
+    on where a join waits downstream). A zip join has one input edge per source, and reads the one
+    that is behind, so that a fast source is held back by its bound instead of filling the groups.
+    """
+
+    __slots__ = ("_arrivals", "_emit", "_held", "_inputs", "_joiner", "_ledger", "_released", "_task")
+
+    def __init__(self, node: Processor, joiner: Joiner, emit: Callable[[list[Envelope], list[Any]], Awaitable[None]]):
+        self._joiner = joiner
+        self._inputs: list[Edge] = list(node.inputs)
+        self._arrivals = [0] * len(self._inputs)
+        self._ledger = node.ledger
+        self._emit = emit
+        self._held = node.ledger.hooks.held
+        self._released = node.ledger.hooks.released
+
+    async def __call__(self, share: int) -> list[Envelope]:
+        joiner = self._joiner
+        ledger = self._ledger
+        held = self._held
+        released = self._released
+        while True:
+            batch = await self._next(share)
+            if not batch:
+                return []
+            groups: list[Envelope] = []
+            tombstones: list[Envelope] = []
+            for key, value, producer in batch:
+                group = joiner.offer(key, value, producer)
+                if held is not None:
+                    held(key)
+                if group is None:
+                    continue
+                group_key, values = group
+                if released is not None:
+                    released(group_key)
+                if values is DISCARDED:
+                    ledger.items_in += 1
+                    ledger.drop(group_key, tombstones)
+                    continue
+                groups.append((group_key, values, producer))
+            if tombstones:
+                await self._emit(tombstones, [])
+            if groups:
+                return groups
+
+    async def _next(self, share: int) -> list[Envelope]:
+        inputs = self._inputs
+        if len(inputs) == 1:
+            return await inputs[0].get_many(share)
+        arrivals = self._arrivals
+        while True:
+            live = [i for i, edge in enumerate(inputs) if not (edge.closed and edge.empty())]
+            if not live:
+                return []
+            # Once an input has ended, the others can only be drained.
+            i = live[0] if len(live) < len(inputs) else min(live, key=arrivals.__getitem__)
+            batch = await inputs[i].get_many(share)
+            if batch:
+                arrivals[i] += len(batch)
+                return batch

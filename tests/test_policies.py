@@ -1,0 +1,236 @@
+"""pipelines.policies: RetryPolicy's validation, its construction from a property value, its delays.
+
+tests/test_errors.py already checks the delays 0.5, 1, 2, 3, 3 of backoff_factor 0.5 capped at 3,
+unseeded jitter within its bounds, and the messages for max_attempts=0, backoff_factor=-1,
+jitter=2 and retry_on=(KeyboardInterrupt,); this module covers the rest.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pipelines.policies import RetryPolicy
+
+FIELDS = "backoff_factor, jitter, max_attempts, max_backoff, retry_on"
+
+
+@pytest.fixture
+def seeded_random() -> Iterator[int]:
+    """Seed the global `random` (which the jitter draws from) and restore its state afterwards."""
+    state = random.getstate()
+    seed = 20240613
+    random.seed(seed)
+    try:
+        yield seed
+    finally:
+        random.setstate(state)
+
+
+def exactly(message: str) -> str:
+    return f"^{re.escape(message)}$"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_attempts": -1}, "max_attempts must be an int >= 1, got -1"),
+        ({"max_attempts": 2.0}, "max_attempts must be an int >= 1, got 2.0"),
+        ({"max_attempts": "3"}, "max_attempts must be an int >= 1, got '3'"),
+        ({"max_attempts": True}, "max_attempts must be an int >= 1, got True"),
+        ({"max_attempts": None}, "max_attempts must be an int >= 1, got None"),
+        ({"backoff_factor": -0.5}, "backoff_factor must be a number >= 0, got -0.5"),
+        ({"backoff_factor": "0.1"}, "backoff_factor must be a number >= 0, got '0.1'"),
+        ({"backoff_factor": False}, "backoff_factor must be a number >= 0, got False"),
+        ({"max_backoff": -1}, "max_backoff must be a number >= 0, got -1"),
+        ({"max_backoff": -0.001}, "max_backoff must be a number >= 0, got -0.001"),
+        ({"max_backoff": "10"}, "max_backoff must be a number >= 0, got '10'"),
+        ({"max_backoff": None}, "max_backoff must be a number >= 0, got None"),
+        ({"max_backoff": True}, "max_backoff must be a number >= 0, got True"),
+        ({"jitter": -0.1}, "jitter must be a number between 0 and 1, got -0.1"),
+        ({"jitter": 1.5}, "jitter must be a number between 0 and 1, got 1.5"),
+        ({"jitter": "0.5"}, "jitter must be a number between 0 and 1, got '0.5'"),
+        ({"jitter": True}, "jitter must be a number between 0 and 1, got True"),
+        ({"jitter": float("nan")}, "jitter must be a number between 0 and 1, got nan"),
+        ({"retry_on": ()}, "retry_on must be a non-empty tuple of exception classes, got ()"),
+        ({"retry_on": []}, "retry_on must be a non-empty tuple of exception classes, got []"),
+        ({"retry_on": None}, "retry_on must be a non-empty tuple of exception classes, got None"),
+        (
+            {"retry_on": "ValueError"},
+            "retry_on must be a non-empty tuple of exception classes, got 'ValueError'",
+        ),
+        (
+            {"retry_on": ValueError("x")},
+            "retry_on must be a non-empty tuple of exception classes, got ValueError('x')",
+        ),
+        ({"retry_on": (ValueError, 3)}, "retry_on must hold subclasses of Exception, got 3"),
+        ({"retry_on": (ValueError, "TypeError")}, "retry_on must hold subclasses of Exception, got 'TypeError'"),
+        ({"retry_on": (int,)}, "retry_on must hold subclasses of Exception, got <class 'int'>"),
+        ({"retry_on": BaseException}, "retry_on must hold subclasses of Exception, got <class 'BaseException'>"),
+        ({"retry_on": [SystemExit]}, "retry_on must hold subclasses of Exception, got <class 'SystemExit'>"),
+    ],
+)
+def test_a_bad_value_is_refused_with_the_field_and_the_value(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=exactly(message)):
+        RetryPolicy(**kwargs)
+
+
+def test_the_defaults() -> None:
+    policy = RetryPolicy()
+    assert (policy.max_attempts, policy.backoff_factor, policy.max_backoff, policy.jitter, policy.retry_on) == (
+        3,
+        0.1,
+        10.0,
+        0.0,
+        (Exception,),
+    )
+
+
+def test_the_bounds_of_each_field_are_accepted() -> None:
+    policy = RetryPolicy(max_attempts=1, backoff_factor=0, max_backoff=0, jitter=1, retry_on=(Exception,))
+    assert (policy.max_attempts, policy.backoff_factor, policy.max_backoff, policy.jitter) == (1, 0, 0, 1)
+    assert RetryPolicy(jitter=0.0).jitter == 0.0
+
+
+@pytest.mark.parametrize(
+    ("retry_on", "stored"),
+    [
+        (ConnectionError, (ConnectionError,)),
+        ([ConnectionError, TimeoutError], (ConnectionError, TimeoutError)),
+        ((KeyError,), (KeyError,)),
+    ],
+    ids=["one-class", "list", "tuple"],
+)
+def test_retry_on_is_stored_as_a_tuple(retry_on: Any, stored: tuple[type[Exception], ...]) -> None:
+    policy = RetryPolicy(retry_on=retry_on)
+    assert policy.retry_on == stored
+    assert type(policy.retry_on) is tuple
+    assert policy == RetryPolicy(retry_on=stored)
+
+
+def test_a_policy_is_frozen_and_hashable() -> None:
+    policy = RetryPolicy(max_attempts=2)
+    with pytest.raises(AttributeError):
+        policy.max_attempts = 5  # type: ignore[misc]
+    assert policy.max_attempts == 2
+    assert {policy: "a"}[RetryPolicy(max_attempts=2)] == "a"
+
+
+def test_from_value_of_an_int_is_the_number_of_attempts() -> None:
+    assert RetryPolicy.from_value(4) == RetryPolicy(max_attempts=4)
+    assert RetryPolicy.from_value(1) == RetryPolicy(max_attempts=1)
+
+
+def test_from_value_of_a_dict_takes_its_fields() -> None:
+    value = {"max_attempts": 5, "backoff_factor": 0, "max_backoff": 2.5, "jitter": 0.25, "retry_on": [OSError]}
+    assert RetryPolicy.from_value(value) == RetryPolicy(
+        max_attempts=5, backoff_factor=0, max_backoff=2.5, jitter=0.25, retry_on=(OSError,)
+    )
+    assert RetryPolicy.from_value({}) == RetryPolicy()
+
+
+def test_from_value_passes_a_policy_through() -> None:
+    policy = RetryPolicy(max_attempts=7, jitter=0.5)
+    assert RetryPolicy.from_value(policy) is policy
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"attempts": 3}, f"unknown retry field 'attempts' (expected {FIELDS})"),
+        # the first unknown field in sorted order is named
+        ({"max_attempts": 2, "tries": 3, "delay": 1}, f"unknown retry field 'delay' (expected {FIELDS})"),
+        ({"Max_Attempts": 2}, f"unknown retry field 'Max_Attempts' (expected {FIELDS})"),
+    ],
+)
+def test_from_value_names_an_unknown_field(value: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=exactly(message)):
+        RetryPolicy.from_value(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("3", "retry must be a RetryPolicy, a dict or an int, got '3'"),
+        (2.5, "retry must be a RetryPolicy, a dict or an int, got 2.5"),
+        (True, "retry must be a RetryPolicy, a dict or an int, got True"),
+        (None, "retry must be a RetryPolicy, a dict or an int, got None"),
+        ([3], "retry must be a RetryPolicy, a dict or an int, got [3]"),
+    ],
+)
+def test_from_value_refuses_another_type(value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=exactly(message)):
+        RetryPolicy.from_value(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, "max_attempts must be an int >= 1, got 0"),
+        ({"max_backoff": -2}, "max_backoff must be a number >= 0, got -2"),
+        ({"retry_on": ()}, "retry_on must be a non-empty tuple of exception classes, got ()"),
+    ],
+)
+def test_from_value_validates_what_it_builds(value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=exactly(message)):
+        RetryPolicy.from_value(value)
+
+
+def test_the_default_delays_double_from_a_tenth_of_a_second_up_to_ten() -> None:
+    policy = RetryPolicy()
+    assert [policy.delay(n) for n in range(1, 11)] == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 10.0, 10.0]
+
+
+def test_a_factor_above_the_cap_is_capped_from_the_first_attempt() -> None:
+    policy = RetryPolicy(backoff_factor=5, max_backoff=2)
+    assert [policy.delay(n) for n in range(1, 4)] == [2.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "delays"),
+    [
+        ({"backoff_factor": 0}, [0.0, 0.0, 0.0]),
+        ({"backoff_factor": 1, "max_backoff": 0}, [0.0, 0.0, 0.0]),
+        ({"backoff_factor": 1, "max_backoff": 100}, [1.0, 2.0, 4.0]),
+    ],
+    ids=["no-factor", "no-backoff", "int-fields"],
+)
+def test_delays_are_floats(kwargs: dict[str, Any], delays: list[float]) -> None:
+    policy = RetryPolicy(**kwargs)
+    got = [policy.delay(n) for n in range(1, 4)]
+    assert got == delays
+    assert [type(d) for d in got] == [float, float, float]
+
+
+def test_no_jitter_draws_no_random_number(seeded_random: int) -> None:
+    state = random.getstate()
+    assert [RetryPolicy(backoff_factor=1.0).delay(n) for n in range(1, 4)] == [1.0, 2.0, 4.0]
+    assert random.getstate() == state
+
+
+@pytest.mark.parametrize("jitter", [0.1, 0.5, 1.0])
+def test_jitter_scales_the_delay_by_a_factor_drawn_from_its_bounds(seeded_random: int, jitter: float) -> None:
+    policy = RetryPolicy(backoff_factor=1.0, max_backoff=8.0, jitter=jitter)
+    reference = random.Random(seeded_random)
+    attempts = [1 + i % 5 for i in range(500)]  # base delays 1, 2, 4, 8 (capped from 16), 8
+    bases = [min(8.0, 2.0 ** (n - 1)) for n in attempts]
+    delays = [policy.delay(n) for n in attempts]
+    assert delays == [base * reference.uniform(1 - jitter, 1 + jitter) for base in bases]
+    factors = [d / base for d, base in zip(delays, bases, strict=True)]
+    assert all(1 - jitter <= f <= 1 + jitter for f in factors)
+    # the factors spread over the whole range, on both sides of 1
+    assert min(factors) < 1 - jitter * 0.9
+    assert max(factors) > 1 + jitter * 0.9
+
+
+def test_jitter_applies_after_the_cap(seeded_random: int) -> None:
+    policy = RetryPolicy(backoff_factor=1.0, max_backoff=2.0, jitter=0.5)
+    reference = random.Random(seeded_random)
+    delays = [policy.delay(10) for _ in range(200)]
+    assert delays == [2.0 * reference.uniform(0.5, 1.5) for _ in range(200)]
+    assert all(1.0 <= d <= 3.0 for d in delays)
+    assert max(delays) > 2.0  # a jittered delay may exceed max_backoff

@@ -1,0 +1,92 @@
+"""Sources: held back by a join they feed, concurrent puts from one source, a source raising."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+
+from pipelines import PipelineError, Plumber, Processor
+
+from .helpers import add_one, chain, collector, source_of
+
+
+async def test_a_join_of_independent_sources_holds_back_the_fast_one() -> None:
+    leads: list[int] = []
+    put = 0
+
+    async def fast(processor: Processor, output_q: Any) -> None:
+        nonlocal put
+        for i in range(3000):
+            await output_q.put(i)
+            put += 1
+
+    async def slow(processor: Processor, q_elt: tuple[int]) -> int:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return q_elt[0]
+
+    pairs: list[tuple[int, int]] = []
+
+    async def pair(processor: Processor, q_elt: tuple[int, int]) -> None:
+        pairs.append(q_elt)
+        leads.append(put - len(pairs))
+
+    bound = {"queue_size": 10}
+    graph = {
+        "nodes": {
+            "fast": {"coro": fast},
+            "other": {"coro": source_of(list(range(3000)))},
+            "slow": {"coro": slow, "properties": bound},
+            "zip": {"coro": pair, "properties": bound},
+        },
+        "graph": {"fast": ["zip"], "other": ["slow"], "slow": ["zip"], "zip": None},
+    }
+    await Plumber(graph).run()
+    assert pairs == [(i, i) for i in range(3000)]
+    assert max(leads) <= 40  # the fast source's queue, and the pending groups, stay near the bound
+
+
+async def test_concurrent_puts_from_one_source_keep_distinct_keys() -> None:
+    async def source(processor: Processor, output_q: Any) -> None:
+        await asyncio.gather(*(output_q.put(i) for i in range(200)))
+
+    seen, sink = collector()
+    graph = {
+        "nodes": {
+            "s": {"coro": source},
+            "a": {"coro": add_one, "properties": {"queue_size": 2}},
+            "j": {"coro": sink, "properties": {"queue_size": 2}},
+        },
+        "graph": {"s": ["a", "j"], "a": ["j"], "j": None},
+    }
+    await Plumber(graph).run()
+    assert sorted(seen) == [(i, i + 1) for i in range(200)]
+
+
+async def test_a_source_raising_cancelled_error_fails_the_run() -> None:
+    async def source(processor: Processor, output_q: Any) -> None:
+        await output_q.put(1)
+        raise asyncio.CancelledError
+
+    _, sink = collector()
+    message = "source 'inp': the coroutine raised CancelledError though the run was not cancelled"
+    with pytest.raises(PipelineError, match=re.escape(message)):
+        await Plumber(chain("inp", "out", coros={"inp": source, "out": sink})).run()
+
+
+async def test_a_source_raising_another_base_exception_fails_the_run_in_the_same_way() -> None:
+    class Stop(BaseException):
+        pass
+
+    async def source(processor: Processor, output_q: Any) -> None:
+        await output_q.put(1)
+        raise Stop("halt")
+
+    _, sink = collector()
+    with pytest.raises(PipelineError, match=re.escape("source 'inp': the coroutine raised Stop(halt)")) as info:
+        await Plumber(chain("inp", "out", coros={"inp": source, "out": sink})).run()
+    assert isinstance(info.value.__cause__, Stop)
+    assert info.value.__notes__ == ["pipelines: source 'inp' failed after putting 1 items"]
