@@ -141,7 +141,6 @@ class Expansion:
         gate: OrderGate | None,
         on_value: Callable[[Key, Any], None] | None,
         finished: list[Key] | None,
-        hooks: NodeHooks,
     ) -> None:
         spec = node.spec
         self._name = spec.name
@@ -157,7 +156,7 @@ class Expansion:
         self._chunk = min((edge.maxsize for edge in node.outputs), default=1)
         self._on_value = on_value
         self._finished = finished
-        self._hooks = hooks
+        self._hooks: NodeHooks = node.ledger.hooks
 
     async def __call__(self, key: Key, arg: Any, out: list[Envelope], errors: list[Any], ticket: int) -> Any:
         """Expand one item; HANDLED, or None when a node with successors yielded nothing (a drop)."""
@@ -215,5 +214,3 @@ class Expansion:
             except Exception as exc:
                 await before_retry(self._name, self._policy, attempt, exc, arg, ledger, self._signals)
                 attempt += 1
-
-

@@ -83,7 +83,13 @@ class Processor:
         self._joiner: Joiner | None = None
         self._pool: Executor | None = None
         self.ledger = Ledger(
-            spec.name, spec.index, self.kind, spec.properties.on_error, spec.forward_drops, control.signals, control.fail
+            spec.name,
+            spec.index,
+            self.kind,
+            spec.properties.on_error,
+            spec.forward_drops,
+            control.signals,
+            control.fail,
         )
         """The node's counters and the outcomes of its items (pipelines.ledger)."""
         self.collected: list[Any] | None = None

@@ -7,7 +7,7 @@
     ├── PipelineStateError (RuntimeError)  a call that does not fit the plumber's state (run twice, stop before start)
     ├── PipelineCancelled             the run was ended by Plumber.cancel(); its items were not all delivered
     ├── JournalError                  a journal file that cannot be used (pipelines.journal)
-    ├── Unavailable                   the pipeline cannot take or answer an item now: a web handler's 503 (pipelines.web)
+    ├── Unavailable                   the pipeline cannot take or answer an item now: a 503 (pipelines.web)
     ├── ItemDropped                   the item was dropped on its way to the sink that answers (pipelines.web)
     ├── Refused                       a payload a GraphServer will not run; its message is what the client gets
     ├── DistributedError              a distributed run or worker cannot start or go on (pipelines.distributed)

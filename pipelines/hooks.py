@@ -149,5 +149,3 @@ async def _all_of(waits: list[Awaitable[None]]) -> None:
 def run_methods(hooks: Sequence[object], name: str) -> list[Callable[..., Any]]:
     """The run method `name` of each hook that defines it, in order."""
     return [method for method in (getattr(hook, name, None) for hook in hooks) if method is not None]
-
-

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import runtime
 from .errors import PipelineError
 from .failure import Failure
-from .hooks import NO_HOOKS, NodeHooks
+from .hooks import NO_HOOKS, NodeHooks, Settled
 from .lineage import DROPPED
 from .types import Envelope, Key
 
@@ -67,7 +67,7 @@ class Ledger:
         self._tombstones = 0
         self._routes = 0
         self.hooks: NodeHooks = NO_HOOKS
-        self._settled = None
+        self._settled: Settled | None = None
         self.items_in = 0
         self.items_out = 0
         self.completed = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from . import runtime
 
 __all__ = ["OrderGate"]
 
@@ -19,7 +19,7 @@ class OrderGate:
     def __init__(self) -> None:
         self._next = 0
         self._turn = 0
-        self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._waiters: dict[int, runtime.Future[None]] = {}
 
     def ticket(self) -> int:
         """Take the next ticket. Call it right after taking a batch, with no await in between."""
@@ -31,7 +31,7 @@ class OrderGate:
         """Wait until every batch taken before `ticket` was emitted."""
         if self._turn == ticket:
             return
-        fut = asyncio.get_running_loop().create_future()
+        fut = runtime.new_future()
         self._waiters[ticket] = fut
         try:
             await fut

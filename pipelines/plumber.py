@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from .journal import Journal
 
-__all__ = ["Plumber"]
+__all__ = ["Plumber", "wire"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Plumber:
             self._processors[name] = cls(spec, env_vars, self)
             if collect_outputs and spec.is_sink and not spec.is_source:
                 self._processors[name].collected = []
-        self._wire()
+        wire(self._spec, self._processors, self._transport)
         self._journal: Journal | None = None
         if journal is not None:
             from .journal.engine import open_run  # the core needs the journal only when given one
@@ -110,37 +110,6 @@ class Plumber:
         self._failure: BaseException | None = None
         self._started_at: float | None = None
         self._ended_at: float | None = None
-
-    def _wire(self) -> None:
-        specs = self._spec.nodes
-        make = self._transport.edge
-        # One edge per node with inputs, shared by its producers; a join of independent
-        # sources (zip) gets one per input instead, so it can hold back the input that runs ahead.
-        shared: dict[str, Edge] = {}
-        per_input: dict[tuple[str, str], Edge] = {}
-        for name, spec in specs.items():
-            if spec.join_mode == "zip":
-                for pred in spec.inputs:
-                    per_input[pred, name] = make(f"{name}<-{pred}", name, (pred,), spec.queue_size)
-            elif not spec.is_source:
-                shared[name] = make(name, name, spec.inputs + spec.error_sources, spec.queue_size)
-
-        def edge(pred: str, succ: str) -> Edge:
-            return per_input.get((pred, succ)) or shared[succ]
-
-        for name, processor in self._processors.items():
-            spec = specs[name]
-            ports = {specs[pred].index: position for position, pred in enumerate(spec.inputs)}
-            if spec.join_mode == "zip":
-                inputs = [per_input[pred, name] for pred in spec.inputs]
-            else:
-                inputs = [shared[name]] if name in shared else []
-            processor.wire(
-                inputs,
-                [edge(name, succ) for succ in spec.successors],
-                shared.get(spec.properties.on_error),
-                ports,
-            )
 
     # -- the original API ---------------------------------------------------------------------
 
@@ -421,4 +390,37 @@ class Plumber:
         outputs = {name: list(p.collected) for name, p in self._processors.items() if p.collected is not None}
         return RunResult(
             state=self._state, elapsed=self._ended_at - self._started_at, stats=self.stats(), outputs=outputs
+        )
+
+
+def wire(graph: GraphSpec, processors: dict[str, Processor], transport: Transport) -> None:
+    """Ask `transport` for every edge of the graph and connect each processor to its edges."""
+    specs = graph.nodes
+    make = transport.edge
+    # One edge per node with inputs, shared by its producers; a join of independent
+    # sources (zip) gets one per input instead, so it can hold back the input that runs ahead.
+    shared: dict[str, Edge] = {}
+    per_input: dict[tuple[str, str], Edge] = {}
+    for name, node in specs.items():
+        if node.join_mode == "zip":
+            for pred in node.inputs:
+                per_input[pred, name] = make(f"{name}<-{pred}", name, (pred,), node.queue_size)
+        elif not node.is_source:
+            shared[name] = make(name, name, node.inputs + node.error_sources, node.queue_size)
+
+    def edge(pred: str, succ: str) -> Edge:
+        return per_input.get((pred, succ)) or shared[succ]
+
+    for name, processor in processors.items():
+        node = specs[name]
+        ports = {specs[pred].index: position for position, pred in enumerate(node.inputs)}
+        if node.join_mode == "zip":
+            inputs = [per_input[pred, name] for pred in node.inputs]
+        else:
+            inputs = [shared[name]] if name in shared else []
+        processor.wire(
+            inputs,
+            [edge(name, succ) for succ in node.successors],
+            shared.get(node.properties.on_error),
+            ports,
         )

@@ -7,7 +7,7 @@ not at all, if the run is stopped meanwhile, as any put cancelled by a stop).
 
 from __future__ import annotations
 
-import asyncio
+from . import runtime
 
 __all__ = ["Valve"]
 
@@ -19,7 +19,7 @@ class Valve:
 
     def __init__(self) -> None:
         self.closed = False
-        self._opened: asyncio.Event | None = None
+        self._opened: runtime.Event | None = None
 
     def close(self) -> None:
         """Hold the sources at their next put."""
@@ -36,5 +36,5 @@ class Valve:
         """Wait until the valve is open (cancellable: a cancelled wait sends nothing)."""
         while self.closed:
             if self._opened is None:
-                self._opened = asyncio.Event()
+                self._opened = runtime.Event()
             await self._opened.wait()

@@ -15,7 +15,7 @@ What differs between nodes is chosen when the worker starts, not tested per item
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -32,18 +32,20 @@ __all__ = ["Worker"]
 
 Take = Callable[[int], Awaitable[list[Envelope]]]
 Step = Callable[[Key, Any, list[Envelope], list[Any], int], Awaitable[Any]]
+"""(key, arg, out, errors, ticket) -> what the loop awaits for the item."""
 
 
 class Worker:
     """One consumer of a node: its loop, and the steps chosen for its node when it starts."""
 
-    __slots__ = ("_call", "_emit", "_finished", "_gate", "_node", "_on_result", "_step", "_take")
+    __slots__ = ("_call", "_counts_out", "_emit", "_finished", "_gate", "_node", "_on_result", "_step", "_take")
 
     def __init__(self, node: Processor, joiner: Joiner | None, gate: OrderGate | None) -> None:
         self._node = node
         self._gate = gate
         hooks = node.ledger.hooks
         is_sink = not node.outputs
+        self._counts_out = not is_sink and not node.spec.is_generator  # a generator counts its outputs itself
         self._finished: list[Key] | None = [] if is_sink and hooks.finished is not None else None
         self._emit = node.emit_reporting if hooks.sent is not None and not node.spec.is_generator else node.emit
         self._take: Take = node.inputs[0].get_many if joiner is None else JoinTake(node, joiner, self._emit)
@@ -51,78 +53,48 @@ class Worker:
         self._call = with_retries(
             node.invoke, spec.name, spec.properties.retry, spec.properties.timeout, node.ledger, node.signals
         )
-        self._on_result = self._result_step(node) if is_sink else None
+        self._on_result = _value_step(node) if is_sink else None
         self._step = self._special_step(node)
 
-    def _result_step(self, node: Processor) -> Callable[[Key, Any], None] | None:
-        """What a sink does with each result: keep it, tell the hooks, note it finished; None when nothing."""
-        collected = node.collected
-        told = node.ledger.hooks.result
-        finished = self._finished
-        if collected is None and told is None and finished is None:
-            return None
-
-        def on_result(key: Key, value: Any) -> None:
-            if collected is not None and value is not None:
-                collected.append(value)
-            if told is not None:
-                told(key, value)
-            if finished is not None:
-                finished.append(key)
-
-        return on_result
-
     def _special_step(self, node: Processor) -> Step | None:
-        """The step of a node whose items need more than a call: a generator, or an admitting sink."""
+        """The step of a node whose items need more than a call: a generator, or an admitting sink.
+
+        A step returns what the loop awaits: the call's own coroutine, so that it adds no frame.
+        """
         admits = node.ledger.hooks.admits if not node.outputs else None
+        plain: Any  # the expansion, called with the key, or the call, with the item only
         if node.spec.is_generator:
-            collected = node.collected
-            told = node.ledger.hooks.result
-
-            def on_value(key: Key, value: Any) -> None:
-                if collected is not None and value is not None:
-                    collected.append(value)
-                if told is not None:
-                    told(key, value)
-
-            value_step = on_value if collected is not None or told is not None else None
-            call: Step = Expansion(node, node.invoke, self._emit, self._gate, value_step, self._finished, node.ledger.hooks)
+            expansion = Expansion(node, node.invoke, self._emit, self._gate, _value_step(node), self._finished)
+            if admits is None:
+                return expansion
+            plain = expansion
+            with_key = True
         elif admits is not None:
             plain = self._call
-
-            async def call(key: Key, arg: Any, out: list[Envelope], errors: list[Any], ticket: int) -> Any:
-                return await plain(arg)
-
+            with_key = False
         else:
             return None
-        if admits is None:
-            return call
-        inner = call
 
-        async def admitted(key: Key, arg: Any, out: list[Envelope], errors: list[Any], ticket: int) -> Any:
+        def admitted(key: Key, arg: Any, out: list[Envelope], errors: list[Any], ticket: int) -> Awaitable[Any]:
             if not admits(key):
-                return PASSED_OVER
-            return await inner(key, arg, out, errors, ticket)
+                return _PASSED_OVER
+            waiting: Awaitable[Any] = plain(key, arg, out, errors, ticket) if with_key else plain(arg)
+            return waiting
 
         return admitted
 
     async def run(self) -> None:
         """Take a batch, handle each item, hand the outputs on; until end-of-stream or a failure that ends the run."""
         node = self._node
+        spec = node.spec
         ledger = node.ledger
-        take = self._take
-        call = self._call
-        step = self._step
-        emit = self._emit
-        gate = self._gate
+        take, call, step, gate = self._take, self._call, self._step, self._gate
         on_result = self._on_result
-        finished = self._finished
-        finish = ledger.hooks.finished
-        share = node.spec.properties.workers
-        index = node.spec.index
-        bare = node.spec.style == "item" or node.spec.join_mode is not None
+        note = self._finished.append if self._finished is not None else None
+        share = spec.properties.workers
+        index = spec.index
+        bare = spec.style == "item" or spec.join_mode is not None
         is_sink = not node.outputs
-        counts_out = not is_sink and not node.spec.is_generator
         idle = node.outputs[0].idle_consumers if node.outputs and gate is None else None
         task = runtime.current_task()
         clock = runtime.clock()
@@ -163,6 +135,8 @@ class Worker:
                 if is_sink:
                     if on_result is not None:
                         on_result(key, result)
+                    if note is not None:
+                        note(key)
                     continue
                 if result is None:
                     not_done += 1
@@ -171,27 +145,70 @@ class Worker:
                 append((key, result, index))
                 if idle and many:
                     # The consumer downstream is idle: give it what is ready now.
-                    await emit(out, errors)
-            handled = len(batch) - passed
-            if passed:
-                ledger.items_in -= passed  # tombstones, and items finished before a crash: not items here
-            ledger.completed += handled - not_done
-            if counts_out:
-                ledger.items_out += handled - not_done
+                    await self._emit(out, errors)
             ledger.busy_seconds += clock() - started
-            if gate is not None:
-                await gate.wait_turn(ticket)
-                await emit(out, errors)
-                gate.done(ticket)
-            elif out or errors:
-                await emit(out, errors)
-            if finished:
-                assert finish is not None
-                keys = finished[:]
-                finished.clear()
-                committed = finish(keys)
-                if committed is not None:
-                    await committed  # before this worker takes more: what a crash can redo stays one batch
+            await self._end_batch(len(batch) - passed, passed, not_done, ticket, out, errors)
+
+    async def _end_batch(
+        self, handled: int, passed: int, not_done: int, ticket: int, out: list[Envelope], errors: list[Any]
+    ) -> None:
+        """Count the batch, hand its outputs on (in turn, for an ordered node), commit a sink's finished items."""
+        ledger = self._node.ledger
+        if passed:
+            ledger.items_in -= passed  # tombstones, and items finished before a crash: not items here
+        ledger.completed += handled - not_done
+        if self._counts_out:
+            ledger.items_out += handled - not_done
+        gate = self._gate
+        if gate is not None:
+            await gate.wait_turn(ticket)
+            await self._emit(out, errors)
+            gate.done(ticket)
+        elif out or errors:
+            await self._emit(out, errors)
+        finished = self._finished
+        if finished:
+            finish = ledger.hooks.finished
+            assert finish is not None
+            keys = finished[:]
+            finished.clear()
+            committed = finish(keys)
+            if committed is not None:
+                await committed  # before this worker takes more: what a crash can redo stays one batch
+
+
+def _value_step(node: Processor) -> Callable[[Key, Any], None] | None:
+    """What a sink does with each value it returns or yields: keep it, tell the hooks."""
+    collected = node.collected
+    told = node.ledger.hooks.result
+    if collected is None:
+        return told
+    keep = collected.append
+    if told is None:
+        return lambda key, value: None if value is None else keep(value)
+
+    def on_value(key: Key, value: Any) -> None:
+        if value is not None:
+            keep(value)
+        told(key, value)
+
+    return on_value
+
+
+class _Ready:
+    """An awaitable already done, with `value` as its result; awaited any number of times."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.value
+        yield
+
+
+_PASSED_OVER = _Ready(PASSED_OVER)
 
 
 class JoinTake:

@@ -87,9 +87,7 @@ async def test_cancelled_put_adds_only_what_had_room() -> None:
     putter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await putter
-    assert edge.statistics() == EdgeStatistics(
-        depth=2, bound=2, waiting_getters=0, waiting_putters=0, open_producers=1
-    )
+    assert edge.statistics() == EdgeStatistics(depth=2, bound=2, waiting_getters=0, waiting_putters=0, open_producers=1)
     assert await edge.get_many() == [1, 2]
 
 

@@ -89,9 +89,7 @@ async def test_skip_counts_and_logs_and_goes_on(caplog: pytest.LogCaptureFixture
     f = result["f"]
     assert (f.items_in, f.completed, f.skipped, f.failed, f.in_flight) == (6, 5, 1, 0, 0)
     warnings = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
-    assert warnings == [
-        ("pipelines.ledger", "WARNING", "node 'f': skipped item (3,) after ValueError('bad item 3')")
-    ]
+    assert warnings == [("pipelines.ledger", "WARNING", "node 'f': skipped item (3,) after ValueError('bad item 3')")]
 
 
 async def test_retry_until_success() -> None:

@@ -19,8 +19,8 @@ import pytest
 from pipelines import Plumber, Processor, node
 from pipelines.graph import parse_graph
 from pipelines.journal import Journal, JournalError
-from pipelines.journal.ids import graph_hash, root_names
 from pipelines.journal.engine import RunJournal
+from pipelines.journal.ids import graph_hash, root_names
 from pipelines.journal.store import read_journal_file
 from tests.helpers import until
 

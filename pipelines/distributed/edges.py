@@ -150,7 +150,8 @@ class RedisEdge:
 
     def _unsendable(self, processor: Processor, value: Any, exc: SerializationError) -> SerializationError:
         return SerializationError(
-            f"{processor.kind} {processor.name!r}: item {_short(value)} cannot be sent to {self.node!r} over Redis: {exc} "
+            f"{processor.kind} {processor.name!r}: item {_short(value)} cannot be sent to {self.node!r} "
+            f"over Redis: {exc} "
             "(only None, bool, int, float, str, bytes and lists, tuples and dicts of them travel)"
         )
 

@@ -16,6 +16,7 @@ from ..errors import PipelineStateError
 from ..graph import DEFAULT_QUEUE_SIZE
 from ..plumber import Plumber
 from ..stats import NodeStats, RunResult
+from ..types import RunState
 from .session import Session
 
 __all__ = ["DistributedPlumber"]
@@ -78,11 +79,15 @@ class DistributedPlumber(Plumber):
             failure = exc
             raise
         finally:
-            await session.close(self.state, failure if self.state == "failed" else None)
+            ended = self._ended_state()
+            await session.close(ended, failure if ended == "failed" else None)
         state = result.state
         if not session.coordinator and session.final_state in ("stopping", "stopped"):
             state = "stopped"
         return dataclasses.replace(result, state=state, stats=self.stats())
+
+    def _ended_state(self) -> RunState:
+        return self.state  # read anew: the run has moved on since run() began
 
     def stop_nowait(self) -> None:
         """Coordinator: stop the sources, and the run drains everywhere. Worker: leave the run once

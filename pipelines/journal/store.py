@@ -72,7 +72,6 @@ CREATE TABLE nodes (
 """
 
 
-
 @dataclass
 class RunRecord:
     """One run of a journal, as stored."""
