@@ -262,6 +262,13 @@ class Processor:
         """Install the node methods of the run's hooks (before the run starts)."""
         self.ledger.install(hooks)
 
+    def holds(self, key: Key, producer: int) -> bool:
+        """For a join: whether an item with `key` from node `producer` already waits in its group.
+
+        A transport that may deliver an item twice (Redis, after a worker died) drops the second.
+        """
+        return self._joiner is not None and self._joiner.holds(key, producer)
+
     # -- handing outputs on -------------------------------------------------------------------
 
     async def emit(self, out: list[Envelope], errors: list[Any]) -> None:

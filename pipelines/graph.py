@@ -30,6 +30,7 @@ import networkx as nx
 from .errors import GraphError
 from .nodes import node_defaults
 from .properties import SOURCE_ONLY_REJECTS, NodeProperties, parse_properties
+from .types import JoinMode, Style
 
 __all__ = ["DEFAULT_QUEUE_SIZE", "GraphSpec", "NodeSpec", "parse_graph"]
 
@@ -63,7 +64,7 @@ class NodeSpec:
     inputs: tuple[str, ...] = ()
     successors: tuple[str, ...] = ()
     error_sources: tuple[str, ...] = ()
-    join_mode: str | None = None
+    join_mode: JoinMode | None = None
     key_length: int = 2
     forward_drops: bool = False
     setup: Callable[..., Any] | None = None
@@ -78,7 +79,7 @@ class NodeSpec:
         return not self.successors
 
     @property
-    def style(self) -> str:
+    def style(self) -> Style:
         return self.properties.style
 
 

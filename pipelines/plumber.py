@@ -37,7 +37,7 @@ from .signals import Signals
 from .sources import InputProcessor
 from .stats import NodeStats, RunResult
 from .transport import MemoryTransport, Transport
-from .types import LIVE_STATES, RunState
+from .types import ENDED_STATES, LIVE_STATES, RunState
 from .valve import Valve
 
 if TYPE_CHECKING:
@@ -228,7 +228,7 @@ class Plumber:
         """
         if self._state == "built":
             raise PipelineStateError("pause() before the run started")
-        if self._valve.closed or self._state not in ("running", "stopping"):
+        if self._valve.closed or self._state not in LIVE_STATES:
             return
         self._valve.close()
         logger.info("paused the sources")
@@ -249,7 +249,7 @@ class Plumber:
 
     def cancel(self) -> None:
         """End the run now: every task is cancelled; teardown hooks still run."""
-        if self._state in ("completed", "stopped", "failed", "cancelled"):
+        if self._state in ENDED_STATES:
             return
         if self._tasks and all(task.done() for task in self._tasks):
             return  # everything has ended already; only the bookkeeping is still to run

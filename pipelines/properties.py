@@ -8,6 +8,7 @@ from typing import Any
 
 from .errors import GraphError
 from .policies import RetryPolicy
+from .types import OnError, Style
 
 __all__ = ["PROPERTY_NAMES", "SOURCE_ONLY_REJECTS", "NodeProperties", "parse_properties"]
 
@@ -42,10 +43,10 @@ class NodeProperties:
     ordered: bool = False
     timeout: float | None = None
     retry: RetryPolicy | None = None
-    on_error: str = "fail"
+    on_error: OnError = "fail"
     setup: Any = None
     teardown: Any = None
-    style: str = "processor"
+    style: Style = "processor"
     executor: str | None = None
     max_workers: int = DEFAULT_MAX_WORKERS
     given: frozenset[str] = frozenset()

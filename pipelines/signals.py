@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .types import RunState
+
 __all__ = ["EVENTS", "Signal", "Signals"]
 
 logger = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ class Signal:
     item: Any = None
     exception: BaseException | None = None
     attempt: int | None = None
-    state: str | None = None
+    state: RunState | None = None
 
 
 class Signals:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .types import RunState
+
 __all__ = ["NodeStats", "RunResult"]
 
 
@@ -48,7 +50,7 @@ class NodeStats:
 class RunResult:
     """What a finished run returns: how it ended, how long it took, and each node's final stats."""
 
-    state: str
+    state: RunState
     """'completed' when every source ran to its end, 'stopped' when Plumber.stop() ended them."""
     elapsed: float
     stats: dict[str, NodeStats]

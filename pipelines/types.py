@@ -18,6 +18,7 @@ __all__ = [
     "Envelope",
     "JoinMode",
     "Key",
+    "OnError",
     "Outcome",
     "RunState",
     "Style",
@@ -34,6 +35,9 @@ RunState = Literal["built", "running", "stopping", "completed", "stopped", "fail
 
 LIVE_STATES: tuple[RunState, ...] = ("running", "stopping")
 ENDED_STATES: tuple[RunState, ...] = ("completed", "stopped", "failed", "cancelled")
+
+OnError: TypeAlias = str
+"""What a node does with an item that failed after its retries: 'fail', 'skip', or the name of its error node."""
 
 Style = Literal["processor", "item"]
 """How a node's function is called: ``f(processor, q_elt)`` (the original's) or ``f(item)``."""

@@ -246,7 +246,7 @@ class RedisEdge:
             self._last_claim = loop.time()
             if await self._claim():
                 return
-        done = await session.settle()
+        done = await session.done_nodes()
         if all(p in done for p in self.producers) and await session.call(session.redis.xlen, self.key) == 0:
             self._eos = True
 

@@ -1,13 +1,13 @@
 """The Lua scripts that make each multi-step change to a run's Redis keys atomic.
 
 Every key of a run shares the prefix ``pipelines:{RUN}:`` (a Redis Cluster hash tag, so that a
-script touches one slot); `settle` and `register` build the keys they read from that prefix.
+script touches one slot); `DONE_NODES` and `REGISTER` build the keys they read from that prefix.
 Times are the Redis server's own (``TIME``), so the clocks of the machines never matter.
 """
 
 from __future__ import annotations
 
-__all__ = ["ACK", "BEAT", "CLAIM", "FINISH", "PUT", "REGISTER", "SETTLE", "STOPPING"]
+__all__ = ["ACK", "BEAT", "CLAIM", "FINISH", "PUT", "REGISTER", "DONE_NODES", "STOPPING"]
 
 _NOW = """
 local t = redis.call('TIME')
@@ -106,7 +106,7 @@ if redis.call('HGET', KEYS[1], 'state') == 'running' then redis.call('HSET', KEY
 return 0
 """
 
-SETTLE = (
+DONE_NODES = (
     """
 -- ARGV: prefix, dead_after ms, the plan: JSON [[node, is_source, [[stream, [producer...]]...]]...]
 -- in topological order. Marks done each node that has finished everywhere: its producers are

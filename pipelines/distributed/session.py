@@ -15,7 +15,7 @@ graph dict), which is how a worker started without ``run=`` finds the run to joi
 End-of-stream. A node is *done* when every producer of each of its input streams is done, the
 streams are empty (acknowledged entries are deleted, so nothing unread and nothing in flight), and
 no live instance of it is still running; a source is done when its instance has ended. The
-`SETTLE` script checks this for every node in topological order, atomically; any process may call
+`DONE_NODES` script checks this for every node in topological order, atomically; any process may call
 it, and each does when idle. A worker is dead when its heartbeat is older than `dead_after`: its
 instances no longer hold the run back, and the items it left are claimed by live instances.
 
@@ -46,6 +46,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..errors import GraphError, PipelineCancelled
 from ..signals import Signal
 from ..stats import NodeStats
+from ..types import ENDED_STATES, LIVE_STATES
 from . import scripts
 from .edges import RedisEdge
 from .errors import DistributedError, RedisUnavailable, RemoteFailure
@@ -63,7 +64,7 @@ logger = logging.getLogger(__name__)
 GROUP = "pipelines"
 KEEP_FINISHED_RUN = 24 * 3600  # seconds a finished run's keys stay readable (its stats, its state)
 CLOSE_TIMEOUT = 5.0
-FINAL = ("completed", "stopped", "failed", "cancelled")
+FINAL = ENDED_STATES
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +141,7 @@ class Session:
         self._done: frozenset[str] = frozenset()
         self._watchers: dict[str, asyncio.Event] = {}
         self._plan = ""
-        self._settle_plan = "[]"
+        self._done_nodes_plan = "[]"
         self._stats: dict[str, NodeStats] | None = None
         self._final_state: str | None = None
 
@@ -217,7 +218,7 @@ class Session:
         self.put_script = self._redis.register_script(scripts.PUT)
         self.ack_script = self._redis.register_script(scripts.ACK)
         self.claim_script = self._redis.register_script(scripts.CLAIM)
-        self._settle_script = self._redis.register_script(scripts.SETTLE)
+        self._done_nodes_script = self._redis.register_script(scripts.DONE_NODES)
         self._register_script = self._redis.register_script(scripts.REGISTER)
         self._beat_script = self._redis.register_script(scripts.BEAT)
         self._finish_script = self._redis.register_script(scripts.FINISH)
@@ -239,7 +240,7 @@ class Session:
         for edge in self._edges:
             edge.key = self.keys.stream(edge.name)
         self._plan = self._plan_json()
-        self._settle_plan = json.dumps(json.loads(self._plan)["plan"])
+        self._done_nodes_plan = json.dumps(json.loads(self._plan)["plan"])
 
     async def _create_run(self) -> None:
         self._use_run(self.run_id or uuid.uuid4().hex[:12])
@@ -285,7 +286,7 @@ class Session:
                             f"run {run_id!r} runs another graph (digest {digest}, this file's is {self.digest}): "
                             "give the worker the same graph file and --set values as the run"
                         )
-                if state in ("running", "stopping"):
+                if state in LIVE_STATES:
                     self._use_run(run_id)
                     reason = await self._register()
                     if reason is None:
@@ -359,12 +360,12 @@ class Session:
         if not inner.cancelled():
             inner.exception()  # retrieved: its caller may have stopped waiting
 
-    async def settle(self) -> frozenset[str]:
+    async def done_nodes(self) -> frozenset[str]:
         """Mark done the nodes that have finished everywhere; return every done node."""
         reply = await self.call(
-            self._settle_script,
+            self._done_nodes_script,
             keys=[],
-            args=[self.keys.prefix, int(self.options.dead_after * 1000), self._settle_plan],
+            args=[self.keys.prefix, int(self.options.dead_after * 1000), self._done_nodes_plan],
         )
         done = frozenset(name.decode() for name in reply)
         if done != self._done:
@@ -391,7 +392,7 @@ class Session:
 
     def fail(self, exc: BaseException) -> None:
         plumber = self._plumber
-        if plumber is not None and plumber.state in ("running", "stopping"):
+        if plumber is not None and plumber.state in LIVE_STATES:
             plumber.fail(exc)
 
     async def watch(self, name: str) -> None:
@@ -411,14 +412,14 @@ class Session:
 
     def filter_duplicates(self, node: str, envelopes: list[Any]) -> list[Any]:
         """Drop from a join's batch the items its groups already hold: a redelivery brings them twice."""
-        joiner = self.processor(node)._joiner
-        if joiner is None:
+        processor = self.processor(node)
+        if processor.spec.join_mode is None:
             return envelopes
         kept = []
         seen = set()
         for envelope in envelopes:
             key, _, producer = envelope
-            if (key, producer) in seen or joiner.holds(key, producer):
+            if (key, producer) in seen or processor.holds(key, producer):
                 logger.info("node %r: dropped a second delivery of item %r", node, key)
                 continue
             seen.add((key, producer))
@@ -428,7 +429,7 @@ class Session:
     def _node_ended(self, signal: Signal) -> None:
         name = signal.node
         plumber = self._plumber
-        if name in self.local and plumber is not None and plumber.state in ("running", "stopping"):
+        if name in self.local and plumber is not None and plumber.state in LIVE_STATES:
             self._closing.append(self.start(self._close_instance(name), f"pipelines:close:{name}"))
 
     async def _close_instance(self, name: str) -> None:
@@ -443,7 +444,7 @@ class Session:
             # before the end can reach any worker, so that each reports the run as stopped
             await self.call(self._stopping_script, keys=[self.keys.run], args=[])
         await self.call(self.redis.hset, self.keys.instances, f"{name}\t{self.consumer}", "closed")
-        await self.settle()
+        await self.done_nodes()
 
     # -- the background loop -----------------------------------------------------------------
 
@@ -460,7 +461,7 @@ class Session:
                 next_beat = now + options.heartbeat
                 await self.call(self._beat_script, keys=[self.keys.alive], args=[self.consumer])
                 await self._touch()
-            await self.settle()
+            await self.done_nodes()
             await self._follow_the_run(plumber)
             if now >= next_stats:
                 next_stats = now + min(0.5, options.heartbeat)

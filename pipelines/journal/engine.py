@@ -225,7 +225,7 @@ class NodeTally:
             _without_source if spec.join_mode == "zip" else _same
         )
 
-    def settle(self, key: Key, copies: int) -> None:
+    def pass_on(self, key: Key, copies: int) -> None:
         """The envelope `key` is finished here, and `copies` envelopes of its root were (or will be) sent on."""
         root = self._root(key)
         counts = self._counts
@@ -238,11 +238,11 @@ class NodeTally:
 
     def settled(self, key: Key, outcome: Outcome, value: Any, copies: int) -> None:
         if outcome != "failed":  # a failed item fails the run: its root must stay to be redone
-            self.settle(key, copies)
+            self.pass_on(key, copies)
 
     def sent(self, key: Key, value: Any, copies: int) -> None:
         """A node that returns its output handed it on as `copies` envelopes."""
-        self.settle(key, copies)
+        self.pass_on(key, copies)
 
     def sent_output(self, key: Key, value: Any, copies: int) -> None:
         """A generator yielded an output: `copies` more envelopes of its root are about to go on."""
@@ -253,7 +253,7 @@ class NodeTally:
         """A join keeps this member until its group resolves."""
         match = self._match(key)
         if len(match) != self._key_length:
-            self.settle(key, 0)  # a tombstone no group can ever wait for: the join ignores it
+            self.pass_on(key, 0)  # a tombstone no group can ever wait for: the join ignores it
             return
         self._held[match] = self._held.get(match, 0) + 1
 
@@ -266,7 +266,7 @@ class NodeTally:
     def admits(self, key: Key) -> bool:
         """A sink passes over an item it finished before a crash; the id of any other is `item_id`."""
         if self.passed_over and key in self.passed_over:
-            self.settle(key, 0)
+            self.pass_on(key, 0)
             return False
         current_item.set(key)
         return True
