@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from . import runtime
 from .hooks import NodeHooks
 from .policies import RetryPolicy
-from .types import Envelope, Key
+from .types import Envelope, Key, Marker
 
 if TYPE_CHECKING:
     from .driver import Processor
@@ -34,20 +34,10 @@ Invoke = Callable[[Any], Any]
 Emit = Callable[[list[Envelope], list[Any]], Awaitable[None]]
 
 
-class _Marker:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-HANDLED: Any = _Marker("HANDLED")
+HANDLED: Any = Marker("HANDLED")
 """What a step returns for an item it has seen to the end (an expansion): nothing is left to do."""
 
-PASSED_OVER: Any = _Marker("PASSED_OVER")
+PASSED_OVER: Any = Marker("PASSED_OVER")
 """What a step returns for an item a hook passed over (finished before a crash): not an item here."""
 
 

@@ -82,6 +82,7 @@ class Processor:
         self._error_edge: Edge | None = None
         self._joiner: Joiner | None = None
         self._pool: Executor | None = None
+        self._output_queue = NodeOutput(spec.name)
         self.ledger = Ledger(
             spec.name,
             spec.index,
@@ -115,7 +116,7 @@ class Processor:
     @property
     def output_queue(self) -> SourceOutput | NodeOutput:
         """For a source, the queue its coroutine puts items into (the `output_q` it receives)."""
-        return NodeOutput(self.name)
+        return self._output_queue
 
     @property
     def processor_coro(self) -> Callable[..., Any]:

@@ -14,28 +14,17 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from .types import Key
+from .types import Key, Marker
 
 __all__ = ["DISCARDED", "DROPPED", "Joiner", "current_item"]
 
-
-class _Marker:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-DROPPED: Any = _Marker("DROPPED")
+DROPPED: Any = Marker("DROPPED")
 """The value of a tombstone envelope: the item with this key was dropped upstream."""
 
-DISCARDED: Any = _Marker("DISCARDED")
+DISCARDED: Any = Marker("DISCARDED")
 """Returned by Joiner.offer() when a group is complete but one of its inputs dropped the item."""
 
-_MISSING: Any = _Marker("MISSING")
+_MISSING: Any = Marker("MISSING")
 
 current_item: ContextVar[Key | None] = ContextVar("pipelines_item_id", default=None)
 """The key of the item the calling worker handles, where a hook sets it (the journal does, in sinks)."""

@@ -355,14 +355,22 @@ class Plumber:
                 self._state = "completed"
             elif self._state == "stopping":
                 self._state = "stopped"
-            waits = [w for w in (ended(self, self._state) for ended in run_methods(self._hooks, "run_ended")) if w]
+            waits: list[Awaitable[None]] = []
+            error: BaseException | None = None
+            for ended in run_methods(self._hooks, "run_ended"):
+                try:
+                    wait = ended(self, self._state)
+                except Exception as exc:
+                    error = error or exc
+                else:
+                    if wait is not None:
+                        waits.append(wait)
             if waits:  # the run ends once its hooks are done with it (the journal's last writes)
-                runtime.spawn(self._end_after(waits), name="pipelines:run_ended")
+                runtime.spawn(self._end_after(waits, error), name="pipelines:run_ended")
             else:
-                self._ended(None)
+                self._ended(error)
 
-    async def _end_after(self, waits: list[Awaitable[None]]) -> None:
-        error: BaseException | None = None
+    async def _end_after(self, waits: list[Awaitable[None]], error: BaseException | None) -> None:
         for wait in waits:
             try:
                 await wait

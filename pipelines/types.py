@@ -18,6 +18,7 @@ __all__ = [
     "Envelope",
     "JoinMode",
     "Key",
+    "Marker",
     "OnError",
     "Outcome",
     "RunState",
@@ -47,3 +48,15 @@ JoinMode = Literal["lineage", "zip"]
 
 Outcome = Literal["dropped", "skipped", "routed", "failed", "passed", "expanded"]
 """How an item's path ended at a node, as hooks hear it through ``settled`` (see pipelines.hooks)."""
+
+
+class Marker:
+    """A named sentinel: a value that stands for something no user value can be (a tombstone...)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
