@@ -16,7 +16,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
-from .hooks import NodeHooks
+from .ledger import guarded
 from .policies import RetryPolicy
 from .types import Envelope, Key, Marker
 
@@ -112,13 +112,14 @@ class Expansion:
         "_fan",
         "_finished",
         "_gate",
-        "_hooks",
         "_index",
         "_invoke",
         "_ledger",
         "_name",
         "_on_value",
         "_policy",
+        "_report",
+        "_settled",
         "_signals",
         "_timeout",
     )
@@ -144,9 +145,13 @@ class Expansion:
         self._signals = node.signals
         self._fan = len(node.outputs)
         self._chunk = min((edge.maxsize for edge in node.outputs), default=1)
-        self._on_value = on_value
         self._finished = finished
-        self._hooks: NodeHooks = node.ledger.hooks
+        hooks = node.ledger.hooks
+        fail_run = node.fail_run
+        # Hooks called inside the generator's retry loop must not pass for the generator's failure.
+        self._settled = guarded(hooks.settled, fail_run) if hooks.settled is not None else None
+        self._report = guarded(hooks.sent, fail_run) if hooks.sent is not None else None
+        self._on_value = guarded(on_value, fail_run) if on_value is not None else None
 
     async def __call__(self, key: Key, arg: Any, out: list[Envelope], errors: list[Any], ticket: int) -> Any:
         """Expand one item; HANDLED, or None when a node with successors yielded nothing (a drop)."""
@@ -157,8 +162,8 @@ class Expansion:
             return HANDLED
         if not sent:
             return None
-        if self._hooks.settled is not None:
-            self._hooks.settled(key, "expanded", None, 0)
+        if self._settled is not None:
+            self._settled(key, "expanded", None, 0)
         return HANDLED
 
     async def _expand(self, key: Key, arg: Any, out: list[Envelope], errors: list[Any], ticket: int) -> int:
@@ -168,7 +173,7 @@ class Expansion:
         fan = self._fan
         ledger = self._ledger
         on_value = self._on_value
-        report = self._hooks.sent
+        report = self._report
         attempt = 1
         sent = 0
         while True:

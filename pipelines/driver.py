@@ -169,6 +169,10 @@ class Processor:
     def signals(self) -> Signals:
         return self._control.signals
 
+    def fail_run(self, exc: BaseException) -> None:
+        """Fail the whole run with `exc` (a transport's or a hook's error that no item owns)."""
+        self._control.fail(exc)
+
     # -- statistics ---------------------------------------------------------------------------
 
     @property

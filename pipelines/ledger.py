@@ -9,6 +9,7 @@ installed hooks. The counts keep the identity documented in pipelines.stats.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -21,7 +22,7 @@ from .types import Envelope, Key
 if TYPE_CHECKING:
     from .signals import Signals
 
-__all__ = ["Ledger", "as_failure", "short_repr"]
+__all__ = ["HookFailed", "Ledger", "as_failure", "guarded", "short_repr"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,10 +144,33 @@ class Ledger:
         return True
 
 
+class HookFailed(BaseException):
+    """A hook's node method raised while an item was being handled: the run fails with the hook's exception.
+
+    A BaseException, so that neither the node's retries nor its on_error mistake it for the item's failure.
+    """
+
+
+def guarded(method: Callable[..., Any], fail_run: Callable[[BaseException], None]) -> Callable[..., Any]:
+    """`method` (a hook's), failing the run if it raises where the item's own failures are caught."""
+
+    def call(*args: Any) -> Any:
+        try:
+            return method(*args)
+        except Exception as exc:
+            fail_run(exc)
+            raise HookFailed from exc
+
+    return call
+
+
 def as_failure(exc: BaseException, task: runtime.Task[Any], what: str) -> BaseException:
-    """The exception an item failed with in `what` (``node 'x'``); re-raise a cancellation of the run's own."""
+    """The exception an item failed with in `what` (``node 'x'``); re-raise a cancellation of the run's own,
+    and a hook's failure (the run is failing with it)."""
     if isinstance(exc, Exception):
         return exc
+    if isinstance(exc, HookFailed):
+        raise exc
     if isinstance(exc, runtime.CancelledError):
         if task.cancelling():
             raise exc

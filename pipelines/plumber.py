@@ -417,7 +417,8 @@ def wire(graph: GraphSpec, processors: dict[str, Processor], transport: Transpor
             shared[name] = make(name, name, node.inputs + node.error_sources, node.queue_size)
 
     def edge(pred: str, succ: str) -> Edge:
-        return per_input.get((pred, succ)) or shared[succ]
+        found = per_input.get((pred, succ))
+        return found if found is not None else shared[succ]
 
     for name, processor in processors.items():
         node = specs[name]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import runtime
 from .calls import HANDLED, PASSED_OVER, Expansion, with_retries
+from .ledger import guarded
 from .lineage import DISCARDED, DROPPED, Joiner
 from .types import Envelope, Key
 
@@ -62,6 +63,8 @@ class Worker:
         A step returns what the loop awaits: the call's own coroutine, so that it adds no frame.
         """
         admits = node.ledger.hooks.admits if not node.outputs else None
+        if admits is not None:
+            admits = guarded(admits, node.fail_run)  # called where the item's own failures are caught
         plain: Any  # the expansion, called with the key, or the call, with the item only
         if node.spec.is_generator:
             expansion = Expansion(node, node.invoke, self._emit, self._gate, _value_step(node), self._finished)

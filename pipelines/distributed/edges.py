@@ -165,7 +165,7 @@ class RedisEdge:
         if processor.spec.is_generator:
             # Other outputs of the same input item may already be downstream: the item cannot be
             # failed as a whole, so the run fails.
-            self._session.fail(error)
+            processor.fail_run(error)
             return
         # The item was counted as completed and handed on; it is a failed item instead.
         await processor.fail_item(key, value, error, handed_on=True)

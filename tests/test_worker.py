@@ -1,0 +1,176 @@
+"""The worker loop: batches shared among a node's workers, ordered output, handoff within a batch, zip joins."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pipelines import Plumber, Processor
+
+from .helpers import chain, collector, until, yield_now
+
+
+def gated_source(go: asyncio.Event, items: list[Any]) -> Any:
+    """A source that puts `items` at once (no put waits: they fit the bound) once `go` is set."""
+
+    async def source(processor: Processor, output_q: Any) -> None:
+        await go.wait()
+        for item in items:
+            await output_q.put(item)
+
+    return source
+
+
+def waiting_getters(plumber: Plumber, node: str) -> int:
+    return plumber.processor(node).inputs[0].statistics().waiting_getters
+
+
+async def test_every_idle_worker_of_a_node_gets_a_share_of_what_waits(make_plumber: Any) -> None:
+    go, release = asyncio.Event(), asyncio.Event()
+    entered: list[int] = []
+
+    async def work(processor: Processor, q_elt: tuple[int]) -> int:
+        entered.append(q_elt[0])
+        await release.wait()
+        return q_elt[0]
+
+    seen, sink = collector()
+    graph = chain(
+        "src",
+        "w",
+        "out",
+        coros={"src": gated_source(go, list(range(6))), "w": work, "out": sink},
+        props={"w": {"workers": 3}},
+    )
+    plumber = make_plumber(graph)
+    running = asyncio.ensure_future(plumber.run())
+    await until(lambda: waiting_getters(plumber, "w") == 3)
+    go.set()
+    await until(lambda: len(entered) == 3)
+    # each idle worker took its share of the six, a third of what waited, rounded up: [0, 1], [2, 3], [4]
+    assert entered == [0, 2, 4]
+    stats = plumber.stats()["w"]
+    assert (stats.items_in, stats.in_flight, stats.queue_depth) == (5, 5, 1)
+    release.set()
+    result = await running
+    assert sorted(seen) == [(i,) for i in range(6)]
+    assert (result["w"].items_in, result["w"].completed) == (6, 6)
+
+
+async def test_ordered_workers_emit_in_input_order_when_later_items_finish_first(make_plumber: Any) -> None:
+    go = asyncio.Event()
+    gates = [asyncio.Event() for _ in range(4)]
+    entered: list[int] = []
+    done: list[int] = []
+
+    async def work(processor: Processor, q_elt: tuple[int]) -> int:
+        entered.append(q_elt[0])
+        await gates[q_elt[0]].wait()
+        done.append(q_elt[0])
+        return q_elt[0]
+
+    seen, sink = collector()
+    graph = chain(
+        "src",
+        "w",
+        "out",
+        coros={"src": gated_source(go, [0, 1, 2, 3]), "w": work, "out": sink},
+        props={"w": {"workers": 4, "ordered": True}},
+    )
+    plumber = make_plumber(graph)
+    running = asyncio.ensure_future(plumber.run())
+    await until(lambda: waiting_getters(plumber, "w") == 4)
+    go.set()
+    await until(lambda: len(entered) == 4)
+    assert entered == [0, 1, 2, 3]  # one item in each worker
+    for i in (3, 2, 1):
+        gates[i].set()
+        await until(lambda i=i: done[-1:] == [i])
+    await yield_now(50)
+    # three finished, but the first is still being worked on: nothing may go out before it
+    assert seen == []
+    stats = plumber.stats()["w"]
+    assert (stats.items_in, stats.completed, stats.in_flight) == (4, 3, 1)
+    gates[0].set()
+    await running
+    assert done == [3, 2, 1, 0]
+    assert seen == [(0,), (1,), (2,), (3,)]
+
+
+async def test_an_idle_consumer_gets_outputs_before_the_batch_ends(make_plumber: Any) -> None:
+    go, hold = asyncio.Event(), asyncio.Event()
+
+    async def work(processor: Processor, q_elt: tuple[int]) -> int:
+        if q_elt[0] == 1:
+            await hold.wait()
+        return q_elt[0]
+
+    seen, sink = collector()
+    graph = chain("src", "w", "out", coros={"src": gated_source(go, [0, 1, 2]), "w": work, "out": sink})
+    plumber = make_plumber(graph)
+    running = asyncio.ensure_future(plumber.run())
+    await until(lambda: waiting_getters(plumber, "w") == 1 and waiting_getters(plumber, "out") == 1)
+    go.set()
+    await until(lambda: seen == [(0,)])
+    # 'w' is still inside the batch of three it took; the idle sink already has the first output
+    stats = plumber.stats()["w"]
+    assert (stats.items_in, stats.completed, stats.in_flight) == (3, 0, 3)
+    hold.set()
+    await running
+    assert seen == [(0,), (1,), (2,)]
+
+
+async def test_a_zip_join_holds_a_fast_source_back_by_its_bound() -> None:
+    bound = 4
+    count = 40
+    put = {"fast": 0, "slow": 0}
+    leads: list[int] = []
+    paired = [asyncio.Event() for _ in range(count)]
+    depths: list[tuple[int, int, int, int]] = []
+
+    async def fast(processor: Processor, output_q: Any) -> None:
+        for i in range(count):
+            await output_q.put(i)
+            put["fast"] += 1
+            leads.append(put["fast"] - put["slow"])
+
+    async def slow(processor: Processor, output_q: Any) -> None:
+        for i in range(count):
+            await output_q.put(f"s{i}")
+            put["slow"] += 1
+            await paired[i].wait()  # the next only once this one met its partner
+
+    seen: list[tuple[int, str]] = []
+
+    async def pair(processor: Processor, q_elt: tuple[int, str]) -> None:
+        seen.append(q_elt)
+        paired[q_elt[0]].set()
+
+    class Depths:
+        """At each arrival at the join, the depth of each of its inputs and of the node."""
+
+        def node_hooks(self, node: Processor) -> Any:
+            if node.name != "zip":
+                return None
+
+            class Held:
+                def held(self, key: Any) -> None:
+                    stats = plumber.stats()["zip"]
+                    depths.append((*(edge.qsize() for edge in node.inputs), stats.queue_depth, stats.queue_bound))
+
+            return Held()
+
+    graph = {
+        "nodes": {"fast": {"coro": fast}, "slow": {"coro": slow}, "zip": {"coro": pair}},
+        "graph": {"fast": ["zip"], "slow": ["zip"], "zip": None},
+    }
+    plumber = Plumber(graph, queue_size=bound, hooks=[Depths()])
+    result = await plumber.run()
+    assert seen == [(i, f"s{i}") for i in range(count)]
+    assert len(depths) == 2 * count
+    assert all(f <= bound and s <= bound and d == f + s and b == 2 * bound for f, s, d, b in depths)
+    # the fast source ran ahead until its input was full, and never further than that input and the one batch
+    # the join reads from it when it is not ahead (a join that read it whenever it had items would let it run
+    # to the end while the slow one waits for its first pair): it is held back by its bound
+    assert bound <= max(leads) <= 2 * bound
+    assert (result["zip"].items_in, result["zip"].completed, result["zip"].dropped) == (count, count, 0)
