@@ -72,6 +72,7 @@ class RunJournal:
                 journal._set_status(last.id, resumed=False, completed=True, done=last.done)
             else:
                 resume = last
+                _check_roots(path, last, sorted(set(names.values())))
                 journal._set_status(last.id, resumed=True, completed=False, done=last.done)
         self.resume = resume
         self.idle = journal.already_completed
@@ -314,6 +315,15 @@ class SourceAdmission:
         else:
             self._run.root_done(root)  # a source with no successor: nothing of it will be alive
         return True
+
+
+def _check_roots(path: str, run: RunRecord, expected: list[str]) -> None:
+    """The run to resume records what is done for exactly the roots of this graph, as the writer writes it."""
+    if sorted(run.roots) != expected:
+        raise JournalError(
+            f"{path}: damaged journal: run {run.id}'s progress['roots'] is for {sorted(run.roots)}; "
+            f"expected this graph's sources {expected}"
+        )
 
 
 def _same(key: tuple[Any, ...]) -> tuple[Any, ...]:
