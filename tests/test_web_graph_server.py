@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import json
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import socketio
 
@@ -21,7 +23,7 @@ from pipelines import Processor, Registry
 from pipelines.web import HUB, SIO, Hub, make_app
 from pipelines.web.graph_server import GraphServer, Limits
 
-from .helpers import until
+from .helpers import until, yield_now
 from .web_helpers import serving
 
 ROOT = Path(__file__).parent.parent
@@ -53,19 +55,35 @@ class Nodes:
     async def keep(cls, processor: Processor, q_elt: tuple[Any]) -> Any:
         return q_elt[0]
 
+    yielded = 0  # how many values `repeat` has yielded, in every run
+
+    @classmethod
+    async def repeat(cls, processor: Processor, q_elt: tuple[Any], times: int) -> AsyncIterator[Any]:
+        """A generator sink: one item in, `times` results out, without ever awaiting anything else."""
+        for i in range(times):
+            cls.yielded += 1
+            yield [q_elt[0], i]
+
 
 class Client:
-    """A real socket.io client that records every event it receives."""
+    """A real socket.io client that records every event it receives.
+
+    Clear `reading` and its handlers stop returning: python-socketio acknowledges an event when
+    its handler returns, so to the server this client has stopped reading.
+    """
 
     def __init__(self) -> None:
         self.sio = socketio.AsyncClient()
         self.events: list[tuple[str, Any]] = []
         self.changed = asyncio.Event()
+        self.reading = asyncio.Event()
+        self.reading.set()
         for event in ("recv", "done", "error"):
             self.sio.on(event, self._recorder(event))
 
     def _recorder(self, event: str) -> Any:
         async def record(data: Any) -> None:
+            await self.reading.wait()
             self.events.append((event, data))
             self.changed.set()
 
@@ -292,3 +310,122 @@ async def test_with_a_redis_manager_a_server_emits_to_a_client_of_another_server
                 await client.wait_for("recv", 5)
                 assert client.of("recv")[-1] == "from the other server"
             assert url_one != url_two
+
+
+# -- results are bounded: a client's run goes at the client's pace --------------------------
+
+
+async def steady(read: Any, turns: int = 500, limit: int = 200) -> Any:
+    """`read()` once it has kept its value through `turns` event-loop turns (at most `limit` tries)."""
+    value = read()
+    for _ in range(limit):
+        await yield_now(turns)
+        again = read()
+        if again == value:
+            return value
+        value = again
+    raise AssertionError(f"still changing after {limit * turns} loop turns: {value!r}")
+
+
+def counting(upto: int, queue: int) -> dict[str, Any]:
+    return {
+        "nodes": {
+            "inp": {"coro": "Nodes.numbers", "args": {"upto": upto}},
+            "out": {"coro": "Nodes.keep", "properties": {"queue_size": queue}},
+        },
+        "graph": {"inp": ["out"], "out": None},
+    }
+
+
+async def test_a_client_that_stops_reading_holds_its_run_back_then_gets_every_result_once_in_order() -> None:
+    limits = Limits(max_pending_results=40)
+    queue, upto = 8, 3000
+    # What the source can have put while the client reads nothing: the results held for the
+    # client, one more batch of the sink (at most its input's bound), and its full input edge.
+    bound = limits.max_pending_results + 2 * queue
+    async with graph_server(limits) as (url, hub, _), connected(url) as client:
+        client.reading.clear()
+        await client.sio.emit("process_msg", counting(upto, queue))
+        await until(lambda: len(hub.runs()) == 1, limit=100_000)
+        (entry,) = hub.runs()
+        put = await steady(lambda: entry.plumber.stats()["inp"].items_out)
+        assert put <= bound
+        assert entry.plumber.state == "running"
+        client.reading.set()  # it reads again: the run goes on to the end
+        (done,) = await client.wait_for("done")
+        assert done["state"] == "completed"
+        assert client.of("recv") == list(range(upto))  # every result, once, in order
+        assert entry.plumber.stats()["inp"].items_out == upto
+
+
+async def test_a_generator_sink_is_held_back_between_its_values() -> None:
+    limits = Limits(max_pending_results=30)
+    times = 2000
+    payload = {
+        "nodes": {
+            "inp": {"coro": "Nodes.numbers", "args": {"upto": 2}},
+            "out": {"coro": "Nodes.repeat", "args": {"times": times}},
+        },
+        "graph": {"inp": ["out"], "out": None},
+    }
+    Nodes.yielded = 0
+    async with graph_server(limits) as (url, _, _), connected(url) as client:
+        client.reading.clear()
+        await client.sio.emit("process_msg", payload)
+        yielded = await steady(lambda: Nodes.yielded)
+        assert 0 < yielded <= limits.max_pending_results + 1  # the one it holds while it waits
+        client.reading.set()
+        (done,) = await client.wait_for("done")
+        assert done["state"] == "completed"
+        assert client.of("recv") == [[n, i] for n in range(2) for i in range(times)]
+
+
+@contextlib.asynccontextmanager
+async def silent_client(url: str) -> AsyncIterator[tuple[str, Any]]:
+    """A socket.io client over a bare websocket that sends graphs and never reads what comes back.
+
+    Yields its sid and `send(payload)`. It speaks Engine.IO 4 / Socket.IO 5 by hand: the open
+    packet, a connect to the default namespace, then events; leaving the block closes the socket.
+    """
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws,
+    ):
+        opened = await ws.receive_str()
+        assert opened.startswith("0"), opened
+        await ws.send_str("40")
+        accepted = await ws.receive_str()
+        assert accepted.startswith("40"), accepted
+        sid = json.loads(accepted[2:])["sid"]
+
+        async def send(payload: Any) -> None:
+            await ws.send_str("42" + json.dumps(["process_msg", payload]))
+
+        yield sid, send
+
+
+ENDLESS = {
+    "nodes": {"inp": {"coro": "Nodes.endless"}, "out": {"coro": "Nodes.keep", "properties": {"queue_size": 8}}},
+    "graph": {"inp": ["out"], "out": None},
+}
+
+
+async def test_a_client_that_never_reads_holds_its_run_and_leaving_releases_everything() -> None:
+    limits = Limits(max_pending_results=40)
+    bound = limits.max_pending_results + 2 * 8
+    async with graph_server(limits) as (url, hub, server):
+        async with silent_client(url) as (sid, send):
+            await send(ENDLESS)
+            await until(lambda: len(hub.runs()) == 1, limit=100_000)
+            (entry,) = hub.runs()
+            put = await steady(lambda: entry.plumber.stats()["inp"].items_out)
+            assert 0 < put <= bound
+            assert server.runs_of(sid) != []
+            assert server.sio.manager.callbacks.get(sid)  # its acknowledgements are awaited
+        # It left mid-run: its run is cancelled and nothing of it is kept.
+        await until(lambda: entry.plumber.state == "cancelled", limit=100_000)
+        await until(lambda: server.runs_of(sid) == [], limit=100_000)
+        await until(lambda: not [t for t in asyncio.all_tasks() if t.get_name().startswith("pipelines:client-")])
+        assert all(not s.in_flight for s in entry.plumber.stats().values())
+        assert sid not in server.sio.manager.callbacks
+        assert [hook.pending for hook in entry.plumber.hooks if hasattr(hook, "pending")] == [0]
