@@ -429,3 +429,118 @@ async def test_a_client_that_never_reads_holds_its_run_and_leaving_releases_ever
         assert all(not s.in_flight for s in entry.plumber.stats().values())
         assert sid not in server.sio.manager.callbacks
         assert [hook.pending for hook in entry.plumber.hooks if hasattr(hook, "pending")] == [0]
+
+
+# -- soak: whatever its clients do, the server's memory stays flat ---------------------------
+
+SOAK_CYCLES = 3  # after one more cycle that warms the server up
+SOAK_LEAVERS = 4  # clients per cycle that leave mid-run
+SOAK_GROWTH_KB = 20 * 1024  # the RSS over its warmed-up baseline, at most (wiki/Web.md); measured: about 1.5 MB
+SOAK_ENDLESS = {
+    "nodes": {"inp": {"coro": "Soak.endless"}, "out": {"coro": "Soak.padded"}},
+    "graph": {"inp": ["out"], "out": None},
+}
+
+
+def soak_counting(upto: int) -> dict[str, Any]:
+    return {**SOAK_ENDLESS, "nodes": {**SOAK_ENDLESS["nodes"], "inp": {"coro": "Soak.numbers", "args": {"upto": upto}}}}
+
+
+SOAK_HELD = Limits().max_pending_results + 2 * 100  # pending results, a sink batch, a full edge (default bounds)
+
+
+def rss_kb(pid: int) -> int:
+    """The resident set of process `pid`, in kB (VmRSS of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+async def api(session: aiohttp.ClientSession, url: str, path: str) -> Any:
+    async with session.get(f"{url}/api/{path}") as response:
+        assert response.status == 200
+        return await response.json()
+
+
+async def run_of(session: aiohttp.ClientSession, url: str, sid: str) -> str:
+    """The hub's id of the run client `sid` started (polled: the server builds it on its own time)."""
+    for _ in range(1000):
+        for run in await api(session, url, "runs"):
+            if run["label"] == f"client {sid[:8]}":
+                return str(run["id"])
+    raise AssertionError(f"client {sid} has no run")
+
+
+async def put_when_held(session: aiohttp.ClientSession, url: str, run: str) -> int:
+    """What run `run`'s source has put once 20 polls in a row saw no more (or after 2,000 polls)."""
+    last, same = -1, 0
+    for _ in range(2000):
+        put = int((await api(session, url, f"stats?run={run}"))["nodes"]["inp"]["items_out"])
+        same = same + 1 if put == last else 0
+        if same == 20:
+            break
+        last = put
+    return put
+
+
+async def soak_cycle(url: str, pid: int, samples: list[int]) -> tuple[int, int]:
+    """A client that never reads, clients that leave mid-run, one that reads a run through.
+
+    Returns what the silent client's source had put when it was first held, and at the end.
+    """
+    async with aiohttp.ClientSession() as session, silent_client(url) as (sid, send):
+        await send(SOAK_ENDLESS)
+        run = await run_of(session, url, sid)
+        held = await put_when_held(session, url, run)
+        samples.append(rss_kb(pid))
+        for _ in range(SOAK_LEAVERS):
+            async with connected(url) as leaver:
+                await leaver.sio.emit("process_msg", SOAK_ENDLESS)
+                await leaver.wait_for("recv", 500)
+            samples.append(rss_kb(pid))
+        async with connected(url) as reader:
+            upto = 5000
+            await reader.sio.emit("process_msg", soak_counting(upto))
+            (done,) = await reader.wait_for("done")
+            assert done["state"] == "completed"
+            assert [int(r.split(":")[0]) for r in reader.of("recv")] == list(range(upto))
+        samples.append(rss_kb(pid))
+        still = await put_when_held(session, url, run)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(1000):  # the silent client left mid-run too: every run ends
+            if all(run["state"] in ("cancelled", "completed") for run in await api(session, url, "runs")):
+                break
+        else:
+            raise AssertionError(f"runs still going: {await api(session, url, 'runs')}")
+    return held, still
+
+
+def test_soak_a_client_that_never_reads_and_clients_that_leave_keep_the_servers_memory_flat() -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-W", "error", "-m", "tests.graph_server_soak"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        match = re.fullmatch(r"serving on (http://127\.0\.0\.1:\d+)\n", server.stdout.readline())
+        assert match
+        assert server.stdout.readline().strip() == str(ROOT / "pipelines" / "__init__.py")  # this tree's code
+        samples: list[int] = []
+        with asyncio.Runner() as runner:
+            runner.run(soak_cycle(match[1], server.pid, []))  # warm up
+            baseline = rss_kb(server.pid)
+            held = [runner.run(soak_cycle(match[1], server.pid, samples)) for _ in range(SOAK_CYCLES)]
+        growth = max(samples) - baseline
+        print(f"soak: baseline {baseline} kB, peak {max(samples)} kB, growth {growth} kB; source held at {held}")
+        for first, last in held:
+            assert first <= SOAK_HELD
+            assert last == first  # it stayed held while the other clients came and went
+        assert growth <= SOAK_GROWTH_KB
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
