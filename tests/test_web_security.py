@@ -243,7 +243,17 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
-AUTH_PAYLOADS = JSON_VALUES | st.fixed_dictionaries({"token": JSON_VALUES}, optional={"extra": JSON_VALUES})
+# The whole `auth` of a CONNECT packet. socket.io 5 wants an object; python-socketio sends a list,
+# a string, a bool or null as given too. A bare number cannot be sent: on the wire its digits read
+# as the packet's acknowledgement id, and python-socketio's decoder fails before any handler runs.
+AUTH_PAYLOADS = (
+    st.fixed_dictionaries({"token": JSON_VALUES}, optional={"extra": JSON_VALUES})
+    | st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=4)
+    | st.lists(JSON_VALUES, max_size=4)
+    | st.text()
+    | st.booleans()
+    | st.none()
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
