@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import json
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import socketio
 
@@ -21,7 +23,7 @@ from pipelines import Processor, Registry
 from pipelines.web import HUB, SIO, Hub, make_app
 from pipelines.web.graph_server import GraphServer, Limits
 
-from .helpers import until
+from .helpers import until, yield_now
 from .web_helpers import serving
 
 ROOT = Path(__file__).parent.parent
@@ -53,19 +55,35 @@ class Nodes:
     async def keep(cls, processor: Processor, q_elt: tuple[Any]) -> Any:
         return q_elt[0]
 
+    yielded = 0  # how many values `repeat` has yielded, in every run
+
+    @classmethod
+    async def repeat(cls, processor: Processor, q_elt: tuple[Any], times: int) -> AsyncIterator[Any]:
+        """A generator sink: one item in, `times` results out, without ever awaiting anything else."""
+        for i in range(times):
+            cls.yielded += 1
+            yield [q_elt[0], i]
+
 
 class Client:
-    """A real socket.io client that records every event it receives."""
+    """A real socket.io client that records every event it receives.
+
+    Clear `reading` and its handlers stop returning: python-socketio acknowledges an event when
+    its handler returns, so to the server this client has stopped reading.
+    """
 
     def __init__(self) -> None:
         self.sio = socketio.AsyncClient()
         self.events: list[tuple[str, Any]] = []
         self.changed = asyncio.Event()
+        self.reading = asyncio.Event()
+        self.reading.set()
         for event in ("recv", "done", "error"):
             self.sio.on(event, self._recorder(event))
 
     def _recorder(self, event: str) -> Any:
         async def record(data: Any) -> None:
+            await self.reading.wait()
             self.events.append((event, data))
             self.changed.set()
 
@@ -292,3 +310,237 @@ async def test_with_a_redis_manager_a_server_emits_to_a_client_of_another_server
                 await client.wait_for("recv", 5)
                 assert client.of("recv")[-1] == "from the other server"
             assert url_one != url_two
+
+
+# -- results are bounded: a client's run goes at the client's pace --------------------------
+
+
+async def steady(read: Any, turns: int = 500, limit: int = 200) -> Any:
+    """`read()` once it has kept its value through `turns` event-loop turns (at most `limit` tries)."""
+    value = read()
+    for _ in range(limit):
+        await yield_now(turns)
+        again = read()
+        if again == value:
+            return value
+        value = again
+    raise AssertionError(f"still changing after {limit * turns} loop turns: {value!r}")
+
+
+def counting(upto: int, queue: int) -> dict[str, Any]:
+    return {
+        "nodes": {
+            "inp": {"coro": "Nodes.numbers", "args": {"upto": upto}},
+            "out": {"coro": "Nodes.keep", "properties": {"queue_size": queue}},
+        },
+        "graph": {"inp": ["out"], "out": None},
+    }
+
+
+async def test_a_client_that_stops_reading_holds_its_run_back_then_gets_every_result_once_in_order() -> None:
+    limits = Limits(max_pending_results=40)
+    queue, upto = 8, 3000
+    # What the source can have put while the client reads nothing: the results held for the
+    # client, one more batch of the sink (at most its input's bound), and its full input edge.
+    bound = limits.max_pending_results + 2 * queue
+    async with graph_server(limits) as (url, hub, _), connected(url) as client:
+        client.reading.clear()
+        await client.sio.emit("process_msg", counting(upto, queue))
+        await until(lambda: len(hub.runs()) == 1, limit=100_000)
+        (entry,) = hub.runs()
+        put = await steady(lambda: entry.plumber.stats()["inp"].items_out)
+        assert put <= bound
+        assert entry.plumber.state == "running"
+        client.reading.set()  # it reads again: the run goes on to the end
+        (done,) = await client.wait_for("done")
+        assert done["state"] == "completed"
+        assert client.of("recv") == list(range(upto))  # every result, once, in order
+        assert entry.plumber.stats()["inp"].items_out == upto
+
+
+async def test_a_generator_sink_is_held_back_between_its_values() -> None:
+    limits = Limits(max_pending_results=30)
+    times = 2000
+    payload = {
+        "nodes": {
+            "inp": {"coro": "Nodes.numbers", "args": {"upto": 2}},
+            "out": {"coro": "Nodes.repeat", "args": {"times": times}},
+        },
+        "graph": {"inp": ["out"], "out": None},
+    }
+    Nodes.yielded = 0
+    async with graph_server(limits) as (url, _, _), connected(url) as client:
+        client.reading.clear()
+        await client.sio.emit("process_msg", payload)
+        yielded = await steady(lambda: Nodes.yielded)
+        assert 0 < yielded <= limits.max_pending_results + 1  # the one it holds while it waits
+        client.reading.set()
+        (done,) = await client.wait_for("done")
+        assert done["state"] == "completed"
+        assert client.of("recv") == [[n, i] for n in range(2) for i in range(times)]
+
+
+@contextlib.asynccontextmanager
+async def silent_client(url: str) -> AsyncIterator[tuple[str, Any]]:
+    """A socket.io client over a bare websocket that sends graphs and never reads what comes back.
+
+    Yields its sid and `send(payload)`. It speaks Engine.IO 4 / Socket.IO 5 by hand: the open
+    packet, a connect to the default namespace, then events; leaving the block closes the socket.
+    """
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws,
+    ):
+        opened = await ws.receive_str()
+        assert opened.startswith("0"), opened
+        await ws.send_str("40")
+        accepted = await ws.receive_str()
+        assert accepted.startswith("40"), accepted
+        sid = json.loads(accepted[2:])["sid"]
+
+        async def send(payload: Any) -> None:
+            await ws.send_str("42" + json.dumps(["process_msg", payload]))
+
+        yield sid, send
+
+
+ENDLESS = {
+    "nodes": {"inp": {"coro": "Nodes.endless"}, "out": {"coro": "Nodes.keep", "properties": {"queue_size": 8}}},
+    "graph": {"inp": ["out"], "out": None},
+}
+
+
+async def test_a_client_that_never_reads_holds_its_run_and_leaving_releases_everything() -> None:
+    limits = Limits(max_pending_results=40)
+    bound = limits.max_pending_results + 2 * 8
+    async with graph_server(limits) as (url, hub, server):
+        async with silent_client(url) as (sid, send):
+            await send(ENDLESS)
+            await until(lambda: len(hub.runs()) == 1, limit=100_000)
+            (entry,) = hub.runs()
+            put = await steady(lambda: entry.plumber.stats()["inp"].items_out)
+            assert 0 < put <= bound
+            assert server.runs_of(sid) != []
+            assert server.sio.manager.callbacks.get(sid)  # its acknowledgements are awaited
+        # It left mid-run: its run is cancelled and nothing of it is kept.
+        await until(lambda: entry.plumber.state == "cancelled", limit=100_000)
+        await until(lambda: server.runs_of(sid) == [], limit=100_000)
+        await until(lambda: not [t for t in asyncio.all_tasks() if t.get_name().startswith("pipelines:client-")])
+        assert all(not s.in_flight for s in entry.plumber.stats().values())
+        assert sid not in server.sio.manager.callbacks
+        assert [hook.pending for hook in entry.plumber.hooks if hasattr(hook, "pending")] == [0]
+
+
+# -- soak: whatever its clients do, the server's memory stays flat ---------------------------
+
+SOAK_CYCLES = 3  # after one more cycle that warms the server up
+SOAK_LEAVERS = 4  # clients per cycle that leave mid-run
+SOAK_GROWTH_KB = 20 * 1024  # the RSS over its warmed-up baseline, at most (wiki/Web.md); measured: about 1.5 MB
+SOAK_ENDLESS = {
+    "nodes": {"inp": {"coro": "Soak.endless"}, "out": {"coro": "Soak.padded"}},
+    "graph": {"inp": ["out"], "out": None},
+}
+
+
+def soak_counting(upto: int) -> dict[str, Any]:
+    return {**SOAK_ENDLESS, "nodes": {**SOAK_ENDLESS["nodes"], "inp": {"coro": "Soak.numbers", "args": {"upto": upto}}}}
+
+
+SOAK_HELD = Limits().max_pending_results + 2 * 100  # pending results, a sink batch, a full edge (default bounds)
+
+
+def rss_kb(pid: int) -> int:
+    """The resident set of process `pid`, in kB (VmRSS of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+async def api(session: aiohttp.ClientSession, url: str, path: str) -> Any:
+    async with session.get(f"{url}/api/{path}") as response:
+        assert response.status == 200
+        return await response.json()
+
+
+async def run_of(session: aiohttp.ClientSession, url: str, sid: str) -> str:
+    """The hub's id of the run client `sid` started (polled: the server builds it on its own time)."""
+    for _ in range(1000):
+        for run in await api(session, url, "runs"):
+            if run["label"] == f"client {sid[:8]}":
+                return str(run["id"])
+    raise AssertionError(f"client {sid} has no run")
+
+
+async def put_when_held(session: aiohttp.ClientSession, url: str, run: str) -> int:
+    """What run `run`'s source has put once 20 polls in a row saw no more (or after 2,000 polls)."""
+    last, same = -1, 0
+    for _ in range(2000):
+        put = int((await api(session, url, f"stats?run={run}"))["nodes"]["inp"]["items_out"])
+        same = same + 1 if put == last else 0
+        if same == 20:
+            break
+        last = put
+    return put
+
+
+async def soak_cycle(url: str, pid: int, samples: list[int]) -> tuple[int, int]:
+    """A client that never reads, clients that leave mid-run, one that reads a run through.
+
+    Returns what the silent client's source had put when it was first held, and at the end.
+    """
+    async with aiohttp.ClientSession() as session, silent_client(url) as (sid, send):
+        await send(SOAK_ENDLESS)
+        run = await run_of(session, url, sid)
+        held = await put_when_held(session, url, run)
+        samples.append(rss_kb(pid))
+        for _ in range(SOAK_LEAVERS):
+            async with connected(url) as leaver:
+                await leaver.sio.emit("process_msg", SOAK_ENDLESS)
+                await leaver.wait_for("recv", 500)
+            samples.append(rss_kb(pid))
+        async with connected(url) as reader:
+            upto = 5000
+            await reader.sio.emit("process_msg", soak_counting(upto))
+            (done,) = await reader.wait_for("done")
+            assert done["state"] == "completed"
+            assert [int(r.split(":")[0]) for r in reader.of("recv")] == list(range(upto))
+        samples.append(rss_kb(pid))
+        still = await put_when_held(session, url, run)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(1000):  # the silent client left mid-run too: every run ends
+            if all(run["state"] in ("cancelled", "completed") for run in await api(session, url, "runs")):
+                break
+        else:
+            raise AssertionError(f"runs still going: {await api(session, url, 'runs')}")
+    return held, still
+
+
+def test_soak_a_client_that_never_reads_and_clients_that_leave_keep_the_servers_memory_flat() -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-W", "error", "-m", "tests.graph_server_soak"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        match = re.fullmatch(r"serving on (http://127\.0\.0\.1:\d+)\n", server.stdout.readline())
+        assert match
+        assert server.stdout.readline().strip() == str(ROOT / "pipelines" / "__init__.py")  # this tree's code
+        samples: list[int] = []
+        with asyncio.Runner() as runner:
+            runner.run(soak_cycle(match[1], server.pid, []))  # warm up
+            baseline = rss_kb(server.pid)
+            held = [runner.run(soak_cycle(match[1], server.pid, samples)) for _ in range(SOAK_CYCLES)]
+        growth = max(samples) - baseline
+        print(f"soak: baseline {baseline} kB, peak {max(samples)} kB, growth {growth} kB; source held at {held}")
+        for first, last in held:
+            assert first <= SOAK_HELD
+            assert last == first  # it stayed held while the other clients came and went
+        assert growth <= SOAK_GROWTH_KB
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err

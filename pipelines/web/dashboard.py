@@ -60,6 +60,9 @@ class Dashboard:
     # -- socket.io handlers -------------------------------------------------------------------
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        # `auth` is any JSON value the client chose. Anything but the token, of any type, is
+        # refused here: an exception other than this refusal would leave the client in the
+        # namespace's broadcast room without having been let in.
         given = auth.get("token") if isinstance(auth, dict) else None
         if not token_matches(self.token, given):
             raise socketio.exceptions.ConnectionRefusedError("this server requires a token")
@@ -92,10 +95,16 @@ class Dashboard:
 
     async def push(self) -> None:
         """Send every open page the stats of the run it watches (and the run list if it changed)."""
+        runs = None
         if self.hub.version != self._seen_version:
             self._seen_version = self.hub.version
-            await self.sio.emit("runs", self._runs(), namespace=NAMESPACE)
+            runs = self._runs()
+        # To the pages this dashboard let in, each by its sid, rather than a broadcast to the
+        # namespace: only a client that passed the token check hears anything, also when a
+        # Redis manager shares the namespace with servers that hold other tokens.
         for sid in list(self._watching):
+            if runs is not None:
+                await self.sio.emit("runs", runs, to=sid, namespace=NAMESPACE)
             await self._send(sid, with_graph=False)
 
     _seen_version = -1

@@ -36,8 +36,20 @@ def required_token(host: str, token: str | None) -> str | None:
     return None if is_loopback(host) else new_token()
 
 
-def token_matches(expected: str | None, given: str | None) -> bool:
-    """True when no token is required, or `given` is that token."""
+def token_matches(expected: str | None, given: object) -> bool:
+    """True when no token is required, or `given` is that token; False for anything else.
+
+    Total: `given` is whatever a client sent (any JSON value of a socket.io ``auth``, a header
+    that aiohttp decoded with surrogate escapes because it was not UTF-8) and never makes this
+    raise. Only a str (that is valid text) or bytes can match; it is compared in constant time.
+    """
     if expected is None:
         return True
-    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+    if isinstance(given, str):
+        try:
+            given = given.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8 on the wire
+            return False
+    if not isinstance(given, bytes):
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), given)
