@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 from typing import IO, Any
 
@@ -36,3 +38,18 @@ async def append_line(processor: Processor, q_elt: tuple[int], path: str) -> Non
 @node
 async def ignore(x: Any) -> None:
     pass
+
+
+@node
+async def gated_count(n: int) -> Any:
+    """Counts to `n`. With PIPELINES_TEST_GATE set, half-way, it says 'gate' on stdout and waits for a line on stdin.
+
+    The test that started the process reads its stdout up to that line, knows the run is going and
+    holds its journal, does what it wants meanwhile, then lets it go on by writing a line.
+    """
+    for i in range(n):
+        if i == n // 2 and os.environ.get("PIPELINES_TEST_GATE"):
+            sys.stdout.write("gate\n")
+            sys.stdout.flush()
+            await asyncio.to_thread(sys.stdin.readline)
+        yield i

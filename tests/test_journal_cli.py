@@ -226,3 +226,47 @@ def test_a_full_disk_fails_the_run(tmp_path: Path) -> None:
         r"(disk I/O error|database or disk is full)\n",
         proc.stderr,
     ), proc.stderr
+
+
+DAMAGED = """
+nodes:
+  source: {coro: "tests.cli_nodes:count", args: {n: 50}}
+  sink: {coro: "tests.journal_nodes:append_line", args: {path: "OUT"}}
+flow: "source -> sink"
+"""
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        (
+            "UPDATE runs SET state = 'failed', progress = 'garbage'",
+            "run 1's progress is not JSON: 'garbage'; expected "
+            '{"roots": {source: [upto, [[lo, hi], ...]]}, "sinks": {sink: count}}',
+        ),
+        (
+            "INSERT INTO finished VALUES (1, 'sink', 'source', 3, '[\"source\", 3')",
+            "an item in run 1's finished rows is not JSON: '[\"source\", 3'; expected an item id: "
+            "a JSON array [source, position, output index, ...]",
+        ),
+    ],
+)
+def test_a_damaged_journal_is_one_line_and_exit_2(tmp_path: Path, statement: str, message: str) -> None:
+    journal, out = tmp_path / "run.db", tmp_path / "out.txt"
+    graph = write(tmp_path, "damaged.yaml", DAMAGED.replace("OUT", str(out)))
+    assert run_cli("run", graph, "--journal", str(journal)).returncode == 0
+    connection = sqlite3.connect(journal)
+    connection.execute(statement)
+    connection.commit()
+    connection.close()
+    written = lines(out)
+    before = (journal.read_bytes(), journal.stat().st_mtime_ns, sorted(tmp_path.iterdir()))
+    for args in (["run", graph, "--journal", str(journal)], ["journal", str(journal)]):
+        proc = run_cli(*args)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (
+            2,
+            "",
+            f"pipelines: {journal}: damaged journal: {message}\n",
+        )
+        assert (journal.read_bytes(), journal.stat().st_mtime_ns, sorted(tmp_path.iterdir())) == before
+    assert lines(out) == written  # the sink was not given anything

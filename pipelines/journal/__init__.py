@@ -7,7 +7,8 @@ sent, every other item is processed, and a sink is given an item a second time o
 came while one of its workers held it (at most ``workers * queue_size`` items per sink per crash).
 
 The sources must be deterministic: each run puts the same items in the same order, since an
-item's id is its position (pipelines.journal.ids). See wiki/Durability.md.
+item's id is its position (pipelines.journal.ids). One run writes a journal at a time
+(pipelines.journal.lock). See wiki/Durability.md.
 """
 
 from __future__ import annotations

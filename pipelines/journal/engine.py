@@ -27,6 +27,7 @@ from ..lineage import current_item
 from ..sources import InputProcessor
 from .ids import Root, graph_hash, root_function, root_names
 from .journal import Journal
+from .lock import JournalLock
 from .store import JournalError, RunRecord, read_journal_file
 from .writer import Batch, Writer
 
@@ -56,24 +57,15 @@ class RunJournal:
     def __init__(self, journal: Journal, spec: GraphSpec) -> None:
         journal._claim()
         self.journal = journal
-        path = journal.path
         names = root_names(spec)
         self._hash = graph_hash(spec)
-        stored = read_journal_file(path, with_items=True)
-        if stored is not None and stored.graph_hash != self._hash:
-            raise JournalError(
-                f"{path}: journal of another graph (graph {stored.graph_hash}, this graph is {self._hash}); "
-                "give another journal file"
-            )
-        last = stored.runs[-1] if stored is not None and stored.runs else None
-        resume: RunRecord | None = None
-        if last is not None and not journal.new_run:
-            if last.state == "completed":
-                journal._set_status(last.id, resumed=False, completed=True, done=last.done)
-            else:
-                resume = last
-                journal._set_status(last.id, resumed=True, completed=False, done=last.done)
-        self.resume = resume
+        # The file is this run's from now until it has ended: nobody else writes what is read here.
+        self._lock = JournalLock.acquire(journal.path)
+        try:
+            self.resume = self._read(names)
+        except BaseException:
+            self._lock.release()
+            raise
         self.idle = journal.already_completed
         self.root = root_function(names)
         self.names = names
@@ -84,6 +76,26 @@ class RunJournal:
         self._spec = spec
         self._processors: list[Processor] = []
         self._writer: Writer | None = None
+
+    def _read(self, names: dict[str, str]) -> RunRecord | None:
+        """Check the file against the graph; the run to resume, if any (JournalError if unusable)."""
+        journal = self.journal
+        path = journal.path
+        stored = read_journal_file(path, with_items=True)
+        if stored is not None and stored.graph_hash != self._hash:
+            raise JournalError(
+                f"{path}: journal of another graph (graph {stored.graph_hash}, this graph is {self._hash}); "
+                "give another journal file"
+            )
+        last = stored.runs[-1] if stored is not None and stored.runs else None
+        if last is None or journal.new_run:
+            return None
+        if last.state == "completed":
+            journal._set_status(last.id, resumed=False, completed=True, done=last.done)
+            return None
+        _check_roots(path, last, sorted(set(names.values())))
+        journal._set_status(last.id, resumed=True, completed=False, done=last.done)
+        return last
 
     # -- the hook ---------------------------------------------------------------------------------
 
@@ -106,7 +118,11 @@ class RunJournal:
             sinks=sinks,
             snapshot=self._snapshot,
         )
-        writer.open(asyncio.get_running_loop(), plumber.fail)
+        try:
+            writer.open(asyncio.get_running_loop(), plumber.fail)
+        except BaseException:
+            self._lock.release()
+            raise
         self._writer = writer
         self.journal.run_id = writer.run_id
 
@@ -139,6 +155,7 @@ class RunJournal:
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def written(error: BaseException | None) -> None:
+            self._lock.release()  # the file is closed: the next run may have it
             if not ended.done():
                 if error is None:
                     ended.set_result(None)
@@ -314,6 +331,15 @@ class SourceAdmission:
         else:
             self._run.root_done(root)  # a source with no successor: nothing of it will be alive
         return True
+
+
+def _check_roots(path: str, run: RunRecord, expected: list[str]) -> None:
+    """The run to resume records what is done for exactly the roots of this graph, as the writer writes it."""
+    if sorted(run.roots) != expected:
+        raise JournalError(
+            f"{path}: damaged journal: run {run.id}'s progress['roots'] is for {sorted(run.roots)}; "
+            f"expected this graph's sources {expected}"
+        )
 
 
 def _same(key: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -23,6 +23,10 @@ class Journal:
     `sync='normal'` survives the process being killed; `sync='full'` also survives a power loss
     (an fsync per group commit, much slower on most disks).
 
+    One run writes a journal at a time: from the moment the Plumber is built until its run has
+    ended, the file is locked (pipelines.journal.lock), and another Plumber on it, in this process
+    or another, is refused with a JournalError; a process that dies, however, leaves no lock.
+
     A Journal serves one Plumber. After the Plumber is built: `run_id` (None until a new run is
     first written), `resumed`, `already_completed`, `done_before` (source items done before this
     start), `skipped_at_sources` (items the sources were not let send, because they were done).

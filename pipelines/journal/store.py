@@ -17,18 +17,25 @@ that graph, one after the other. For each run it keeps:
 Checking a file reads its header bytes and then opens it read-only: a file that is not a journal,
 a journal of another graph or of a newer format is refused with a `JournalError` and left as it was.
 The format is ``PRAGMA user_version``; the file is recognised by ``PRAGMA application_id``.
+
+Every value read back is checked for the type and shape the writer gives it (SQLite keeps any
+type in any column, and a bad disk, a bad copy or a hand edit can leave anything): a damaged
+journal is refused the same way, with one line naming the file, the value and what was expected,
+before anything runs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import reprlib
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from ..errors import JournalError
+from ..types import Marker
 
 __all__ = [
     "APPLICATION_ID",
@@ -44,6 +51,15 @@ __all__ = [
 FORMAT = 1
 APPLICATION_ID = 0x706C4A31  # 'plJ1'
 _HEADER = b"SQLite format 3\x00"
+
+RUN_STATES = ("running", "completed", "stopped", "failed", "cancelled")
+MAX_COUNT = 2**62  # far beyond any run, and a count plus what one run adds still fits SQLite's integers
+MAX_TIME = 1e11  # seconds since 1970: the year 5138
+ROOT_SHAPE = "[upto, [[lo, hi], ...]]"
+PROGRESS = f'{{"roots": {{source: {ROOT_SHAPE}}}, "sinks": {{sink: count}}}}'
+ITEM = "an item id: a JSON array [source, position, output index, ...]"
+NODE_NAMES = "a JSON array of the graph's node names"
+_MISSING: Any = Marker("missing")  # how a key absent from the JSON is shown
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -87,6 +103,8 @@ class RunRecord:
     """Per sink: the items it finished whose root is not done."""
     nodes: dict[str, int] = field(default_factory=dict)
     """Per node: items finished (a sink), or handled (any other node)."""
+    sinks: dict[str, int] = field(default_factory=dict)
+    """Per sink: items finished (as in `nodes`)."""
 
     @property
     def done(self) -> int:
@@ -165,24 +183,165 @@ def _check_header(name: str) -> None:
 
 
 def _read(connection: sqlite3.Connection, name: str, with_items: bool) -> StoredJournal:
-    meta = dict(connection.execute("SELECT key, value FROM meta"))
+    connection.text_factory = _decoded
+    check = _Check(name)
+    meta = {key: value for key, value in connection.execute("SELECT key, value FROM meta") if isinstance(key, str)}
     if "graph_hash" not in meta:
         raise JournalError(f"{name}: not a pipelines journal (it names no graph)")
+    graph_hash = meta["graph_hash"]
+    if not isinstance(graph_hash, str) or not graph_hash:
+        raise check.damaged("the graph hash", graph_hash, "the hash of the journal's graph (text)")
+    node_names = check.json(meta.get("nodes", "[]"), "the list of node names", NODE_NAMES)
+    if not isinstance(node_names, list) or not all(isinstance(node, str) for node in node_names):
+        raise check.damaged("the list of node names", node_names, NODE_NAMES)
     runs = []
-    for run_id, state, started, updated, attempts, progress in connection.execute(
-        "SELECT id, state, started, updated, attempts, progress FROM runs ORDER BY id"
-    ):
-        run = RunRecord(run_id, state, started, updated, attempts)
-        figures = json.loads(progress)
-        run.roots = {name: (upto, [(lo, hi) for lo, hi in above]) for name, (upto, above) in figures["roots"].items()}
-        run.nodes = dict(connection.execute("SELECT node, finished FROM nodes WHERE run = ?", (run.id,)))
-        run.nodes.update(figures["sinks"])
-        runs.append(run)
-    if with_items and runs:
-        last = runs[-1]
-        for sink, item in connection.execute("SELECT sink, item FROM finished WHERE run = ?", (last.id,)):
-            last.finished.setdefault(sink, set()).add(tuple(json.loads(item)))
-    return StoredJournal(name, meta["graph_hash"], json.loads(meta.get("nodes", "[]")), runs)
+    for row in connection.execute("SELECT id, state, started, updated, attempts, progress FROM runs ORDER BY id"):
+        runs.append(check.run(*row))
+    by_id = {run.id: run for run in runs}
+    for run_id, node, finished in connection.execute("SELECT run, node, finished FROM nodes"):
+        run = by_id[check.run_id(run_id, "nodes", by_id)]
+        if not isinstance(node, str):
+            raise check.damaged(f"a node's name in run {run.id}", node, "a node's name (text)")
+        run.nodes[node] = check.count(finished, f"run {run.id}'s count of node {node!r}")
+    for run in runs:
+        run.nodes.update(run.sinks)
+    last = runs[-1] if runs else None
+    for run_id, sink, source, seq, item in connection.execute("SELECT run, sink, source, seq, item FROM finished"):
+        key = check.finished(check.run_id(run_id, "finished", by_id), sink, source, seq, item)
+        if with_items and last is not None and run_id == last.id:
+            last.finished.setdefault(sink, set()).add(key)
+    return StoredJournal(name, graph_hash, node_names, runs)
+
+
+class _NotUTF8(bytes):
+    """A text value of the file whose bytes are not UTF-8: damaged, and shown as such."""
+
+
+def _decoded(raw: bytes) -> str | _NotUTF8:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return _NotUTF8(raw)
+
+
+_shown_value = reprlib.Repr()
+_shown_value.maxstring = _shown_value.maxother = 60
+_shown_value.maxlevel = 3
+
+
+def _shown(value: object) -> str:
+    """A stored value as an error message quotes it: one line, cut short."""
+    if isinstance(value, _NotUTF8):
+        return f"text that is not UTF-8 ({len(value)} byte{'s' if len(value) != 1 else ''})"
+    if isinstance(value, bytes):
+        return f"a blob of {len(value)} byte{'s' if len(value) != 1 else ''}"
+    return _shown_value.repr(value)
+
+
+class _Check:
+    """Checks of what is read from one file: each returns the value, or raises JournalError saying what is wrong.
+
+    A journal that was damaged (by a bad disk, a bad copy, a hand edit) is refused with one line
+    naming the file, the value and what was expected, before anything runs; nothing is written.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def damaged(self, where: str, value: object, expected: str, *, shown: str | None = None) -> JournalError:
+        found = shown if shown is not None else _shown(value)
+        return JournalError(f"{self.name}: damaged journal: {where} is {found}; expected {expected}")
+
+    def json(self, text: object, where: str, expected: str) -> Any:
+        if not isinstance(text, str):
+            raise self.damaged(where, text, expected)
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError):
+            raise self.damaged(where, text, expected, shown=f"not JSON: {_shown(text)}") from None
+
+    def count(self, value: object, where: str, least: int = 0) -> int:
+        if not _is_count(value, least):
+            raise self.damaged(where, value, f"a whole number from {least} to 2**62")
+        assert isinstance(value, int)
+        return value
+
+    def run(
+        self, run_id: object, state: object, started: object, updated: object, attempts: object, progress: object
+    ) -> RunRecord:
+        if not isinstance(run_id, int):  # an INTEGER PRIMARY KEY: SQLite keeps anything else out
+            raise self.damaged("a run's id", run_id, "a whole number")
+        where = f"run {run_id}'s"
+        if state not in RUN_STATES:
+            raise self.damaged(f"{where} state", state, "one of " + ", ".join(map(repr, RUN_STATES)))
+        assert isinstance(state, str)
+        for column, value in (("started", started), ("updated", updated)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_TIME:
+                raise self.damaged(f"{where} {column}", value, "a Unix time (a number from 0 to 1e11)")
+        assert isinstance(started, (int, float))
+        assert isinstance(updated, (int, float))
+        run = RunRecord(run_id, state, started, updated, self.count(attempts, f"{where} attempts", least=1))
+        figures = self.json(progress, f"{where} progress", PROGRESS)
+        if not isinstance(figures, dict):
+            raise self.damaged(f"{where} progress", figures, PROGRESS)
+        roots = figures.get("roots", _MISSING)
+        if not isinstance(roots, dict):
+            raise self.damaged(f"{where} progress['roots']", roots, f"an object {{source: {ROOT_SHAPE}}}")
+        for source, done in roots.items():
+            run.roots[source] = self.root(done, f"{where} progress['roots'][{source!r}]")
+        sinks = figures.get("sinks", _MISSING)
+        if not isinstance(sinks, dict):
+            raise self.damaged(f"{where} progress['sinks']", sinks, "an object {sink: count}")
+        for sink, finished in sinks.items():
+            run.sinks[sink] = self.count(finished, f"{where} progress['sinks'][{sink!r}]")
+        return run
+
+    def root(self, done: object, where: str) -> tuple[int, list[tuple[int, int]]]:
+        """``[upto, [[lo, hi], ...]]``: every position below upto is done, and the ranges, in order, above it."""
+        expected = f"{ROOT_SHAPE}, whole numbers with upto <= lo < hi, the ranges in order"
+        if not (isinstance(done, list) and len(done) == 2 and _is_count(done[0]) and isinstance(done[1], list)):
+            raise self.damaged(where, done, expected)
+        upto, ranges = done
+        above: list[tuple[int, int]] = []
+        last = upto
+        for pair in ranges:
+            if not (isinstance(pair, list) and len(pair) == 2 and all(_is_count(x) for x in pair)):
+                raise self.damaged(where, done, expected)
+            lo, hi = pair
+            if not last <= lo < hi:
+                raise self.damaged(where, done, expected)
+            above.append((lo, hi))
+            last = hi
+        return upto, above
+
+    def run_id(self, run_id: object, table: str, runs: dict[int, RunRecord]) -> int:
+        """The run a row of `table` belongs to: one the journal holds (a new run could take the id of another)."""
+        if not isinstance(run_id, int) or run_id not in runs:
+            expected = f"the id of one of the journal's runs ({', '.join(map(str, runs)) or 'none'})"
+            raise self.damaged(f"a run id in the {table} rows", run_id, expected)
+        return run_id
+
+    def finished(self, run_id: int, sink: object, source: object, seq: object, item: object) -> tuple[Any, ...]:
+        """One row of ``finished``: the item id a sink finished, whose root (source, seq) is not done."""
+        where = f"run {run_id}'s finished rows"
+        if not isinstance(sink, str):
+            raise self.damaged(f"a sink's name in {where}", sink, "a node's name (text)")
+        if not isinstance(source, str):
+            raise self.damaged(f"a source's name in {where}", source, "a source's name (text)")
+        self.count(seq, f"a position in {where}")
+        key = self.json(item, f"an item in {where}", ITEM)
+        if not (
+            isinstance(key, list)
+            and len(key) >= 2
+            and isinstance(key[0], str)
+            and all(_is_count(index) for index in key[1:])
+        ):
+            raise self.damaged(f"an item in {where}", key, ITEM)
+        return tuple(key)
+
+
+def _is_count(value: object, least: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value <= MAX_COUNT
 
 
 def create_schema(connection: sqlite3.Connection, graph_hash: str, node_names: list[str]) -> None:
