@@ -23,7 +23,7 @@ from .types import Envelope, Key, Marker
 if TYPE_CHECKING:
     from .driver import Processor
     from .ledger import Ledger
-    from .ordering import OrderGate
+    from .ordering import OrderGate, Turn
     from .signals import Signals
 
 __all__ = ["HANDLED", "PASSED_OVER", "Expansion", "invoker", "with_retries"]
@@ -153,9 +153,9 @@ class Expansion:
         self._report = guarded(hooks.sent, fail_run) if hooks.sent is not None else None
         self._on_value = guarded(on_value, fail_run) if on_value is not None else None
 
-    async def __call__(self, key: Key, arg: Any, out: list[Envelope], errors: list[Any], ticket: int) -> Any:
+    async def __call__(self, key: Key, arg: Any, out: list[Envelope], errors: list[Any], turn: Turn | None) -> Any:
         """Expand one item; HANDLED, or None when a node with successors yielded nothing (a drop)."""
-        sent = await self._expand(key, arg, out, errors, ticket)
+        sent = await self._expand(key, arg, out, errors, turn)
         if not self._fan:  # a sink: the item is finished whatever it yielded
             if self._finished is not None:
                 self._finished.append(key)
@@ -166,7 +166,7 @@ class Expansion:
             self._settled(key, "expanded", None, 0)
         return HANDLED
 
-    async def _expand(self, key: Key, arg: Any, out: list[Envelope], errors: list[Any], ticket: int) -> int:
+    async def _expand(self, key: Key, arg: Any, out: list[Envelope], errors: list[Any], turn: Turn | None) -> int:
         timeout = self._timeout
         gate = self._gate
         index = self._index
@@ -203,8 +203,8 @@ class Expansion:
                         out.append((output_key, value, index))
                         ledger.items_out += 1
                         if len(out) >= self._chunk:
-                            if gate is not None:
-                                await gate.wait_turn(ticket)
+                            if gate is not None and turn is not None:
+                                await gate.wait_turn(turn)
                             await self._emit(out, errors)
             except Exception as exc:
                 await before_retry(self._name, self._policy, attempt, exc, arg, ledger, self._signals)

@@ -68,7 +68,7 @@ def _property_notes(spec: NodeSpec) -> list[str]:
     """The properties that differ from the default, as short ``key=value`` notes."""
     props = spec.properties
     notes: list[str] = []
-    if props.workers != 1:
+    if props.workers is not None and props.workers != 1:
         notes.append(f"workers={props.workers}")
     if props.ordered:
         notes.append("ordered")

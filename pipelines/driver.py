@@ -27,11 +27,10 @@ from .executors import close_pool, open_pool
 from .hooks import NodeHooks
 from .ledger import Ledger, as_failure
 from .lineage import DROPPED, Joiner, current_item
-from .ordering import OrderGate
+from .pool import Pool
 from .signals import Signals
 from .stats import NodeStats
 from .types import Envelope, Key
-from .worker import Worker
 
 if TYPE_CHECKING:
     from .edges import Edge
@@ -81,7 +80,8 @@ class Processor:
         self._outputs: list[Edge] = []
         self._error_edge: Edge | None = None
         self._joiner: Joiner | None = None
-        self._pool: Executor | None = None
+        self._executor: Executor | None = None
+        self._pool: Pool | None = None
         self._output_queue = NodeOutput(spec.name)
         self.ledger = Ledger(
             spec.name,
@@ -95,7 +95,7 @@ class Processor:
         """The node's counters and the outcomes of its items (pipelines.ledger)."""
         self.collected: list[Any] | None = None
         """A sink's return values (None excluded), kept when the Plumber collects outputs."""
-        self.invoke: Callable[[Any], Any] = invoker(self, lambda: self._pool)
+        self.invoke: Callable[[Any], Any] = invoker(self, lambda: self._executor)
         """The node's function bound to its args (and style, and pool): ``invoke(arg)``."""
 
     # -- the original API ---------------------------------------------------------------------
@@ -177,8 +177,8 @@ class Processor:
 
     @property
     def items_in(self) -> int:
-        """Items taken from the input (groups, for a join)."""
-        return self.ledger.items_in
+        """Items taken from the input and started (groups, for a join)."""
+        return self.ledger.items_in - self._unstarted()
 
     @property
     def items_out(self) -> int:
@@ -217,23 +217,30 @@ class Processor:
 
     @property
     def in_flight(self) -> int:
-        """Items taken and not yet handled."""
-        return self.ledger.in_flight
+        """Items started and not yet handled."""
+        return self.ledger.in_flight - self._unstarted()
+
+    def _unstarted(self) -> int:
+        return self._pool.unstarted if self._pool is not None else 0
 
     def stats(self) -> NodeStats:
         """A snapshot of this node's counters."""
         control = self._control
         ledger = self.ledger
+        pool = self._pool
         elapsed = 0.0
         if control.started_at is not None:
             elapsed = (control.ended_at or time.monotonic()) - control.started_at
         inputs = self._inputs
-        processed = ledger.items_in if inputs else ledger.items_out
-        in_flight = ledger.in_flight
-        handled = ledger.items_in - in_flight
+        # Items a worker took and has not started are queued, not in flight.
+        unstarted = pool.unstarted if pool is not None else 0
+        items_in = ledger.items_in - unstarted
+        processed = items_in if inputs else ledger.items_out
+        in_flight = ledger.in_flight - unstarted
+        handled = items_in - in_flight
         return NodeStats(
             name=self.name,
-            items_in=ledger.items_in,
+            items_in=items_in,
             items_out=ledger.items_out,
             completed=ledger.completed,
             failed=ledger.failed,
@@ -241,11 +248,13 @@ class Processor:
             skipped=ledger.skipped,
             dropped=ledger.dropped,
             in_flight=in_flight,
-            queue_depth=sum(edge.qsize() for edge in inputs),
+            queue_depth=sum(edge.qsize() for edge in inputs) + unstarted,
             queue_bound=sum(edge.maxsize for edge in inputs),
             blocked_seconds=ledger.blocked_seconds,
             rate=processed / elapsed if elapsed > 0 else 0.0,
             latency=ledger.busy_seconds / handled if handled > 0 else 0.0,
+            workers=pool.live if pool is not None else 0,
+            peak_workers=pool.peak if pool is not None else 0,
         )
 
     # -- wiring and hooks (by the Plumber) ----------------------------------------------------
@@ -341,7 +350,7 @@ class Processor:
                     self._control.fail(exc)
                     return
             set_up = True
-            self._pool = open_pool(spec.name, spec.properties)
+            self._executor = open_pool(spec.name, spec.properties)
             await self._body()
             finished = True
         finally:
@@ -349,10 +358,10 @@ class Processor:
                 edge.close()
             if self._error_edge is not None:
                 self._error_edge.close()
-            if self._pool is not None:
-                # Work still in the pool belongs to a run that is ending: do not wait for it.
-                close_pool(self._pool, finished=finished)
-                self._pool = None
+            if self._executor is not None:
+                # Work still in the executor belongs to a run that is ending: do not wait for it.
+                close_pool(self._executor, finished=finished)
+                self._executor = None
             if set_up and spec.teardown is not None:
                 await self._teardown()
             signals.emit("node_ended", node=self.name)
@@ -373,14 +382,8 @@ class Processor:
             self._control.fail(exc)
 
     async def _body(self) -> None:
-        workers = self._spec.properties.workers
-        gate = OrderGate() if self._spec.properties.ordered and workers > 1 else None
-        if workers == 1:
-            await Worker(self, self._joiner, gate).run()
-        else:
-            async with runtime.TaskGroup() as group:
-                for _ in range(workers):
-                    group.create_task(Worker(self, self._joiner, gate).run())
+        self._pool = Pool(self, self._joiner)
+        await self._pool.run()
         joiner = self._joiner
         if joiner is not None and joiner.pending:
             await self._discard_incomplete(joiner)

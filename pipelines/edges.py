@@ -14,7 +14,7 @@ The bound is strict: the buffer never holds more than `maxsize` items.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sized
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,6 +59,10 @@ class Edge(Protocol):
 
     def statistics(self) -> EdgeStatistics: ...
 
+    # Optional: ``on_backlog(callback)``: call `callback()` when items are added while no consumer
+    # waits for them (None: stop). A node's elastic pool (pipelines.pool) grows on it at once; over
+    # an edge without it, the pool grows from the items of the batches its workers took.
+
     def close(self) -> None:
         """One producer is done."""
 
@@ -86,7 +90,7 @@ class MemoryEdge:
     put has added only the items it had room for before it blocked.
     """
 
-    __slots__ = ("_getters", "_items", "_open_producers", "_putters", "maxsize", "name")
+    __slots__ = ("_backlog", "_getters", "_items", "_open_producers", "_putters", "maxsize", "name")
 
     def __init__(self, name: str, maxsize: int, producers: int = 1) -> None:
         if maxsize < 1:
@@ -97,6 +101,7 @@ class MemoryEdge:
         self._getters: deque[runtime.Future[None]] = deque()
         self._putters: deque[runtime.Future[None]] = deque()
         self._open_producers = producers
+        self._backlog: Callable[[], object] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -128,6 +133,9 @@ class MemoryEdge:
         """
         return self._getters
 
+    def on_backlog(self, callback: Callable[[], object] | None) -> None:
+        self._backlog = callback
+
     def statistics(self) -> EdgeStatistics:
         return EdgeStatistics(
             depth=len(self._items),
@@ -157,6 +165,8 @@ class MemoryEdge:
         self._items.append(item)
         if self._getters:
             self._wake(self._getters, 1)
+        elif self._backlog is not None:
+            self._backlog()
         return True
 
     async def put_many(self, items: list[Any]) -> float:
@@ -168,6 +178,8 @@ class MemoryEdge:
             buffer.extend(items)
             if self._getters:
                 self._wake(self._getters, len(items))
+            elif self._backlog is not None:
+                self._backlog()
             return 0.0
         return await self._put_slow(items)
 
@@ -187,6 +199,8 @@ class MemoryEdge:
                     done += take
                     if self._getters:
                         self._wake(self._getters, take)
+                    elif self._backlog is not None:
+                        self._backlog()
                 if done == total:
                     if self._putters and len(self._items) < self.maxsize:
                         self._wake(self._putters, 1)

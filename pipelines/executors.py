@@ -6,7 +6,7 @@ import multiprocessing
 import signal
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
-from .properties import NodeProperties
+from .properties import DEFAULT_MAX_WORKERS, NodeProperties
 
 __all__ = ["close_pool", "open_pool"]
 
@@ -44,13 +44,15 @@ def open_pool(node: str, properties: NodeProperties) -> Executor | None:
     is defined at the top level of an importable module. Workers ignore SIGINT.
     """
     if properties.executor == "thread":
-        return ThreadPoolExecutor(properties.max_workers, thread_name_prefix=f"pipelines:{node}")
+        return ThreadPoolExecutor(properties.max_workers or DEFAULT_MAX_WORKERS, thread_name_prefix=f"pipelines:{node}")
     if properties.executor == "process":
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         if method == "forkserver":
             _start_fork_server_ignoring_interrupts()
         return ProcessPoolExecutor(
-            properties.max_workers, mp_context=multiprocessing.get_context(method), initializer=_ignore_interrupts
+            properties.max_workers or DEFAULT_MAX_WORKERS,
+            mp_context=multiprocessing.get_context(method),
+            initializer=_ignore_interrupts,
         )
     return None
 

@@ -29,7 +29,7 @@ import networkx as nx
 
 from .errors import GraphError
 from .nodes import node_defaults
-from .properties import SOURCE_ONLY_REJECTS, NodeProperties, parse_properties
+from .properties import DEFAULT_MAX_WORKERS, SOURCE_ONLY_REJECTS, NodeProperties, parse_properties
 from .types import JoinMode, Style
 
 __all__ = ["DEFAULT_QUEUE_SIZE", "GraphSpec", "NodeSpec", "parse_graph"]
@@ -216,8 +216,6 @@ def _check_executor(name: str, fn: Callable[..., Any], props: NodeProperties) ->
                 f"node {name!r}: {fn!r} is a plain (blocking) function; give the node 'executor': 'thread' "
                 "(or 'process' for CPU-heavy work) so that it does not block the event loop"
             )
-        if "max_workers" in props.given:
-            raise GraphError(f"node {name!r}: property 'max_workers' needs an 'executor'")
         return props
     if is_async:
         raise GraphError(f"node {name!r}: property 'executor' is for plain functions; {fn!r} is async")
@@ -228,13 +226,14 @@ def _check_executor(name: str, fn: Callable[..., Any], props: NodeProperties) ->
         )
     if "style" in props.given and props.style != "item":
         raise GraphError(f"node {name!r}: a function run in an executor is called as f(item, **args) ('item' style)")
-    if "workers" in props.given and props.workers != props.max_workers:
+    size = props.max_workers or DEFAULT_MAX_WORKERS
+    if props.workers is not None and props.workers != size:
         raise GraphError(
-            f"node {name!r}: 'workers' ({props.workers}) and 'max_workers' ({props.max_workers}) differ; "
+            f"node {name!r}: 'workers' ({props.workers}) and 'max_workers' ({size}) differ; "
             "a node with an executor hands one item to each pool worker, so give only 'max_workers'"
         )
     # One consumer per pool worker: never more items in the pool than it has workers.
-    return replace(props, style="item", workers=props.max_workers)
+    return replace(props, style="item", workers=size, max_workers=size)
 
 
 def _resolve(name: str, what: str, value: Any, coro_map: Callable[[Any], Any], *, always_map: bool) -> Any:

@@ -39,7 +39,8 @@ class NodeProperties:
 
     aggregate_inputs: bool = True
     queue_size: int | None = None
-    workers: int = 1
+    workers: int | None = None
+    """A fixed number of workers; None: an elastic pool of 1 to `max_workers` (pipelines.pool)."""
     ordered: bool = False
     timeout: float | None = None
     retry: RetryPolicy | None = None
@@ -48,7 +49,9 @@ class NodeProperties:
     teardown: Any = None
     style: Style = "processor"
     executor: str | None = None
-    max_workers: int = DEFAULT_MAX_WORKERS
+    max_workers: int | None = None
+    """The most workers at once: the executor's pool size (4 by default), or the elastic pool's cap
+    (by default the node's input bound)."""
     given: frozenset[str] = frozenset()
 
 

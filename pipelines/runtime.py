@@ -18,6 +18,7 @@ __all__ = [
     "QueueFull",
     "Task",
     "TaskGroup",
+    "call_soon",
     "clock",
     "current_task",
     "new_future",
@@ -88,3 +89,8 @@ async def shield(fut: asyncio.Future[T]) -> T:
 def run_in_executor(executor: Any, call: Callable[[], T]) -> asyncio.Future[T]:
     """Run the plain function `call` in `executor`; the future resolves on the running loop."""
     return asyncio.get_running_loop().run_in_executor(executor, call)
+
+
+def call_soon(callback: Callable[[], object]) -> None:
+    """Call `callback()` when the running loop next turns."""
+    asyncio.get_running_loop().call_soon(callback)

@@ -41,6 +41,10 @@ class NodeStats:
     """Items per second since the run started: items_in, or items_out for a source."""
     latency: float
     """Mean seconds a worker spent on each item it finished (0 for a source)."""
+    workers: int = 0
+    """Workers running now (0 for a source, and once the node has ended)."""
+    peak_workers: int = 0
+    """The most workers that ran at once."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,35 +27,65 @@ from .types import Envelope, Key
 if TYPE_CHECKING:
     from .driver import Processor
     from .edges import Edge
-    from .ordering import OrderGate
+    from .ordering import Turn
+    from .pool import Member, Pool
 
 __all__ = ["Worker"]
 
 Take = Callable[[int], Awaitable[list[Envelope]]]
-Step = Callable[[Key, Any, list[Envelope], list[Any], int], Awaitable[Any]]
-"""(key, arg, out, errors, ticket) -> what the loop awaits for the item."""
+Step = Callable[[Key, Any, list[Envelope], list[Any], "Turn | None"], Awaitable[Any]]
+"""(key, arg, out, errors, turn) -> what the loop awaits for the item."""
+Emit = Callable[[list[Envelope], list[Any]], Awaitable[None]]
 
 
 class Worker:
     """One consumer of a node: its loop, and the steps chosen for its node when it starts."""
 
-    __slots__ = ("_call", "_counts_out", "_emit", "_finished", "_gate", "_node", "_on_result", "_step", "_take")
+    __slots__ = (
+        "_call",
+        "_counts_out",
+        "_emit",
+        "_extra",
+        "_finished",
+        "_gate",
+        "_member",
+        "_node",
+        "_on_result",
+        "_pool",
+        "_step",
+    )
 
-    def __init__(self, node: Processor, joiner: Joiner | None, gate: OrderGate | None) -> None:
+    def __init__(self, node: Processor, pool: Pool, member: Member, *, extra: bool) -> None:
         self._node = node
-        self._gate = gate
+        self._pool = pool
+        self._member = member
+        self._extra = extra
+        self._gate = pool.gate
         hooks = node.ledger.hooks
         is_sink = not node.outputs
         self._counts_out = not is_sink and not node.spec.is_generator  # a generator counts its outputs itself
         self._finished: list[Key] | None = [] if is_sink and hooks.finished is not None else None
-        self._emit = node.emit_reporting if hooks.sent is not None and not node.spec.is_generator else node.emit
-        self._take: Take = node.inputs[0].get_many if joiner is None else JoinTake(node, joiner, self._emit)
+        emit = node.emit_reporting if hooks.sent is not None and not node.spec.is_generator else node.emit
+        self._emit = self._flagged(emit) if pool.can_share else emit
         spec = node.spec
         self._call = with_retries(
             node.invoke, spec.name, spec.properties.retry, spec.properties.timeout, node.ledger, node.signals
         )
         self._on_result = _value_step(node) if is_sink else None
         self._step = self._special_step(node)
+
+    def _flagged(self, emit: Emit) -> Emit:
+        """`emit`, marked on the pool's record: a worker waiting for room downstream keeps its items."""
+        member = self._member
+
+        async def flagged(out: list[Envelope], errors: list[Any]) -> None:
+            member.emitting = True
+            try:
+                await emit(out, errors)
+            finally:
+                member.emitting = False
+
+        return flagged
 
     def _special_step(self, node: Processor) -> Step | None:
         """The step of a node whose items need more than a call: a generator, or an admitting sink.
@@ -78,43 +108,54 @@ class Worker:
         else:
             return None
 
-        def admitted(key: Key, arg: Any, out: list[Envelope], errors: list[Any], ticket: int) -> Awaitable[Any]:
+        def admitted(key: Key, arg: Any, out: list[Envelope], errors: list[Any], turn: Turn | None) -> Awaitable[Any]:
             if not admits(key):
                 return _PASSED_OVER
-            waiting: Awaitable[Any] = plain(key, arg, out, errors, ticket) if with_key else plain(arg)
+            waiting: Awaitable[Any] = plain(key, arg, out, errors, turn) if with_key else plain(arg)
             return waiting
 
         return admitted
 
     async def run(self) -> None:
-        """Take a batch, handle each item, hand the outputs on; until end-of-stream or a failure that ends the run."""
+        """Take a piece of work, handle each item, hand the outputs on; until the input ends, a failure
+        ends the run, or (an extra worker) there is nothing to do."""
+        try:
+            await self._loop()
+        finally:
+            self._pool.left(self._member)
+
+    async def _loop(self) -> None:
         node = self._node
         spec = node.spec
         ledger = node.ledger
-        take, call, step, gate = self._take, self._call, self._step, self._gate
+        pool, member, extra = self._pool, self._member, self._extra
+        call, step = self._call, self._step
         on_result = self._on_result
         note = self._finished.append if self._finished is not None else None
-        share = spec.properties.workers
         index = spec.index
         bare = spec.style == "item" or spec.join_mode is not None
         is_sink = not node.outputs
-        idle = node.outputs[0].idle_consumers if node.outputs and gate is None else None
+        idle = node.outputs[0].idle_consumers if node.outputs and self._gate is None else None
         task = runtime.current_task()
         clock = runtime.clock()
-        # Reused for every batch: an edge copies what it is given.
-        out: list[Envelope] = []
-        errors: list[Any] = []
+        # Reused for every piece: an edge copies what it is given. Another worker may hand them on.
+        out = member.out
+        errors = member.errors
         append = out.append
         while True:
-            batch = await take(share)
-            if not batch:
+            stranded = pool.stranded()
+            if stranded is not None:
+                await self._emit(*stranded)
+            piece = await pool.take(member, extra=extra)
+            if piece is None:
                 return
-            ticket = gate.ticket() if gate is not None else 0
+            batch, turn = piece
+            size = len(batch)
             started = clock()
-            ledger.items_in += len(batch)  # in flight from now: stats() shows them so
-            many = len(batch) > 1
+            ledger.items_in += size  # in flight from now: stats() shows them so
+            many = size > 1
             passed = not_done = 0
-            for key, value, _ in batch:
+            for key, value, _ in pool.started(member, batch, turn):
                 if value is DROPPED:
                     passed += 1
                     ledger.tombstone(key, out)
@@ -124,7 +165,7 @@ class Worker:
                     if step is None:
                         result = await call(arg)
                     else:
-                        result = await step(key, arg, out, errors, ticket)
+                        result = await step(key, arg, out, errors, turn)
                         if result is HANDLED:
                             continue
                         if result is PASSED_OVER:
@@ -133,6 +174,7 @@ class Worker:
                 except BaseException as exc:
                     not_done += 1
                     if not ledger.fail(key, arg, exc, task, out, errors):
+                        pool.finished(member)
                         return
                     continue
                 if is_sink:
@@ -150,10 +192,11 @@ class Worker:
                     # The consumer downstream is idle: give it what is ready now.
                     await self._emit(out, errors)
             ledger.busy_seconds += clock() - started
-            await self._end_batch(len(batch) - passed, passed, not_done, ticket, out, errors)
+            handled = size - pool.finished(member) - passed
+            await self._end_batch(handled, passed, not_done, turn, out, errors)
 
     async def _end_batch(
-        self, handled: int, passed: int, not_done: int, ticket: int, out: list[Envelope], errors: list[Any]
+        self, handled: int, passed: int, not_done: int, turn: Turn | None, out: list[Envelope], errors: list[Any]
     ) -> None:
         """Count the batch, hand its outputs on (in turn, for an ordered node), commit a sink's finished items."""
         ledger = self._node.ledger
@@ -163,10 +206,10 @@ class Worker:
         if self._counts_out:
             ledger.items_out += handled - not_done
         gate = self._gate
-        if gate is not None:
-            await gate.wait_turn(ticket)
+        if gate is not None and turn is not None:
+            await gate.wait_turn(turn)
             await self._emit(out, errors)
-            gate.done(ticket)
+            gate.done(turn)
         elif out or errors:
             await self._emit(out, errors)
         finished = self._finished

@@ -33,7 +33,7 @@ async def test_each_failed_attempt_is_retried_after_its_backoff_and_counted(virt
         "f",
         "out",
         coros={"src": source_of([0, 1, 2, 3]), "f": flaky, "out": sink},
-        props={"f": {"retry": {"max_attempts": 4, "backoff_factor": 1.0, "max_backoff": 3.0}}},
+        props={"f": {"retry": {"max_attempts": 4, "backoff_factor": 1.0, "max_backoff": 3.0}, "workers": 1}},
     )
     plumber = Plumber(graph)
     retries: list[tuple[Any, int | None, str]] = []
@@ -94,7 +94,7 @@ async def test_a_timeout_on_a_generator_bounds_the_wait_for_each_output(
         "out",
         # three outputs 1.5 s apart: 4.5 s in all, but no output waited 2 s; then one that waits 3 s for its second
         coros={"src": source_of([(1.5, 1.5, 1.5), (1.5, 3.0, 0.0)]), "g": paced, "out": sink},
-        props={"g": {"timeout": 2.0, "on_error": "skip"}},
+        props={"g": {"timeout": 2.0, "on_error": "skip", "workers": 1}},
     )
     with caplog.at_level(logging.WARNING, logger="pipelines.ledger"):
         result = await Plumber(graph).run()

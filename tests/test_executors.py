@@ -158,9 +158,9 @@ def test_an_executor_on_an_async_function_is_refused() -> None:
     }
     with pytest.raises(GraphError, match=r"^node 'f': property 'executor' is for plain functions; <function .*f"):
         Plumber(graph)
-    graph["nodes"]["f"]["properties"] = {"max_workers": 3}
-    with pytest.raises(GraphError, match=r"^node 'f': property 'max_workers' needs an 'executor'$"):
-        Plumber(graph)
+    # without an executor, max_workers is the cap of the node's elastic pool of workers
+    graph["nodes"]["f"]["properties"] = {"max_workers": 3, "style": "item"}
+    assert Plumber(graph).processor("f").spec.properties.max_workers == 3
 
 
 def test_a_timeout_on_a_pool_node_is_refused() -> None:

@@ -68,7 +68,8 @@ def graph(sink: Sink) -> dict[str, Any]:
         "nodes": {
             "src": {"coro": numbers, "args": {"n": N}},
             "three": {"coro": three_of, "properties": {"workers": 2}},
-            "out": {"coro": sink.record, "properties": {"queue_size": 4, "workers": 2}},
+            # one item at a time, each committed before the next: the crash leaves its root half-finished
+            "out": {"coro": sink.record, "properties": {"queue_size": 1, "workers": 2}},
         },
         "graph": {"src": ["three"], "three": ["out"], "out": None},
     }

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines import Failure, NodeStats, Plumber, Processor
 
-from .helpers import collector, source_of, until
+from .helpers import collector, source_of, until, yield_now
 
 COUNTED = ("items_in", "completed", "dropped", "skipped", "failed", "in_flight", "items_out")
 
@@ -116,7 +116,8 @@ async def test_drops_skips_routes_and_passing_tombstones_are_each_counted_where_
     assert [r.name for r in caplog.records] == ["pipelines.ledger"] * 3  # the skips; no incomplete join groups
 
 
-async def test_in_flight_counts_the_items_a_worker_holds() -> None:
+@pytest.mark.parametrize(("workers", "started"), [(None, [0, 1, 2]), (1, [0])])
+async def test_in_flight_counts_the_items_being_worked_on(workers: int | None, started: list[int]) -> None:
     release = asyncio.Event()
     entered: list[int] = []
 
@@ -128,13 +129,22 @@ async def test_in_flight_counts_the_items_a_worker_holds() -> None:
         entered.append(q_elt[0])
         await release.wait()
 
+    properties = {"workers": workers} if workers else {}
     plumber = Plumber(
-        {"nodes": {"src": {"coro": source}, "out": {"coro": sink}}, "graph": {"src": ["out"], "out": None}}
+        {
+            "nodes": {"src": {"coro": source}, "out": {"coro": sink, "properties": properties}},
+            "graph": {"src": ["out"], "out": None},
+        }
     )
     running = asyncio.ensure_future(plumber.run())
-    await until(lambda: entered == [0])
-    # the worker took the three as one batch: all in flight until the batch ends
-    assert counted(plumber.stats()["out"]) == (3, 0, 0, 0, 0, 3, 0)
+    await until(lambda: entered == started)
+    await yield_now(20)
+    assert entered == started
+    # by default the pool grows to a worker for each of the three, all in flight; one worker is in
+    # its first item, and the two it took but has not started are queued, not in flight
+    stats = plumber.stats()["out"]
+    assert counted(stats) == (len(started), 0, 0, 0, 0, len(started), 0)
+    assert (stats.queue_depth, stats.workers) == (3 - len(started), len(started))
     release.set()
     result = await running
     assert counted(result["out"]) == (3, 3, 0, 0, 0, 0, 0)

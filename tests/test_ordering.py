@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.ordering import OrderGate
+from pipelines.ordering import OrderGate, Turn
 
 
 def completes_at_once(coro: Coroutine[Any, Any, None]) -> bool:
@@ -30,15 +30,15 @@ async def emit_in_turn(finish_order: Sequence[int]) -> None:
     reached = [asyncio.Event() for _ in range(workers)]
     emitted: list[int] = []
 
-    async def worker(ticket: int) -> None:
+    async def worker(ticket: int, turn: Turn) -> None:
         await finish[ticket].wait()  # stands for the work on the batch
         reached[ticket].set()
-        await gate.wait_turn(ticket)
+        await gate.wait_turn(turn)
         emitted.append(ticket)
-        gate.done(ticket)
+        gate.done(turn)
 
     async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(worker(gate.ticket())) for _ in range(workers)]
+        tasks = [group.create_task(worker(i, gate.ticket())) for i in range(workers)]
         finished: set[int] = set()
         for ticket in finish_order:
             finish[ticket].set()
@@ -52,9 +52,35 @@ async def emit_in_turn(finish_order: Sequence[int]) -> None:
     assert emitted == list(range(workers))
 
 
-def test_tickets_are_numbered_in_the_order_they_are_taken() -> None:
+async def test_turns_come_in_the_order_the_tickets_were_taken() -> None:
     gate = OrderGate()
-    assert [gate.ticket() for _ in range(4)] == [0, 1, 2, 3]
+    turns = [gate.ticket() for _ in range(4)]
+    for i, turn in enumerate(turns):
+        assert completes_at_once(gate.wait_turn(turn))
+        assert all(not completes_at_once(gate.wait_turn(later)) for later in turns[i + 1 :])
+        gate.done(turn)
+
+
+async def test_a_split_turn_comes_right_after_its_piece_and_before_later_tickets() -> None:
+    gate = OrderGate()
+    first, second = gate.ticket(), gate.ticket()
+    after_first = gate.split(first)
+    after_after = gate.split(after_first)
+    after_second = gate.split(second)  # the last turn: a ticket taken now comes after it
+    last = gate.ticket()
+    order = [first, after_first, after_after, second, after_second, last]
+    for i, turn in enumerate(order):
+        assert completes_at_once(gate.wait_turn(turn))
+        assert all(not completes_at_once(gate.wait_turn(later)) for later in order[i + 1 :])
+        gate.done(turn)
+
+
+def test_done_out_of_turn_is_a_bug_that_says_so() -> None:
+    gate = OrderGate()
+    gate.ticket()
+    second = gate.ticket()
+    with pytest.raises(AssertionError, match=r"^done\(\) out of turn"):
+        gate.done(second)
 
 
 async def test_workers_finishing_out_of_order_emit_in_ticket_order() -> None:
@@ -94,10 +120,10 @@ async def test_a_cancelled_wait_turn_leaves_the_gate_usable() -> None:
     assert waiting.cancelled()
 
     # the holder of `second` waits again, the holder of `third` waits behind it
-    order: list[int] = []
+    order: list[Turn] = []
     blocked = {second: asyncio.Event(), third: asyncio.Event()}
 
-    async def take_turn(ticket: int) -> None:
+    async def take_turn(ticket: Turn) -> None:
         blocked[ticket].set()
         await gate.wait_turn(ticket)
         order.append(ticket)

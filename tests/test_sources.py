@@ -45,7 +45,8 @@ async def test_a_join_of_independent_sources_holds_back_the_fast_one() -> None:
         "graph": {"fast": ["zip"], "other": ["slow"], "slow": ["zip"], "zip": None},
     }
     await Plumber(graph).run()
-    assert pairs == [(i, i) for i in range(3000)]
+    # every n-th pair meets whatever order slow's workers finish in (a node keeps no order by default)
+    assert sorted(pairs) == [(i, i) for i in range(3000)]
     assert max(leads) <= 40  # the fast source's queue, and the pending groups, stay near the bound
 
 

@@ -146,7 +146,12 @@ async def test_virtual_time_runs_a_slow_sink_at_once_and_measures_it_exactly() -
 
     graph = {"nodes": {"s": {"coro": three}, "k": {"coro": slow_sink}}, "graph": {"s": ["k"], "k": None}}
     async with virtual_time() as clock:
-        await Plumber(graph).run()
+        result = await Plumber(graph).run()
+        assert clock.elapsed == 10.0  # the three sleeps overlap: the sink's pool grew to three workers
+        assert result["k"].peak_workers == 3
+    one_at_a_time = {**graph, "nodes": {**graph["nodes"], "k": {"coro": slow_sink, "properties": {"workers": 1}}}}
+    async with virtual_time() as clock:
+        await Plumber(one_at_a_time).run()
         assert clock.elapsed == 30.0
 
 
@@ -170,10 +175,14 @@ async def test_timeouts_fire_exactly_in_virtual_time(virtual_clock: VirtualClock
     async def hangs(processor: Processor, q_elt: tuple[int]) -> None:
         await asyncio.Event().wait()
 
+    run = await run_node(hangs, [1, 2], properties={"timeout": 2.5, "on_error": "skip", "workers": 1})
+    assert run.stats is not None
+    assert run.stats.skipped == 2
+    assert virtual_clock.elapsed == 5.0  # one worker: the two timeouts one after the other
     run = await run_node(hangs, [1, 2], properties={"timeout": 2.5, "on_error": "skip"})
     assert run.stats is not None
     assert run.stats.skipped == 2
-    assert virtual_clock.elapsed == 5.0
+    assert virtual_clock.elapsed == 7.5  # by default the two waits overlap: 2.5 s more
 
 
 def test_a_virtual_time_loop_for_asyncio_runner() -> None:

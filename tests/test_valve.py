@@ -71,7 +71,8 @@ async def test_stop_while_paused_drains_and_ends_stopped() -> None:
     await plumber.stop()
     result = await running
     assert result.state == "stopped"
-    assert seen == [i + 1 for i in range(result["inp"].items_out)]
+    # every item put reached the sink (the sink's waiting workers go on in any order once the gate opens)
+    assert sorted(seen) == [i + 1 for i in range(result["inp"].items_out)]
     assert plumber.paused  # still paused; resuming an ended run does nothing harmful
     plumber.resume()
     assert not plumber.paused

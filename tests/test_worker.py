@@ -25,7 +25,7 @@ def waiting_getters(plumber: Plumber, node: str) -> int:
     return plumber.processor(node).inputs[0].statistics().waiting_getters
 
 
-async def test_every_idle_worker_of_a_node_gets_a_share_of_what_waits(make_plumber: Any) -> None:
+async def test_every_idle_worker_of_a_node_takes_over_what_waits_behind_a_busy_one(make_plumber: Any) -> None:
     go, release = asyncio.Event(), asyncio.Event()
     entered: list[int] = []
 
@@ -44,13 +44,14 @@ async def test_every_idle_worker_of_a_node_gets_a_share_of_what_waits(make_plumb
     )
     plumber = make_plumber(graph)
     running = asyncio.ensure_future(plumber.run())
-    await until(lambda: waiting_getters(plumber, "w") == 3)
+    await until(lambda: waiting_getters(plumber, "w") == 1 and plumber.stats()["w"].workers == 3)
     go.set()
     await until(lambda: len(entered) == 3)
-    # each idle worker took its share of the six, a third of what waited, rounded up: [0, 1], [2, 3], [4]
-    assert entered == [0, 2, 4]
+    # one worker read the six; while it waits in item 0, the idle ones take over the next items
+    assert entered == [0, 1, 2]
     stats = plumber.stats()["w"]
-    assert (stats.items_in, stats.in_flight, stats.queue_depth) == (5, 5, 1)
+    # three items are being worked on; the other three wait, queued in the node, for a free worker
+    assert (stats.items_in, stats.in_flight, stats.queue_depth) == (3, 3, 3)
     release.set()
     result = await running
     assert sorted(seen) == [(i,) for i in range(6)]
@@ -79,10 +80,10 @@ async def test_ordered_workers_emit_in_input_order_when_later_items_finish_first
     )
     plumber = make_plumber(graph)
     running = asyncio.ensure_future(plumber.run())
-    await until(lambda: waiting_getters(plumber, "w") == 4)
+    await until(lambda: waiting_getters(plumber, "w") == 1 and plumber.stats()["w"].workers == 4)
     go.set()
     await until(lambda: len(entered) == 4)
-    assert entered == [0, 1, 2, 3]  # one item in each worker
+    assert entered == [0, 1, 2, 3]  # one item in each worker, started in input order
     for i in (3, 2, 1):
         gates[i].set()
         await until(lambda i=i: done[-1:] == [i])
@@ -106,7 +107,13 @@ async def test_an_idle_consumer_gets_outputs_before_the_batch_ends(make_plumber:
         return q_elt[0]
 
     seen, sink = collector()
-    graph = chain("src", "w", "out", coros={"src": gated_source(go, [0, 1, 2]), "w": work, "out": sink})
+    graph = chain(
+        "src",
+        "w",
+        "out",
+        coros={"src": gated_source(go, [0, 1, 2]), "w": work, "out": sink},
+        props={"w": {"workers": 1}},
+    )
     plumber = make_plumber(graph)
     running = asyncio.ensure_future(plumber.run())
     await until(lambda: waiting_getters(plumber, "w") == 1 and waiting_getters(plumber, "out") == 1)
@@ -114,7 +121,8 @@ async def test_an_idle_consumer_gets_outputs_before_the_batch_ends(make_plumber:
     await until(lambda: seen == [(0,)])
     # 'w' is still inside the batch of three it took; the idle sink already has the first output
     stats = plumber.stats()["w"]
-    assert (stats.items_in, stats.completed, stats.in_flight) == (3, 0, 3)
+    # the item it is in, and the one after it, not started: queued in the node, not in flight
+    assert (stats.items_in, stats.completed, stats.in_flight, stats.queue_depth) == (2, 0, 2, 1)
     hold.set()
     await running
     assert seen == [(0,), (1,), (2,)]

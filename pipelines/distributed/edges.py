@@ -95,6 +95,9 @@ class RedisEdge:
         # The consumers are in other processes: a producer always completes its batch.
         return _NOBODY
 
+    def on_backlog(self, callback: Any) -> None:
+        """Items arrive here only when a worker fetches them: a pool over Redis grows from what it took."""
+
     def statistics(self) -> EdgeStatistics:
         return EdgeStatistics(len(self._inbox), self.maxsize, 0, 0, 0 if self._eos else len(self.producers))
 

@@ -64,6 +64,8 @@ async def run_stats(r: aioredis.Redis, run_id: str) -> dict[str, NodeStats]:
             queue_depth=depth,
             queue_bound=sum(bound for _, _, bound in inputs[name]),
             blocked_seconds=sum(part["blocked_seconds"] for part in parts),
+            workers=sum(part.get("workers", 0) for part in parts),
+            peak_workers=max((part.get("peak_workers", 0) for part in parts), default=0),
             rate=processed / elapsed if elapsed > 0 else 0.0,
             latency=busy / sum(handled) if sum(handled) > 0 else 0.0,
         )

@@ -1,0 +1,294 @@
+"""Pool: the workers of one node, how many there are, and how they share the node's input.
+
+Every worker of a node takes its work from the pool, never straight from the edge: one worker
+at a time reads the edge (a whole batch in one handoff), and the others wait on the pool. So
+that an item never waits in one worker's hands while another worker of its node is idle, the
+pool looks at its workers whenever the event loop turns while one of them is in the middle of a
+piece of work: a worker suspended in the node's function gives up the items of its piece it has
+not started, and an idle worker (or a new one) takes them over.
+
+- **Fixed** (`workers=N`): N workers for the whole run.
+- **Elastic** (the default): one worker, and more while items wait and every worker is
+  suspended in an await, up to `max_workers` (by default the node's input bound); a worker that
+  finds nothing to do leaves.
+
+Either way items start in input order, as they would with a task each: a worker that takes over
+from a suspended one takes the items that one has not started, and hands on the outputs that one
+finished before it suspended. A node whose function never suspends stays at one worker: the pool
+only looks when the loop turns, which such a node never lets happen in the middle of its work.
+
+With `ordered`, outputs leave in input order (pipelines.ordering); otherwise as soon as they are
+ready, so that no output waits for a slow neighbour.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from operator import length_hint
+from typing import TYPE_CHECKING, Any
+
+from . import runtime
+from .ordering import OrderGate, Turn
+from .types import Envelope
+
+if TYPE_CHECKING:
+    from .driver import Processor
+    from .lineage import Joiner
+    from .worker import Take, Worker
+
+__all__ = ["Piece", "Pool"]
+
+Piece = tuple[list[Envelope], Turn | None]
+"""Some envelopes to handle, and their place in the output order (None when order is not kept)."""
+
+
+class Member:
+    """What the pool knows of one of its workers: the piece it is in the middle of."""
+
+    __slots__ = ("batch", "emitting", "errors", "out", "rest", "stolen", "turn")
+
+    def __init__(self) -> None:
+        self.out: list[Envelope] = []
+        """The worker's outputs not handed on yet (the same list for its whole life)."""
+        self.errors: list[Any] = []
+        self.batch: list[Envelope] = []
+        self.rest: Iterator[Envelope] | None = None
+        """The worker's iterator over `batch`; None between pieces."""
+        self.emitting = False
+        """True while the worker hands outputs on: waiting for room downstream is not waiting on I/O."""
+        self.stolen = 0
+        """Items of the current piece another worker took over."""
+        self.turn: Turn | None = None
+
+
+class Pool:
+    """The workers of `node`: fixed or elastic, sharing its input."""
+
+    def __init__(self, node: Processor, joiner: Joiner | None) -> None:
+        from .worker import JoinTake, Worker  # the pool makes workers; a worker belongs to a pool
+
+        self._Worker = Worker
+        self._node = node
+        props = node.spec.properties
+        self.fixed = props.workers
+        self.cap = props.workers or props.max_workers or node.spec.queue_size
+        self.gate = OrderGate() if props.ordered and self.cap > 1 else None
+        self._inputs = node.inputs
+        self._read: Take = node.inputs[0].get_many if joiner is None else JoinTake(node, joiner, node.emit)
+        self._waiting: deque[runtime.Future[None]] = deque()
+        self._members: list[Member] = []
+        self._reading = False
+        self._ended = False
+        self._armed = False
+        self._stranded = False
+        self._group: runtime.TaskGroup | None = None
+        self._task: runtime.Task[None] | None = None
+        self.live = 0
+        """Workers running now."""
+        self.peak = 0
+        """The most workers that ran at once."""
+        self.busy = 0
+        """Workers in the middle of a piece."""
+        # An edge may tell when items wait with no worker to take them (optional in the Edge protocol).
+        self._listeners: list[Callable[[Callable[[], object] | None], None]] = []
+        if self.fixed is None and self.cap > 1:
+            for edge in node.inputs:
+                listen = getattr(edge, "on_backlog", None)
+                if listen is not None:
+                    listen(self.arm)
+                    self._listeners.append(listen)
+
+    @property
+    def can_share(self) -> bool:
+        """Whether a piece may be shared out: there is, or may be, another worker."""
+        return self.cap > 1
+
+    @property
+    def unstarted(self) -> int:
+        """Items taken from the input that no worker has started yet: queued, not in flight."""
+        return sum(length_hint(member.rest) for member in self._members if member.rest is not None)
+
+    async def run(self) -> None:
+        """Run the workers until the input has ended and every piece is done."""
+        self._task = runtime.current_task()
+        try:
+            async with runtime.TaskGroup() as group:
+                self._group = group
+                for _ in range((self.fixed or 1) - 1):
+                    self._start(extra=False)
+                await self._new_worker(extra=False).run()  # the first runs in the node's own task
+        except BaseExceptionGroup as errors:
+            if len(errors.exceptions) == 1:
+                raise errors.exceptions[0] from None  # the one exception itself, as a node without a pool raises
+            raise
+        finally:
+            self._group = None
+            for listen in self._listeners:
+                listen(None)
+
+    def _new_worker(self, *, extra: bool) -> Worker:
+        member = Member()
+        self._members.append(member)
+        self.live += 1
+        self.peak = max(self.peak, self.live)
+        return self._Worker(self._node, self, member, extra=extra)
+
+    def _start(self, *, extra: bool) -> None:
+        assert self._group is not None
+        if self._task is not None and self._task.cancelling():
+            return  # the node is being cancelled (the run failed or was cancelled): no new worker
+        self._group.create_task(self._new_worker(extra=extra).run())
+
+    def left(self, member: Member) -> None:
+        """A worker ended (end of input, or an extra worker with nothing to do)."""
+        self._members.remove(member)
+        self.live -= 1
+
+    def stranded(self) -> tuple[list[Envelope], list[Any]] | None:
+        """Outputs finished by workers now suspended in the middle of a piece, taken off them to be
+        handed on by the caller, so that no output waits for its neighbour (None: there are none).
+
+        Only where order is not kept: an ordered node's outputs leave in their turn.
+        """
+        if not self._stranded:
+            return None
+        self._stranded = False
+        out: list[Envelope] = []
+        errors: list[Any] = []
+        for member in self._members:
+            if member.rest is not None and not member.emitting and (member.out or member.errors):
+                out += member.out
+                member.out.clear()
+                errors += member.errors
+                member.errors.clear()
+        return (out, errors) if out or errors else None
+
+    # -- taking work --------------------------------------------------------------------------
+
+    async def take(self, member: Member, *, extra: bool) -> Piece | None:
+        """The next piece for a worker: the unstarted half of a suspended worker's piece, else a batch
+        from the input; None at the end of the input (or, for an extra worker, when there is nothing)."""
+        while True:
+            piece = self._steal()
+            if piece is not None:
+                return piece
+            if self._ended:
+                if self.busy == 0:
+                    self._wake(len(self._waiting))
+                    return None
+            elif not self._reading and not (extra and self._empty()):
+                return await self._read_input()
+            if extra:
+                return None
+            waiter = runtime.new_future()
+            self._waiting.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiting:
+                    self._waiting.remove(waiter)
+
+    async def _read_input(self) -> Piece | None:
+        self._reading = True
+        try:
+            batch = await self._read(1)
+        finally:
+            self._reading = False
+        if not batch:
+            self._ended = True
+            self._wake(len(self._waiting))
+            return None
+        self._wake(1)  # an idle worker reads on, or takes over half of this batch if this one waits
+        return batch, self.gate.ticket() if self.gate is not None else None
+
+    def _steal(self) -> Piece | None:
+        """Take over the items a worker suspended in the middle of a piece has not started.
+
+        The victim goes on with the item it is in, and its piece ends there; the items after it
+        start here, in input order, as they would with a task each. When order is kept, their
+        outputs take their turn right after the victim's.
+        """
+        for member in self._members:
+            rest = member.rest
+            if rest is None or member.emitting:
+                continue
+            left = length_hint(rest)
+            if not left:
+                continue
+            batch = member.batch
+            cut = len(batch) - left
+            items = batch[cut:]
+            del batch[cut:]  # the victim's iterator stops at the cut
+            member.stolen += left
+            self._node.ledger.items_in -= left  # counted again by the worker that takes them
+            turn = self.gate.split(member.turn) if self.gate is not None and member.turn is not None else None
+            return items, turn
+        return None
+
+    def _empty(self) -> bool:
+        return all(edge.empty() for edge in self._inputs)
+
+    def _wake(self, count: int) -> None:
+        waiting = self._waiting
+        while count > 0 and waiting:
+            waiter = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
+
+    def started(self, member: Member, items: list[Envelope], turn: Turn | None) -> Iterator[Envelope]:
+        """A worker starts a piece: the iterator it works through, which the pool may cut short."""
+        rest = iter(items)
+        member.batch = items
+        member.rest = rest
+        member.turn = turn
+        member.stolen = 0
+        self.busy += 1
+        if not self._armed:
+            self._armed = True
+            runtime.call_soon(self._look)
+        return rest
+
+    def finished(self, member: Member) -> int:
+        """A worker finished its piece; returns how many of its items another worker took over."""
+        member.rest = None
+        member.batch = []
+        self.busy -= 1
+        if self._ended and self.busy == 0:
+            self._wake(len(self._waiting))
+        stolen = member.stolen
+        member.stolen = 0
+        return stolen
+
+    # -- growing ------------------------------------------------------------------------------
+
+    def arm(self) -> None:
+        """Look at the workers when the loop next turns (items arrived while none was waiting)."""
+        if not self._armed and self._group is not None:
+            self._armed = True
+            runtime.call_soon(self._look)
+
+    def _look(self) -> None:
+        """The loop turned while workers may be suspended: if work waits behind them, wake or add one."""
+        self._armed = False
+        if self._group is None:
+            return
+        calling = 0
+        unstarted = stranded = False
+        for member in self._members:
+            if member.rest is not None and not member.emitting:
+                calling += 1
+                unstarted = unstarted or length_hint(member.rest) > 0
+                stranded = stranded or bool(member.out or member.errors)
+        if stranded and self.gate is None:
+            self._stranded = True
+        else:
+            stranded = False
+        waits_at_input = calling == self.live and not self._reading and not self._ended and not self._empty()
+        if not (unstarted or stranded or waits_at_input):
+            return
+        if self._waiting:
+            self._wake(1)
+        elif self.fixed is None and self.live < self.cap:
+            self._start(extra=True)
