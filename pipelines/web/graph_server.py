@@ -153,12 +153,31 @@ class GraphServer:
             for name, node in nodes.items():
                 if isinstance(node, dict):
                     self._check_node(str(name), node)
+        payload = self._capped(payload)
         try:
             plumber = Plumber(payload, functools.partial(self._resolve, outbox=outbox), env_vars={"sid": sid})
         except GraphError as exc:
             raise Refused(f"invalid graph: {exc}") from None
         plumber.add_hook(outbox)
         return plumber
+
+    def _capped(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The graph with every node's elastic pool capped at `max_workers` (a node that sets no
+        `workers` grows while its items wait, up to this)."""
+        nodes, wiring = payload.get("nodes"), payload.get("graph")
+        if not isinstance(nodes, dict) or not isinstance(wiring, dict):
+            return payload
+        fed = {succ for succs in wiring.values() if isinstance(succs, (list, tuple)) for succ in succs}
+        capped = {}
+        for name, node in nodes.items():
+            props = node.get("properties") if isinstance(node, dict) else None
+            if name in fed and isinstance(node, dict) and (props is None or isinstance(props, dict)):
+                props = dict(props or {})
+                if "workers" not in props:
+                    props["max_workers"] = self.limits.max_workers
+                node = {**node, "properties": props}
+            capped[name] = node
+        return {**payload, "nodes": capped}
 
     def _check_node(self, name: str, node: dict[str, Any]) -> None:
         limits = self.limits

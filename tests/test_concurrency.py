@@ -1,0 +1,191 @@
+"""Concurrency per node: items overlap as in the original library, bounded, work-conserving, in order of start.
+
+A node's pool (pipelines.pool) grows while its items wait and every worker is suspended in an
+await, up to `max_workers` (by default the node's input bound); `workers=N` fixes the count.
+Everything here runs on virtual time, so the durations are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+
+from pipelines import Plumber, Processor, node
+from pipelines.testing import VirtualClock
+
+from .helpers import chain, source_of
+
+pytestmark = pytest.mark.asyncio(loop_factories=["asyncio"])  # virtual time needs asyncio's own loop
+
+
+async def test_the_original_libraries_own_graph_overlaps_its_slow_calls(virtual_clock: VirtualClock) -> None:
+    """The shape of the original's tests/test_plumber.py: 20 strings, the reverse node's k-th call sleeps k s."""
+    calls = itertools.count()
+    running = 0
+    started_at: list[float] = []
+
+    async def strings(processor: Processor, output_q: Any, num: int) -> None:
+        for i in range(num):
+            await output_q.put(f"s{i:02}")
+            await asyncio.sleep(i % 4)  # the source itself takes its time between items
+
+    async def reverse(processor: Processor, q_elt: tuple[str]) -> str:
+        nonlocal running
+        running += 1
+        started_at.append(virtual_clock.elapsed)
+        await asyncio.sleep(next(calls))  # stands for I/O that takes longer each time
+        running -= 1
+        return q_elt[0][::-1]
+
+    async def upper(processor: Processor, q_elt: tuple[str]) -> str:
+        return q_elt[0].upper()
+
+    async def lower(processor: Processor, q_elt: tuple[str, str]) -> str:
+        return q_elt[0].lower()
+
+    out: list[Any] = []
+
+    async def sink(processor: Processor, q_elt: tuple[str]) -> None:
+        out.append(q_elt[0])
+
+    graph = {
+        "nodes": {
+            "inp": {"coro": strings, "args": {"num": 20}},
+            "n1": {"coro": reverse},
+            "n2": {"coro": upper},
+            "n3": {"coro": lower},
+            "n4": {"coro": sink, "properties": {"aggregate_inputs": False}},
+        },
+        "graph": {"inp": ["n1"], "n1": ["n2", "n3"], "n2": ["n3", "n4"], "n3": ["n4"], "n4": None},
+    }
+    result = await Plumber(graph).run()
+    # item k is put at the sum of (i % 4) for i < k and takes k s: the last, put at 27 s, ends at 46 s
+    # (the original took 46.4 s with a task per item; one call after the other would take 190 s)
+    assert virtual_clock.elapsed == 46.0
+    assert started_at == [float(sum(i % 4 for i in range(k))) for k in range(20)]  # each starts when put
+    # the most calls that can overlap with these times (computed from the put times and the sleeps)
+    spans = [(float(sum(i % 4 for i in range(k))), float(sum(i % 4 for i in range(k)) + k)) for k in range(20)]
+    most = max(sum(1 for start, end in spans if start <= t < end) for t, _ in spans)
+    assert result["n1"].peak_workers == most == 8
+    assert sorted(out) == sorted([f"S{i:02}"[::-1].upper() for i in range(20)] + [f"s{i:02}"[::-1] for i in range(20)])
+
+
+async def test_an_item_never_waits_behind_a_slow_one_while_a_worker_is_idle(virtual_clock: VirtualClock) -> None:
+    """workers=4, 40 items at once, item 0 takes 1 s and the others 10 ms each."""
+    started: dict[int, float] = {}
+
+    async def work(processor: Processor, q_elt: tuple[int]) -> int:
+        started[q_elt[0]] = virtual_clock.elapsed
+        await asyncio.sleep(1.0 if q_elt[0] == 0 else 0.01)
+        return q_elt[0]
+
+    seen: list[Any] = []
+
+    async def sink(processor: Processor, q_elt: tuple[int]) -> None:
+        seen.append((q_elt[0], virtual_clock.elapsed))
+
+    graph = chain(
+        "src",
+        "w",
+        "out",
+        coros={"src": source_of(list(range(40))), "w": work, "out": sink},
+        props={"w": {"workers": 4}},
+    )
+    result = await Plumber(graph).run()
+    # the three free workers take the 39 short items in input order, 13 rounds of 10 ms, while item 0 runs
+    assert [started[i] for i in (0, 1, 2, 3)] == [0.0, 0.0, 0.0, 0.0]
+    assert [started[i] for i in (4, 5, 6)] == [0.01, 0.01, 0.01]
+    assert max(started.values()) == pytest.approx(0.12)
+    assert sorted(started) == list(range(40))
+    assert virtual_clock.elapsed == 1.0
+    # and each output went on when it was ready, not when its neighbours were
+    assert seen[0] == (1, 0.01)
+    assert seen[-1] == (0, 1.0)
+    assert (result["w"].peak_workers, result["w"].completed) == (4, 40)
+
+
+async def test_a_node_that_never_suspends_stays_at_one_worker() -> None:
+    @node
+    async def add_one(x: int) -> int:
+        return x + 1
+
+    total = 0
+
+    @node
+    async def add_up(x: int) -> None:
+        nonlocal total
+        total += x
+
+    @node
+    async def numbers(n: int) -> Any:
+        for i in range(n):
+            yield i
+
+    graph = {
+        "nodes": {"src": {"coro": numbers, "args": {"n": 10_000}}, "a": {"coro": add_one}, "out": {"coro": add_up}},
+        "graph": {"src": ["a"], "a": ["out"], "out": None},
+    }
+    result = await Plumber(graph).run()
+    assert total == sum(range(1, 10_001))
+    assert (result["a"].peak_workers, result["out"].peak_workers) == (1, 1)
+
+
+async def test_the_pool_grows_to_its_cap_and_shrinks_when_idle(virtual_clock: VirtualClock) -> None:
+    burst = asyncio.Event()
+    workers_seen: list[int] = []
+
+    async def bursts(processor: Processor, output_q: Any) -> None:
+        for i in range(30):
+            await output_q.put(i)
+        await burst.wait()
+        for i in range(30, 33):
+            await output_q.put(i)
+
+    async def slow(processor: Processor, q_elt: tuple[int]) -> int:
+        await asyncio.sleep(1.0)
+        return q_elt[0]
+
+    seen: list[Any] = []
+
+    async def sink(processor: Processor, q_elt: tuple[int]) -> None:
+        seen.append(q_elt[0])
+        if len(seen) == 30:
+            workers_seen.append(plumber.stats()["s"].workers)
+            burst.set()
+
+    graph = chain("src", "s", "out", coros={"src": bursts, "s": slow, "out": sink}, props={"s": {"max_workers": 8}})
+    plumber = Plumber(graph)
+    result = await plumber.run()
+    # 30 items of 1 s on at most 8 workers: 4 rounds; then the pool shrinks, and 3 more take one round
+    assert result["s"].peak_workers == 8
+    assert virtual_clock.elapsed == 5.0
+    assert sorted(seen) == list(range(33))
+    assert workers_seen[0] <= 8
+
+
+async def test_ordered_outputs_leave_in_input_order_while_the_calls_overlap(virtual_clock: VirtualClock) -> None:
+    delays = [0.5, 0.1, 0.4, 0.2, 0.3, 0.05, 0.25, 0.15]
+
+    async def work(processor: Processor, q_elt: tuple[int]) -> int:
+        await asyncio.sleep(delays[q_elt[0]])
+        return q_elt[0]
+
+    seen: list[Any] = []
+
+    async def sink(processor: Processor, q_elt: tuple[int]) -> None:
+        seen.append(q_elt[0])
+
+    graph = chain(
+        "src",
+        "w",
+        "out",
+        coros={"src": source_of(list(range(8))), "w": work, "out": sink},
+        props={"w": {"ordered": True}},
+    )
+    result = await Plumber(graph).run()
+    assert seen == list(range(8))
+    assert result["w"].peak_workers == 8
+    assert virtual_clock.elapsed == 0.5  # all eight at once: the slowest decides
