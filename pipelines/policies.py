@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "is_finite_number"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +37,9 @@ class RetryPolicy:
             raise ValueError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
         for name in ("backoff_factor", "max_backoff"):
             value = getattr(self, name)
-            if not _is_finite(value) or value < 0:
+            if not is_finite_number(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if not _is_finite(self.jitter) or not 0 <= self.jitter <= 1:
+        if not is_finite_number(self.jitter) or not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter must be a number between 0 and 1, got {self.jitter!r}")
         retry_on = self.retry_on
         if isinstance(retry_on, type):
@@ -90,7 +90,7 @@ class RetryPolicy:
         return delay
 
 
-def _is_finite(value: object) -> bool:
+def is_finite_number(value: object) -> bool:
     """An int or float (not a bool) that is a finite float: not NaN, not infinite, not too large an int."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False

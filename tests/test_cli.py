@@ -88,6 +88,11 @@ def test_validate_a_good_file() -> None:
             "got an unexpected keyword argument 'm'",
         ),
         ("file.txt", "nodes: {}", "{file}: unknown file type '.txt' (expected .yaml, .yml or .json)"),
+        (
+            "nantimeout.yaml",
+            CHAIN.replace('"tests.cli_nodes:double"}', '"tests.cli_nodes:double", properties: {timeout: .nan}}'),
+            "{file}: node 'double': property 'timeout' must be a finite number of seconds > 0, or null, got nan",
+        ),
     ],
 )
 def test_validate_names_the_file_and_the_problem_in_one_line(

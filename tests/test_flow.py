@@ -443,6 +443,12 @@ INVALID = [
         id="negative-number",
     ),
     pytest.param(
+        "a[timeout=1e999]",
+        "flow.txt:1:11: node 'a': property 'timeout' must be a finite number of seconds > 0, or null, got inf\n"
+        "    a[timeout=1e999]\n              ^",
+        id="infinite-timeout",
+    ),
+    pytest.param(
         "a | b",
         "flow.txt:1:3: unexpected character '|' (did you mean '||' or '|->'?)\n    a | b\n      ^",
         id="lone-bar",

@@ -163,7 +163,7 @@ def test_unknown_property_lists_the_known_ones() -> None:
         ("queue_size", -1, "an int >= 1 (every edge is bounded)"),
         ("queue_size", 0, "an int >= 1 (every edge is bounded)"),
         ("aggregate_inputs", "yes", "true or false"),
-        ("timeout", 0, "a number of seconds > 0, or null"),
+        ("timeout", 0, "a finite number of seconds > 0, or null"),
         ("style", "plain", "'processor' (f(processor, q_elt)) or 'item' (f(item))"),
     ],
 )
@@ -171,6 +171,35 @@ def test_bad_property_values(prop: str, value: Any, expected: str) -> None:
     graph = good()
     graph["nodes"]["rev"]["properties"] = {prop: value}
     assert_rejected(graph, f"node 'rev': property {prop!r} must be {expected}, got {value!r}")
+
+
+@pytest.mark.parametrize(
+    "value", [float("nan"), float("inf"), float("-inf"), 10**400, True], ids=["nan", "inf", "-inf", "huge-int", "bool"]
+)
+def test_a_timeout_that_is_not_a_finite_number_is_refused(value: Any) -> None:
+    graph = good()
+    graph["nodes"]["rev"]["properties"] = {"timeout": value}
+    assert_rejected(
+        graph, f"node 'rev': property 'timeout' must be a finite number of seconds > 0, or null, got {value!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("backoff_factor", float("nan")),
+        ("backoff_factor", float("inf")),
+        ("max_backoff", float("nan")),
+        ("max_backoff", float("inf")),
+        ("max_backoff", 10**400),
+    ],
+)
+def test_a_retry_number_that_is_not_finite_is_refused_naming_the_node(field: str, value: Any) -> None:
+    graph = good()
+    graph["nodes"]["rev"]["properties"] = {"retry": {field: value}}
+    assert_rejected(graph, f"node 'rev': property 'retry': {field} must be a finite number >= 0, got {value!r}")
+    graph["nodes"]["rev"]["properties"] = {"retry": {"jitter": value}}
+    assert_rejected(graph, f"node 'rev': property 'retry': jitter must be a number between 0 and 1, got {value!r}")
 
 
 def test_bad_retry_policy() -> None:
