@@ -1,4 +1,5 @@
-"""pipelines.policies: RetryPolicy's validation, its construction from a property value, its delays.
+"""pipelines.policies: RetryPolicy's validation, its construction from a property value, its delays,
+and how a node waits between attempts under it.
 
 tests/test_errors.py already checks the delays 0.5, 1, 2, 3, 3 of backoff_factor 0.5 capped at 3,
 unseeded jitter within its bounds, and the messages for max_attempts=0, backoff_factor=-1,
@@ -7,6 +8,8 @@ jitter=2 and retry_on=(KeyboardInterrupt,); this module covers the rest.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import math
 import random
 import re
@@ -18,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipelines import Plumber, node
 from pipelines.policies import RetryPolicy
 
 FIELDS = "backoff_factor, jitter, max_attempts, max_backoff, retry_on"
@@ -345,3 +349,58 @@ def test_any_numbers_build_a_policy_with_finite_capped_delays_or_raise_naming_th
                 assert delay == float(min(cap, Fraction(backoff_factor) * 2 ** (n - 1)))
             else:  # 2 ** (n - 1) is past every float: the cap, unless there is no backoff at all
                 assert delay == (float(cap) if backoff_factor else 0.0)
+
+
+@pytest.mark.parametrize("generator", [False, True], ids=["function", "async-generator"])
+async def test_zero_backoff_still_lets_other_tasks_run_between_attempts(generator: bool) -> None:
+    """A node failing without ever awaiting, retried 1,000 times with no backoff, must not hold the
+    loop: another task gets a turn between every two attempts."""
+    policy = RetryPolicy(max_attempts=1001, backoff_factor=0)
+    turns = 0  # how often the other task has run
+    seen: list[int] = []  # the value of `turns` at each attempt
+    results: list[Any] = []
+    stop = asyncio.Event()
+
+    async def other_task() -> None:
+        nonlocal turns
+        while not stop.is_set():
+            turns += 1
+            await asyncio.sleep(0)
+
+    def attempt() -> None:
+        seen.append(turns)
+        if len(seen) <= 1000:
+            raise ConnectionError("not yet")
+
+    @node
+    async def one() -> Any:
+        yield "x"
+
+    @node(retry=policy)
+    async def flaky(x: str) -> str:
+        attempt()
+        return x
+
+    @node(retry=policy)
+    async def flaky_expanding(x: str) -> Any:
+        attempt()
+        yield x
+
+    @node
+    async def keep(x: str) -> None:
+        results.append(x)
+
+    middle = flaky_expanding if generator else flaky
+    graph = {
+        "nodes": {"one": {"coro": one}, "middle": {"coro": middle}, "keep": {"coro": keep}},
+        "graph": {"one": ["middle"], "middle": ["keep"], "keep": None},
+    }
+    ticking = asyncio.ensure_future(other_task())
+    try:
+        result = await Plumber(graph).run()
+    finally:
+        stop.set()
+        await ticking
+    assert results == ["x"]
+    assert (result["middle"].retried, len(seen)) == (1000, 1001)
+    assert all(later > earlier for earlier, later in itertools.pairwise(seen))
