@@ -60,7 +60,7 @@ class RetryPolicy:
             return cls(max_attempts=value)
         if isinstance(value, Mapping):
             known = {f.name for f in fields(cls)}
-            unknown = sorted(set(value) - known)
+            unknown = sorted(set(value) - known, key=_names_first)
             if unknown:
                 raise ValueError(f"unknown retry field {unknown[0]!r} (expected {', '.join(sorted(known))})")
             return cls(**value)
@@ -88,6 +88,12 @@ class RetryPolicy:
             # A cap near the largest float could round up to infinity once scaled: stay finite.
             delay = min(delay * random.uniform(1 - self.jitter, 1 + self.jitter), sys.float_info.max)
         return delay
+
+
+def _names_first(key: object) -> tuple[bool, str]:
+    """Sort key for a user's dict keys (YAML reads `1:` as an int): names in order, then the others
+    by repr, so a str is never compared with an int."""
+    return (True, repr(key)) if not isinstance(key, str) else (False, key)
 
 
 def is_finite_number(value: object) -> bool:

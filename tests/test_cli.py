@@ -93,6 +93,12 @@ def test_validate_a_good_file() -> None:
             CHAIN.replace('"tests.cli_nodes:double"}', '"tests.cli_nodes:double", properties: {timeout: .nan}}'),
             "{file}: node 'double': property 'timeout' must be a finite number of seconds > 0, or null, got nan",
         ),
+        (
+            "mixedretry.yaml",
+            CHAIN.replace('"tests.cli_nodes:double"}', '"tests.cli_nodes:double", properties: {retry: {1: 2, x: 3}}}'),
+            "{file}: node 'double': property 'retry': unknown retry field 'x' "
+            "(expected backoff_factor, jitter, max_attempts, max_backoff, retry_on)",
+        ),
     ],
 )
 def test_validate_names_the_file_and_the_problem_in_one_line(

@@ -153,6 +153,10 @@ def test_from_value_passes_a_policy_through() -> None:
         # the first unknown field in sorted order is named
         ({"max_attempts": 2, "tries": 3, "delay": 1}, f"unknown retry field 'delay' (expected {FIELDS})"),
         ({"Max_Attempts": 2}, f"unknown retry field 'Max_Attempts' (expected {FIELDS})"),
+        # keys of other types (YAML reads `1:` as an int) come after the names, in the order of their repr
+        ({1: 2, "max_attempts": 3}, f"unknown retry field 1 (expected {FIELDS})"),
+        ({1: 2, "tries": 3, None: 4, (1, "a"): 5}, f"unknown retry field 'tries' (expected {FIELDS})"),
+        ({2.5: 1, 1: 2, None: 4}, f"unknown retry field 1 (expected {FIELDS})"),
     ],
 )
 def test_from_value_names_an_unknown_field(value: dict[str, Any], message: str) -> None:
