@@ -11,6 +11,8 @@ from pipelines import GraphError, PipelineError, Plumber, RetryPolicy, node
 
 from .helpers import add_one, collector, source_of
 
+MAX_NESTING = 100  # the documented limit of nesting in graphs, files and flows
+
 _, sink = collector()
 source = source_of([1])
 
@@ -355,3 +357,70 @@ def test_join_fed_through_an_error_route_is_rejected() -> None:
 @pytest.mark.parametrize("size", [0, -1, True, 2.0])
 def test_plumber_queue_size_must_be_a_positive_int(size: Any) -> None:
     assert_rejected(good(), f"queue_size must be an int >= 1 (every edge is bounded), got {size!r}", queue_size=size)
+
+
+# --- nesting: a graph is checked without recursing into user data ---------------------------------
+
+NODE_TOO_DEEP = "nested more than 100 levels deep (dicts, lists, tuples and sets inside one another)"
+
+
+def nested(depth: int, kind: type = list) -> Any:
+    value: Any = kind()
+    for _ in range(depth - 1):
+        value = kind([value])
+    return value
+
+
+async def takes_anything(processor: Any, q_elt: Any, **kwargs: Any) -> Any:
+    return q_elt
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING - 1, 5000], ids=["one-past-the-limit", "5000"])
+@pytest.mark.parametrize("where", ["args", "properties", "key"])
+def test_a_node_nested_too_deep_is_refused_naming_it(depth: int, where: str) -> None:
+    # the node's entry is level 1 and its 'args' level 2: a value there of depth 99 is level 101
+    graph = good()
+    if where == "args":
+        graph["nodes"]["rev"]["args"] = {"v": nested(depth)}
+    elif where == "properties":
+        graph["nodes"]["rev"]["properties"] = {"timeout": nested(depth)}
+    else:
+        graph["nodes"]["rev"]["args"] = {"v": {nested(depth, tuple): 1}}
+    assert_rejected(graph, f"node 'rev': {NODE_TOO_DEEP}")
+
+
+def test_a_node_nested_to_the_limit_is_accepted() -> None:
+    graph = good()
+    graph["nodes"]["rev"] = {"coro": takes_anything, "args": {"v": nested(MAX_NESTING - 2)}}
+    Plumber(graph)
+
+
+def test_args_that_contain_themselves_are_accepted_as_before() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    graph = good()
+    graph["nodes"]["rev"] = {"coro": takes_anything, "args": {"v": loop}}
+    Plumber(graph)
+
+
+def test_successors_nested_too_deep_are_refused_naming_the_node() -> None:
+    graph = good()
+    graph["graph"]["rev"] = [nested(5000)]
+    assert_rejected(graph, f"node 'rev': unknown successor a list {NODE_TOO_DEEP} (known nodes: inp, out, rev)")
+
+
+def test_a_node_name_nested_too_deep_is_refused() -> None:
+    graph = good()
+    name = nested(5000, tuple)
+    graph["nodes"][name] = {"coro": add_one}
+    graph["graph"][name] = None
+    assert_rejected(graph, f"node names must be non-empty strings, got a tuple {NODE_TOO_DEEP}")
+
+
+def test_the_same_list_shared_many_times_over_is_walked_once() -> None:
+    shared: Any = [0] * 10
+    for _ in range(60):  # 10 ** 60 paths through 60 distinct lists
+        shared = [shared] * 10
+    graph = good()
+    graph["nodes"]["rev"] = {"coro": takes_anything, "args": {"v": shared[:1]}}
+    Plumber(graph)
