@@ -3,7 +3,8 @@
 A file holds the same schema as the dict, ``nodes:`` and ``graph:``, or ``nodes:`` and ``flow:``,
 a text giving the wiring in the flow syntax (pipelines.flow). Reading YAML needs PyYAML (the
 ``files`` extra); JSON needs nothing. Every problem is a GraphError whose message starts with the
-file's name.
+file's name. A file nests at most `MAX_NESTING` (100) levels of mappings and lists, and no value
+contains itself (a YAML anchor used inside its own definition).
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GraphError
+from .graph import MAX_NESTING, nesting_problem
 
 __all__ = ["load_graph", "set_args"]
+
+TOO_DEEP = f"nested more than {MAX_NESTING} levels deep (mappings and lists inside one another)"
+CONTAINS_ITSELF = "contains itself (a YAML anchor used inside its own definition)"
 
 
 def load_graph(path: str | Path) -> dict[str, Any]:
@@ -28,6 +33,11 @@ def load_graph(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise GraphError(f"{path}: not a text file (expected YAML or JSON in UTF-8)") from None
     data = _parse(path, text)
+    problem = nesting_problem(data)
+    if problem == "too deep":
+        raise GraphError(f"{path}: {TOO_DEEP}")
+    if problem == "contains itself":
+        raise GraphError(f"{path}: a value {CONTAINS_ITSELF}")
     if not isinstance(data, Mapping):
         raise GraphError(f"{path}: expected a mapping with 'nodes' and 'graph' (or 'flow'), got {type(data).__name__}")
     data = dict(data)
@@ -62,16 +72,30 @@ def set_args(graph: dict[str, Any], assignments: list[str], *, source: str = "--
         args = nodes[name].get("args") or {}
         if not isinstance(args, Mapping):
             raise GraphError(f"{source} {assignment!r}: node {name!r} has 'args' that are not a mapping")
-        nodes[name]["args"] = {**args, arg: _scalar(raw)}
+        try:
+            value = _scalar(raw)
+        except RecursionError:
+            raise GraphError(f"{source} {name}.{arg}: the value is {TOO_DEEP}") from None
+        problem = nesting_problem(value)
+        if problem == "too deep":
+            raise GraphError(f"{source} {name}.{arg}: the value is {TOO_DEEP}")
+        if problem == "contains itself":
+            raise GraphError(f"{source} {name}.{arg}: the value {CONTAINS_ITSELF}")
+        nodes[name]["args"] = {**args, arg: value}
     return {**graph, "nodes": nodes}
 
 
 def _parse(path: Path, text: str) -> Any:
+    # Both parsers recurse once per level of nesting: too deep a text runs them out of stack.
     if path.suffix == ".json":
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise GraphError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise GraphError(f"{path}: {TOO_DEEP}") from None
+        except ValueError as exc:  # an int longer than int() reads (sys.get_int_max_str_digits())
+            raise GraphError(f"{path}: invalid JSON: {_one_line(exc)}") from None
     if path.suffix not in (".yaml", ".yml"):
         raise GraphError(f"{path}: unknown file type {path.suffix!r} (expected .yaml, .yml or .json)")
     try:
@@ -85,18 +109,29 @@ def _parse(path: Path, text: str) -> Any:
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise GraphError(f"{path}{where}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise GraphError(f"{path}: {TOO_DEEP}") from None
+    except (ValueError, OverflowError) as exc:  # a scalar YAML matched but Python cannot build: 2001-02-30
+        raise GraphError(f"{path}: invalid YAML: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def _scalar(raw: str) -> Any:
+    """The value of ``--set node.arg=raw``: YAML (or JSON), else the text itself.
+
+    RecursionError (a value nested too deep to read) is the caller's to report."""
     try:
         import yaml
     except ImportError:
         try:
             return json.loads(raw)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or an int too long to read: the text itself
             return raw
     try:
         value = yaml.safe_load(raw)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, OverflowError):
         return raw
     return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else raw

@@ -51,6 +51,12 @@ flow: "source -> double -> show"
 """
 
 
+# JSON, and YAML too: nested 3,000 deep, which runs either parser out of stack.
+DEEP_JSON = '{"nodes": {"a": {"coro": "tests.cli_nodes:count", "args": {"n": %s}}}, "graph": {"a": null}}' % (
+    "[" * 3000 + "]" * 3000
+)
+
+
 def test_validate_a_good_file() -> None:
     proc = run_cli("validate", "demos/weblog/weblog.yaml")
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "demos/weblog/weblog.yaml: ok (5 nodes)\n", "")
@@ -99,6 +105,25 @@ def test_validate_a_good_file() -> None:
             "{file}: node 'double': property 'retry': unknown retry field 'x' "
             "(expected backoff_factor, jitter, max_attempts, max_backoff, retry_on)",
         ),
+        *(
+            (
+                f"deep.{suffix}",
+                DEEP_JSON,
+                "{file}: nested more than 100 levels deep (mappings and lists inside one another)",
+            )
+            for suffix in ("json", "yaml")
+        ),
+        (
+            "loop.yaml",
+            CHAIN.replace("{n: 5}", "{n: &n [*n]}"),
+            "{file}: a value contains itself (a YAML anchor used inside its own definition)",
+        ),
+        (
+            "longint.json",
+            DEEP_JSON.replace("[" * 3000 + "]" * 3000, "1" * 5000),
+            "{file}: invalid JSON: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 "
+            "digits; use sys.set_int_max_str_digits() to increase the limit",
+        ),
     ],
 )
 def test_validate_names_the_file_and_the_problem_in_one_line(
@@ -127,6 +152,17 @@ def test_a_flow_syntax_error_points_at_the_column(tmp_path: Path) -> None:
     assert first.startswith(f"pipelines: {path} (flow):1:11: ")
     assert source_line == "    source -> -> show"
     assert caret == "              ^"
+
+
+def test_set_a_value_nested_too_deep_is_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "chain.yaml", CHAIN)
+    proc = run_cli("run", path, "--set", "source.n=" + "[" * 3000 + "]" * 3000)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        "",
+        f"pipelines: {path}: --set source.n: the value is nested more than 100 levels deep "
+        "(mappings and lists inside one another)\n",
+    )
 
 
 def test_run_prints_the_summary_and_exits_0(tmp_path: Path) -> None:
