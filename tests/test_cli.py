@@ -154,6 +154,16 @@ def test_a_flow_syntax_error_points_at_the_column(tmp_path: Path) -> None:
     assert caret == "              ^"
 
 
+def test_a_flow_nested_too_deep_points_at_the_first_parenthesis_too_many(tmp_path: Path) -> None:
+    flow = "(" * 250 + "source -> double -> show" + ")" * 250
+    path = write(tmp_path, "flow.yaml", CHAIN.replace('"source -> double -> show"', f'"{flow}"'))
+    proc = run_cli("validate", path)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    first, source_line, caret = proc.stderr.splitlines()
+    assert first == f"pipelines: {path} (flow):1:101: parentheses nested more than 100 deep"
+    assert (source_line, caret) == (f"    {flow}", "    " + " " * 100 + "^")
+
+
 def test_set_a_value_nested_too_deep_is_one_line(tmp_path: Path) -> None:
     path = write(tmp_path, "chain.yaml", CHAIN)
     proc = run_cli("run", path, "--set", "source.n=" + "[" * 3000 + "]" * 3000)

@@ -14,6 +14,8 @@ from pipelines.flow import OPTION_NAMES, Flow, apply_flow, parse_flow
 from pipelines.properties import PROPERTY_NAMES
 from pipelines.testing import VirtualClock
 
+MAX_NESTING = 100  # the documented limit of nesting in graphs, files and flows
+
 
 def wiring(text: str) -> dict[str, list[str]]:
     return parse_flow(text).successors
@@ -838,3 +840,40 @@ async def test_retry_and_options_run_end_to_end(virtual_clock: VirtualClock) -> 
     assert seen == [0, 1, 2]
     assert attempts == {0: 1, 1: 3, 2: 1}
     assert (result["flaky"].retried, result["flaky"].failed) == (2, 0)
+
+
+# --- nesting ---------------------------------------------------------------------------------------
+
+
+def test_parentheses_nested_to_the_limit_parse() -> None:
+    text = "(" * MAX_NESTING + "a -> b" + ")" * MAX_NESTING
+    assert wiring(text) == {"a": ["b"], "b": []}
+
+
+def test_outcome_branches_nested_to_the_limit_parse() -> None:
+    text = "".join(f"n{i} (1 -> " for i in range(MAX_NESTING)) + "last" + ")" * MAX_NESTING
+    assert wiring(text) == {
+        **{f"n{i}": [f"n{i + 1}"] for i in range(MAX_NESTING - 1)},
+        f"n{MAX_NESTING - 1}": ["last"],
+        "last": [],
+    }
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING + 1, 250, 5000])
+def test_parentheses_nested_too_deep_are_reported_at_the_first_one_too_many(depth: int) -> None:
+    text = "(" * depth + "a" + ")" * depth
+    with pytest.raises(GraphError) as info:
+        parse_flow(text, filename="flow.txt")
+    column = MAX_NESTING + 1
+    assert str(info.value) == (
+        f"flow.txt:1:{column}: parentheses nested more than {MAX_NESTING} deep\n    {text}\n    {' ' * (column - 1)}^"
+    )
+
+
+def test_outcome_branches_nested_too_deep_are_reported_at_the_first_one_too_many() -> None:
+    text = "".join(f"n{i} (1 -> " for i in range(250)) + "last" + ")" * 250
+    with pytest.raises(GraphError) as info:
+        parse_flow(text, filename="flow.txt")
+    column = text.index(f"n{MAX_NESTING} (") + len(f"n{MAX_NESTING} (")
+    assert str(info.value).splitlines()[0] == f"flow.txt:1:{column}: parentheses nested more than {MAX_NESTING} deep"
+    assert str(info.value).splitlines()[2] == "    " + " " * (column - 1) + "^"
