@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipelines import GraphError, PipelineError, Plumber, RetryPolicy, node
+from pipelines import GraphError, PipelineError, Plumber, Registry, RetryPolicy, node
 
 from .helpers import add_one, collector, source_of
 
@@ -424,3 +424,43 @@ def test_the_same_list_shared_many_times_over_is_walked_once() -> None:
     graph = good()
     graph["nodes"]["rev"] = {"coro": takes_anything, "args": {"v": shared[:1]}}
     Plumber(graph)
+
+
+# --- coro names through a Registry: its own names are checked where they are given ---------------
+
+REGISTRY_NAME = "Registry: a name must be a non-empty string without '.' or ':'"
+
+
+@pytest.mark.parametrize("name", [1, None, "", "a.b", "pkg:f", ("a",)])
+def test_a_registry_refuses_a_name_no_coro_could_ever_name(name: Any) -> None:
+    message = f"^{re.escape(f'{REGISTRY_NAME}, got {name!r}')}$"
+    with pytest.raises(ValueError, match=message):
+        Registry({"fine": add_one, name: add_one})
+    registry = Registry()
+    with pytest.raises(ValueError, match=message):
+        registry.add(name, add_one)
+    if name is not None:  # register() without a name takes the function's own
+        with pytest.raises(ValueError, match=message):
+            registry.register(name)(add_one)
+    assert name not in registry  # nothing was registered
+
+
+@pytest.mark.parametrize("prefix", [1, "", None, "pkg:mod"])
+def test_a_registry_refuses_an_import_prefix_that_is_not_a_module_name(prefix: Any) -> None:
+    message = f"Registry: imports must be True, False or module names, got {prefix!r}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        Registry(imports=["demos", prefix])
+
+
+def test_an_unknown_name_lists_the_registered_ones_in_order() -> None:
+    registry = Registry({"source": source, "b": add_one, "a": add_one, "sink": sink})
+    graph = {
+        "nodes": {"inp": {"coro": "source"}, "rev": {"coro": "missing"}, "out": {"coro": "sink"}},
+        "graph": {"inp": ["rev"], "rev": ["out"], "out": None},
+    }
+    assert_rejected(
+        graph,
+        "node 'rev': coro_map could not resolve coro 'missing': LookupError(\"'missing' is not registered "
+        '(registered names: a, b, sink, source)")',
+        registry,
+    )
