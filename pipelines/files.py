@@ -9,6 +9,7 @@ contains itself (a YAML anchor used inside its own definition).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,7 +53,11 @@ def load_graph(path: str | Path) -> dict[str, Any]:
             raise GraphError(f"{path}: 'nodes' must be a mapping of node names to their coro, args and properties")
         from .flow import apply_flow, parse_flow
 
-        data = {**data, **apply_flow(parse_flow(flow_text, filename=f"{path} (flow)"), nodes)}
+        flow = parse_flow(flow_text, filename=f"{path} (flow)")
+        try:
+            data = {**data, **apply_flow(flow, nodes)}
+        except GraphError as exc:
+            raise GraphError(f"{path}: {exc}") from None
     return data
 
 
@@ -103,20 +108,51 @@ def _parse(path: Path, text: str) -> Any:
     except ImportError:
         raise GraphError(f"{path}: reading YAML needs PyYAML: pip install 'aiopipelines[files]'") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_safe_loader())
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow; it has no problem_mark
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        raise GraphError(f"{path}:{line}:{column}: invalid YAML: unacceptable character {what}: {exc.reason}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise GraphError(f"{path}{where}: invalid YAML: {problem}") from None
+        raise GraphError(f"{path}{where}: invalid YAML: {_one_line(problem)}") from None
     except RecursionError:
         raise GraphError(f"{path}: {TOO_DEEP}") from None
-    except (ValueError, OverflowError) as exc:  # a scalar YAML matched but Python cannot build: 2001-02-30
-        raise GraphError(f"{path}: invalid YAML: {_one_line(exc)}") from None
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+@functools.cache
+def _safe_loader() -> Any:
+    """yaml.SafeLoader, with every failure to build a value a ConstructorError at the value.
+
+    PyYAML's own constructors raise what they happen to hit on a scalar they cannot read: IndexError
+    for ``!!int ''``, KeyError for ``!!bool x``, ValueError for ``2001-02-30`` or an int longer than
+    int() reads, AttributeError for ``!!timestamp ''``.
+    """
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            try:
+                return super().construct_object(node, deep)
+            except (yaml.YAMLError, RecursionError):
+                raise
+            except Exception as exc:
+                tag = str(node.tag).rpartition(":")[2]
+                value = node.value if isinstance(node.value, str) else node.id
+                shown = repr(value) if len(value) <= 20 else repr(value[:20]) + "..."
+                problem = f"cannot read {shown} as a YAML {tag}"
+                if isinstance(exc, ValueError):  # its message says why: 'day is out of range for month'
+                    problem += f": {_one_line(exc)}"
+                raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+    return Loader
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
 
 
 def _scalar(raw: str) -> Any:
@@ -131,7 +167,7 @@ def _scalar(raw: str) -> Any:
         except ValueError:  # not JSON, or an int too long to read: the text itself
             return raw
     try:
-        value = yaml.safe_load(raw)
-    except (yaml.YAMLError, ValueError, OverflowError):
+        value = yaml.load(raw, Loader=_safe_loader())
+    except yaml.YAMLError:
         return raw
     return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else raw
