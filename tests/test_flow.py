@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pipelines
 from pipelines import Failure, GraphError, Plumber
@@ -877,3 +880,32 @@ def test_outcome_branches_nested_too_deep_are_reported_at_the_first_one_too_many
     column = text.index(f"n{MAX_NESTING} (") + len(f"n{MAX_NESTING} (")
     assert str(info.value).splitlines()[0] == f"flow.txt:1:{column}: parentheses nested more than {MAX_NESTING} deep"
     assert str(info.value).splitlines()[2] == "    " + " " * (column - 1) + "^"
+
+
+# Pieces of flow text, valid and not, that random texts are made of; some nest deep at once.
+FLOW_PIECES = [
+    *("a", "b", "c", "x1", " ", "\n", "\t", "\r", ";", "#", "->", "|->", "||", "*", ",", "=", "(", ")", "[", "]"),
+    *("0", "1", "2", "3", "0.5", "1e999", "true", "'s'", '"', "@", "-", "\u00e9", "0 -> ", "1 -> ", "1 |-> "),
+    *("workers", "timeout", "retry", "on_error", "skip", "aggregate_inputs", "queue_size", "style", "item"),
+    *("(" * 60, ")" * 60, "a (1 -> " * 30),
+]
+
+
+SOUP = st.lists(st.sampled_from(FLOW_PIECES), max_size=30).map("".join)
+# Soup inside parentheses or nested outcome branches, past the recursion limit too (hypothesis
+# raises that limit while it runs a test, so 3,000 levels).
+NESTED = st.tuples(
+    SOUP, st.integers(0, 300) | st.sampled_from([99, 100, 101, 250, 3000]), st.sampled_from(["(", "a (1 -> "]), SOUP
+).map(lambda t: t[2] * t[1] + t[0] + ")" * t[1] + t[3])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(SOUP, NESTED))
+def test_any_text_compiles_or_is_an_error_at_its_line_and_column(text: str) -> None:
+    try:
+        parse_flow(text, filename="flow.txt")
+    except GraphError as exc:
+        first, line, caret = str(exc).split("\n")
+        assert re.match(r"^flow\.txt:\d+:\d+: \S", first)
+        assert line.startswith("    ")
+        assert caret.strip() == "^"
