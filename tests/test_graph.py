@@ -6,8 +6,11 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines import GraphError, PipelineError, Plumber, Registry, RetryPolicy, node
+from pipelines.properties import PROPERTY_NAMES
 
 from .helpers import add_one, collector, source_of
 
@@ -464,3 +467,77 @@ def test_an_unknown_name_lists_the_registered_ones_in_order() -> None:
         '(registered names: a, b, sink, source)")',
         registry,
     )
+
+
+# --- any values in a graph: it builds, or one GraphError in one line --------------------------------
+
+
+async def any_source(processor: Any, output_q: Any, **kwargs: Any) -> None:
+    await output_q.put(1)
+
+
+async def any_generator(item: Any, **kwargs: Any) -> Any:
+    yield item
+
+
+def any_blocking(item: Any, **kwargs: Any) -> Any:
+    return item
+
+
+ANY_REGISTRY = Registry({"src": any_source, "f": takes_anything, "gen": any_generator, "blocking": any_blocking})
+NUMBERS = st.one_of(
+    st.floats(),
+    st.integers(min_value=-(2**1100), max_value=2**1100),
+    st.integers(-3, 200),
+    st.sampled_from([0, 1, 0.5, True, False, None]),
+)
+WORDS = st.sampled_from(["f", "src", "fail", "skip", "thread", "process", "item", "processor", "a", "b", "c"])
+KEYS = st.one_of(st.text(max_size=4), st.integers(-3, 3), st.none(), st.booleans(), st.floats(allow_nan=False))
+# Past the recursion limit too: hypothesis raises the limit while it runs a test.
+DEEP = st.sampled_from([MAX_NESTING - 3, MAX_NESTING + 1, 5000]).map(nested)
+VALUES = st.one_of(
+    st.recursive(
+        st.one_of(NUMBERS, WORDS, st.text(max_size=4)),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3), st.dictionaries(KEYS, inner, max_size=3), st.tuples(inner)
+        ),
+        max_leaves=6,
+    ),
+    DEEP,
+)
+RETRY_FIELDS = st.sampled_from(["max_attempts", "backoff_factor", "max_backoff", "jitter", "retry_on"])
+RETRY = st.one_of(VALUES, st.dictionaries(st.one_of(RETRY_FIELDS, KEYS), st.one_of(NUMBERS, VALUES), max_size=4))
+PROPERTIES = st.tuples(
+    st.dictionaries(st.one_of(st.sampled_from(PROPERTY_NAMES), KEYS), st.one_of(NUMBERS, WORDS, VALUES), max_size=3),
+    st.fixed_dictionaries({}, optional={"retry": RETRY}),
+).map(lambda parts: {**parts[0], **parts[1]})
+
+
+@st.composite
+def graphs_with_any_values(draw: st.DrawFn) -> dict[str, Any]:
+    """A DAG of 1 to 4 registered nodes whose args and properties are anything."""
+    names = ["a", "b", "c", "d"][: draw(st.integers(1, 4))]
+    nodes: dict[str, Any] = {}
+    successors: dict[str, list[str]] = {name: [] for name in names}
+    for i, name in enumerate(names):
+        entry: dict[str, Any] = {"coro": "src" if i == 0 else draw(st.sampled_from(["f", "gen", "blocking", "src"]))}
+        if draw(st.booleans()):
+            entry["args"] = draw(st.dictionaries(st.text(min_size=1, max_size=3), VALUES, max_size=2))
+        if draw(st.booleans()):
+            entry["properties"] = draw(PROPERTIES)
+        nodes[name] = entry
+        if i:
+            for pred in draw(st.lists(st.sampled_from(names[:i]), min_size=1, max_size=2, unique=True)):
+                successors[pred].append(name)
+    return {"nodes": nodes, "graph": {name: succ or None for name, succ in successors.items()}}
+
+
+@settings(max_examples=400, deadline=None)
+@given(graphs_with_any_values())
+def test_any_values_in_a_graph_build_it_or_raise_one_graph_error_in_one_line(graph: dict[str, Any]) -> None:
+    try:
+        Plumber(graph, ANY_REGISTRY)
+    except GraphError as exc:
+        message = str(exc)
+        assert "\n" not in message
+        assert message.startswith("node '")
