@@ -85,15 +85,18 @@ def with_retries(
 async def before_retry(
     node: str, policy: RetryPolicy | None, attempt: int, exc: Exception, arg: Any, ledger: Ledger, signals: Signals
 ) -> None:
-    """Re-raise `exc` if the item is out of attempts; otherwise count the retry and back off."""
+    """Re-raise `exc` if the item is out of attempts; otherwise count the retry and back off.
+
+    It always yields to the loop, also with no backoff: a function that fails without awaiting
+    would otherwise hold the loop for all its attempts.
+    """
     if policy is None or attempt >= policy.max_attempts or not isinstance(exc, policy.retry_on):
         raise exc
     ledger.retried += 1
     signals.emit("item_retried", node=node, item=arg, exception=exc, attempt=attempt)
     delay = policy.delay(attempt)
     logger.info("node %r: attempt %d failed (%r); retrying in %.3fs", node, attempt, exc, delay)
-    if delay > 0:
-        await runtime.sleep(delay)
+    await runtime.sleep(delay)
 
 
 class Expansion:

@@ -26,7 +26,8 @@ Grammar (``{x}`` repeats, ``[x]`` is optional)::
 
 ``NAME`` is ``[A-Za-z_][A-Za-z0-9_]*``; ``STRING`` is quoted with ``"`` or ``'`` (no escapes);
 ``#`` starts a comment to the end of the line. A newline ends a statement unless it comes inside
-parentheses or brackets, or after ``->``, ``|->``, ``||`` or ``*``.
+parentheses or brackets, or after ``->``, ``|->``, ``||`` or ``*``. Parentheses (groups and
+outcome branches) nest at most `MAX_NESTING` (100) deep: the parser recurses once per level.
 
 Meaning. Every expression has entry nodes and exit nodes. ``A -> B`` and ``A |-> B`` add an edge
 from every exit of A to every entry of B; ``A || B`` are parallel branches (entries and exits are
@@ -49,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import GraphError
+from .graph import MAX_NESTING
 from .policies import RetryPolicy
 from .properties import PROPERTY_NAMES, parse_properties
 
@@ -305,8 +307,13 @@ class _Parser:
         return self.source.error(token.line, token.col, problem)
 
     def opening(self) -> _Token:
-        """Consume an opening bracket and remember it until `close()`."""
+        """Consume an opening bracket and remember it until `close()`.
+
+        Each '(' is a level of recursion in this parser: refusing the one too many here keeps a
+        deeply nested text a positioned error instead of a RecursionError."""
         token = self.advance()
+        if token.kind == "(" and sum(t.kind == "(" for t in self.open) >= MAX_NESTING:
+            raise self.error(token, f"parentheses nested more than {MAX_NESTING} deep")
         self.open.append(token)
         return token
 

@@ -21,9 +21,10 @@ copies of the same items) and are rejected with the reason.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+import itertools
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import networkx as nx
 
@@ -32,10 +33,17 @@ from .nodes import node_defaults
 from .properties import DEFAULT_MAX_WORKERS, SOURCE_ONLY_REJECTS, NodeProperties, parse_properties
 from .types import JoinMode, Style
 
-__all__ = ["DEFAULT_QUEUE_SIZE", "GraphSpec", "NodeSpec", "parse_graph"]
+__all__ = ["DEFAULT_QUEUE_SIZE", "MAX_NESTING", "GraphSpec", "NodeSpec", "nesting_problem", "parse_graph"]
 
 DEFAULT_QUEUE_SIZE = 100
 NODE_KEYS = ("coro", "args", "properties")
+# How deep containers may nest in a node's entry (and in a graph file, and parentheses in a flow).
+# Printing a value in a message, hashing it for the journal and most parsers recurse once per
+# level, so past Python's recursion limit they fail with RecursionError instead of saying what is
+# wrong; a graph needs nowhere near this many levels.
+MAX_NESTING = 100
+TOO_DEEP = f"nested more than {MAX_NESTING} levels deep (dicts, lists, tuples and sets inside one another)"
+_CONTAINERS = (dict, list, tuple, set, frozenset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +126,7 @@ def parse_graph(
         raise GraphError("graph has no nodes")
     for name in [*nodes_d, *graph_d]:
         if not isinstance(name, str) or not name:
-            raise GraphError(f"node names must be non-empty strings, got {name!r}")
+            raise GraphError(f"node names must be non-empty strings, got {_quoted(name)}")
     for name in nodes_d:
         if name not in graph_d:
             raise GraphError(f"node {name!r} is in 'nodes' but not in 'graph' (give it successors or None)")
@@ -163,7 +171,7 @@ def _successors(name: str, value: object, nodes_d: Mapping[Any, Any], known: str
         raise GraphError(f"node {name!r}: successors must be a list of node names or None, got {type(value).__name__}")
     for succ in value:
         if not isinstance(succ, str) or succ not in nodes_d:
-            raise GraphError(f"node {name!r}: unknown successor {succ!r} (known nodes: {known})")
+            raise GraphError(f"node {name!r}: unknown successor {_quoted(succ)} (known nodes: {known})")
         if succ == name:
             raise GraphError(f"node {name!r}: cycle: {name} -> {name}")
     return tuple(dict.fromkeys(value))
@@ -172,6 +180,9 @@ def _successors(name: str, value: object, nodes_d: Mapping[Any, Any], known: str
 def _node_spec(name: str, index: int, node_d: object, coro_map: Callable[[Any], Any], queue_size: int) -> NodeSpec:
     if not isinstance(node_d, Mapping):
         raise GraphError(f"node {name!r}: must be a dict with 'coro', got {type(node_d).__name__}")
+    # Before any message quotes a value of the entry: printing it must not recurse too deep.
+    if nesting_problem(dict(node_d)) == "too deep":
+        raise GraphError(f"node {name!r}: {TOO_DEEP}")
     for key in node_d:
         if key not in NODE_KEYS:
             raise GraphError(f"node {name!r}: unknown key {key!r} (expected {', '.join(NODE_KEYS)})")
@@ -205,6 +216,62 @@ def _node_spec(name: str, index: int, node_d: object, coro_map: Callable[[Any], 
             _bind(name, hook, fn, (object(),), {})
             setattr(spec, hook, fn)
     return spec
+
+
+def nesting_problem(value: object, limit: int = MAX_NESTING) -> Literal["too deep", "contains itself"] | None:
+    """Whether dicts, lists, tuples and sets nest in `value` more than `limit` levels deep (a container
+    is level 1), else whether one contains itself; None when neither.
+
+    The walk is a loop, not a recursion, so any depth is measured; each container is walked once,
+    however many times it is shared (YAML aliases can share one list 10 ** 40 times over), and a
+    container inside itself counts once.
+    """
+    if not isinstance(value, _CONTAINERS):
+        return None
+    heights: dict[int, int] = {}  # levels at and below each container walked to its end
+    on_path = {id(value)}
+    path: list[tuple[object, Iterator[object]]] = [(value, _children(value))]
+    tallest = [0]  # per container on the path: the most levels below it so far
+    contains_itself = False
+    while path:
+        container, children = path[-1]
+        for child in children:
+            if not isinstance(child, _CONTAINERS):
+                continue
+            if id(child) in on_path:
+                contains_itself = True
+                continue
+            height = heights.get(id(child))
+            if height is None:  # not walked yet: go down into it
+                if len(path) >= limit:
+                    return "too deep"
+                on_path.add(id(child))
+                path.append((child, _children(child)))
+                tallest.append(0)
+                break
+            if len(path) + height > limit:
+                return "too deep"
+            tallest[-1] = max(tallest[-1], height)
+        else:  # every child walked: this container is done
+            path.pop()
+            on_path.discard(id(container))
+            heights[id(container)] = height = tallest.pop() + 1
+            if tallest:
+                tallest[-1] = max(tallest[-1], height)
+    return "contains itself" if contains_itself else None
+
+
+def _children(container: Any) -> Iterator[object]:
+    if isinstance(container, dict):
+        return itertools.chain.from_iterable(container.items())
+    return iter(container)
+
+
+def _quoted(value: object) -> str:
+    """repr(value) for a message, or what it is when it nests too deep to print."""
+    if nesting_problem(value) == "too deep":
+        return f"a {type(value).__name__} {TOO_DEEP}"
+    return repr(value)
 
 
 def _check_executor(name: str, fn: Callable[..., Any], props: NodeProperties) -> NodeProperties:

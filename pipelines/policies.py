@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import random
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "is_finite_number"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +20,10 @@ class RetryPolicy:
     scaled by a random factor in ``[1 - jitter, 1 + jitter]``. There is no wait after the last
     attempt: the item then fails, and the node's `on_error` decides what happens to it. An
     exception outside `retry_on` fails the item at once.
+
+    Every number is checked when the policy is built: `backoff_factor` and `max_backoff` are finite
+    numbers >= 0, `jitter` a number between 0 and 1; anything else raises ValueError naming the
+    field and the value. So every delay is a finite number of seconds, whatever the attempt.
     """
 
     max_attempts: int = 3
@@ -31,9 +37,9 @@ class RetryPolicy:
             raise ValueError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
         for name in ("backoff_factor", "max_backoff"):
             value = getattr(self, name)
-            if not _is_number(value) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-        if not _is_number(self.jitter) or not 0 <= self.jitter <= 1:
+            if not is_finite_number(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not is_finite_number(self.jitter) or not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter must be a number between 0 and 1, got {self.jitter!r}")
         retry_on = self.retry_on
         if isinstance(retry_on, type):
@@ -54,7 +60,7 @@ class RetryPolicy:
             return cls(max_attempts=value)
         if isinstance(value, Mapping):
             known = {f.name for f in fields(cls)}
-            unknown = sorted(set(value) - known)
+            unknown = sorted(set(value) - known, key=_names_first)
             if unknown:
                 raise ValueError(f"unknown retry field {unknown[0]!r} (expected {', '.join(sorted(known))})")
             return cls(**value)
@@ -62,11 +68,39 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based) before the next one."""
-        delay = float(min(self.max_backoff, self.backoff_factor * 2 ** (attempt - 1)))
+        cap = float(self.max_backoff)
+        factor = float(self.backoff_factor)
+        exponent = attempt - 1
+        if cap == 0 or factor == 0:
+            delay = 0.0
+        # Compare exponents before computing: 2 ** exponent overflows a float long before an attempt
+        # number runs out, and the capped delays are the common case of a long policy anyway.
+        elif exponent >= math.log2(cap) - math.log2(factor):
+            delay = cap
+        else:
+            # Below the cap up to rounding of the logarithms, which min() absorbs (and the except,
+            # for a cap within that rounding of the largest float).
+            try:
+                delay = min(cap, math.ldexp(factor, exponent))
+            except OverflowError:
+                delay = cap
         if self.jitter:
-            delay *= random.uniform(1 - self.jitter, 1 + self.jitter)
+            # A cap near the largest float could round up to infinity once scaled: stay finite.
+            delay = min(delay * random.uniform(1 - self.jitter, 1 + self.jitter), sys.float_info.max)
         return delay
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _names_first(key: object) -> tuple[bool, str]:
+    """Sort key for a user's dict keys (YAML reads `1:` as an int): names in order, then the others
+    by repr, so a str is never compared with an int."""
+    return (True, repr(key)) if not isinstance(key, str) else (False, key)
+
+
+def is_finite_number(value: object) -> bool:
+    """An int or float (not a bool) that is a finite float: not NaN, not infinite, not too large an int."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the largest float
+        return False

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import GraphError
-from .policies import RetryPolicy
+from .policies import RetryPolicy, is_finite_number
 from .types import OnError, Style
 
 __all__ = ["PROPERTY_NAMES", "SOURCE_ONLY_REJECTS", "NodeProperties", "parse_properties"]
@@ -92,8 +92,9 @@ def parse_properties(node: str, raw: object) -> NodeProperties:
         values["queue_size"] = raw["queue_size"]
     if "timeout" in raw and raw["timeout"] is not None:
         value = raw["timeout"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise bad("timeout", "a number of seconds > 0, or null")
+        # NaN would time every attempt out at once, and infinity is what null says.
+        if not is_finite_number(value) or value <= 0:
+            raise bad("timeout", "a finite number of seconds > 0, or null")
         values["timeout"] = float(value)
     if "retry" in raw and raw["retry"] is not None:
         try:

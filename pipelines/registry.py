@@ -30,22 +30,34 @@ class Registry:
     """Resolves `coro` values: registered names, attributes of registered objects, allowed imports."""
 
     def __init__(self, entries: Mapping[str, Any] | None = None, *, imports: bool | Iterable[str] = False) -> None:
-        self._entries: dict[str, Any] = dict(entries or {})
+        """Raise ValueError for a name that no `coro` could name (not a non-empty string, or holding
+        '.' or ':', which a lookup reads as an attribute path or an import) or an import prefix that
+        is not a module name."""
+        entries = dict(entries or {})
+        for name in entries:
+            _check_name(name)
+        self._entries: dict[str, Any] = entries
         if isinstance(imports, str):
             imports = (imports,)
-        self._imports: bool | tuple[str, ...] = imports if isinstance(imports, bool) else tuple(imports)
+        if not isinstance(imports, bool):
+            imports = tuple(imports)
+            for prefix in imports:
+                if not isinstance(prefix, str) or not prefix or ":" in prefix:
+                    raise ValueError(f"Registry: imports must be True, False or module names, got {prefix!r}")
+        self._imports: bool | tuple[str, ...] = imports
 
     def register(self, name: str | None = None) -> Callable[[F], F]:
         """Decorator registering a function (or a class of coroutines) under `name` or its own name."""
 
         def add(fn: F) -> F:
-            self._entries[name or fn.__name__] = fn
+            self.add(fn.__name__ if name is None else name, fn)
             return fn
 
         return add
 
     def add(self, name: str, obj: Any) -> None:
-        """Register `obj` under `name`."""
+        """Register `obj` under `name` (checked as in the constructor)."""
+        _check_name(name)
         self._entries[name] = obj
 
     def __contains__(self, name: object) -> bool:
@@ -80,6 +92,13 @@ class Registry:
         except ImportError as exc:
             raise LookupError(f"{reference!r}: cannot import {module_name!r} ({exc})") from None
         return _attribute(module, path, reference)
+
+
+def _check_name(name: object) -> None:
+    # A name that is not a string used to surface much later, as a TypeError from sorting the names
+    # for a LookupError's message; a '.' or ':' in it can never be looked up.
+    if not isinstance(name, str) or not name or "." in name or ":" in name:
+        raise ValueError(f"Registry: a name must be a non-empty string without '.' or ':', got {name!r}")
 
 
 def _attribute(base: Any, path: str, reference: str) -> Any:

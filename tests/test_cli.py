@@ -51,6 +51,12 @@ flow: "source -> double -> show"
 """
 
 
+# JSON, and YAML too: nested 3,000 deep, which runs either parser out of stack.
+DEEP_JSON = '{"nodes": {"a": {"coro": "tests.cli_nodes:count", "args": {"n": %s}}}, "graph": {"a": null}}' % (
+    "[" * 3000 + "]" * 3000
+)
+
+
 def test_validate_a_good_file() -> None:
     proc = run_cli("validate", "demos/weblog/weblog.yaml")
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "demos/weblog/weblog.yaml: ok (5 nodes)\n", "")
@@ -88,6 +94,36 @@ def test_validate_a_good_file() -> None:
             "got an unexpected keyword argument 'm'",
         ),
         ("file.txt", "nodes: {}", "{file}: unknown file type '.txt' (expected .yaml, .yml or .json)"),
+        (
+            "nantimeout.yaml",
+            CHAIN.replace('"tests.cli_nodes:double"}', '"tests.cli_nodes:double", properties: {timeout: .nan}}'),
+            "{file}: node 'double': property 'timeout' must be a finite number of seconds > 0, or null, got nan",
+        ),
+        (
+            "mixedretry.yaml",
+            CHAIN.replace('"tests.cli_nodes:double"}', '"tests.cli_nodes:double", properties: {retry: {1: 2, x: 3}}}'),
+            "{file}: node 'double': property 'retry': unknown retry field 'x' "
+            "(expected backoff_factor, jitter, max_attempts, max_backoff, retry_on)",
+        ),
+        *(
+            (
+                f"deep.{suffix}",
+                DEEP_JSON,
+                "{file}: nested more than 100 levels deep (mappings and lists inside one another)",
+            )
+            for suffix in ("json", "yaml")
+        ),
+        (
+            "loop.yaml",
+            CHAIN.replace("{n: 5}", "{n: &n [*n]}"),
+            "{file}: a value contains itself (a YAML anchor used inside its own definition)",
+        ),
+        (
+            "longint.json",
+            DEEP_JSON.replace("[" * 3000 + "]" * 3000, "1" * 5000),
+            "{file}: invalid JSON: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 "
+            "digits; use sys.set_int_max_str_digits() to increase the limit",
+        ),
     ],
 )
 def test_validate_names_the_file_and_the_problem_in_one_line(
@@ -116,6 +152,27 @@ def test_a_flow_syntax_error_points_at_the_column(tmp_path: Path) -> None:
     assert first.startswith(f"pipelines: {path} (flow):1:11: ")
     assert source_line == "    source -> -> show"
     assert caret == "              ^"
+
+
+def test_a_flow_nested_too_deep_points_at_the_first_parenthesis_too_many(tmp_path: Path) -> None:
+    flow = "(" * 250 + "source -> double -> show" + ")" * 250
+    path = write(tmp_path, "flow.yaml", CHAIN.replace('"source -> double -> show"', f'"{flow}"'))
+    proc = run_cli("validate", path)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    first, source_line, caret = proc.stderr.splitlines()
+    assert first == f"pipelines: {path} (flow):1:101: parentheses nested more than 100 deep"
+    assert (source_line, caret) == (f"    {flow}", "    " + " " * 100 + "^")
+
+
+def test_set_a_value_nested_too_deep_is_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "chain.yaml", CHAIN)
+    proc = run_cli("run", path, "--set", "source.n=" + "[" * 3000 + "]" * 3000)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        "",
+        f"pipelines: {path}: --set source.n: the value is nested more than 100 levels deep "
+        "(mappings and lists inside one another)\n",
+    )
 
 
 def test_run_prints_the_summary_and_exits_0(tmp_path: Path) -> None:

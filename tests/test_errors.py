@@ -244,7 +244,7 @@ def test_retry_policy_delays_grow_exponentially_to_the_cap() -> None:
     ("kwargs", "message"),
     [
         ({"max_attempts": 0}, "max_attempts must be an int >= 1, got 0"),
-        ({"backoff_factor": -1}, "backoff_factor must be a number >= 0, got -1"),
+        ({"backoff_factor": -1}, "backoff_factor must be a finite number >= 0, got -1"),
         ({"jitter": 2}, "jitter must be a number between 0 and 1, got 2"),
         (
             {"retry_on": (KeyboardInterrupt,)},

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pipelines
 from pipelines import Failure, GraphError, Plumber
 from pipelines.flow import OPTION_NAMES, Flow, apply_flow, parse_flow
 from pipelines.properties import PROPERTY_NAMES
 from pipelines.testing import VirtualClock
+
+MAX_NESTING = 100  # the documented limit of nesting in graphs, files and flows
 
 
 def wiring(text: str) -> dict[str, list[str]]:
@@ -443,6 +448,12 @@ INVALID = [
         id="negative-number",
     ),
     pytest.param(
+        "a[timeout=1e999]",
+        "flow.txt:1:11: node 'a': property 'timeout' must be a finite number of seconds > 0, or null, got inf\n"
+        "    a[timeout=1e999]\n              ^",
+        id="infinite-timeout",
+    ),
+    pytest.param(
         "a | b",
         "flow.txt:1:3: unexpected character '|' (did you mean '||' or '|->'?)\n    a | b\n      ^",
         id="lone-bar",
@@ -832,3 +843,69 @@ async def test_retry_and_options_run_end_to_end(virtual_clock: VirtualClock) -> 
     assert seen == [0, 1, 2]
     assert attempts == {0: 1, 1: 3, 2: 1}
     assert (result["flaky"].retried, result["flaky"].failed) == (2, 0)
+
+
+# --- nesting ---------------------------------------------------------------------------------------
+
+
+def test_parentheses_nested_to_the_limit_parse() -> None:
+    text = "(" * MAX_NESTING + "a -> b" + ")" * MAX_NESTING
+    assert wiring(text) == {"a": ["b"], "b": []}
+
+
+def test_outcome_branches_nested_to_the_limit_parse() -> None:
+    text = "".join(f"n{i} (1 -> " for i in range(MAX_NESTING)) + "last" + ")" * MAX_NESTING
+    assert wiring(text) == {
+        **{f"n{i}": [f"n{i + 1}"] for i in range(MAX_NESTING - 1)},
+        f"n{MAX_NESTING - 1}": ["last"],
+        "last": [],
+    }
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING + 1, 250, 5000])
+def test_parentheses_nested_too_deep_are_reported_at_the_first_one_too_many(depth: int) -> None:
+    text = "(" * depth + "a" + ")" * depth
+    with pytest.raises(GraphError) as info:
+        parse_flow(text, filename="flow.txt")
+    column = MAX_NESTING + 1
+    assert str(info.value) == (
+        f"flow.txt:1:{column}: parentheses nested more than {MAX_NESTING} deep\n    {text}\n    {' ' * (column - 1)}^"
+    )
+
+
+def test_outcome_branches_nested_too_deep_are_reported_at_the_first_one_too_many() -> None:
+    text = "".join(f"n{i} (1 -> " for i in range(250)) + "last" + ")" * 250
+    with pytest.raises(GraphError) as info:
+        parse_flow(text, filename="flow.txt")
+    column = text.index(f"n{MAX_NESTING} (") + len(f"n{MAX_NESTING} (")
+    assert str(info.value).splitlines()[0] == f"flow.txt:1:{column}: parentheses nested more than {MAX_NESTING} deep"
+    assert str(info.value).splitlines()[2] == "    " + " " * (column - 1) + "^"
+
+
+# Pieces of flow text, valid and not, that random texts are made of; some nest deep at once.
+FLOW_PIECES = [
+    *("a", "b", "c", "x1", " ", "\n", "\t", "\r", ";", "#", "->", "|->", "||", "*", ",", "=", "(", ")", "[", "]"),
+    *("0", "1", "2", "3", "0.5", "1e999", "true", "'s'", '"', "@", "-", "\u00e9", "0 -> ", "1 -> ", "1 |-> "),
+    *("workers", "timeout", "retry", "on_error", "skip", "aggregate_inputs", "queue_size", "style", "item"),
+    *("(" * 60, ")" * 60, "a (1 -> " * 30),
+]
+
+
+SOUP = st.lists(st.sampled_from(FLOW_PIECES), max_size=30).map("".join)
+# Soup inside parentheses or nested outcome branches, past the recursion limit too (hypothesis
+# raises that limit while it runs a test, so 3,000 levels).
+NESTED = st.tuples(
+    SOUP, st.integers(0, 300) | st.sampled_from([99, 100, 101, 250, 3000]), st.sampled_from(["(", "a (1 -> "]), SOUP
+).map(lambda t: t[2] * t[1] + t[0] + ")" * t[1] + t[3])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(SOUP, NESTED))
+def test_any_text_compiles_or_is_an_error_at_its_line_and_column(text: str) -> None:
+    try:
+        parse_flow(text, filename="flow.txt")
+    except GraphError as exc:
+        first, line, caret = str(exc).split("\n")
+        assert re.match(r"^flow\.txt:\d+:\d+: \S", first)
+        assert line.startswith("    ")
+        assert caret.strip() == "^"

@@ -6,10 +6,15 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipelines import GraphError, PipelineError, Plumber, RetryPolicy, node
+from pipelines import GraphError, PipelineError, Plumber, Registry, RetryPolicy, node
+from pipelines.properties import PROPERTY_NAMES
 
 from .helpers import add_one, collector, source_of
+
+MAX_NESTING = 100  # the documented limit of nesting in graphs, files and flows
 
 _, sink = collector()
 source = source_of([1])
@@ -163,7 +168,7 @@ def test_unknown_property_lists_the_known_ones() -> None:
         ("queue_size", -1, "an int >= 1 (every edge is bounded)"),
         ("queue_size", 0, "an int >= 1 (every edge is bounded)"),
         ("aggregate_inputs", "yes", "true or false"),
-        ("timeout", 0, "a number of seconds > 0, or null"),
+        ("timeout", 0, "a finite number of seconds > 0, or null"),
         ("style", "plain", "'processor' (f(processor, q_elt)) or 'item' (f(item))"),
     ],
 )
@@ -171,6 +176,35 @@ def test_bad_property_values(prop: str, value: Any, expected: str) -> None:
     graph = good()
     graph["nodes"]["rev"]["properties"] = {prop: value}
     assert_rejected(graph, f"node 'rev': property {prop!r} must be {expected}, got {value!r}")
+
+
+@pytest.mark.parametrize(
+    "value", [float("nan"), float("inf"), float("-inf"), 10**400, True], ids=["nan", "inf", "-inf", "huge-int", "bool"]
+)
+def test_a_timeout_that_is_not_a_finite_number_is_refused(value: Any) -> None:
+    graph = good()
+    graph["nodes"]["rev"]["properties"] = {"timeout": value}
+    assert_rejected(
+        graph, f"node 'rev': property 'timeout' must be a finite number of seconds > 0, or null, got {value!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("backoff_factor", float("nan")),
+        ("backoff_factor", float("inf")),
+        ("max_backoff", float("nan")),
+        ("max_backoff", float("inf")),
+        ("max_backoff", 10**400),
+    ],
+)
+def test_a_retry_number_that_is_not_finite_is_refused_naming_the_node(field: str, value: Any) -> None:
+    graph = good()
+    graph["nodes"]["rev"]["properties"] = {"retry": {field: value}}
+    assert_rejected(graph, f"node 'rev': property 'retry': {field} must be a finite number >= 0, got {value!r}")
+    graph["nodes"]["rev"]["properties"] = {"retry": {"jitter": value}}
+    assert_rejected(graph, f"node 'rev': property 'retry': jitter must be a number between 0 and 1, got {value!r}")
 
 
 def test_bad_retry_policy() -> None:
@@ -326,3 +360,184 @@ def test_join_fed_through_an_error_route_is_rejected() -> None:
 @pytest.mark.parametrize("size", [0, -1, True, 2.0])
 def test_plumber_queue_size_must_be_a_positive_int(size: Any) -> None:
     assert_rejected(good(), f"queue_size must be an int >= 1 (every edge is bounded), got {size!r}", queue_size=size)
+
+
+# --- nesting: a graph is checked without recursing into user data ---------------------------------
+
+NODE_TOO_DEEP = "nested more than 100 levels deep (dicts, lists, tuples and sets inside one another)"
+
+
+def nested(depth: int, kind: type = list) -> Any:
+    value: Any = kind()
+    for _ in range(depth - 1):
+        value = kind([value])
+    return value
+
+
+async def takes_anything(processor: Any, q_elt: Any, **kwargs: Any) -> Any:
+    return q_elt
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING - 1, 5000], ids=["one-past-the-limit", "5000"])
+@pytest.mark.parametrize("where", ["args", "properties", "key"])
+def test_a_node_nested_too_deep_is_refused_naming_it(depth: int, where: str) -> None:
+    # the node's entry is level 1 and its 'args' level 2: a value there of depth 99 is level 101
+    graph = good()
+    if where == "args":
+        graph["nodes"]["rev"]["args"] = {"v": nested(depth)}
+    elif where == "properties":
+        graph["nodes"]["rev"]["properties"] = {"timeout": nested(depth)}
+    else:
+        graph["nodes"]["rev"]["args"] = {"v": {nested(depth, tuple): 1}}
+    assert_rejected(graph, f"node 'rev': {NODE_TOO_DEEP}")
+
+
+def test_a_node_nested_to_the_limit_is_accepted() -> None:
+    graph = good()
+    graph["nodes"]["rev"] = {"coro": takes_anything, "args": {"v": nested(MAX_NESTING - 2)}}
+    Plumber(graph)
+
+
+def test_args_that_contain_themselves_are_accepted_as_before() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    graph = good()
+    graph["nodes"]["rev"] = {"coro": takes_anything, "args": {"v": loop}}
+    Plumber(graph)
+
+
+def test_successors_nested_too_deep_are_refused_naming_the_node() -> None:
+    graph = good()
+    graph["graph"]["rev"] = [nested(5000)]
+    assert_rejected(graph, f"node 'rev': unknown successor a list {NODE_TOO_DEEP} (known nodes: inp, out, rev)")
+
+
+def test_a_node_name_nested_too_deep_is_refused() -> None:
+    graph = good()
+    name = nested(5000, tuple)
+    graph["nodes"][name] = {"coro": add_one}
+    graph["graph"][name] = None
+    assert_rejected(graph, f"node names must be non-empty strings, got a tuple {NODE_TOO_DEEP}")
+
+
+def test_the_same_list_shared_many_times_over_is_walked_once() -> None:
+    shared: Any = [0] * 10
+    for _ in range(60):  # 10 ** 60 paths through 60 distinct lists
+        shared = [shared] * 10
+    graph = good()
+    graph["nodes"]["rev"] = {"coro": takes_anything, "args": {"v": shared[:1]}}
+    Plumber(graph)
+
+
+# --- coro names through a Registry: its own names are checked where they are given ---------------
+
+REGISTRY_NAME = "Registry: a name must be a non-empty string without '.' or ':'"
+
+
+@pytest.mark.parametrize("name", [1, None, "", "a.b", "pkg:f", ("a",)])
+def test_a_registry_refuses_a_name_no_coro_could_ever_name(name: Any) -> None:
+    message = f"^{re.escape(f'{REGISTRY_NAME}, got {name!r}')}$"
+    with pytest.raises(ValueError, match=message):
+        Registry({"fine": add_one, name: add_one})
+    registry = Registry()
+    with pytest.raises(ValueError, match=message):
+        registry.add(name, add_one)
+    if name is not None:  # register() without a name takes the function's own
+        with pytest.raises(ValueError, match=message):
+            registry.register(name)(add_one)
+    assert name not in registry  # nothing was registered
+
+
+@pytest.mark.parametrize("prefix", [1, "", None, "pkg:mod"])
+def test_a_registry_refuses_an_import_prefix_that_is_not_a_module_name(prefix: Any) -> None:
+    message = f"Registry: imports must be True, False or module names, got {prefix!r}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        Registry(imports=["demos", prefix])
+
+
+def test_an_unknown_name_lists_the_registered_ones_in_order() -> None:
+    registry = Registry({"source": source, "b": add_one, "a": add_one, "sink": sink})
+    graph = {
+        "nodes": {"inp": {"coro": "source"}, "rev": {"coro": "missing"}, "out": {"coro": "sink"}},
+        "graph": {"inp": ["rev"], "rev": ["out"], "out": None},
+    }
+    assert_rejected(
+        graph,
+        "node 'rev': coro_map could not resolve coro 'missing': LookupError(\"'missing' is not registered "
+        '(registered names: a, b, sink, source)")',
+        registry,
+    )
+
+
+# --- any values in a graph: it builds, or one GraphError in one line --------------------------------
+
+
+async def any_source(processor: Any, output_q: Any, **kwargs: Any) -> None:
+    await output_q.put(1)
+
+
+async def any_generator(item: Any, **kwargs: Any) -> Any:
+    yield item
+
+
+def any_blocking(item: Any, **kwargs: Any) -> Any:
+    return item
+
+
+ANY_REGISTRY = Registry({"src": any_source, "f": takes_anything, "gen": any_generator, "blocking": any_blocking})
+NUMBERS = st.one_of(
+    st.floats(),
+    st.integers(min_value=-(2**1100), max_value=2**1100),
+    st.integers(-3, 200),
+    st.sampled_from([0, 1, 0.5, True, False, None]),
+)
+WORDS = st.sampled_from(["f", "src", "fail", "skip", "thread", "process", "item", "processor", "a", "b", "c"])
+KEYS = st.one_of(st.text(max_size=4), st.integers(-3, 3), st.none(), st.booleans(), st.floats(allow_nan=False))
+# Past the recursion limit too: hypothesis raises the limit while it runs a test.
+DEEP = st.sampled_from([MAX_NESTING - 3, MAX_NESTING + 1, 5000]).map(nested)
+VALUES = st.one_of(
+    st.recursive(
+        st.one_of(NUMBERS, WORDS, st.text(max_size=4)),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3), st.dictionaries(KEYS, inner, max_size=3), st.tuples(inner)
+        ),
+        max_leaves=6,
+    ),
+    DEEP,
+)
+RETRY_FIELDS = st.sampled_from(["max_attempts", "backoff_factor", "max_backoff", "jitter", "retry_on"])
+RETRY = st.one_of(VALUES, st.dictionaries(st.one_of(RETRY_FIELDS, KEYS), st.one_of(NUMBERS, VALUES), max_size=4))
+PROPERTIES = st.tuples(
+    st.dictionaries(st.one_of(st.sampled_from(PROPERTY_NAMES), KEYS), st.one_of(NUMBERS, WORDS, VALUES), max_size=3),
+    st.fixed_dictionaries({}, optional={"retry": RETRY}),
+).map(lambda parts: {**parts[0], **parts[1]})
+
+
+@st.composite
+def graphs_with_any_values(draw: st.DrawFn) -> dict[str, Any]:
+    """A DAG of 1 to 4 registered nodes whose args and properties are anything."""
+    names = ["a", "b", "c", "d"][: draw(st.integers(1, 4))]
+    nodes: dict[str, Any] = {}
+    successors: dict[str, list[str]] = {name: [] for name in names}
+    for i, name in enumerate(names):
+        entry: dict[str, Any] = {"coro": "src" if i == 0 else draw(st.sampled_from(["f", "gen", "blocking", "src"]))}
+        if draw(st.booleans()):
+            entry["args"] = draw(st.dictionaries(st.text(min_size=1, max_size=3), VALUES, max_size=2))
+        if draw(st.booleans()):
+            entry["properties"] = draw(PROPERTIES)
+        nodes[name] = entry
+        if i:
+            for pred in draw(st.lists(st.sampled_from(names[:i]), min_size=1, max_size=2, unique=True)):
+                successors[pred].append(name)
+    return {"nodes": nodes, "graph": {name: succ or None for name, succ in successors.items()}}
+
+
+@settings(max_examples=400, deadline=None)
+@given(graphs_with_any_values())
+def test_any_values_in_a_graph_build_it_or_raise_one_graph_error_in_one_line(graph: dict[str, Any]) -> None:
+    try:
+        Plumber(graph, ANY_REGISTRY)
+    except GraphError as exc:
+        message = str(exc)
+        assert "\n" not in message
+        assert message.startswith("node '")
