@@ -21,6 +21,7 @@ __all__ = [
     "call_soon",
     "clock",
     "current_task",
+    "first_of",
     "new_future",
     "run_in_executor",
     "sleep",
@@ -94,3 +95,23 @@ def run_in_executor(executor: Any, call: Callable[[], T]) -> asyncio.Future[T]:
 def call_soon(callback: Callable[[], object]) -> None:
     """Call `callback()` when the running loop next turns."""
     asyncio.get_running_loop().call_soon(callback)
+
+
+async def first_of(gets: list[Coroutine[Any, Any, list[T]]]) -> list[T]:
+    """Run the cancel-safe `gets` at once; return what they took by the time the first one returns.
+
+    Every get that returned is kept (their lists are joined); the others are cancelled, which for
+    a cancel-safe get means they took nothing.
+    """
+    tasks = [asyncio.ensure_future(get) for get in gets]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+    taken: list[T] = []
+    for task in tasks:
+        if not task.cancelled():
+            taken += task.result()
+    return taken

@@ -315,9 +315,21 @@ class JoinTake:
             live = [i for i, edge in enumerate(inputs) if not (edge.closed and edge.empty())]
             if not live:
                 return []
-            # Once an input has ended, the others can only be drained.
-            i = live[0] if len(live) < len(inputs) else min(live, key=arrivals.__getitem__)
+            if len(live) < len(inputs):
+                # An input has ended: no group beyond what it gave can complete, so the others are
+                # only drained, from whichever has items, never waiting on one while another is
+                # full (its producer may be the one everything else depends on).
+                return await self._drain(live, share)
+            i = min(live, key=arrivals.__getitem__)
             batch = await inputs[i].get_many(share)
             if batch:
                 arrivals[i] += len(batch)
                 return batch
+
+    async def _drain(self, live: list[int], share: int) -> list[Envelope]:
+        """What any of the `live` inputs has now; if none has anything, wait for the first that gets some."""
+        inputs = self._inputs
+        ready = [i for i in live if not inputs[i].empty()]
+        if ready:
+            return await inputs[ready[0]].get_many(share)
+        return await runtime.first_of([inputs[i].get_many(share) for i in live])

@@ -110,7 +110,8 @@ async def test_retry_until_success() -> None:
         props={"f": {"retry": {"max_attempts": 3, "backoff_factor": 0}}},
     )
     result = await Plumber(graph).run()
-    assert seen == [(0,), (1,), (2,)]
+    # item 1's retries yield to the loop, so another worker takes item 2 meanwhile: no order is kept
+    assert sorted(seen) == [(0,), (1,), (2,)]
     assert attempts == {0: 1, 1: 3, 2: 1}
     assert (result["f"].retried, result["f"].completed, result["f"].failed) == (2, 3, 0)
 

@@ -6,6 +6,8 @@ import asyncio
 import random
 from typing import Any
 
+import pytest
+
 from pipelines import Plumber, Processor
 
 from .helpers import collector, source_of
@@ -147,3 +149,32 @@ async def test_expanding_node_upstream_of_both_branches() -> None:
     expected = [((n, i), ("t", n, i)) for n in range(4) for i in range(n)]
     assert sorted(seen) == expected
     assert (result["x"].dropped, result["j"].dropped) == (1, 0)  # 0 expands to nothing: nothing to pair
+
+
+@pytest.mark.parametrize("short", [2, 0])
+async def test_a_zip_join_ends_with_its_shortest_input_and_never_blocks_a_shared_source(short: int) -> None:
+    """a, b -> j1; s, a, b -> j2: once s has ended, j2 drains a and b, which j1 needs, instead of waiting on one."""
+    j1: list[Any] = []
+    j2: list[Any] = []
+
+    async def keep_j1(processor: Processor, q_elt: tuple[Any, ...]) -> None:
+        j1.append(q_elt)
+
+    async def keep_j2(processor: Processor, q_elt: tuple[Any, ...]) -> None:
+        j2.append(q_elt)
+
+    graph = {
+        "nodes": {
+            "s": {"coro": source_of([f"s{i}" for i in range(short)])},
+            "a": {"coro": source_of(list(range(1000)))},
+            "b": {"coro": source_of([-i for i in range(1000)])},
+            "j1": {"coro": keep_j1},
+            "j2": {"coro": keep_j2},
+        },
+        "graph": {"s": ["j2"], "a": ["j1", "j2"], "b": ["j1", "j2"], "j1": None, "j2": None},
+    }
+    result = await Plumber(graph).run()
+    assert sorted(j1) == [(i, -i) for i in range(1000)]
+    assert sorted(j2) == [(f"s{i}", i, -i) for i in range(short)]
+    # every position of a and b that s never reached is a group discarded and counted
+    assert (result["j2"].items_in, result["j2"].completed, result["j2"].dropped) == (1000, short, 1000 - short)

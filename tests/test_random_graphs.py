@@ -120,8 +120,11 @@ def random_graphs(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, tuple[str,
             continue
         kind = draw(st.sampled_from(["map", "map", "filter", "expand"]))
         kinds[n] = (kind, seed)
-        props: dict[str, Any] = {"queue_size": draw(st.integers(1, 5)), "workers": draw(st.integers(1, 3))}
-        if props["workers"] > 1:
+        props: dict[str, Any] = {"queue_size": draw(st.integers(1, 5))}
+        workers = draw(st.sampled_from([None, 1, 2, 3]))  # None: the elastic pool, the default
+        if workers is not None:
+            props["workers"] = workers
+        if workers != 1:
             props["ordered"] = draw(st.booleans())
         if len(preds[n]) > 1:
             props["aggregate_inputs"] = draw(st.booleans())
@@ -158,3 +161,47 @@ def test_random_dags_match_a_synchronous_reference(loop: str, case: Any) -> None
     for stats in result.stats.values():
         assert stats.in_flight == 0
         assert stats.items_in == stats.completed + stats.dropped + stats.skipped + stats.failed
+
+
+@st.composite
+def random_zips(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, tuple[str, int]], dict[str, list[int]]]:
+    """Independent sources, short, long or empty, zipped by joins that share them (and each other)."""
+    count = draw(st.integers(2, 4))
+    lengths = [draw(st.sampled_from([0, 2, 40, 150])) for _ in range(count)]
+    sources = {f"s{i}": [(i * 7 + k) % 1009 for k in range(length)] for i, length in enumerate(lengths)}
+    nodes: dict[str, Any] = {}
+    succ: dict[str, list[str]] = {name: [] for name in sources}
+    for name, items in sources.items():
+
+        async def source(processor: Processor, output_q: Any, items: list[int] = items) -> None:
+            for item in items:
+                await output_q.put(item)
+
+        nodes[name] = {"coro": source}
+    kinds: dict[str, tuple[str, int]] = {}
+    joins = draw(st.integers(1, 3))
+    for j in range(joins):
+        name = f"j{j}"
+        inputs = draw(st.lists(st.sampled_from(sorted(sources)), min_size=2, max_size=count, unique=True))
+        for pred in inputs:
+            succ[pred].append(name)
+        props: dict[str, Any] = {"queue_size": draw(st.integers(1, 5))}
+        nodes[name] = {"coro": make_node("map", j), "properties": props}
+        kinds[name] = ("map", j)
+        succ[name] = []
+        if draw(st.booleans()):  # a sink after the join, or the join is the sink
+            sink = f"k{j}"
+            succ[name].append(sink)
+            nodes[sink] = {"coro": make_node("map", 100 + j)}
+            kinds[sink] = ("map", 100 + j)
+            succ[sink] = []
+    graph = {"nodes": nodes, "graph": {name: succ[name] or None for name in nodes}}
+    return graph, kinds, sources
+
+
+@pytest.mark.parametrize("loop", sorted(LOOP_FACTORIES))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=random_zips())
+def test_zip_joins_over_shared_short_and_empty_sources_end_and_match_the_reference(loop: str, case: Any) -> None:
+    """No zip shape hangs: a join ends when its shortest input ends, however its sources are shared."""
+    test_random_dags_match_a_synchronous_reference.hypothesis.inner_test(loop, case)  # type: ignore[attr-defined]
