@@ -345,9 +345,12 @@ class Processor:
             if spec.setup is not None:
                 try:
                     await spec.setup(self)
-                except Exception as exc:
-                    exc.add_note(f"pipelines: setup of node {self.name!r} failed")
-                    self._control.fail(exc)
+                except BaseException as exc:
+                    # SystemExit or KeyboardInterrupt from setup fails the run like any error (as from
+                    # the node's function); only the run's own cancellation goes on up
+                    failure = self.as_failure(exc, runtime.current_task())
+                    failure.add_note(f"pipelines: setup of node {self.name!r} failed")
+                    self._control.fail(failure)
                     return
             set_up = True
             self._executor = open_pool(spec.name, spec.properties)
@@ -376,10 +379,11 @@ class Processor:
         try:
             async with runtime.timeout(TEARDOWN_TIMEOUT):
                 await teardown(self)
-        except Exception as exc:
-            exc.add_note(f"pipelines: teardown of node {self.name!r} failed")
-            logger.error("teardown of node %r failed: %r", self.name, exc)
-            self._control.fail(exc)
+        except BaseException as exc:
+            failure = self.as_failure(exc, runtime.current_task())  # as for setup
+            failure.add_note(f"pipelines: teardown of node {self.name!r} failed")
+            logger.error("teardown of node %r failed: %r", self.name, failure)
+            self._control.fail(failure)
 
     async def _body(self) -> None:
         self._pool = Pool(self, self._joiner)

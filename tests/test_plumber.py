@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipelines import PipelineCancelled, PipelineStateError, Plumber, Processor, RunResult
+from pipelines import PipelineCancelled, PipelineError, PipelineStateError, Plumber, Processor, RunResult
 
 from .helpers import add_one, chain, collector, source_of, until
 
@@ -301,6 +301,35 @@ async def test_a_failing_setup_fails_the_run_and_skips_its_teardown() -> None:
         await Plumber(graph).run()
     assert info.value.__notes__ == ["pipelines: setup of node 'out' failed"]
     assert events == []
+
+
+@pytest.mark.parametrize("raised", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()])
+@pytest.mark.parametrize("where", ["setup", "teardown"])
+async def test_a_base_exception_from_setup_or_teardown_fails_the_run_like_any_error(
+    where: str, raised: BaseException
+) -> None:
+    """As from the node's function: the run fails, with every task ended, and the loop goes on."""
+    done: list[str] = []
+
+    async def hook(processor: Processor) -> None:
+        raise raised
+
+    async def other_teardown(processor: Processor) -> None:
+        done.append(processor.name)
+
+    seen, sink = collector()
+    props = {"out": {where: hook}, "mid": {"teardown": other_teardown}}
+    graph = chain("inp", "mid", "out", coros={"inp": source_of([1, 2]), "mid": add_one, "out": sink}, props=props)
+    plumber = Plumber(graph)
+    with pytest.raises(PipelineError) as info:
+        await plumber.run()
+    name = type(raised).__name__
+    assert str(info.value) == f"node 'out': the coroutine raised {name}({raised})"
+    assert info.value.__notes__ == [f"pipelines: {where} of node 'out' failed"]
+    assert isinstance(info.value.__cause__, type(raised))
+    assert plumber.state == "failed"
+    assert done == ["mid"]  # every other node's teardown still ran
+    assert [t for t in asyncio.all_tasks() if t.get_name().startswith("pipelines:")] == []
 
 
 async def test_ordered_workers_keep_input_order() -> None:
