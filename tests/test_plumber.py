@@ -317,7 +317,7 @@ async def test_a_base_exception_from_setup_or_teardown_fails_the_run_like_any_er
     async def other_teardown(processor: Processor) -> None:
         done.append(processor.name)
 
-    seen, sink = collector()
+    _, sink = collector()
     props = {"out": {where: hook}, "mid": {"teardown": other_teardown}}
     graph = chain("inp", "mid", "out", coros={"inp": source_of([1, 2]), "mid": add_one, "out": sink}, props=props)
     plumber = Plumber(graph)
