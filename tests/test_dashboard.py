@@ -290,3 +290,35 @@ async def test_the_run_selector_switches_the_page_to_another_run() -> None:
         await expect(page.get_by_test_id("run-state")).to_have_text("running")
         await expect(page.get_by_test_id("failures-empty")).to_be_visible()
         await expect(page.get_by_test_id("failure")).to_have_count(0)
+
+
+async def test_the_workers_column_shows_a_pool_growing_while_its_items_wait() -> None:
+    release = asyncio.Event()
+
+    async def three(processor: Processor, output_q: Any) -> None:
+        for i in range(3):
+            await output_q.put(i)
+
+    async def waits(processor: Processor, q_elt: tuple[int]) -> int:
+        await release.wait()  # stands for I/O: the pool takes each item in a worker of its own
+        return q_elt[0]
+
+    def waiting() -> Plumber:
+        return Plumber(
+            {
+                "nodes": {"three": {"coro": three}, "wait": {"coro": waits}, "keep": {"coro": keep}},
+                "graph": {"three": ["wait"], "wait": ["keep"], "keep": None},
+            }
+        )
+
+    app = make_app(interval=0.1)
+    attach(app, waiting, hub=app[HUB], label="waiting")
+    async with serving(app) as url, browser_page() as page:
+        await page.goto(url + "/")
+        await expect(page.get_by_test_id("workers-wait")).to_have_text("3 (peak 3)")
+        await expect(page.get_by_test_id("inflight-wait")).to_have_text("3")
+        await expect(page.get_by_test_id("workers-keep")).to_have_text("1 (peak 1)")
+        await expect(page.get_by_test_id("workers-three")).to_have_text("–")
+        release.set()
+        await expect(page.get_by_test_id("run-state")).to_have_text("completed")
+        await expect(page.get_by_test_id("workers-wait")).to_have_text("0 (peak 3)")

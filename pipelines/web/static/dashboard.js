@@ -388,6 +388,7 @@
       var cells = {
         rate: numCell("rate-" + n.name),
         inFlight: numCell("inflight-" + n.name),
+        workers: numCell("workers-" + n.name),
         count: numCell("count-" + n.name),
         failed: numCell("failed-" + n.name),
         skipped: numCell("skipped-" + n.name),
@@ -399,6 +400,7 @@
         nameCell,
         cells.rate,
         cells.inFlight,
+        cells.workers,
         queueCell,
         cells.count,
         cells.failed,
@@ -454,6 +456,11 @@
       if (row) {
         setNum(row.rate, rate, fmtRate(rate));
         setNum(row.inFlight, s.in_flight);
+        setNum(
+          row.workers,
+          s.workers,
+          role === "source" ? "–" : fmtCount(s.workers || 0) + " (peak " + fmtCount(s.peak_workers || 0) + ")"
+        );
         setNum(row.count, count);
         setNum(row.failed, s.failed);
         setNum(row.skipped, s.skipped);
@@ -482,6 +489,7 @@
         if (role === "source") detail.push("items sent");
         if (s.queue_bound) detail.push("queue " + fmtCount(s.queue_depth) + "/" + fmtCount(s.queue_bound));
         if (role !== "source") detail.push(fmtCount(s.in_flight) + " in flight");
+        if (role !== "source" && s.workers > 1) detail.push(fmtCount(s.workers) + " workers");
         box.detail.textContent = detail.join(" · ");
         var troubles = s.failed + s.skipped + s.dropped;
         var label = "✕ " + fmtCount(troubles);
