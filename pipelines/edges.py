@@ -59,8 +59,8 @@ class Edge(Protocol):
 
     def statistics(self) -> EdgeStatistics: ...
 
-    # Optional: ``on_backlog(callback)``: call `callback()` when items are added while no consumer
-    # waits for them (None: stop). A node's elastic pool (pipelines.pool) grows on it at once; over
+    # Optional: ``on_backlog(callback)``: call `callback()` when items are added to an empty edge
+    # while no consumer waits for them (None: stop). A node's elastic pool (pipelines.pool) grows on it at once; over
     # an edge without it, the pool grows from the items of the batches its workers took.
 
     def close(self) -> None:
@@ -162,11 +162,13 @@ class MemoryEdge:
         # accepts_now(), written out: this is the sources' per-item path
         if len(self._items) >= self.maxsize or self._putters:
             return False
-        self._items.append(item)
+        items = self._items
+        began = not items
+        items.append(item)
         if self._getters:
             self._wake(self._getters, 1)
-        elif self._backlog is not None:
-            self._backlog()
+        elif began and self._backlog is not None:
+            self._backlog()  # a backlog begins: told once, not per item
         return True
 
     async def put_many(self, items: list[Any]) -> float:
@@ -178,7 +180,7 @@ class MemoryEdge:
             buffer.extend(items)
             if self._getters:
                 self._wake(self._getters, len(items))
-            elif self._backlog is not None:
+            elif self._backlog is not None and len(buffer) == len(items):
                 self._backlog()
             return 0.0
         return await self._put_slow(items)
@@ -199,7 +201,7 @@ class MemoryEdge:
                     done += take
                     if self._getters:
                         self._wake(self._getters, take)
-                    elif self._backlog is not None:
+                    elif self._backlog is not None and len(self._items) == take:
                         self._backlog()
                 if done == total:
                     if self._putters and len(self._items) < self.maxsize:

@@ -84,6 +84,7 @@ class Pool:
         self._stranded = False
         self._group: runtime.TaskGroup | None = None
         self._task: runtime.Task[None] | None = None
+        self._call_soon: Callable[[Callable[[], object]], object] = runtime.call_soon
         self.live = 0
         """Workers running now."""
         self.peak = 0
@@ -112,6 +113,7 @@ class Pool:
     async def run(self) -> None:
         """Run the workers until the input has ended and every piece is done."""
         self._task = runtime.current_task()
+        self._call_soon = runtime.call_soon_of_running_loop()
         try:
             async with runtime.TaskGroup() as group:
                 self._group = group
@@ -170,15 +172,27 @@ class Pool:
         """The next piece for a worker: the unstarted half of a suspended worker's piece, else a batch
         from the input; None at the end of the input (or, for an extra worker, when there is nothing)."""
         while True:
-            piece = self._steal()
-            if piece is not None:
-                return piece
+            if self.busy:  # another worker is in the middle of a piece: it may have items to spare
+                piece = self._steal()
+                if piece is not None:
+                    return piece
             if self._ended:
                 if self.busy == 0:
                     self._wake(len(self._waiting))
                     return None
             elif not self._reading and not (extra and self._empty()):
-                return await self._read_input()
+                self._reading = True
+                try:
+                    batch = await self._read(1)
+                finally:
+                    self._reading = False
+                if not batch:
+                    self._ended = True
+                    self._wake(len(self._waiting))
+                    return None
+                if self._waiting:
+                    self._wake(1)  # an idle worker reads on, or takes over what this one leaves
+                return batch, self.gate.ticket() if self.gate is not None else None
             if extra:
                 return None
             waiter = runtime.new_future()
@@ -188,19 +202,6 @@ class Pool:
             finally:
                 if waiter in self._waiting:
                     self._waiting.remove(waiter)
-
-    async def _read_input(self) -> Piece | None:
-        self._reading = True
-        try:
-            batch = await self._read(1)
-        finally:
-            self._reading = False
-        if not batch:
-            self._ended = True
-            self._wake(len(self._waiting))
-            return None
-        self._wake(1)  # an idle worker reads on, or takes over half of this batch if this one waits
-        return batch, self.gate.ticket() if self.gate is not None else None
 
     def _steal(self) -> Piece | None:
         """Take over the items a worker suspended in the middle of a piece has not started.
@@ -247,7 +248,7 @@ class Pool:
         self.busy += 1
         if not self._armed:
             self._armed = True
-            runtime.call_soon(self._look)
+            self._call_soon(self._look)
         return rest
 
     def finished(self, member: Member) -> int:
@@ -267,13 +268,13 @@ class Pool:
         """Look at the workers when the loop next turns (items arrived while none was waiting)."""
         if not self._armed and self._group is not None:
             self._armed = True
-            runtime.call_soon(self._look)
+            self._call_soon(self._look)
 
     def _look(self) -> None:
         """The loop turned while workers may be suspended: if work waits behind them, wake or add one."""
         self._armed = False
-        if self._group is None:
-            return
+        if self._group is None or (self.busy == 0 and self._empty()):
+            return  # the common case of a node that never suspends: its piece was done in one go
         calling = 0
         unstarted = stranded = False
         for member in self._members:

@@ -19,6 +19,7 @@ __all__ = [
     "Task",
     "TaskGroup",
     "call_soon",
+    "call_soon_of_running_loop",
     "clock",
     "current_task",
     "first_of",
@@ -95,6 +96,11 @@ def run_in_executor(executor: Any, call: Callable[[], T]) -> asyncio.Future[T]:
 def call_soon(callback: Callable[[], object]) -> None:
     """Call `callback()` when the running loop next turns."""
     asyncio.get_running_loop().call_soon(callback)
+
+
+def call_soon_of_running_loop() -> Callable[[Callable[[], object]], object]:
+    """The running loop's `call_soon`, to keep for calls from one place many times."""
+    return asyncio.get_running_loop().call_soon
 
 
 async def first_of(gets: list[Coroutine[Any, Any, list[T]]]) -> list[T]:

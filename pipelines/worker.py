@@ -66,7 +66,7 @@ class Worker:
         self._counts_out = not is_sink and not node.spec.is_generator  # a generator counts its outputs itself
         self._finished: list[Key] | None = [] if is_sink and hooks.finished is not None else None
         emit = node.emit_reporting if hooks.sent is not None and not node.spec.is_generator else node.emit
-        self._emit = self._flagged(emit) if pool.can_share else emit
+        self._emit = emit
         spec = node.spec
         self._call = with_retries(
             node.invoke, spec.name, spec.properties.retry, spec.properties.timeout, node.ledger, node.signals
@@ -97,7 +97,8 @@ class Worker:
             admits = guarded(admits, node.fail_run)  # called where the item's own failures are caught
         plain: Any  # the expansion, called with the key, or the call, with the item only
         if node.spec.is_generator:
-            expansion = Expansion(node, node.invoke, self._emit, self._gate, _value_step(node), self._finished)
+            emit = self._flagged(self._emit) if self._pool.can_share else self._emit
+            expansion = Expansion(node, node.invoke, emit, self._gate, _value_step(node), self._finished)
             if admits is None:
                 return expansion
             plain = expansion
@@ -190,7 +191,9 @@ class Worker:
                 append((key, result, index))
                 if idle and many:
                     # The consumer downstream is idle: give it what is ready now.
+                    member.emitting = True  # waiting for room is not waiting on I/O: keep the rest
                     await self._emit(out, errors)
+                    member.emitting = False
             ledger.busy_seconds += clock() - started
             handled = size - pool.finished(member) - passed
             await self._end_batch(handled, passed, not_done, turn, out, errors)
