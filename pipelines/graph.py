@@ -212,13 +212,14 @@ def _node_spec(name: str, index: int, node_d: object, coro_map: Callable[[Any], 
     raw_props = node_d.get("properties")
     if raw_props is not None and not isinstance(raw_props, Mapping):
         raise GraphError(f"node {name!r}: 'properties' must be a dict, got {type(raw_props).__name__}")
+    args, raw_props = _processor_args(name, args, raw_props)
     kind = call_kind(coro)
     props = _check_executor(name, coro, kind, parse_properties(name, {**node_defaults(coro), **(raw_props or {})}))
     spec = NodeSpec(
         name=name,
         index=index,
         coro=coro,
-        args=dict(args),
+        args=args,
         properties=props,
         queue_size=props.queue_size or queue_size,
         is_generator=kind == "async generator",
@@ -289,6 +290,31 @@ def _quoted(value: object) -> str:
     if nesting_problem(value) == "too deep":
         return f"a {type(value).__name__} {TOO_DEEP}"
     return repr(value)
+
+
+def _processor_args(
+    name: str, args: Mapping[str, Any], raw_props: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], Mapping[str, Any] | None]:
+    """Take out of `args` what the original library's Processor took as its own parameter.
+
+    The original Plumber passed a node's ``'args'`` as keyword arguments to ``Processor(...)``, so
+    ``'args': {'queue_size': 5}`` bounded that node's queues and never reached the coroutine. It
+    keeps that meaning here: it is the node's ``queue_size`` property.
+    """
+    if "queue_size" not in args:
+        return dict(args), raw_props
+    value = args["queue_size"]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise GraphError(
+            f"node {name!r}: 'args' entry 'queue_size' is the bound of the node's input queue (as in the original "
+            f"library) and must be an int >= 1 (every edge is bounded), got {value!r}"
+        )
+    if raw_props is not None and "queue_size" in raw_props and raw_props["queue_size"] != value:
+        raise GraphError(
+            f"node {name!r}: 'queue_size' is given both in 'args' ({value!r}) and in 'properties' "
+            f"({raw_props['queue_size']!r}); give it once"
+        )
+    return {k: v for k, v in args.items() if k != "queue_size"}, {**(raw_props or {}), "queue_size": value}
 
 
 def call_kind(fn: Callable[..., Any]) -> CallKind:

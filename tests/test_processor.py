@@ -379,3 +379,51 @@ async def test_an_object_with_a_plain_call_runs_with_an_executor() -> None:
     )
     await Plumber(graph).run()
     assert sorted(seen) == [(7,), (14,)]
+
+
+# -- the original's Processor parameters in 'args' -------------------------------------------------
+
+
+async def test_queue_size_in_args_bounds_the_input_queue_and_is_not_passed_on() -> None:
+    async def add(processor: Processor, q_elt: tuple[int], n: int) -> int:
+        return q_elt[0] + n
+
+    seen, sink = collector()
+    graph = chain("inp", "add", "out", coros={"inp": source_of([1, 2]), "add": add, "out": sink})
+    graph["nodes"]["add"]["args"] = {"n": 10, "queue_size": 5}
+    plumber = Plumber(graph)
+    assert plumber.nodes[1].input_queue is not None
+    assert plumber.nodes[1].input_queue.maxsize == 5
+    assert plumber.nodes[2].input_queue is not None
+    assert plumber.nodes[2].input_queue.maxsize == 100
+    await plumber.run()
+    assert sorted(seen) == [(11,), (12,)]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"args": {"queue_size": 0}},
+            "node 'add': 'args' entry 'queue_size' is the bound of the node's input queue (as in the original "
+            "library) and must be an int >= 1 (every edge is bounded), got 0",
+        ),
+        (
+            {"args": {"queue_size": 5}, "properties": {"queue_size": 6}},
+            "node 'add': 'queue_size' is given both in 'args' (5) and in 'properties' (6); give it once",
+        ),
+    ],
+)
+def test_queue_size_in_args_is_checked(entry: dict[str, Any], message: str) -> None:
+    graph = chain("inp", "add", "out", coros={"inp": source_of([1]), "add": add_one, "out": collector()[1]})
+    graph["nodes"]["add"].update(entry)
+    with pytest.raises(GraphError, match=f"^{re.escape(message)}$"):
+        Plumber(graph)
+
+
+def test_nodes_gives_the_same_processors_in_the_same_order_each_time() -> None:
+    plumber = Plumber(chain("inp", "add", "out", coros={"inp": source_of([1]), "add": add_one, "out": collector()[1]}))
+    first, second = plumber.nodes, plumber.nodes
+    assert [p.name for p in first] == ["inp", "add", "out"]
+    assert len(first) == len(second) == 3
+    assert all(a is b for a, b in zip(first, second, strict=True))
