@@ -285,7 +285,7 @@ def test_the_demo_server_and_client_talk_over_a_real_socket() -> None:
         sent = ast.literal_eval(lines[0].removeprefix("sending: "))
         received = sorted(line.removeprefix("received: ") for line in lines[1:-1])
         assert received == expected_results(sent)
-        assert lines[-1] == "done: run r1 completed"
+        assert re.fullmatch(r"done: run r1 completed in \d+\.\d\d s", lines[-1]), lines[-1]
     finally:
         server.terminate()
         _, err = server.communicate(timeout=30)
