@@ -6,7 +6,7 @@ import asyncio
 import functools
 import re
 import uuid
-from collections.abc import Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import Any
 
 import pytest
@@ -262,6 +262,30 @@ async def test_a_partial_of_an_async_generator_function_expands() -> None:
     result = await Plumber(graph).run()
     assert sorted(seen) == [(1,), (1,), (2,), (2,)]
     assert (result["r"].items_in, result["r"].items_out) == (2, 4)
+
+
+async def test_an_object_whose_call_is_an_async_generator_expands() -> None:
+    class Repeat:
+        async def __call__(self, processor: Processor, q_elt: tuple[int]) -> AsyncIterator[int]:
+            for _ in range(q_elt[0]):
+                yield q_elt[0]
+
+    seen, sink = collector()
+    result = await Plumber(chain("inp", "r", "out", coros={"inp": source_of([1, 2]), "r": Repeat(), "out": sink})).run()
+    assert sorted(seen) == [(1,), (2,), (2,)]
+    assert (result["r"].items_in, result["r"].items_out) == (2, 3)
+
+
+async def test_a_lambda_source_may_return_an_async_generator() -> None:
+    async def words(processor: Processor, output_q: Any, text: str) -> AsyncIterator[str]:
+        for word in text.split():
+            yield word
+
+    seen, sink = collector()
+    graph = chain("inp", "out", coros={"inp": lambda p, q: words(p, q, "a b c"), "out": sink})
+    result = await Plumber(graph).run()
+    assert sorted(seen) == [("a",), ("b",), ("c",)]
+    assert result["inp"].items_out == 3
 
 
 async def test_a_lambda_source_and_a_partial_of_a_node_function() -> None:
