@@ -3,7 +3,8 @@
     python demos/client.py [--url http://127.0.0.1:8080] [--count 5]
 
 Each string goes inp -> coro1 (reverse) -> coro2 (upper) and coro3 (string-reverse) -> out, so
-10 results come back as `recv`; the client exits on `done` (or with status 1 on `error`).
+10 results come back as `recv`; the client exits on `done` (or with status 1 on `error`), printing
+the seconds from sending the graph to `done`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import random
 import sys
+import time
 from typing import Any
 
 import socketio
@@ -47,7 +49,8 @@ async def main(url: str, count: int) -> int:
 
     @sio.on("done")
     async def done(data: dict[str, Any]) -> None:
-        print(f"done: run {data['run']} {data['state']}", flush=True)
+        elapsed = time.perf_counter() - started
+        print(f"done: run {data['run']} {data['state']} in {elapsed:.2f} s", flush=True)
         if not finished.done():
             finished.set_result(0)
 
@@ -61,6 +64,7 @@ async def main(url: str, count: int) -> int:
     print(f"sending: {strings}", flush=True)
     await sio.connect(url)
     try:
+        started = time.perf_counter()
         await sio.emit("process_msg", original_payload(strings))
         return await finished
     finally:

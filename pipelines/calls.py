@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
+import reprlib
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
@@ -55,8 +57,49 @@ def invoker(node: Processor, pool: Callable[[], Executor | None]) -> Invoke:
 
         return in_pool
     if spec.style == "item":
-        return functools.partial(fn, **args) if args else fn
-    return functools.partial(fn, node, **args)
+        call: Invoke = functools.partial(fn, **args) if args else fn
+    else:
+        call = functools.partial(fn, node, **args)
+    if spec.call_kind in ("async", "async generator"):
+        return call  # known from the function itself: nothing to check per call
+    return _checked(call, spec.name, spec.is_source)
+
+
+def _checked(call: Invoke, name: str, is_source: bool) -> Invoke:
+    """`call`, raising a clear TypeError when what it returns cannot be awaited.
+
+    For a callable whose result is not known from the function (a lambda, a function annotated as
+    returning an awaitable): awaiting anything else would fail with Python's terse "object int
+    can't be used in 'await' expression". A source may also return an async generator.
+    """
+
+    def checked(arg: Any) -> Any:
+        result = call(arg)
+        if inspect.isawaitable(result) or (is_source and inspect.isasyncgen(result)):
+            return result
+        raise TypeError(f"node {name!r}: coro returned {_shown(result)}, expected an awaitable: {_expected(result)}")
+
+    return checked
+
+
+_REPR = reprlib.Repr()
+_REPR.maxother = 100  # long enough for <async_generator object f at 0x...>
+
+
+def _shown(value: Any) -> str:
+    return f"{_REPR.repr(value)} ({type(value).__name__})"
+
+
+def _expected(value: Any) -> str:
+    if inspect.isasyncgen(value):
+        return (
+            "a node that yields its outputs must be known as one when the graph is built: give an async generator "
+            "function (or a functools.partial of one) rather than a lambda"
+        )
+    return (
+        "a node's function must return a coroutine (or another awaitable) each time it is called; "
+        "a plain blocking function needs the property 'executor': 'thread'"
+    )
 
 
 def with_retries(

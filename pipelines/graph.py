@@ -20,6 +20,8 @@ copies of the same items) and are rejected with the reason.
 
 from __future__ import annotations
 
+import collections.abc
+import functools
 import inspect
 import itertools
 from collections.abc import Callable, Iterator, Mapping
@@ -33,9 +35,20 @@ from .nodes import node_defaults
 from .properties import DEFAULT_MAX_WORKERS, SOURCE_ONLY_REJECTS, NodeProperties, parse_properties
 from .types import JoinMode, Style
 
-__all__ = ["DEFAULT_QUEUE_SIZE", "MAX_NESTING", "GraphSpec", "NodeSpec", "nesting_problem", "parse_graph"]
+__all__ = [
+    "DEFAULT_QUEUE_SIZE",
+    "MAX_NESTING",
+    "CallKind",
+    "GraphSpec",
+    "NodeSpec",
+    "call_kind",
+    "nesting_problem",
+    "parse_graph",
+]
 
 DEFAULT_QUEUE_SIZE = 100
+CallKind = Literal["async", "awaitable", "async generator", "opaque", "plain"]
+"""What calling a node's function gives, as far as it is known when the graph is built (`call_kind`)."""
 NODE_KEYS = ("coro", "args", "properties")
 # How deep containers may nest in a node's entry (and in a graph file, and parentheses in a flow).
 # Printing a value in a message, hashing it for the journal and most parsers recurse once per
@@ -69,6 +82,8 @@ class NodeSpec:
     properties: NodeProperties
     queue_size: int
     is_generator: bool
+    call_kind: CallKind = "async"
+    """What calling `coro` gives, as far as it is known when the graph is built (see `call_kind`)."""
     inputs: tuple[str, ...] = ()
     successors: tuple[str, ...] = ()
     error_sources: tuple[str, ...] = ()
@@ -197,15 +212,18 @@ def _node_spec(name: str, index: int, node_d: object, coro_map: Callable[[Any], 
     raw_props = node_d.get("properties")
     if raw_props is not None and not isinstance(raw_props, Mapping):
         raise GraphError(f"node {name!r}: 'properties' must be a dict, got {type(raw_props).__name__}")
-    props = _check_executor(name, coro, parse_properties(name, {**node_defaults(coro), **(raw_props or {})}))
+    args, raw_props = _processor_args(name, args, raw_props)
+    kind = call_kind(coro)
+    props = _check_executor(name, coro, kind, parse_properties(name, {**node_defaults(coro), **(raw_props or {})}))
     spec = NodeSpec(
         name=name,
         index=index,
         coro=coro,
-        args=dict(args),
+        args=args,
         properties=props,
         queue_size=props.queue_size or queue_size,
-        is_generator=inspect.isasyncgenfunction(coro),
+        is_generator=kind == "async generator",
+        call_kind=kind,
     )
     for hook in ("setup", "teardown"):
         value = getattr(props, hook)
@@ -274,9 +292,83 @@ def _quoted(value: object) -> str:
     return repr(value)
 
 
-def _check_executor(name: str, fn: Callable[..., Any], props: NodeProperties) -> NodeProperties:
-    """A plain function needs an executor, and runs one item per pool worker; an async one needs none."""
-    is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+def _processor_args(
+    name: str, args: Mapping[str, Any], raw_props: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], Mapping[str, Any] | None]:
+    """Take out of `args` what the original library's Processor took as its own parameter.
+
+    The original Plumber passed a node's ``'args'`` as keyword arguments to ``Processor(...)``, so
+    ``'args': {'queue_size': 5}`` bounded that node's queues and never reached the coroutine. It
+    keeps that meaning here: it is the node's ``queue_size`` property.
+    """
+    if "queue_size" not in args:
+        return dict(args), raw_props
+    value = args["queue_size"]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise GraphError(
+            f"node {name!r}: 'args' entry 'queue_size' is the bound of the node's input queue (as in the original "
+            f"library) and must be an int >= 1 (every edge is bounded), got {value!r}"
+        )
+    if raw_props is not None and "queue_size" in raw_props and raw_props["queue_size"] != value:
+        raise GraphError(
+            f"node {name!r}: 'queue_size' is given both in 'args' ({value!r}) and in 'properties' "
+            f"({raw_props['queue_size']!r}); give it once"
+        )
+    return {k: v for k, v in args.items() if k != "queue_size"}, {**(raw_props or {}), "queue_size": value}
+
+
+def call_kind(fn: Callable[..., Any]) -> CallKind:
+    """What calling `fn` gives, as far as can be known without calling it.
+
+    ``'async'``: a coroutine, for sure: an ``async def`` function, a bound method or a
+    ``functools.partial`` of one, an object whose ``__call__`` is ``async def``;
+    ``'async generator'``: an async generator, known the same ways;
+    ``'awaitable'``: a plain function (or a partial of one, or an object whose ``__call__`` is
+    plain) whose return annotation is an awaitable type, such as ``Awaitable[int]``, ``Coroutine``,
+    ``Future`` or ``Task``; ``'opaque'``: a lambda (or a partial of one), which cannot say what it
+    returns. What these last two return is checked at each call (`pipelines.calls.invoker`);
+    ``'plain'``: any other callable, taken to be a plain blocking function.
+    """
+    target: Any = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    if callable(target) and not inspect.isroutine(target) and not inspect.isclass(target):
+        target = type(target).__call__  # an object: what its class's __call__ is
+    if inspect.isasyncgenfunction(target):
+        return "async generator"
+    if inspect.iscoroutinefunction(target):
+        return "async"
+    if _returns_awaitable(target):
+        return "awaitable"
+    if getattr(target, "__name__", None) == "<lambda>":
+        return "opaque"
+    return "plain"
+
+
+_AWAITABLE_NAMES = ("Awaitable", "Coroutine", "Future", "Task")
+
+
+def _returns_awaitable(fn: Any) -> bool:
+    """Whether `fn`'s return annotation names an awaitable type (evaluated, or read from its string)."""
+    try:
+        annotation = inspect.signature(fn, eval_str=True).return_annotation
+    except Exception:  # no signature, or an annotation that cannot be evaluated here
+        try:
+            annotation = inspect.signature(fn).return_annotation
+        except (TypeError, ValueError):
+            return False
+    if isinstance(annotation, str):  # unevaluated: 'Awaitable[int]', 'asyncio.Future[str]'
+        base = annotation.split("[", 1)[0].strip().rsplit(".", 1)[-1]
+        return base in _AWAITABLE_NAMES
+    origin = getattr(annotation, "__origin__", None) or annotation
+    return isinstance(origin, type) and issubclass(origin, collections.abc.Awaitable)
+
+
+def _check_executor(name: str, fn: Callable[..., Any], kind: CallKind, props: NodeProperties) -> NodeProperties:
+    """A plain function needs an executor, and runs one item per pool worker; an async one needs none.
+
+    A lambda (an opaque callable) is taken as returning an awaitable unless given an executor."""
+    is_async = kind in ("async", "awaitable", "async generator") or (kind == "opaque" and props.executor is None)
     if props.executor is None:
         if not is_async:
             raise GraphError(
@@ -314,7 +406,9 @@ def _resolve(name: str, what: str, value: Any, coro_map: Callable[[Any], Any], *
     if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         return fn
     if what == "coro" and callable(fn) and not inspect.isgeneratorfunction(fn) and not inspect.isclass(fn):
-        return fn  # a plain blocking function: allowed with an executor, checked in _check_executor
+        # Any other callable: one that returns an awaitable, or a plain blocking function, allowed
+        # with an executor; call_kind() tells which, and _check_executor() checks it.
+        return fn
     raise GraphError(
         f"node {name!r}: {what} {value!r} resolved to {fn!r}, which is not an async function or async "
         "generator function" + (" (or a plain function run in an executor)" if what == "coro" else "")

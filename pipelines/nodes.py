@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -38,6 +39,12 @@ def node(fn: F | None = None, /, **properties: Any) -> F | Callable[[F], F]:
 
 
 def node_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
-    """The properties given to `fn` by the `node` decorator, or {} when it is not decorated."""
-    func = getattr(fn, "__func__", fn)
+    """The properties given to `fn` by the `node` decorator, or {} when it is not decorated.
+
+    A bound method or a ``functools.partial`` of a decorated function keeps its properties.
+    """
+    func: Any = fn
+    while isinstance(func, functools.partial):
+        func = func.func
+    func = getattr(func, "__func__", func)
     return dict(getattr(func, _MARK, {}))

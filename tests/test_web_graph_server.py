@@ -285,7 +285,7 @@ def test_the_demo_server_and_client_talk_over_a_real_socket() -> None:
         sent = ast.literal_eval(lines[0].removeprefix("sending: "))
         received = sorted(line.removeprefix("received: ") for line in lines[1:-1])
         assert received == expected_results(sent)
-        assert lines[-1] == "done: run r1 completed"
+        assert re.fullmatch(r"done: run r1 completed in \d+\.\d\d s", lines[-1]), lines[-1]
     finally:
         server.terminate()
         _, err = server.communicate(timeout=30)
@@ -560,3 +560,25 @@ async def test_a_clients_nodes_grow_no_more_workers_than_the_limit() -> None:
     assert sorted(client.of("recv")) == expected_results(strings)
     # coro1 awaits (a sleep): its pool grew, but only to the server's max_workers
     assert done["stats"]["coro1"]["peak_workers"] == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pipelines/web/graph_server.py checks queue_size in 'properties' only; since 'args': {'queue_size': N} "
+    "bounds a node's queue as in the original library, _check_node must check that entry against "
+    "Limits.max_queue_size too",
+)
+async def test_a_queue_bound_in_args_is_held_to_the_servers_limit() -> None:
+    payload = {
+        "nodes": {
+            "inp": {"coro": "Nodes.numbers", "args": {"upto": 3}},
+            "k": {"coro": "Nodes.keep", "args": {"queue_size": 5000}},
+        },
+        "graph": {"inp": ["k"], "k": None},
+    }
+    async with graph_server() as (url, _, _), connected(url) as client:
+        await client.sio.emit("process_msg", payload)
+        while not client.of("error") and not client.of("done"):
+            client.changed.clear()
+            await asyncio.wait_for(client.changed.wait(), 10)
+        assert client.of("error") == ["node 'k': queue_size 5000 is more than this server allows (1000)"]
