@@ -512,3 +512,34 @@ async def test_each_answer_agrees_with_what_the_sink_got_over_random_shapes(seed
             assert set(answer) <= {"dropped", "error"}, (x, answer)
             assert answer.get("dropped", "sink") in graph["graph"], (x, answer)
             assert re.fullmatch(r"refused -?\d+", answer.get("error", "refused 0")), (x, answer)
+
+
+async def test_an_inbox_zipped_with_another_source_answers_each_pair() -> None:
+    inbox = Inbox()
+
+    async def letters(processor: Any, output_q: Any) -> None:
+        for letter in "abcdefghij":
+            await output_q.put(letter)
+
+    async def both(values: tuple[str, int]) -> str | None:
+        await asyncio.sleep(random.random() / 1000)
+        return f"{values[1]}{values[0]}" if values[1] % 3 else None
+
+    graph = {
+        "nodes": {
+            "requests": {"coro": inbox.source},
+            "letters": {"coro": letters},
+            "both": {"coro": both, "properties": {"style": "item"}},
+            "c": {"coro": label, "properties": {"style": "item"}},
+        },
+        # letters first: the join's outputs carry the lineage of its first input, not the inbox's
+        "graph": {"letters": ["both"], "requests": ["both"], "both": ["c"], "c": None},
+    }
+    app = outcome_app(inbox, graph)
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+        answers = []
+        for x in range(1, 11):  # one after the other: the n-th request meets the n-th letter
+            async with session.get(f"{url}/work", params={"x": x}) as response:
+                answers.append(await response.json())
+    expected = [f"<{x}{letter}>" if x % 3 else None for x, letter in zip(range(1, 11), "abcdefghij", strict=True)]
+    assert answers == [{"dropped": "both"} if e is None else {"result": e} for e in expected]
