@@ -289,3 +289,100 @@ def test_a_worker_names_the_nodes_it_can_run(server: RedisServer, tmp_path: Path
         t.worker(linear(1, sink), nodes=["numbers"])
     with pytest.raises(ValueError, match=r"^no node 'nope' to run \(nodes: numbers, work, sink\)$"):
         t.worker(linear(1, sink), nodes=["nope"])
+
+
+# -- node names over Redis (issue 14, point 7) -----------------------------------------------------
+
+
+@node
+async def from_hundred(count: int) -> Any:
+    for i in range(count):
+        yield 100 + i
+
+
+@node
+async def add_up(pair: tuple[int, int]) -> int:
+    return pair[0] + pair[1]
+
+
+def strangely_named(count: int) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Sources named with a TAB and 'y', a zip join 'x' of both, and a node 'x<-y' fed by 'y' (the
+    name of x's input stream from y in the core), then sinks named with a space, ':', unicode, a TAB."""
+    seen: dict[str, list[Any]] = {"joined": [], "other": []}
+
+    @node
+    async def joined(x: int) -> None:
+        seen["joined"].append(x)
+
+    @node
+    async def other(x: int) -> None:
+        seen["other"].append(x)
+
+    graph = {
+        "nodes": {
+            "src\tA": {"coro": numbers, "args": {"count": count}},
+            "y": {"coro": from_hundred, "args": {"count": count}},
+            "a b:c": {"coro": double},
+            "x": {"coro": add_up},
+            "x<-y": {"coro": double},
+            "sink ☃ : é": {"coro": joined},
+            "sink\t%41{z}": {"coro": other},
+        },
+        "graph": {
+            "src\tA": ["a b:c"],
+            "a b:c": ["x"],
+            "y": ["x", "x<-y"],
+            "x": ["sink ☃ : é"],
+            "x<-y": ["sink\t%41{z}"],
+            "sink ☃ : é": None,
+            "sink\t%41{z}": None,
+        },
+    }
+    return graph, seen
+
+
+async def test_node_names_with_tabs_spaces_arrows_colons_and_unicode_run_to_completion(server: RedisServer) -> None:
+    graph, seen = strangely_named(200)
+    t = transport(server)
+    coordinator = t.plumber(graph)
+    first = t.worker(graph, nodes=["a b:c", "x", "sink ☃ : é"])
+    second = t.worker(graph, nodes=["x<-y", "sink\t%41{z}"])
+    result, *_ = await asyncio.wait_for(asyncio.gather(coordinator.run(), first.run(), second.run()), 60)
+    assert result.state == "completed"
+    assert sorted(seen["joined"]) == [2 * i + 100 + i for i in range(200)]
+    assert sorted(seen["other"]) == [2 * (100 + i) for i in range(200)]
+    assert {name: (s.items_in, s.items_out, s.completed) for name, s in result.stats.items()} == {
+        "src\tA": (0, 200, 0),
+        "y": (0, 200, 0),
+        "a b:c": (200, 200, 200),
+        "x": (200, 200, 200),
+        "x<-y": (200, 200, 200),
+        "sink ☃ : é": (200, 0, 200),
+        "sink\t%41{z}": (200, 0, 200),
+    }
+    assert coordinator.run_id is not None
+    assert await t.stats(coordinator.run_id) == result.stats
+
+
+async def test_a_node_named_like_a_zip_joins_input_has_a_stream_of_its_own(server: RedisServer) -> None:
+    keys = RunKeys("r")
+    assert keys.stream("x<-y") != keys.stream("x", "y")
+    assert keys.stream("a\tb") == "pipelines:{r}:in:a%09b"
+    graph, seen = strangely_named(30)
+    t = transport(server)
+    result, _ = await asyncio.wait_for(asyncio.gather(t.plumber(graph).run(), t.worker(graph).run()), 60)
+    assert result.state == "completed"
+    assert (sorted(seen["joined"]), sorted(seen["other"])) == (
+        [3 * i + 100 for i in range(30)],
+        [200 + 2 * i for i in range(30)],
+    )
+
+
+async def test_a_source_with_a_tab_in_its_name_ends_its_run(server: RedisServer) -> None:
+    seen, sink = collector()
+    graph = linear(50, sink)
+    graph["nodes"]["num\tbers"] = graph["nodes"].pop("numbers")
+    graph["graph"]["num\tbers"] = graph["graph"].pop("numbers")
+    t = transport(server)
+    result, _ = await asyncio.wait_for(asyncio.gather(t.plumber(graph).run(), t.worker(graph).run()), 30)
+    assert (result.state, sorted(seen)) == ("completed", [2 * i for i in range(50)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -298,3 +299,247 @@ async def test_a_named_sink_answers_when_several_are_reachable() -> None:
     async with plumber:
         plumber.create_pipeline()
         assert [await inbox.submit(x) for x in range(3)] == ["<0>", "<1>", "<2>"]
+
+
+# -- answers through expansions, filters and joins (issue 14, point 4) ---------------------------
+
+
+def outcome_app(inbox: Inbox, graph: dict[str, Any]) -> web.Application:
+    """An app whose /work?x= answers {"result": ...}, {"dropped": node} or {"error": message}."""
+    app = web.Application()
+    attach(app, lambda: Plumber(graph), inbox=inbox)
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            result = await inbox.submit(int(request.query["x"]))
+        except ItemDropped as exc:
+            return web.json_response({"dropped": exc.node})
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)})
+        return web.json_response({"result": result})
+
+    app.router.add_get("/work", handle)
+    return app
+
+
+async def ask_all(app: web.Application, xs: list[int]) -> list[Any]:
+    """Serve `app` and ask /work for each x at once; the JSON answers, in the order of `xs`."""
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+
+        async def ask(x: int) -> Any:
+            async with session.get(f"{url}/work", params={"x": x}) as response:
+                assert response.status == 200
+                return await response.json()
+
+        return await asyncio.gather(*(ask(x) for x in xs))
+
+
+async def twice(x: int) -> AsyncIterator[int]:
+    yield -x  # the sibling the filter drops comes first, so its drop is heard before the result
+    yield x
+
+
+async def slow_label(x: int) -> str:
+    await asyncio.sleep(random.random() / 1000)
+    return f"<{x}>"
+
+
+async def test_an_expanded_item_answers_with_the_sibling_a_filter_lets_through() -> None:
+    inbox = Inbox()
+
+    async def positive(x: int) -> int | None:
+        return x if x > 0 else None
+
+    graph = item_chain(inbox.source, ("twice", twice), ("positive", positive), ("c", slow_label))
+    answers = await ask_all(outcome_app(inbox, graph), list(range(1, 41)))
+    assert answers == [{"result": f"<{x}>"} for x in range(1, 41)]
+
+
+async def test_an_expanded_item_every_sibling_of_which_is_dropped_answers_item_dropped() -> None:
+    inbox = Inbox()
+
+    async def nothing(x: int) -> int | None:
+        await asyncio.sleep(random.random() / 1000)
+        return None
+
+    graph = item_chain(inbox.source, ("twice", twice), ("nothing", nothing), ("c", label))
+    answers = await ask_all(outcome_app(inbox, graph), list(range(1, 21)))
+    assert answers == [{"dropped": "nothing"}] * 20
+
+
+async def test_an_expanded_item_skipped_on_every_path_answers_the_last_paths_exception() -> None:
+    inbox = Inbox()
+
+    async def refuse(x: int) -> int:
+        await asyncio.sleep(random.random() / 1000)
+        raise ValueError(f"refused {x}")
+
+    graph = item_chain(
+        inbox.source, ("twice", twice), ("refuse", refuse), ("c", label), props={"refuse": {"on_error": "skip"}}
+    )
+    answers = await ask_all(outcome_app(inbox, graph), list(range(1, 21)))
+    assert [
+        answer["error"] in (f"refused {x}", f"refused {-x}") for x, answer in zip(range(1, 21), answers, strict=True)
+    ] == [True] * 20
+
+
+async def test_a_diamond_join_one_branch_of_which_drops_answers_item_dropped() -> None:
+    inbox = Inbox()
+
+    async def keep(x: int) -> int:
+        await asyncio.sleep(random.random() / 1000)
+        return x
+
+    async def even(x: int) -> int | None:
+        await asyncio.sleep(random.random() / 1000)
+        return x if x % 2 == 0 else None
+
+    async def add(values: tuple[int, int]) -> int:
+        return values[0] + values[1]
+
+    item = {"style": "item"}
+    graph = {
+        "nodes": {
+            "requests": {"coro": inbox.source},
+            "keep": {"coro": keep, "properties": {**item, "workers": 4}},
+            "even": {"coro": even, "properties": {**item, "workers": 4}},
+            "add": {"coro": add, "properties": item},
+        },
+        "graph": {"requests": ["keep", "even"], "keep": ["add"], "even": ["add"], "add": None},
+    }
+    answers = await ask_all(outcome_app(inbox, graph), list(range(30)))
+    assert answers == [{"result": 2 * x} if x % 2 == 0 else {"dropped": "even"} for x in range(30)]
+
+
+# A random shape: a chain of stages, each one of these, with random latency inside every node.
+STAGES = ("map", "expand", "filter", "skip", "diamond")
+
+
+def random_shape(seed: int, inbox: Inbox, got: dict[int, list[int]]) -> dict[str, Any]:
+    """A graph from the inbox through 1 to 4 random stages to a sink that records what it got per item.
+
+    Values travel as [x, v]: x is the submitted item, v what the stages made of it.
+    """
+    rng = random.Random(seed)
+    delays = random.Random(seed + 1)
+
+    async def latency() -> None:
+        await asyncio.sleep(delays.random() / 1000)  # latency, not waiting for anything
+
+    def mapped(salt: int) -> Any:
+        async def f(value: list[int]) -> list[int]:
+            await latency()
+            return [value[0], value[1] * 3 + salt]
+
+        return f
+
+    def expanded(k: int) -> Any:
+        async def f(value: list[int]) -> AsyncIterator[list[int]]:
+            for i in range(k):
+                await latency()
+                yield [value[0], value[1] * 4 + i]
+
+        return f
+
+    def filtered(salt: int) -> Any:
+        async def f(value: list[int]) -> list[int] | None:
+            await latency()
+            return None if (value[1] + salt) % 3 == 0 else value
+
+        return f
+
+    def skipping(salt: int) -> Any:
+        async def f(value: list[int]) -> list[int]:
+            await latency()
+            if (value[1] + salt) % 4 == 0:
+                raise ValueError(f"refused {value[1]}")
+            return value
+
+        return f
+
+    async def joined(values: tuple[list[int], list[int]]) -> list[int]:
+        return [values[0][0], values[0][1] + values[1][1]]
+
+    async def sink(value: list[int]) -> list[int]:
+        got.setdefault(value[0], []).append(value[1])
+        return value
+
+    async def start(x: int) -> list[int]:
+        return [x, x]
+
+    nodes: dict[str, Any] = {"requests": {"coro": inbox.source}}
+    graph: dict[str, Any] = {"requests": ["start"]}
+    last = ["start"]
+
+    def add(name: str, coro: Any, after: list[str], **props: Any) -> None:
+        nodes[name] = {"coro": coro, "properties": {"style": "item", "workers": rng.choice([1, 3]), **props}}
+        for node in after:
+            graph.setdefault(node, []).append(name)
+
+    add("start", start, [])
+    for n in range(rng.randint(1, 4)):
+        stage = rng.choice(STAGES)
+        name = f"{stage}{n}"
+        if stage == "map":
+            add(name, mapped(rng.randrange(5)), last)
+        elif stage == "expand":
+            add(name, expanded(rng.randint(0, 3)), last)
+        elif stage == "filter":
+            add(name, filtered(rng.randrange(3)), last)
+        elif stage == "skip":
+            add(name, skipping(rng.randrange(4)), last, on_error="skip")
+        else:
+            add(f"{name}a", filtered(rng.randrange(3)), last)
+            add(f"{name}b", mapped(rng.randrange(5)), last)
+            add(name, joined, [f"{name}a", f"{name}b"], workers=1)
+        last = [name]
+    add("sink", sink, last, workers=1)
+    graph["sink"] = None
+    return {"nodes": nodes, "graph": graph}
+
+
+@pytest.mark.parametrize("seed", range(40))
+async def test_each_answer_agrees_with_what_the_sink_got_over_random_shapes(seed: int) -> None:
+    inbox = Inbox()
+    got: dict[int, list[int]] = {}
+    graph = random_shape(seed, inbox, got)
+    xs = list(range(1, 25))
+    answers = await ask_all(outcome_app(inbox, graph), xs)
+    for x, answer in zip(xs, answers, strict=True):
+        if x in got:  # some path delivered: the first value the sink returned for it answers
+            assert answer == {"result": [x, got[x][0]]}, (x, graph["graph"])
+        else:  # every path ended elsewhere: dropped at a node of the graph, or refused by a skip
+            assert set(answer) <= {"dropped", "error"}, (x, answer)
+            assert answer.get("dropped", "sink") in graph["graph"], (x, answer)
+            assert re.fullmatch(r"refused -?\d+", answer.get("error", "refused 0")), (x, answer)
+
+
+async def test_an_inbox_zipped_with_another_source_answers_each_pair() -> None:
+    inbox = Inbox()
+
+    async def letters(processor: Any, output_q: Any) -> None:
+        for letter in "abcdefghij":
+            await output_q.put(letter)
+
+    async def both(values: tuple[str, int]) -> str | None:
+        await asyncio.sleep(random.random() / 1000)
+        return f"{values[1]}{values[0]}" if values[1] % 3 else None
+
+    graph = {
+        "nodes": {
+            "requests": {"coro": inbox.source},
+            "letters": {"coro": letters},
+            "both": {"coro": both, "properties": {"style": "item"}},
+            "c": {"coro": label, "properties": {"style": "item"}},
+        },
+        # letters first: the join's outputs carry the lineage of its first input, not the inbox's
+        "graph": {"letters": ["both"], "requests": ["both"], "both": ["c"], "c": None},
+    }
+    app = outcome_app(inbox, graph)
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+        answers = []
+        for x in range(1, 11):  # one after the other: the n-th request meets the n-th letter
+            async with session.get(f"{url}/work", params={"x": x}) as response:
+                answers.append(await response.json())
+    expected = [f"<{x}{letter}>" if x % 3 else None for x, letter in zip(range(1, 11), "abcdefghij", strict=True)]
+    assert answers == [{"dropped": "both"} if e is None else {"result": e} for e in expected]

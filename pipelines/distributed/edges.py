@@ -47,7 +47,7 @@ _MAX_PUT_PAUSE = 0.05
 
 
 class RedisEdge:
-    """The input of node `node`, fed by `producers`, as the stream `session.keys.stream(name)`.
+    """The input of node `node`, fed by `producers`, as the stream `session.keys.stream(node, producer)`.
 
     An `Edge` (pipelines.edges) whose buffer is in Redis.
     """
@@ -60,7 +60,9 @@ class RedisEdge:
         self._open_producers = len(producers)
         self.node = node
         self.producers = producers
-        self.key = session.keys.stream(name)
+        # A zip join has one input per producer, named '{node}<-{producer}'; any other edge is the node's.
+        self.producer = producers[0] if name != node and len(producers) == 1 else None
+        self.key = session.keys.stream(node, self.producer)
         self._session = session
         self._outbox: list[bytes] = []
         self._flush_lock = asyncio.Lock()

@@ -9,6 +9,10 @@ A run has an id; every key of it starts with ``pipelines:{RUN}:``:
     done              set of the nodes that have finished everywhere
     stats             hash: 'node<TAB>worker' -> that instance's NodeStats, as JSON
 
+A node's name is percent-encoded wherever it goes into Redis (keys, fields, the plan, the `done`
+set, the scripts' arguments; pipelines.distributed.keys), so that every name the core accepts
+works here too.
+
 and ``pipelines:graph:GRAPH`` holds the id of the latest run of a graph (GRAPH is a digest of the
 graph dict), which is how a worker started without ``run=`` finds the run to join.
 
@@ -50,7 +54,7 @@ from ..types import ENDED_STATES, LIVE_STATES
 from . import scripts
 from .edges import RedisEdge
 from .errors import DistributedError, RedisUnavailable, RemoteFailure
-from .keys import RunKeys, redacted
+from .keys import RunKeys, decode_name, encode_name, instance_field, redacted
 from .stats import run_stats
 
 if TYPE_CHECKING:
@@ -205,9 +209,10 @@ class Session:
         order = list(nx.topological_sort(self.spec.digraph))
         edges: dict[str, list[list[Any]]] = {name: [] for name in order}
         for edge in self._edges:
-            edges[edge.node].append([self.keys.stream(edge.name), list(edge.producers), edge.maxsize])
-        plan = [[name, self.spec.nodes[name].is_source, edges[name]] for name in order]
-        return json.dumps({"order": list(self.spec.nodes), "plan": plan})
+            producers = [encode_name(p) for p in edge.producers]
+            edges[edge.node].append([self.keys.stream(edge.node, edge.producer), producers, edge.maxsize])
+        plan = [[encode_name(name), self.spec.nodes[name].is_source, edges[name]] for name in order]
+        return json.dumps({"order": [encode_name(name) for name in self.spec.nodes], "plan": plan})
 
     async def open(self) -> None:
         """Connect; the coordinator creates and announces the run, a worker finds it and registers."""
@@ -238,7 +243,7 @@ class Session:
         self.run_id = run_id
         self.keys = RunKeys(run_id)
         for edge in self._edges:
-            edge.key = self.keys.stream(edge.name)
+            edge.key = self.keys.stream(edge.node, edge.producer)
         self._plan = self._plan_json()
         self._done_nodes_plan = json.dumps(json.loads(self._plan)["plan"])
 
@@ -314,14 +319,14 @@ class Session:
                 self.keys.prefix,
                 self.consumer,
                 int(self.options.dead_after * 1000),
-                json.dumps(sorted(self.local)),
-                json.dumps(single),
+                json.dumps([encode_name(name) for name in sorted(self.local)]),
+                json.dumps([encode_name(name) for name in single]),
             ],
         )
         if not reply:
             return None
         reason, node, other = (part.decode() for part in reply)
-        reason = str(reason)
+        reason, node = str(reason), decode_name(node)
         if reason == "single":
             spec = self.spec.nodes[node]
             why = "joins its inputs by lineage" if spec.join_mode is not None else "keeps its input order"
@@ -367,7 +372,7 @@ class Session:
             keys=[],
             args=[self.keys.prefix, int(self.options.dead_after * 1000), self._done_nodes_plan],
         )
-        done = frozenset(name.decode() for name in reply)
+        done = frozenset(decode_name(name.decode()) for name in reply)
         if done != self._done:
             self._done = done
             for name in done:
@@ -443,7 +448,7 @@ class Session:
         if self.coordinator and self._plumber is not None and self._plumber.state == "stopping":
             # before the end can reach any worker, so that each reports the run as stopped
             await self.call(self._stopping_script, keys=[self.keys.run], args=[])
-        await self.call(self.redis.hset, self.keys.instances, f"{name}\t{self.consumer}", "closed")
+        await self.call(self.redis.hset, self.keys.instances, instance_field(name, self.consumer), "closed")
         await self.done_nodes()
 
     # -- the background loop -----------------------------------------------------------------
@@ -510,7 +515,8 @@ class Session:
             return
         assert self._plumber is not None
         values = {
-            f"{name}\t{self.consumer}": json.dumps(self._plumber.processor(name).stats().as_dict()) for name in names
+            instance_field(name, self.consumer): json.dumps(self._plumber.processor(name).stats().as_dict())
+            for name in names
         }
         await self.call(self.redis.hset, self.keys.stats, mapping=values)
 
@@ -540,7 +546,7 @@ class Session:
             await asyncio.wait(self._closing)
         r = self.redis
         await self._publish_stats(sorted(self.local))
-        fields_ = {f"{name}\t{self.consumer}": "closed" for name in self.local}
+        fields_ = {instance_field(name, self.consumer): "closed" for name in self.local}
         if fields_:
             await self.call(r.hset, self.keys.instances, mapping=fields_)
         if state == "failed" or (self.coordinator and state in FINAL):

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from ..stats import NodeStats
 from .errors import DistributedError
-from .keys import RunKeys
+from .keys import RunKeys, decode_name, split_instance_field
 
 __all__ = ["run_stats"]
 
@@ -36,10 +36,10 @@ async def run_stats(r: aioredis.Redis, run_id: str) -> dict[str, NodeStats]:
     now = seconds * 1000 + micros // 1000
     alive = {_text(k): int(v) for k, v in (await r.hgetall(keys.alive)).items()}
     states = {_text(k): _text(v) for k, v in (await r.hgetall(keys.instances)).items()}
-    by_node: dict[str, list[dict[str, Any]]] = {name: [] for name in described["order"]}
+    by_node: dict[str, list[dict[str, Any]]] = {decode_name(name): [] for name in described["order"]}
     for field, value in (await r.hgetall(keys.stats)).items():
         instance = _text(field)
-        name, _, worker = instance.partition("\t")
+        name, worker = split_instance_field(instance)
         if name not in by_node:
             continue
         part = json.loads(value)
@@ -48,7 +48,7 @@ async def run_stats(r: aioredis.Redis, run_id: str) -> dict[str, NodeStats]:
             part["items_in"] -= part["in_flight"]
             part["in_flight"] = 0
         by_node[name].append(part)
-    inputs = {name: edges for name, _, edges in described["plan"]}
+    inputs = {decode_name(name): edges for name, _, edges in described["plan"]}
     result = {}
     for name, parts in by_node.items():
         totals = {field: sum(part[field] for part in parts) for field in _SUMMED}

@@ -8,10 +8,19 @@
 
 Each submitted item enters the graph through the inbox's node and gets a lineage key there;
 `submit()` returns what the answering sink returned for that key (for a node that expands an item
-into several, the first that arrives). An item that is dropped, skipped or routed away on every
-path to that sink ends the wait with ItemDropped or the node's exception; nothing waits forever:
-a stopped or ended run, or more than `max_pending` items waiting, raise Unavailable, and
-`timeout` bounds the wait.
+into several, the first that arrives). Nothing waits forever: a stopped or ended run, or more than
+`max_pending` items waiting, raise Unavailable, and `timeout` bounds the wait.
+
+How the answer is found: the inbox counts, per submitted item, the envelopes of it alive in the
+graph, as the journal does (pipelines.journal.engine): the inbox's put to k successors adds k, a
+node handing one envelope on as c envelopes (outputs, tombstones, a failure routed to its error
+node) adds c - 1, an async generator adds c per output and takes 1 off once its input is done, a
+join's group of h members becomes one envelope when it resolves, and a sink finishing an item takes
+1 off. The first result of the answering sink answers. When the count reaches 0 with no result,
+every path ended elsewhere, and the answer is the reason the last path ended: the exception of the
+node that skipped it or failed on it (or routed it to an error node whose own path then ended
+without an answer), else ItemDropped naming the node that dropped it (for a join's discarded
+group, the node upstream that dropped a member; else a sink that does not answer, where it ended).
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["Inbox"]
 
 logger = logging.getLogger(__name__)
+
+_ENDS = ("dropped", "skipped", "routed", "failed")  # the outcomes that end a path without an answer
 
 _LIVE = ("running",)
 
@@ -61,8 +72,10 @@ class Inbox:
         self._arrived: asyncio.Event | None = None
         self._waiting: dict[tuple[str, int], asyncio.Future[Any]] = {}
         self._ended: str | None = None
-        self._deciders: set[str] = set()
-        self._rescued: set[str] = set()
+        self._group: frozenset[str] = frozenset()
+        self._heard: frozenset[str] = frozenset()
+        self._alive: dict[int, int] = {}  # position of an item -> its envelopes alive in the graph
+        self._ended_by: dict[int, tuple[str, BaseException | None]] = {}  # why its last path ended
 
     def __repr__(self) -> str:
         return f"<Inbox {self._name!r} pending={self.pending}/{self.max_pending}>"
@@ -95,10 +108,6 @@ class Inbox:
             )
         name = mine[0]
         graph = plumber.graph
-        data: nx.DiGraph[str] = nx.DiGraph(
-            [(u, v) for u, v, attrs in graph.edges(data=True) if attrs["kind"] == "data"]
-        )
-        data.add_nodes_from(graph.nodes)
         reachable = nx.descendants(graph, name)
         sinks = sorted(n for n in reachable if graph.out_degree(n) == 0)
         if self._sink is not None:
@@ -115,66 +124,48 @@ class Inbox:
                 f"node {name!r} reaches {len(sinks)} sinks ({', '.join(sinks) or 'none'}); name the one that "
                 "answers with Inbox(sink=...)"
             )
-        # A node that lies on every data path from the inbox to the answering sink decides the
-        # item's fate: if it drops or fails the item, no answer can come any more.
-        deciders = {answering}
-        if nx.has_path(data, name, answering):
-            dominators = nx.immediate_dominators(data, name)
-            node = dominators[answering]
-            while node != name:
-                deciders.add(node)
-                node = dominators[node]
-        # ...unless its failures are routed to an error node from which the answer still comes.
-        rescued = {
-            node
-            for node in deciders
-            for _, target, attrs in graph.out_edges(node, data=True)
-            if attrs["kind"] == "error" and (target == answering or nx.has_path(graph, target, answering))
-        }
+        # Sources zipped with the inbox share its items' counts (their n-th items meet its n-th).
+        zipped = [
+            {a for a in nx.ancestors(graph, node.name) if plumber.spec.nodes[a].is_source}
+            for node in plumber.nodes
+            if node.spec.join_mode == "zip"
+        ]
+        group = {name}
+        while grown := [sources for sources in zipped if sources & group and not sources <= group]:
+            group = group.union(*grown)
+        heard = set(group).union(*(nx.descendants(graph, source) for source in group))
         self._plumber = plumber
         self._name = name
         self._answering = answering
-        self._deciders = deciders
-        self._rescued = rescued
+        self._group = frozenset(group)
+        self._heard = frozenset(heard)
         plumber.add_hook(self)
         plumber.signals.connect("run_ended", self._run_ended)
         plumber.signals.connect("stop_requested", self._stop_requested)
 
     def node_hooks(self, node: Processor) -> SimpleNamespace | None:
-        """The inbox hears the nodes that decide an item's fate (pipelines.hooks)."""
-        name = node.name
-        if name not in self._deciders:
+        """The inbox counts its items at every node they can reach (pipelines.hooks), and answers."""
+        if node.name not in self._heard:
             return None
-        waiting = self._waiting
-        source = self._name
-        rescued = name in self._rescued
+        return _ItemCount(self, node).methods()
 
-        def settled(key: Key, outcome: Outcome, value: Any, copies: int) -> None:
-            if key[0] != source or outcome not in ("dropped", "skipped", "routed"):
-                return
-            future = waiting.pop(key[:2], None)
-            if future is None or future.done():
-                return
-            if outcome == "dropped":
-                future.set_exception(ItemDropped(f"node {name!r} dropped the item", name))
-            elif outcome == "skipped" or not rescued:
-                assert isinstance(value, BaseException)
-                error = value if isinstance(value, Exception) else PipelineError(repr(value))
-                future.set_exception(error)
-            else:
-                waiting[key[:2]] = future  # routed to an error node from which the answer comes
+    def _answer(self, position: int, value: Any) -> None:
+        assert self._name is not None
+        future = self._waiting.pop((self._name, position), None)
+        if future is not None and not future.done():
+            future.set_result(value)
 
-        if name != self._answering:
-            return SimpleNamespace(settled=settled)
-
-        def result(key: Key, value: Any) -> None:
-            if key[0] != source:
-                return
-            future = waiting.pop(key[:2], None)
-            if future is not None and not future.done():
-                future.set_result(value)
-
-        return SimpleNamespace(settled=settled, result=result)
+    def _gone(self, position: int) -> None:
+        """No envelope of the item is left: answer with the reason its last path ended."""
+        assert self._name is not None
+        node, error = self._ended_by.pop(position, (self._name, None))
+        future = self._waiting.pop((self._name, position), None)
+        if future is None or future.done():
+            return
+        if error is None:
+            future.set_exception(ItemDropped(f"node {node!r} dropped the item", node))
+        else:
+            future.set_exception(error if isinstance(error, Exception) else PipelineError(repr(error)))
 
     # -- the source node ----------------------------------------------------------------------
 
@@ -261,9 +252,131 @@ class Inbox:
                     Unavailable(f"inbox {self._name!r}: the pipeline ended ({signal.state}) before answering")
                 )
         self._waiting.clear()
+        self._alive.clear()
+        self._ended_by.clear()
 
     def _refuse_queued(self, why: str) -> None:
         while self._queue:
             _, future = self._queue.popleft()
             if not future.done():
                 future.set_exception(Unavailable(f"inbox {self._name!r}: {why}"))
+
+
+class _ItemCount:
+    """One node's share of the inbox's counting: its methods are the node hooks the inbox installs.
+
+    The arithmetic is the journal's NodeTally's, for the items of the inbox (and of the sources
+    zipped with it), keyed by position.
+    """
+
+    __slots__ = (
+        "_alive",
+        "_ended_by",
+        "_held",
+        "_inbox",
+        "_is_join",
+        "_key_length",
+        "_spec",
+        "_zip",
+        "fan",
+        "group",
+        "name",
+    )
+
+    def __init__(self, inbox: Inbox, node: Processor) -> None:
+        self._spec = spec = node.spec
+        self._inbox = inbox
+        self._alive = inbox._alive
+        self._ended_by = inbox._ended_by
+        self.group = inbox._group
+        self.name = spec.name
+        self.fan = len(spec.successors)
+        self._is_join = spec.join_mode is not None
+        self._zip = spec.join_mode == "zip"
+        self._key_length = spec.key_length
+        self._held: dict[tuple[Any, ...], int] = {}
+
+    def methods(self) -> SimpleNamespace:
+        spec = self._spec
+        methods: dict[str, Any] = {}
+        if spec.is_source:
+            methods["admits"] = self.admits
+            return SimpleNamespace(**methods)
+        methods["settled"] = self.settled
+        if spec.is_generator and self.fan:
+            methods["sent"] = self.sent_output
+        elif self.fan > 1:
+            methods["sent"] = self.sent  # with one successor, handing on changes no count
+        if self._is_join:
+            methods["held"] = self.held
+            methods["released"] = self.released
+        if not self.fan:
+            methods["finished"] = self.finished
+            if self.name == self._inbox._answering:
+                methods["result"] = self.result
+        return SimpleNamespace(**methods)
+
+    def _pass_on(self, position: int, copies: int) -> None:
+        alive = self._alive
+        left = alive[position] + copies - 1
+        if left:
+            alive[position] = left
+        else:
+            del alive[position]
+            self._inbox._gone(position)
+
+    def _ended(self, position: int, error: BaseException | None, weak: bool) -> None:
+        """Note why a path ended; a weak reason (a join's discard, a sink that does not answer) keeps an earlier one."""
+        if weak and position in self._ended_by:
+            return
+        self._ended_by[position] = (self.name, error)
+
+    def admits(self, key: Key) -> bool:
+        if key[0] in self.group and self.fan:
+            self._alive[key[1]] = self._alive.get(key[1], 0) + self.fan
+        return True
+
+    def sent(self, key: Key, value: Any, copies: int) -> None:
+        if key[0] in self.group:
+            self._pass_on(key[1], copies)
+
+    def sent_output(self, key: Key, value: Any, copies: int) -> None:
+        if key[0] in self.group:
+            self._alive[key[1]] += copies
+
+    def settled(self, key: Key, outcome: Outcome, value: Any, copies: int) -> None:
+        if key[0] not in self.group:
+            return
+        if outcome in _ENDS:
+            if outcome == "dropped":
+                self._ended(key[1], None, self._is_join)
+            else:
+                self._ended(key[1], value, False)
+        self._pass_on(key[1], copies)
+
+    def held(self, key: Key) -> None:
+        if key[0] not in self.group:
+            return
+        match = key[1:] if self._zip else key
+        if len(match) != self._key_length:
+            self._pass_on(key[1], 0)  # a tombstone no group can ever wait for: the join ignores it
+            return
+        self._held[match] = self._held.get(match, 0) + 1
+
+    def released(self, key: Key) -> None:
+        if key[0] not in self.group:
+            return
+        held = self._held.pop(key[1:] if self._zip else key, 0)
+        if held > 1:
+            self._alive[key[1]] -= held - 1
+
+    def result(self, key: Key, value: Any) -> None:
+        if key[0] in self.group:
+            self._inbox._answer(key[1], value)
+
+    def finished(self, keys: list[Key]) -> None:
+        group = self.group
+        for key in keys:
+            if key[0] in group:
+                self._ended(key[1], None, True)
+                self._pass_on(key[1], 0)
