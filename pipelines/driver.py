@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import runtime
 from .calls import invoker
-from .errors import PipelineError
+from .errors import PipelineError, PipelineStateError
 from .executors import close_pool, open_pool
 from .hooks import NodeHooks
 from .ledger import Ledger, as_failure
 from .lineage import DROPPED, Joiner, current_item
 from .pool import Pool
+from .queues import NodeInput, ResultFeed, ResultQueue
 from .signals import Signals
 from .stats import NodeStats
 from .types import Envelope, Key
@@ -83,6 +84,9 @@ class Processor:
         self._executor: Executor | None = None
         self._pool: Pool | None = None
         self._output_queue = NodeOutput(spec.name)
+        self._input_view: NodeInput | None = None
+        self._input_refusal: str | None = None
+        self._results: ResultQueue | None = None
         self.ledger = Ledger(
             spec.name,
             spec.index,
@@ -109,14 +113,37 @@ class Processor:
         return self._uuid
 
     @property
-    def input_queue(self) -> Edge | None:
-        """The node's input edge (the first, for a join of independent sources); None for a source."""
-        return self._inputs[0] if self._inputs else None
+    def input_queue(self) -> NodeInput | None:
+        """The node's input, as a queue (pipelines.queues.NodeInput); None for a source.
+
+        An item put into it is processed by this node, with the lineage key ``('<node>:input', n)``.
+        """
+        if self._input_view is None and self._inputs:
+            self._input_view = NodeInput(self, self._inputs[0], self._input_refusal)
+        return self._input_view
 
     @property
-    def output_queue(self) -> SourceOutput | NodeOutput:
-        """For a source, the queue its coroutine puts items into (the `output_q` it receives)."""
-        return self._output_queue
+    def output_queue(self) -> SourceOutput | NodeOutput | ResultQueue:
+        """For a source, the queue its coroutine puts items into (the `output_q` it receives).
+
+        For a sink, a `ResultQueue` of the values it returns (None excluded): the sink keeps them
+        from the first time this is read, which must be before the sink starts (before the run,
+        or right after create_pipeline(), before awaiting); it keeps the last `maxsize` and never
+        waits for a reader. For any other node, its outputs go to its successors: reading from
+        or putting into its output_queue raises PipelineError.
+        """
+        spec = self._spec
+        if not spec.is_sink or spec.is_source:
+            return self._output_queue
+        if self._results is None:
+            if self._pool is not None:
+                raise PipelineStateError(
+                    f"sink {self.name!r}: read output_queue before the sink starts (before the run, or "
+                    "right after create_pipeline() before awaiting); the values it returned so far are gone"
+                )
+            self._results = ResultQueue(spec.queue_size)
+            self.collected = ResultFeed(self._results, self.collected)
+        return self._results
 
     @property
     def processor_coro(self) -> Callable[..., Any]:
@@ -272,6 +299,15 @@ class Processor:
         if spec.join_mode is not None:
             self._joiner = Joiner(ports, zip_mode=spec.join_mode == "zip", key_length=spec.key_length)
 
+    def refuse_input(self, reason: str) -> None:
+        """Make `input_queue` refuse items from outside the run, for `reason` (by the Plumber)."""
+        self._input_refusal = reason
+
+    def took_out(self, key: Key) -> None:
+        """An item was taken out of the node's input by `input_queue.get()`: it left the run here."""
+        self.ledger.items_in += 1
+        self.ledger.drop(key, [])
+
     def install(self, hooks: NodeHooks) -> None:
         """Install the node methods of the run's hooks (before the run starts)."""
         self.ledger.install(hooks)
@@ -422,4 +458,11 @@ class NodeOutput:
             "or yield several from an async generator"
         )
 
+    def _refuse_get(self) -> None:
+        raise PipelineError(
+            f"node {self._name!r}: its outputs go to its successors; read a sink's output_queue, "
+            "or take from a successor's input_queue"
+        )
+
     put = put_nowait = _refuse
+    get = get_nowait = _refuse_get

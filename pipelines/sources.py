@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import runtime
 from .driver import Processor, RunControl
-from .errors import PipelineStateError
+from .edges import MemoryEdge
+from .errors import PipelineError, PipelineStateError
 from .hooks import NodeHooks
+from .lineage import DROPPED
+from .queues import QueueEmpty
 
 if TYPE_CHECKING:
     from .edges import Edge
@@ -221,6 +224,38 @@ class SourceOutput:
 
     def _admit(self, key: tuple[str, int]) -> bool:
         return True
+
+    def get_nowait(self) -> Any:
+        """Take back the oldest item this source put that still waits in its successor's input.
+
+        Raises QueueEmpty when there is none. The item is not handed on (`items_out` no
+        longer counts it). Only for a source with one successor, over an in-memory edge.
+        """
+        envelope = self._taking_edge().take_nowait(DROPPED, self._index)
+        if envelope is None:
+            raise QueueEmpty
+        self._ledger.items_out -= 1
+        return envelope[1]
+
+    async def get(self) -> Any:
+        """`get_nowait()`, waiting while none of this source's items waits in its successor's input.
+
+        Raises PipelineStateError once that input has ended and holds none of them.
+        """
+        envelope = await self._taking_edge().take(DROPPED, self._index)
+        if envelope is None:
+            raise PipelineStateError(f"source {self._name!r}: its successor's input has ended")
+        self._ledger.items_out -= 1
+        return envelope[1]
+
+    def _taking_edge(self) -> MemoryEdge:
+        edge = self._single
+        if not isinstance(edge, MemoryEdge):
+            raise PipelineError(
+                f"source {self._name!r}: get on its output queue needs exactly one successor, over an "
+                "in-memory edge (take from a successor's input_queue instead)"
+            )
+        return edge
 
 
 class AdmittingSourceOutput(SourceOutput):
