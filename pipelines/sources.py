@@ -44,11 +44,19 @@ class InputProcessor(Processor):
 
     kind = "source"
 
-    def __init__(self, spec: NodeSpec, env_vars: dict[str, Any] | None, control: RunControl) -> None:
-        super().__init__(spec, env_vars, control)
+    def __init__(
+        self,
+        spec: NodeSpec | object = None,
+        env_vars: dict[str, Any] | None = None,
+        control: RunControl | None = None,
+        **original: Any,
+    ) -> None:
+        super().__init__(spec, env_vars, control, **original)
         self._stopping = False
         self._producing: runtime.Task[Any] | None = None
-        self._output = SourceOutput(self, [], control.valve)
+        self._output = SourceOutput(self, [], self._control.valve)
+        if self._hand is not None:  # built by hand (pipelines.standalone): it starts now
+            self._start_by_hand(self._hand)
 
     @property
     def output_queue(self) -> SourceOutput:
@@ -63,6 +71,9 @@ class InputProcessor(Processor):
         super().install(hooks)
         if hooks.admits is not None:
             self._output = AdmittingSourceOutput(self, self._outputs, self._control.valve, hooks.admits)
+
+    def stop_producing(self) -> None:
+        self.stop()
 
     def stop(self) -> None:
         """Stop producing: cancel the coroutine if it runs, or keep it from starting.
