@@ -107,6 +107,11 @@ class Plumber:
             run_journal = open_run(journal, self._spec)
             self._journal = run_journal.journal
             self._hooks.append(run_journal)
+            for processor in self._processors.values():
+                processor.refuse_input(
+                    "a run with a journal records every item from its sources, and could not replay one "
+                    "from outside after a crash"
+                )
         self._state: RunState = "built"
         self._run_called = False
         self._tasks: list[runtime.Task[None]] = []

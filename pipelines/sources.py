@@ -281,6 +281,12 @@ class AdmittingSourceOutput(SourceOutput):
     def _admit(self, key: tuple[str, int]) -> bool:
         return self._admits(key)
 
+    def _taking_edge(self) -> MemoryEdge:
+        raise PipelineError(
+            f"source {self._name!r}: get on its output queue is not possible while a hook hears each item "
+            "enter (a journal): the item was recorded as sent"
+        )
+
     async def put(self, item: Any) -> None:
         while self._valve.closed:
             await self._valve.wait_open()

@@ -153,6 +153,18 @@ async def test_a_join_input_queue_refuses_items_from_outside() -> None:
     await plumber.run()
 
 
+async def test_a_durable_run_refuses_items_from_outside(tmp_path: Any) -> None:
+    plumber = Plumber(
+        chain("numbers", "double", "show", coros={"numbers": source_of([1]), "double": double, "show": tens}),
+        journal=tmp_path / "run.db",
+    )
+    queue = plumber.processor("double").input_queue
+    assert queue is not None
+    with pytest.raises(PipelineError, match="node 'double': put on its input_queue is not possible: a run with a"):
+        await queue.put(5)
+    await plumber.run()
+
+
 async def test_a_source_output_q_takes_back_what_waits_in_its_successor_input() -> None:
     taken: list[int] = []
 
