@@ -18,24 +18,28 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from . import runtime
 from .calls import invoker
-from .errors import PipelineError
+from .errors import PipelineError, PipelineStateError
 from .executors import close_pool, open_pool
 from .hooks import NodeHooks
 from .ledger import Ledger, as_failure
 from .lineage import DROPPED, Joiner, current_item
 from .pool import Pool
+from .queues import NodeInput, ResultFeed, ResultQueue
 from .signals import Signals
 from .stats import NodeStats
 from .types import Envelope, Key
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from .edges import Edge
     from .graph import NodeSpec
     from .sources import SourceOutput
+    from .standalone import HandRun
     from .valve import Valve
 
 __all__ = ["NodeOutput", "Processor", "RunControl"]
@@ -64,15 +68,36 @@ class RunControl(Protocol):
 class Processor:
     """One node of the pipeline: its coroutine, its input edges, its outputs and its counters.
 
-    Built by the Plumber, never by the user. `env_vars` is the dict given to the Plumber, shared
-    by every node. `str()` gives ``<Processor:{uuid};{name}>`` as in the original library.
+    Built by the Plumber as ``Processor(spec, env_vars, plumber)``; `env_vars` is the dict given
+    to the Plumber, shared by every node. `str()` gives ``<Processor:{uuid};{name}>`` as in the
+    original library.
+
+    Built by hand, in the original's keyword form, ``Processor(name=..., coro=..., input_srcs=[...],
+    output_dests=[...], env_vars=None, queue_size=0, **args)`` runs at once on the running loop over
+    your asyncio queues (pipelines.standalone); end it with `close()` and `await join()`, or
+    `await aclose()`, or ``async with``.
     """
 
     kind = "node"
     """How messages name it: 'node', or 'source'."""
 
-    def __init__(self, spec: NodeSpec, env_vars: dict[str, Any] | None, control: RunControl) -> None:
-        self._spec = spec
+    def __init__(
+        self,
+        spec: NodeSpec | object = None,
+        env_vars: dict[str, Any] | None = None,
+        control: RunControl | None = None,
+        **original: Any,
+    ) -> None:
+        hand: HandRun | None = None
+        if control is None:  # built by hand, in the original's keyword form: `spec` is its name
+            from .standalone import prepare  # only code built by hand needs it
+
+            spec, hand = prepare(self.kind == "source", original.pop("name", spec), env_vars, original)
+            control = hand
+        elif original:
+            raise TypeError(f"Processor() got unexpected keyword arguments {sorted(original)}")
+        self._hand = hand
+        node = self._spec = cast("NodeSpec", spec)
         self._uuid = str(uuid.uuid4())
         self._control = control
         self.env_vars = env_vars
@@ -82,13 +107,16 @@ class Processor:
         self._joiner: Joiner | None = None
         self._executor: Executor | None = None
         self._pool: Pool | None = None
-        self._output_queue = NodeOutput(spec.name)
+        self._output_queue: NodeOutput | ResultQueue = NodeOutput(node.name)
+        self._input_view: NodeInput | None = None
+        self._input_refusal: str | None = None
+        self._results: ResultQueue | None = None
         self.ledger = Ledger(
-            spec.name,
-            spec.index,
+            node.name,
+            node.index,
             self.kind,
-            spec.properties.on_error,
-            spec.forward_drops,
+            node.properties.on_error,
+            node.forward_drops,
             control.signals,
             control.fail,
         )
@@ -97,6 +125,13 @@ class Processor:
         """A sink's return values (None excluded), kept when the Plumber collects outputs."""
         self.invoke: Callable[[Any], Any] = invoker(self, lambda: self._executor)
         """The node's function bound to its args (and style, and pool): ``invoke(arg)``."""
+        if hand is not None and type(self).__init__ is Processor.__init__:
+            self._start_by_hand(hand)
+
+    def _start_by_hand(self, hand: HandRun) -> None:
+        if hand.results is not None:
+            self._output_queue = hand.results  # no output_dests: the values wait for a reader
+        hand.start(self)
 
     # -- the original API ---------------------------------------------------------------------
 
@@ -109,23 +144,96 @@ class Processor:
         return self._uuid
 
     @property
-    def input_queue(self) -> Edge | None:
-        """The node's input edge (the first, for a join of independent sources); None for a source."""
-        return self._inputs[0] if self._inputs else None
+    def input_queue(self) -> NodeInput | None:
+        """The node's input, as a queue (pipelines.queues.NodeInput); None for a source.
+
+        An item put into it is processed by this node, with the lineage key ``('<node>:input', n)``.
+        """
+        if self._input_view is None and self._inputs:
+            self._input_view = NodeInput(self, self._inputs[0], self._input_refusal)
+        return self._input_view
 
     @property
-    def output_queue(self) -> SourceOutput | NodeOutput:
-        """For a source, the queue its coroutine puts items into (the `output_q` it receives)."""
-        return self._output_queue
+    def output_queue(self) -> SourceOutput | NodeOutput | ResultQueue:
+        """For a source, the queue its coroutine puts items into (the `output_q` it receives).
+
+        For a sink, a `ResultQueue` of the values it returns (None excluded): the sink keeps them
+        from the first time this is read, which must be before the sink starts (before the run,
+        or right after create_pipeline(), before awaiting); it keeps the last `maxsize` and never
+        waits for a reader. For any other node, its outputs go to its successors: reading from
+        or putting into its output_queue raises PipelineError.
+        """
+        spec = self._spec
+        if not spec.is_sink or spec.is_source or self._hand is not None:
+            return self._output_queue
+        if self._results is None:
+            if self._pool is not None:
+                raise PipelineStateError(
+                    f"sink {self.name!r}: read output_queue before the sink starts (before the run, or "
+                    "right after create_pipeline() before awaiting); the values it returned so far are gone"
+                )
+            self._results = ResultQueue(spec.queue_size)
+            self.collected = ResultFeed(self._results, self.collected)
+        return self._results
 
     @property
     def processor_coro(self) -> Callable[..., Any]:
         return self._spec.coro
 
     @property
-    def liason_queues(self) -> tuple[list[Edge], list[Edge]]:
-        """(input edges, output edges), as in the original library."""
+    def liason_queues(self) -> tuple[list[Any], list[Any]]:
+        """(input edges, output edges), as in the original library; built by hand, (input_srcs, output_dests)."""
+        if self._hand is not None:
+            return (list(self._hand.input_srcs), list(self._hand.output_dests))
         return (list(self._inputs), list(self._outputs))
+
+    # -- a processor built by hand ------------------------------------------------------------
+
+    def close(self) -> None:
+        """Built by hand: no more input will come. What the input sources hold now is still read;
+        everything is processed and delivered, then the processor ends. For an InputProcessor,
+        stop its coroutine where it is. Doing it again does nothing."""
+        self._by_hand("close()").close()
+
+    async def join(self) -> None:
+        """Built by hand: wait until the processor has ended (after `close()`, or a failure).
+
+        Raises the coroutine's exception if it failed (the original only logged it). Cancelling
+        the caller stops the wait only.
+        """
+        await self._by_hand("join()").join()
+
+    async def aclose(self) -> None:
+        """Built by hand: `close()`, then `await join()`."""
+        self.close()
+        await self.join()
+
+    async def __aenter__(self) -> Processor:
+        self._by_hand("async with")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Close and await the processor; a failure of its coroutine is raised, unless one is already."""
+        hand = self._by_hand("async with")
+        if exc is not None:
+            hand.cancel()  # the block failed: end the processor now; the block's exception is the one to see
+            await hand.wait()
+            return
+        await self.aclose()
+
+    def _by_hand(self, what: str) -> HandRun:
+        if self._hand is None:
+            raise PipelineStateError(
+                f"{what} on node {self.name!r}: a processor the Plumber built ends with the run "
+                "(plumber.stop(), plumber.join())"
+            )
+        return self._hand
+
+    def stop_producing(self) -> None:
+        """Stop the node's own production: a source's coroutine (see InputProcessor.stop); others have none."""
+        return
 
     @property
     def item_id(self) -> Key | None:
@@ -271,6 +379,15 @@ class Processor:
         spec = self._spec
         if spec.join_mode is not None:
             self._joiner = Joiner(ports, zip_mode=spec.join_mode == "zip", key_length=spec.key_length)
+
+    def refuse_input(self, reason: str) -> None:
+        """Make `input_queue` refuse items from outside the run, for `reason` (by the Plumber)."""
+        self._input_refusal = reason
+
+    def took_out(self, key: Key) -> None:
+        """An item was taken out of the node's input by `input_queue.get()`: it left the run here."""
+        self.ledger.items_in += 1
+        self.ledger.drop(key, [])
 
     def install(self, hooks: NodeHooks) -> None:
         """Install the node methods of the run's hooks (before the run starts)."""
@@ -426,4 +543,11 @@ class NodeOutput:
             "or yield several from an async generator"
         )
 
+    def _refuse_get(self) -> None:
+        raise PipelineError(
+            f"node {self._name!r}: its outputs go to its successors; read a sink's output_queue, "
+            "or take from a successor's input_queue"
+        )
+
     put = put_nowait = _refuse
+    get = get_nowait = _refuse_get

@@ -263,6 +263,46 @@ class MemoryEdge:
             self._wake(self._putters, 1)
         return taken
 
+    # -- taking one item from outside the node (its input_queue's get) -----------------------
+
+    def take_nowait(self, skip: object = None, producer: int | None = None) -> Any | None:
+        """Take the first envelope whose value is not `skip` (and, if given, from node `producer`).
+
+        None when there is none. Not part of the Edge protocol: a node's `input_queue.get_nowait()`
+        and a source's `output_q.get_nowait()` over a MemoryEdge.
+        """
+        buffer = self._items
+        for i, item in enumerate(buffer):
+            if item[1] is not skip and (producer is None or item[2] == producer):
+                del buffer[i]
+                if self._putters:
+                    self._wake(self._putters, 1)
+                return item
+        return None
+
+    async def take(self, skip: object = None, producer: int | None = None) -> Any | None:
+        """`take_nowait`, waiting while there is nothing to take; None at end-of-stream."""
+        while True:
+            item = self.take_nowait(skip, producer)
+            if item is not None:
+                if self._items and self._getters:
+                    self._wake(self._getters, 1)  # what is left is the workers'
+                return item
+            if self._open_producers <= 0:
+                return None
+            if self._items and self._getters:
+                self._wake(self._getters, 1)  # only tombstones: they are the workers'
+            fut = runtime.new_future()
+            self._getters.append(fut)
+            try:
+                await fut
+            except BaseException:
+                if fut in self._getters:
+                    self._getters.remove(fut)
+                elif self._items or self._open_producers <= 0:
+                    self._wake(self._getters, 1)
+                raise
+
     @staticmethod
     def _wake(waiters: deque[runtime.Future[None]], count: int) -> None:
         while count > 0 and waiters:

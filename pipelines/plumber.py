@@ -95,6 +95,11 @@ class Plumber:
             if collect_outputs and spec.is_sink and not spec.is_source:
                 self._processors[name].collected = []
         wire(self._spec, self._processors, self._transport)
+        self._collect_outputs = collect_outputs
+        for name in self._spec.nodes:
+            reason = _outside_items_refused(self._spec, name)
+            if reason is not None:
+                self._processors[name].refuse_input(reason)
         self._journal: Journal | None = None
         if journal is not None:
             from .journal.engine import open_run  # the core needs the journal only when given one
@@ -102,6 +107,11 @@ class Plumber:
             run_journal = open_run(journal, self._spec)
             self._journal = run_journal.journal
             self._hooks.append(run_journal)
+            for processor in self._processors.values():
+                processor.refuse_input(
+                    "a run with a journal records every item from its sources, and could not replay one "
+                    "from outside after a crash"
+                )
         self._state: RunState = "built"
         self._run_called = False
         self._tasks: list[runtime.Task[None]] = []
@@ -117,6 +127,19 @@ class Plumber:
     def nodes(self) -> list[Processor]:
         """The processors, in the order of ``input_d['nodes']``."""
         return list(self._processors.values())
+
+    @property
+    def liason_graph(self) -> dict[str, tuple[list[str], list[str]]]:
+        """The wiring: for each node, in the order of ``input_d['nodes']``, the names of its input
+        edges and of the edges it puts into (its successors' inputs).
+
+        The original library kept a matrix of its queues here; an edge's name is its node's name,
+        or ``'{node}<-{producer}'`` for each input of a join of independent sources.
+        """
+        return {
+            name: ([edge.name for edge in p.inputs], [edge.name for edge in p.outputs])
+            for name, p in self._processors.items()
+        }
 
     def create_pipeline(self) -> None:
         """Start every node as a task on the running loop and return at once.
@@ -395,10 +418,23 @@ class Plumber:
             raise PipelineCancelled(f"the run was cancelled with {lost} items queued or in flight")
         assert self._started_at is not None
         assert self._ended_at is not None
-        outputs = {name: list(p.collected) for name, p in self._processors.items() if p.collected is not None}
+        outputs = {}
+        if self._collect_outputs:
+            outputs = {name: list(p.collected) for name, p in self._processors.items() if p.collected is not None}
         return RunResult(
             state=self._state, elapsed=self._ended_at - self._started_at, stats=self.stats(), outputs=outputs
         )
+
+
+def _outside_items_refused(graph: GraphSpec, name: str) -> str | None:
+    """Why node `name`'s input_queue cannot take items from outside the run, or None when it can."""
+    node = graph.nodes[name]
+    if node.join_mode is not None:
+        return "it joins its inputs by lineage, and an item from outside has no partner; put into a source"
+    for later in nx.descendants(graph.digraph, name):
+        if graph.nodes[later].join_mode == "zip":
+            return f"its items reach node {later!r}, a join of independent sources that pairs items by position"
+    return None
 
 
 def wire(graph: GraphSpec, processors: dict[str, Processor], transport: Transport) -> None:

@@ -3,6 +3,11 @@
 The output keeps the asyncio.Queue calls that code written for the original library uses
 (`await put(x)`, `put_nowait(x)`, `qsize()`, `maxsize`, `full()`, `empty()`), and behind them gives
 each item its lineage key and hands it to the input edge of every successor.
+
+Nothing is put after the end. Once the source's coroutine has returned (or failed, or was stopped),
+its output is sealed: a put still waiting for room then is delivered before the source ends, and
+any later `put` or `put_nowait` (from a task the coroutine left behind) raises
+`PipelineStateError` naming the source, so an item is never accepted and left behind.
 """
 
 from __future__ import annotations
@@ -13,7 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import runtime
 from .driver import Processor, RunControl
+from .edges import MemoryEdge
+from .errors import PipelineError, PipelineStateError
 from .hooks import NodeHooks
+from .lineage import DROPPED
+from .queues import QueueEmpty
 
 if TYPE_CHECKING:
     from .edges import Edge
@@ -35,11 +44,19 @@ class InputProcessor(Processor):
 
     kind = "source"
 
-    def __init__(self, spec: NodeSpec, env_vars: dict[str, Any] | None, control: RunControl) -> None:
-        super().__init__(spec, env_vars, control)
+    def __init__(
+        self,
+        spec: NodeSpec | object = None,
+        env_vars: dict[str, Any] | None = None,
+        control: RunControl | None = None,
+        **original: Any,
+    ) -> None:
+        super().__init__(spec, env_vars, control, **original)
         self._stopping = False
         self._producing: runtime.Task[Any] | None = None
-        self._output = SourceOutput(self, [], control.valve)
+        self._output = SourceOutput(self, [], self._control.valve)
+        if self._hand is not None:  # built by hand (pipelines.standalone): it starts now
+            self._start_by_hand(self._hand)
 
     @property
     def output_queue(self) -> SourceOutput:
@@ -55,6 +72,9 @@ class InputProcessor(Processor):
         if hooks.admits is not None:
             self._output = AdmittingSourceOutput(self, self._outputs, self._control.valve, hooks.admits)
 
+    def stop_producing(self) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """Stop producing: cancel the coroutine if it runs, or keep it from starting.
 
@@ -65,6 +85,14 @@ class InputProcessor(Processor):
             self._producing.cancel()
 
     async def _body(self) -> None:
+        try:
+            await self._produce()
+        finally:
+            self._output.seal()
+        if not self._control.cancelled and self._output.pending:
+            await self._output.drained()  # puts already waiting for room are delivered before the end
+
+    async def _produce(self) -> None:
         if self._stopping:
             return
         task = runtime.current_task()
@@ -95,16 +123,18 @@ class InputProcessor(Processor):
 class SourceOutput:
     """The output queue of a source. `put()` waits while a successor's input is full."""
 
-    __slots__ = ("_edges", "_index", "_ledger", "_name", "_seq", "_single", "_valve")
+    __slots__ = ("_drained", "_edges", "_index", "_ledger", "_name", "_pending", "_seq", "_single", "_valve")
 
     def __init__(self, source: Processor, edges: list[Edge], valve: Valve) -> None:
         self._ledger: Ledger = source.ledger
-        self._valve = valve
+        self._valve: Valve | _Ended = valve
         self._edges = edges
         self._name = source.name
         self._index = source.spec.index
         self._seq = 0
         self._single = edges[0] if len(edges) == 1 else None
+        self._pending = 0
+        self._drained: runtime.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"<SourceOutput of {self._name!r} {self.qsize()}/{self.maxsize}>"
@@ -125,6 +155,27 @@ class SourceOutput:
         return all(edge.empty() for edge in self._edges)
 
     @property
+    def ended(self) -> bool:
+        """True once the source has ended: every put from then on raises PipelineStateError."""
+        return isinstance(self._valve, _Ended)
+
+    @property
+    def pending(self) -> int:
+        """Puts waiting for room in a successor's input (they are delivered before the source ends)."""
+        return self._pending
+
+    def seal(self) -> None:
+        """The source has ended: refuse every put from now on (puts already waiting go through)."""
+        if not self.ended:
+            self._valve = _Ended(self._name)
+
+    async def drained(self) -> None:
+        """Wait until no put is waiting for room."""
+        while self._pending:
+            self._drained = runtime.new_future()
+            await self._drained
+
+    @property
     def next_key(self) -> tuple[str, int]:
         """The lineage key the next put will give its item: (source name, position)."""
         return (self._name, self._seq)
@@ -137,7 +188,7 @@ class SourceOutput:
         (a source that puts from several tasks): each item keeps its own position. While the run
         is paused, put waits before the item takes its position.
         """
-        if self._valve.closed:
+        while self._valve.closed:  # paused, or ended (then wait_open raises)
             await self._valve.wait_open()
         # Take the position before any await, so concurrent puts never share a key.
         envelope = ((self._name, self._seq), item, self._index)
@@ -151,6 +202,7 @@ class SourceOutput:
         """Send to every successor, waiting where an input is full."""
         ledger = self._ledger
         sent = not self._edges
+        self._pending += 1
         try:
             for edge in self._edges:
                 if not edge.put_nowait(envelope):
@@ -159,13 +211,19 @@ class SourceOutput:
         finally:
             if sent:
                 ledger.items_out += 1
+            self._pending -= 1
+            if not self._pending and self._drained is not None and not self._drained.done():
+                self._drained.set_result(None)
 
     def put_nowait(self, item: Any) -> None:
         """Send `item` to every successor now, or raise asyncio.QueueFull and send it to none.
 
-        While the run is paused, every put_nowait raises asyncio.QueueFull.
+        While the run is paused, every put_nowait raises asyncio.QueueFull; once the source has
+        ended, PipelineStateError.
         """
         if self._valve.closed or not all(edge.accepts_now() for edge in self._edges):
+            if isinstance(self._valve, _Ended):
+                self._valve.refuse()
             raise runtime.QueueFull
         key = (self._name, self._seq)
         self._seq += 1
@@ -177,6 +235,38 @@ class SourceOutput:
 
     def _admit(self, key: tuple[str, int]) -> bool:
         return True
+
+    def get_nowait(self) -> Any:
+        """Take back the oldest item this source put that still waits in its successor's input.
+
+        Raises QueueEmpty when there is none. The item is not handed on (`items_out` no
+        longer counts it). Only for a source with one successor, over an in-memory edge.
+        """
+        envelope = self._taking_edge().take_nowait(DROPPED, self._index)
+        if envelope is None:
+            raise QueueEmpty
+        self._ledger.items_out -= 1
+        return envelope[1]
+
+    async def get(self) -> Any:
+        """`get_nowait()`, waiting while none of this source's items waits in its successor's input.
+
+        Raises PipelineStateError once that input has ended and holds none of them.
+        """
+        envelope = await self._taking_edge().take(DROPPED, self._index)
+        if envelope is None:
+            raise PipelineStateError(f"source {self._name!r}: its successor's input has ended")
+        self._ledger.items_out -= 1
+        return envelope[1]
+
+    def _taking_edge(self) -> MemoryEdge:
+        edge = self._single
+        if not isinstance(edge, MemoryEdge):
+            raise PipelineError(
+                f"source {self._name!r}: get on its output queue needs exactly one successor, over an "
+                "in-memory edge (take from a successor's input_queue instead)"
+            )
+        return edge
 
 
 class AdmittingSourceOutput(SourceOutput):
@@ -191,8 +281,14 @@ class AdmittingSourceOutput(SourceOutput):
     def _admit(self, key: tuple[str, int]) -> bool:
         return self._admits(key)
 
+    def _taking_edge(self) -> MemoryEdge:
+        raise PipelineError(
+            f"source {self._name!r}: get on its output queue is not possible while a hook hears each item "
+            "enter (a journal): the item was recorded as sent"
+        )
+
     async def put(self, item: Any) -> None:
-        if self._valve.closed:
+        while self._valve.closed:
             await self._valve.wait_open()
         key = (self._name, self._seq)
         self._seq += 1
@@ -203,3 +299,26 @@ class AdmittingSourceOutput(SourceOutput):
             self._ledger.items_out += 1
             return
         await self._send(envelope)
+
+
+class _Ended:
+    """The valve of a source that has ended: always closed, and waiting at it raises.
+
+    Swapped in for the run's valve when the source ends, so that refusing a late put costs the
+    put's fast path nothing: it already tests the valve.
+    """
+
+    __slots__ = ("_name",)
+    closed = True
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def refuse(self) -> None:
+        raise PipelineStateError(
+            f"source {self._name!r} has ended: its coroutine returned, so nothing it puts now would "
+            "be processed; await every put before the source's coroutine returns"
+        )
+
+    async def wait_open(self) -> None:
+        self.refuse()

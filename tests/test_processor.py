@@ -36,9 +36,10 @@ async def test_processors_keep_the_original_properties() -> None:
     assert inp.input_queue is None
     assert rev.input_queue is not None
     assert rev.input_queue.maxsize == 100
-    assert rev.liason_queues == ([rev.input_queue], [out.input_queue])
-    assert inp.liason_queues == ([], [rev.input_queue])
-    assert out.liason_queues == ([out.input_queue], [])
+    assert out.input_queue is not None
+    assert rev.liason_queues == ([rev.input_queue.edge], [out.input_queue.edge])
+    assert inp.liason_queues == ([], [rev.input_queue.edge])
+    assert out.liason_queues == ([out.input_queue.edge], [])
     assert plumber.create_pipeline() is None
     await plumber.join()
     assert seen == [(2,)]
