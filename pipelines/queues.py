@@ -14,9 +14,9 @@ Both raise asyncio.QueueFull and asyncio.QueueEmpty where asyncio.Queue raises t
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
+from . import runtime
 from .errors import PipelineError, PipelineStateError
 from .lineage import DROPPED
 
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["NodeInput", "QueueEmpty", "QueueFull", "ResultFeed", "ResultQueue"]
 
-QueueEmpty = asyncio.QueueEmpty
-QueueFull = asyncio.QueueFull
+QueueEmpty = runtime.QueueEmpty
+QueueFull = runtime.QueueFull
 
 
 class NodeInput:
@@ -95,7 +95,7 @@ class NodeInput:
         """Put `item` into the node's input now, or raise asyncio.QueueFull."""
         if not self._edge.accepts_now():
             self._check("put")
-            raise asyncio.QueueFull
+            raise runtime.QueueFull
         self._edge.put_nowait(self._envelope(item))
 
     async def get(self) -> Any:
@@ -113,7 +113,7 @@ class NodeInput:
         """Take the next item waiting in the node's input now, or raise asyncio.QueueEmpty."""
         envelope = self._memory_edge().take_nowait(DROPPED)
         if envelope is None:
-            raise asyncio.QueueEmpty
+            raise runtime.QueueEmpty
         return self._taken(envelope)
 
     def _memory_edge(self) -> MemoryEdge:
@@ -134,7 +134,7 @@ class NodeInput:
         return value
 
 
-class ResultQueue(asyncio.Queue[Any]):
+class ResultQueue(runtime.Queue[Any]):
     """A sink's return values, for whoever reads them; the last `maxsize` are kept.
 
     An asyncio.Queue: `get`, `get_nowait`, `put`, `put_nowait`, `qsize`, `empty`, `full` and

@@ -15,6 +15,8 @@ __all__ = [
     "CancelledError",
     "Event",
     "Future",
+    "Queue",
+    "QueueEmpty",
     "QueueFull",
     "Task",
     "TaskGroup",
@@ -35,6 +37,8 @@ T = TypeVar("T")
 
 CancelledError = asyncio.CancelledError
 QueueFull = asyncio.QueueFull
+QueueEmpty = asyncio.QueueEmpty
+Queue = asyncio.Queue  # a class: subclassed by pipelines.queues
 Event = asyncio.Event
 Future = asyncio.Future
 Task = asyncio.Task

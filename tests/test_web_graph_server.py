@@ -562,12 +562,6 @@ async def test_a_clients_nodes_grow_no_more_workers_than_the_limit() -> None:
     assert done["stats"]["coro1"]["peak_workers"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipelines/web/graph_server.py checks queue_size in 'properties' only; since 'args': {'queue_size': N} "
-    "bounds a node's queue as in the original library, _check_node must check that entry against "
-    "Limits.max_queue_size too",
-)
 async def test_a_queue_bound_in_args_is_held_to_the_servers_limit() -> None:
     payload = {
         "nodes": {

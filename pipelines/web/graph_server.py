@@ -202,6 +202,11 @@ class GraphServer:
             for key, value in args.items():
                 if isinstance(value, (list, dict)) and len(value) > limits.max_items:
                     raise Refused(f"node {name!r}: args {key!r} has {len(value)} items (max {limits.max_items})")
+                # 'args': {'queue_size': N} bounds the node's queue, as in the original library
+                if key == "queue_size" and isinstance(value, int) and value > limits.max_queue_size:
+                    raise Refused(
+                        f"node {name!r}: queue_size {value} is more than this server allows ({limits.max_queue_size})"
+                    )
 
     def _resolve(self, value: Any, *, outbox: _Outbox) -> Any:
         if not isinstance(value, str):
