@@ -318,7 +318,7 @@ async def test_the_workers_column_shows_a_pool_growing_while_its_items_wait() ->
         await expect(page.get_by_test_id("workers-wait")).to_have_text("3 (peak 3)")
         await expect(page.get_by_test_id("inflight-wait")).to_have_text("3")
         await expect(page.get_by_test_id("workers-keep")).to_have_text("1 (peak 1)")
-        await expect(page.get_by_test_id("workers-three")).to_have_text("–")
+        await expect(page.get_by_test_id("workers-three")).to_have_text("\u2013")  # an en dash: a source has no workers
         release.set()
         await expect(page.get_by_test_id("run-state")).to_have_text("completed")
         await expect(page.get_by_test_id("workers-wait")).to_have_text("0 (peak 3)")

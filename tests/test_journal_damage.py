@@ -190,7 +190,11 @@ DAMAGES = [
     ),
     (
         "UPDATE meta SET value = x'0102' WHERE key = 'graph_hash'",
-        "the graph hash is a blob of 2 bytes; expected the hash of the journal's graph (text)",
+        "the graph hash is a blob of 2 bytes; expected the hash of the journal's graph (16 hex digits)",
+    ),
+    (
+        "UPDATE meta SET value = char(10) WHERE key = 'graph_hash'",
+        "the graph hash is '\\n'; expected the hash of the journal's graph (16 hex digits)",
     ),
     (
         "UPDATE meta SET value = '{\"a\": 1}' WHERE key = 'nodes'",

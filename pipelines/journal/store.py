@@ -27,6 +27,7 @@ before anything runs.
 from __future__ import annotations
 
 import json
+import re
 import os
 import reprlib
 import sqlite3
@@ -189,8 +190,8 @@ def _read(connection: sqlite3.Connection, name: str, with_items: bool) -> Stored
     if "graph_hash" not in meta:
         raise JournalError(f"{name}: not a pipelines journal (it names no graph)")
     graph_hash = meta["graph_hash"]
-    if not isinstance(graph_hash, str) or not graph_hash:
-        raise check.damaged("the graph hash", graph_hash, "the hash of the journal's graph (text)")
+    if not isinstance(graph_hash, str) or not re.fullmatch(r"[0-9a-f]{16}", graph_hash):
+        raise check.damaged("the graph hash", graph_hash, "the hash of the journal's graph (16 hex digits)")
     node_names = check.json(meta.get("nodes", "[]"), "the list of node names", NODE_NAMES)
     if not isinstance(node_names, list) or not all(isinstance(node, str) for node in node_names):
         raise check.damaged("the list of node names", node_names, NODE_NAMES)
