@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import runtime
 from .calls import HANDLED, PASSED_OVER, Expansion, with_retries
+from .edges import MemoryEdge
 from .ledger import guarded
 from .lineage import DISCARDED, DROPPED, Joiner
 from .types import Envelope, Key
@@ -268,7 +269,7 @@ class JoinTake:
     that is behind, so that a fast source is held back by its bound instead of filling the groups.
     """
 
-    __slots__ = ("_arrivals", "_emit", "_held", "_inputs", "_joiner", "_ledger", "_released", "_task")
+    __slots__ = ("_arrivals", "_cancel_safe", "_emit", "_held", "_inputs", "_joiner", "_ledger", "_released", "_task")
 
     def __init__(self, node: Processor, joiner: Joiner, emit: Callable[[list[Envelope], list[Any]], Awaitable[None]]):
         self._joiner = joiner
@@ -278,6 +279,7 @@ class JoinTake:
         self._emit = emit
         self._held = node.ledger.hooks.held
         self._released = node.ledger.hooks.released
+        self._cancel_safe = all(isinstance(edge, MemoryEdge) for edge in self._inputs)
 
     async def __call__(self, share: int) -> list[Envelope]:
         joiner = self._joiner
@@ -335,4 +337,8 @@ class JoinTake:
         ready = [i for i in live if not inputs[i].empty()]
         if ready:
             return await inputs[ready[0]].get_many(share)
+        if not self._cancel_safe:
+            # An edge whose reads belong to the task that made them (Redis: what a task took is
+            # acknowledged by its next read) cannot be read from a task of its own: wait on one.
+            return await inputs[live[0]].get_many(share)
         return await runtime.first_of([inputs[i].get_many(share) for i in live])
