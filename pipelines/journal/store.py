@@ -27,8 +27,8 @@ before anything runs.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import reprlib
 import sqlite3
 from dataclasses import dataclass, field
