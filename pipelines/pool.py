@@ -147,6 +147,11 @@ class Pool:
         self._members.remove(member)
         self.live -= 1
 
+    @property
+    def has_stranded(self) -> bool:
+        """Whether a look found outputs finished by a worker that is now suspended (see `stranded`)."""
+        return self._stranded
+
     def stranded(self) -> tuple[list[Envelope], list[Any]] | None:
         """Outputs finished by workers now suspended in the middle of a piece, taken off them to be
         handed on by the caller, so that no output waits for its neighbour (None: there are none).
@@ -273,7 +278,7 @@ class Pool:
     def _look(self) -> None:
         """The loop turned while workers may be suspended: if work waits behind them, wake or add one."""
         self._armed = False
-        if self._group is None or (self.busy == 0 and self._empty()):
+        if self._group is None or self.busy == 0:
             return  # the common case of a node that never suspends: its piece was done in one go
         calling = 0
         unstarted = stranded = False

@@ -145,9 +145,10 @@ class Worker:
         errors = member.errors
         append = out.append
         while True:
-            stranded = pool.stranded()
-            if stranded is not None:
-                await self._emit(*stranded)
+            if pool.has_stranded:
+                stranded = pool.stranded()
+                if stranded is not None:
+                    await self._emit(*stranded)
             piece = await pool.take(member, extra=extra)
             if piece is None:
                 return
