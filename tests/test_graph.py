@@ -394,8 +394,9 @@ def test_a_node_nested_too_deep_is_refused_naming_it(depth: int, where: str) -> 
 
 def test_a_node_nested_to_the_limit_is_accepted() -> None:
     graph = good()
-    graph["nodes"]["rev"] = {"coro": takes_anything, "args": {"v": nested(MAX_NESTING - 2)}}
-    Plumber(graph)
+    deep = nested(MAX_NESTING - 2)
+    graph["nodes"]["rev"] = {"coro": takes_anything, "args": {"v": deep}}
+    assert Plumber(graph).spec.nodes["rev"].args == {"v": deep}
 
 
 def test_args_that_contain_themselves_are_accepted_as_before() -> None:
@@ -403,7 +404,7 @@ def test_args_that_contain_themselves_are_accepted_as_before() -> None:
     loop.append(loop)
     graph = good()
     graph["nodes"]["rev"] = {"coro": takes_anything, "args": {"v": loop}}
-    Plumber(graph)
+    assert Plumber(graph).spec.nodes["rev"].args["v"] is loop
 
 
 def test_successors_nested_too_deep_are_refused_naming_the_node() -> None:
@@ -426,7 +427,7 @@ def test_the_same_list_shared_many_times_over_is_walked_once() -> None:
         shared = [shared] * 10
     graph = good()
     graph["nodes"]["rev"] = {"coro": takes_anything, "args": {"v": shared[:1]}}
-    Plumber(graph)
+    assert Plumber(graph).spec.nodes["rev"].args["v"][0] is shared[0]
 
 
 # --- coro names through a Registry: its own names are checked where they are given ---------------
