@@ -238,16 +238,7 @@ class MemoryEdge:
         while not self._items:
             if self._open_producers <= 0:
                 return []
-            fut = runtime.new_future()
-            self._getters.append(fut)
-            try:
-                await fut
-            except BaseException:
-                if fut in self._getters:
-                    self._getters.remove(fut)
-                elif self._items or self._open_producers <= 0:
-                    self._wake(self._getters, 1)
-                raise
+            await self._wait_as_consumer()
         buffer = self._items
         limit = -(-len(buffer) // share)
         if len(buffer) <= limit:
@@ -292,16 +283,21 @@ class MemoryEdge:
                 return None
             if self._items and self._getters:
                 self._wake(self._getters, 1)  # only tombstones: they are the workers'
-            fut = runtime.new_future()
-            self._getters.append(fut)
-            try:
-                await fut
-            except BaseException:
-                if fut in self._getters:
-                    self._getters.remove(fut)
-                elif self._items or self._open_producers <= 0:
-                    self._wake(self._getters, 1)
-                raise
+            await self._wait_as_consumer()
+
+    async def _wait_as_consumer(self) -> None:
+        """Wait until a producer adds items or the last one closes. Cancel-safe: a consumer
+        cancelled after it was woken hands the wake-up on, so that no item waits unseen."""
+        fut = runtime.new_future()
+        self._getters.append(fut)
+        try:
+            await fut
+        except BaseException:
+            if fut in self._getters:
+                self._getters.remove(fut)
+            elif self._items or self._open_producers <= 0:
+                self._wake(self._getters, 1)
+            raise
 
     @staticmethod
     def _wake(waiters: deque[runtime.Future[None]], count: int) -> None:
