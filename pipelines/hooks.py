@@ -86,11 +86,6 @@ class NodeHooks:
     result: Result | None = None
     finished: Finished | None = None
 
-    @property
-    def installed(self) -> bool:
-        """Whether any node method is installed."""
-        return any(getattr(self, f.name) is not None for f in fields(self))
-
 
 NO_HOOKS = NodeHooks()
 

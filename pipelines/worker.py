@@ -270,7 +270,7 @@ class JoinTake:
     that is behind, so that a fast source is held back by its bound instead of filling the groups.
     """
 
-    __slots__ = ("_arrivals", "_cancel_safe", "_emit", "_held", "_inputs", "_joiner", "_ledger", "_released", "_task")
+    __slots__ = ("_arrivals", "_cancel_safe", "_emit", "_held", "_inputs", "_joiner", "_ledger", "_released")
 
     def __init__(self, node: Processor, joiner: Joiner, emit: Callable[[list[Envelope], list[Any]], Awaitable[None]]):
         self._joiner = joiner
