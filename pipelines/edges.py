@@ -59,9 +59,10 @@ class Edge(Protocol):
 
     def statistics(self) -> EdgeStatistics: ...
 
-    # Optional: ``on_backlog(callback)``: call `callback()` when items are added to an empty edge
-    # while no consumer waits for them (None: stop). A node's elastic pool (pipelines.pool) grows on it at once; over
-    # an edge without it, the pool grows from the items of the batches its workers took.
+    # Optional: ``on_backlog(callback)``: call `callback()` when items are added while no consumer
+    # waits for them, once until a consumer next takes (None: stop). A node's elastic pool
+    # (pipelines.pool) grows on it at once; over an edge without it, the pool grows from the items
+    # of the batches its workers took.
 
     def close(self) -> None:
         """One producer is done."""
@@ -90,7 +91,7 @@ class MemoryEdge:
     put has added only the items it had room for before it blocked.
     """
 
-    __slots__ = ("_backlog", "_getters", "_items", "_open_producers", "_putters", "maxsize", "name")
+    __slots__ = ("_backlog", "_getters", "_items", "_open_producers", "_putters", "_told", "maxsize", "name")
 
     def __init__(self, name: str, maxsize: int, producers: int = 1) -> None:
         if maxsize < 1:
@@ -102,6 +103,8 @@ class MemoryEdge:
         self._putters: deque[runtime.Future[None]] = deque()
         self._open_producers = producers
         self._backlog: Callable[[], object] | None = None
+        self._told = True
+        """Nothing to tell on_backlog's listener: there is none, or no consumer took since it was told."""
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -135,6 +138,18 @@ class MemoryEdge:
 
     def on_backlog(self, callback: Callable[[], object] | None) -> None:
         self._backlog = callback
+        self._told = callback is None
+
+    def _hand_over(self, count: int) -> None:
+        """Wake consumers for `count` new items: what arrives until they take is theirs, not a backlog."""
+        self._told = True
+        self._wake(self._getters, count)
+
+    def _tell(self) -> None:
+        """Items arrived and no consumer waits: tell the listener, once until a consumer takes."""
+        self._told = True
+        assert self._backlog is not None
+        self._backlog()
 
     def statistics(self) -> EdgeStatistics:
         return EdgeStatistics(
@@ -162,13 +177,11 @@ class MemoryEdge:
         # accepts_now(), written out: this is the sources' per-item path
         if len(self._items) >= self.maxsize or self._putters:
             return False
-        items = self._items
-        began = not items
-        items.append(item)
+        self._items.append(item)
         if self._getters:
-            self._wake(self._getters, 1)
-        elif began and self._backlog is not None:
-            self._backlog()  # a backlog begins: told once, not per item
+            self._hand_over(1)
+        elif not self._told:
+            self._tell()
         return True
 
     async def put_many(self, items: list[Any]) -> float:
@@ -179,9 +192,9 @@ class MemoryEdge:
         if not self._putters and len(buffer) + len(items) <= self.maxsize:
             buffer.extend(items)
             if self._getters:
-                self._wake(self._getters, len(items))
-            elif self._backlog is not None and len(buffer) == len(items):
-                self._backlog()
+                self._hand_over(len(items))
+            elif not self._told:
+                self._tell()
             return 0.0
         return await self._put_slow(items)
 
@@ -200,9 +213,9 @@ class MemoryEdge:
                     self._items.extend(items[done : done + take])
                     done += take
                     if self._getters:
-                        self._wake(self._getters, take)
-                    elif self._backlog is not None and len(self._items) == take:
-                        self._backlog()
+                        self._hand_over(take)
+                    elif not self._told:
+                        self._tell()
                 if done == total:
                     if self._putters and len(self._items) < self.maxsize:
                         self._wake(self._putters, 1)
@@ -240,6 +253,7 @@ class MemoryEdge:
                 return []
             await self._wait_as_consumer()
         buffer = self._items
+        self._told = self._backlog is None
         limit = -(-len(buffer) // share)
         if len(buffer) <= limit:
             self._items = []

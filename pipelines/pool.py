@@ -16,6 +16,9 @@ Either way items start in input order, as they would with a task each: a worker 
 from a suspended one takes the items that one has not started, and hands on the outputs that one
 finished before it suspended. A node whose function never suspends stays at one worker: the pool
 only looks when the loop turns, which such a node never lets happen in the middle of its work.
+Once its looks keep finding no worker in the middle of a piece, the pool looks less often: every
+64th piece, when items arrive while no worker waits for them, and 10 ms after a piece started at
+the latest; the first look that finds a worker suspended brings back a look per piece.
 
 With `ordered`, outputs leave in input order (pipelines.ordering); otherwise as soon as they are
 ready, so that no output waits for a slow neighbour.
@@ -38,6 +41,12 @@ if TYPE_CHECKING:
     from .worker import Take, Worker
 
 __all__ = ["Piece", "Pool"]
+
+_CALMEST = 63
+"""The most pieces a pool starts without a look, once looks keep finding no worker suspended."""
+
+_WATCH = 0.01
+"""Seconds after which a pool that starts pieces without a look looks anyway."""
 
 Piece = tuple[list[Envelope], Turn | None]
 """Some envelopes to handle, and their place in the output order (None when order is not kept)."""
@@ -81,7 +90,13 @@ class Pool:
         self._reading = False
         self._ended = False
         self._armed = False
-        self._stranded = False
+        self._calm = 0
+        """Pieces to start without a look: grows while looks find no worker suspended mid-piece."""
+        self._skip = 0
+        self._watch: Callable[[], None] | None = None
+        """Cancels the look that follows a piece started without one."""
+        self.has_stranded = False
+        """Whether a look found outputs finished by a worker that is now suspended (see `stranded`)."""
         self._group: runtime.TaskGroup | None = None
         self._task: runtime.Task[None] | None = None
         self._call_soon: Callable[[Callable[[], object]], object] = runtime.call_soon
@@ -126,6 +141,9 @@ class Pool:
             raise
         finally:
             self._group = None
+            if self._watch is not None:
+                self._watch()
+                self._watch = None
             for listen in self._listeners:
                 listen(None)
 
@@ -147,20 +165,15 @@ class Pool:
         self._members.remove(member)
         self.live -= 1
 
-    @property
-    def has_stranded(self) -> bool:
-        """Whether a look found outputs finished by a worker that is now suspended (see `stranded`)."""
-        return self._stranded
-
     def stranded(self) -> tuple[list[Envelope], list[Any]] | None:
         """Outputs finished by workers now suspended in the middle of a piece, taken off them to be
         handed on by the caller, so that no output waits for its neighbour (None: there are none).
 
         Only where order is not kept: an ordered node's outputs leave in their turn.
         """
-        if not self._stranded:
+        if not self.has_stranded:
             return None
-        self._stranded = False
+        self.has_stranded = False
         out: list[Envelope] = []
         errors: list[Any] = []
         for member in self._members:
@@ -173,14 +186,16 @@ class Pool:
 
     # -- taking work --------------------------------------------------------------------------
 
-    async def take(self, member: Member, *, extra: bool) -> Piece | None:
-        """The next piece for a worker: the unstarted half of a suspended worker's piece, else a batch
-        from the input; None at the end of the input (or, for an extra worker, when there is nothing)."""
+    async def take(self, member: Member, *, extra: bool) -> Iterator[Envelope] | None:
+        """Start the next piece of a worker: the unstarted half of a suspended worker's piece, else a
+        batch from the input. Returns the iterator the worker works through (which the pool may cut
+        short; the piece is `member.batch`, its turn `member.turn`), or None at the end of the input
+        (or, for an extra worker, when there is nothing). The worker calls `finished` after it."""
         while True:
             if self.busy:  # another worker is in the middle of a piece: it may have items to spare
                 piece = self._steal()
                 if piece is not None:
-                    return piece
+                    return self._start_piece(member, *piece)
             if self._ended:
                 if self.busy == 0:
                     self._wake(len(self._waiting))
@@ -197,7 +212,7 @@ class Pool:
                     return None
                 if self._waiting:
                     self._wake(1)  # an idle worker reads on, or takes over what this one leaves
-                return batch, self.gate.ticket() if self.gate is not None else None
+                return self._start_piece(member, batch, self.gate.ticket() if self.gate is not None else None)
             if extra:
                 return None
             waiter = runtime.new_future()
@@ -243,8 +258,7 @@ class Pool:
                 waiter.set_result(None)
                 count -= 1
 
-    def started(self, member: Member, items: list[Envelope], turn: Turn | None) -> Iterator[Envelope]:
-        """A worker starts a piece: the iterator it works through, which the pool may cut short."""
+    def _start_piece(self, member: Member, items: list[Envelope], turn: Turn | None) -> Iterator[Envelope]:
         rest = iter(items)
         member.batch = items
         member.rest = rest
@@ -252,8 +266,15 @@ class Pool:
         member.stolen = 0
         self.busy += 1
         if not self._armed:
-            self._armed = True
-            self._call_soon(self._look)
+            if self._skip:
+                # A node not seen suspended: looked at every so many pieces, when items arrive
+                # (the edge's backlog), and at the latest _WATCH seconds after a piece started.
+                self._skip -= 1
+                if self._watch is None:
+                    self._watch = runtime.call_later(_WATCH, self._watched)
+            else:
+                self._armed = True
+                self._call_soon(self._look)
         return rest
 
     def finished(self, member: Member) -> int:
@@ -275,11 +296,16 @@ class Pool:
             self._armed = True
             self._call_soon(self._look)
 
+    def _watched(self) -> None:
+        self._watch = None
+        if self.busy and not self._armed:
+            self._look()
+
     def _look(self) -> None:
         """The loop turned while workers may be suspended: if work waits behind them, wake or add one."""
         self._armed = False
-        if self._group is None or self.busy == 0:
-            return  # the common case of a node that never suspends: its piece was done in one go
+        if self._group is None:
+            return
         calling = 0
         unstarted = stranded = False
         for member in self._members:
@@ -287,8 +313,15 @@ class Pool:
                 calling += 1
                 unstarted = unstarted or length_hint(member.rest) > 0
                 stranded = stranded or bool(member.out or member.errors)
+        if not calling:
+            # The common case of a node that never suspends: its pieces are done in one go. The
+            # next looks come later and later (every 64th piece at most), or when items arrive.
+            self._calm = min(2 * self._calm + 1, _CALMEST)
+            self._skip = self._calm
+            return
+        self._calm = self._skip = 0  # a worker is suspended mid-piece: look at every piece
         if stranded and self.gate is None:
-            self._stranded = True
+            self.has_stranded = True
         else:
             stranded = False
         waits_at_input = calling == self.live and not self._reading and not self._ended and not self._empty()

@@ -20,6 +20,7 @@ __all__ = [
     "QueueFull",
     "Task",
     "TaskGroup",
+    "call_later",
     "call_soon",
     "call_soon_of_running_loop",
     "clock",
@@ -105,6 +106,11 @@ def call_soon(callback: Callable[[], object]) -> None:
 def call_soon_of_running_loop() -> Callable[[Callable[[], object]], object]:
     """The running loop's `call_soon`, to keep for calls from one place many times."""
     return asyncio.get_running_loop().call_soon
+
+
+def call_later(delay: float, callback: Callable[[], object]) -> Callable[[], None]:
+    """Call `callback()` in `delay` seconds of the running loop's clock; returns what cancels the call."""
+    return asyncio.get_running_loop().call_later(delay, callback).cancel
 
 
 async def first_of(gets: list[Coroutine[Any, Any, list[T]]]) -> list[T]:

@@ -149,16 +149,16 @@ class Worker:
                 stranded = pool.stranded()
                 if stranded is not None:
                     await self._emit(*stranded)
-            piece = await pool.take(member, extra=extra)
-            if piece is None:
+            rest = await pool.take(member, extra=extra)
+            if rest is None:
                 return
-            batch, turn = piece
-            size = len(batch)
+            turn = member.turn
+            size = len(member.batch)
             started = clock()
             ledger.items_in += size  # in flight from now: stats() shows them so
             many = size > 1
             passed = not_done = 0
-            for key, value, _ in pool.started(member, batch, turn):
+            for key, value, _ in rest:
                 if value is DROPPED:
                     passed += 1
                     ledger.tombstone(key, out)

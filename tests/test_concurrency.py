@@ -189,3 +189,33 @@ async def test_ordered_outputs_leave_in_input_order_while_the_calls_overlap(virt
     assert seen == list(range(8))
     assert result["w"].peak_workers == 8
     assert virtual_clock.elapsed == 0.5  # all eight at once: the slowest decides
+
+
+@pytest.mark.parametrize("quick", [0, 150, 1_000, 3_333, 6_400])
+async def test_a_node_that_starts_to_suspend_late_still_shares_its_piece(
+    virtual_clock: VirtualClock, quick: int
+) -> None:
+    """After many pieces done in one go, a node looks at its workers less often (pipelines.pool): then
+    its calls start to wait, with no new item arriving. Its unstarted items are still taken over
+    within 10 ms, not left behind the slow call (one after the other, the 10 slow ones take 10 s)."""
+    started: dict[int, float] = {}
+
+    async def work(processor: Processor, q_elt: tuple[int]) -> int:
+        i = q_elt[0]
+        if i >= quick:
+            started[i] = virtual_clock.elapsed
+            await asyncio.sleep(1.0)
+        return i
+
+    seen: list[int] = []
+
+    async def sink(processor: Processor, q_elt: tuple[int]) -> None:
+        seen.append(q_elt[0])
+
+    graph = chain("src", "w", "out", coros={"src": source_of(list(range(quick + 10))), "w": work, "out": sink})
+    result = await Plumber(graph).run()
+    assert sorted(seen) == list(range(quick + 10))
+    assert sorted(started) == list(range(quick, quick + 10))
+    assert set(started.values()) <= {0.0, 0.01}
+    assert virtual_clock.elapsed == max(started.values()) + 1.0
+    assert result["w"].peak_workers == 10
