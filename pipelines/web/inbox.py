@@ -105,6 +105,11 @@ class Inbox:
         return len(self._queue) + len(self._waiting)
 
     @property
+    def in_graph(self) -> int:
+        """Submitted items that still have envelopes in the graph (answered or not): 0 once all ended."""
+        return len(self._alive)
+
+    @property
     def node(self) -> str | None:
         """The name of the inbox's node, once bound."""
         return self._name
