@@ -134,7 +134,7 @@ class Inbox:
         old = self._plumber
         if old is not None and (old.state in LIVE_STATES or (old.state in ENDED_STATES and self._ended is None)):
             raise ValueError(
-                f"inbox {self._name!r} is bound to a run that has not ended (state {self._plumber.state!r}); "
+                f"inbox {self._name!r} is bound to a run that has not ended (state {old.state!r}); "
                 "an inbox serves one run at a time"
             )
         mine = [p.name for p in plumber.nodes if getattr(p.processor_coro, "__self__", None) is self]
