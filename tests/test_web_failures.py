@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from pipelines import Plumber, Processor
 from pipelines.signals import Signal
-from pipelines.web import PLUMBER, SUPERVISOR, Inbox, Unavailable, attach
+from pipelines.web import PLUMBER, SUPERVISOR, Hub, Inbox, Unavailable, attach
 
 from .helpers import until
 from .web_helpers import serving
@@ -316,8 +316,9 @@ async def test_an_explicit_on_error_fail_and_answer_failures_false_still_fail_th
 
 async def test_a_restart_serves_the_next_requests_and_past_the_limit_they_get_503() -> None:
     inbox = Inbox()
+    hub = Hub()
     app = answering(web.Application(), inbox)
-    attach(app, with_tripwire(inbox, asyncio.Event()), inbox=inbox, restart=1)
+    attach(app, with_tripwire(inbox, asyncio.Event()), inbox=inbox, hub=hub, restart=1)
     async with serving(app) as url, aiohttp.ClientSession() as session:
         supervisor = app[SUPERVISOR]
         first = supervisor.plumber
@@ -348,6 +349,39 @@ async def test_a_restart_serves_the_next_requests_and_past_the_limit_they_get_50
         assert supervisor.plumber is second
         assert supervisor.restarts == 1
         assert [str(e) for e in supervisor.failures] == ["the tripwire went off"] * 2
+        assert [(run.label, run.plumber) for run in hub.runs()] == [("pipeline", first), ("pipeline", second)]
+
+
+async def test_a_factory_that_fails_on_a_restart_leaves_the_pipeline_down(caplog: pytest.LogCaptureFixture) -> None:
+    inbox = Inbox()
+    tripwired = with_tripwire(inbox)
+    builds: list[str] = []
+
+    def build() -> Plumber:
+        builds.append("build")
+        if len(builds) > 1:
+            raise OSError("the graph file is gone")
+        return tripwired()
+
+    app = answering(web.Application(), inbox)
+    attach(app, build, inbox=inbox, restart=5)
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+        assert (await ask(session, url, 13))[0] == 503
+        supervisor = app[SUPERVISOR]
+        await until(lambda: len(supervisor.failures) == 2)
+        assert [repr(e) for e in supervisor.failures] == [
+            "RuntimeError('the tripwire went off')",
+            "OSError('the graph file is gone')",
+        ]
+        status, text = await ask(session, url, 1)
+        assert status == 503
+        assert re.fullmatch(rf"inbox 'requests': the pipeline failed: {CAUSE}", text)
+    assert builds == ["build", "build"]
+    assert [r.getMessage() for r in caplog.records if r.name == "pipelines.web.attach" and r.levelname != "INFO"] == [
+        "the pipeline failed (RuntimeError: the tripwire went off (task 'pipelines:double' ended with this "
+        "exception)); restarting it (restart 1 of 5)",
+        "the pipeline could not be built again (OSError: the graph file is gone); it stays down",
+    ]
 
 
 def test_restart_needs_a_factory_and_a_count() -> None:
