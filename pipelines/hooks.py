@@ -33,7 +33,14 @@ before the envelopes it reports are handed on::
                                       failure routed to an error node). Outcomes: 'dropped' (None
                                       returned, or its join group discarded), 'skipped', 'routed' (to the
                                       error node; value is the exception), 'failed' (on_error 'fail':
-                                      the run fails), 'passed' (a tombstone went through), 'expanded'
+                                      the run fails, unless a hook claimed the failure: see `claims`),
+                                      'passed' (a tombstone went through), 'expanded'
+    claims(key, exception) -> bool    the item failed after its retries at a node whose on_error is
+                                      'fail'. True takes the failure as the item's own outcome (the
+                                      hook answers for it, as an Inbox answers the request that sent
+                                      the item): the item is counted failed, tombstones go on to a
+                                      join downstream, settled(key, 'failed', exception, copies) is
+                                      heard, and the run goes on. False (every hook): the run fails.
     result(key, value)                a sink returned `value` (None included), or its generator yielded it
     finished(keys) -> awaitable|None  a sink finished these items (each once, after its results). A
                                       returned awaitable holds the sink's worker back until it resolves:
@@ -64,6 +71,7 @@ Held = Callable[[Key], None]
 Settled = Callable[[Key, Outcome, Any, int], None]
 Result = Callable[[Key, Any], None]
 Finished = Callable[[list[Key]], Awaitable[None] | None]
+Claims = Callable[[Key, BaseException], bool]
 
 
 class Hook(Protocol):
@@ -85,6 +93,7 @@ class NodeHooks:
     settled: Settled | None = None
     result: Result | None = None
     finished: Finished | None = None
+    claims: Claims | None = None
 
 
 NO_HOOKS = NodeHooks()
@@ -121,6 +130,13 @@ def _combine(name: str, methods: list[Callable[..., Any]]) -> Callable[..., Any]
             return all(verdicts)
 
         return admits
+    if name == "claims":
+
+        def claims(key: Key, exception: BaseException) -> bool:
+            verdicts = [method(key, exception) for method in methods]  # every hook hears it
+            return any(verdicts)
+
+        return claims
     if name == "finished":
 
         def finished(keys: list[Key]) -> Awaitable[None] | None:

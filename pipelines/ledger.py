@@ -4,6 +4,10 @@ A node's counters live here, and every way an item can end at a node other than 
 on (dropped, skipped, routed to the error node, failing the run, a tombstone passing through) is
 one method, which counts it, sends the tombstone a join downstream waits for, and tells the
 installed hooks. The counts keep the identity documented in pipelines.stats.
+
+An item that fails under on_error 'fail' fails the run, unless an installed hook claims the failure
+as the item's own outcome (the `claims` node method, pipelines.hooks): an Inbox does, so that a bad
+request fails that request only. Then the item is counted failed and the run goes on.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import runtime
 from .errors import PipelineError
 from .failure import Failure
-from .hooks import NO_HOOKS, NodeHooks, Settled
+from .hooks import NO_HOOKS, Claims, NodeHooks, Settled
 from .lineage import DROPPED
 from .types import Envelope, Key
 
@@ -33,6 +37,7 @@ class Ledger:
     """The counters of one node and the outcomes of its items."""
 
     __slots__ = (
+        "_claims",
         "_fail_run",
         "_forward",
         "_index",
@@ -69,6 +74,7 @@ class Ledger:
         self._routes = 0
         self.hooks: NodeHooks = NO_HOOKS
         self._settled: Settled | None = None
+        self._claims: Claims | None = None
         self.items_in = 0
         self.items_out = 0
         self.completed = 0
@@ -87,6 +93,7 @@ class Ledger:
     def install(self, hooks: NodeHooks) -> None:
         self.hooks = hooks
         self._settled = hooks.settled
+        self._claims = hooks.claims
 
     @property
     def in_flight(self) -> int:
@@ -114,7 +121,9 @@ class Ledger:
     ) -> bool:
         """The item raised `exc` after its retries: apply on_error. False when the run must stop.
 
-        Re-raises a cancellation that is the run's own.
+        Under on_error 'fail', a hook that claims the failure makes it the item's own outcome: it
+        is counted failed, its tombstones go on, and the run goes on. Re-raises a cancellation
+        that is the run's own.
         """
         failure = as_failure(exc, task, f"{self._kind} {self._name!r}")
         self._signals.emit("item_failed", node=self._name, item=arg, exception=failure)
@@ -124,6 +133,19 @@ class Ledger:
         if on_error == "fail":
             self.failed += 1
             failure.add_note(f"pipelines: node {self._name!r} failed on item {shown}")
+            if self._claims is not None:
+                try:
+                    claimed = self._claims(key, failure)
+                except Exception as hook_error:  # a bug in the hook fails the run, as from any node method
+                    self._fail_run(hook_error)
+                    return False
+                if claimed:
+                    if self._forward:
+                        out.append((key, DROPPED, self._index))
+                    logger.info("node %r: item %s failed (%r); a hook answers for it", self._name, shown, failure)
+                    if settled is not None:
+                        settled(key, "failed", failure, self._tombstones)
+                    return True
             if settled is not None:
                 settled(key, "failed", failure, 0)
             self._fail_run(failure)

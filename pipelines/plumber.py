@@ -311,6 +311,11 @@ class Plumber:
         return self._state
 
     @property
+    def failure(self) -> BaseException | None:
+        """The exception the run failed with (what run() and join() raise), or None."""
+        return self._failure
+
+    @property
     def graph(self) -> nx.DiGraph[str]:
         """The graph as networkx sees it: data edges have kind='data', error routes kind='error'."""
         return self._spec.digraph

@@ -7,8 +7,9 @@ The counts of a node keep one identity at every moment::
 `items_in` counts the items a node took from its input (for a join, the groups it resolved),
 `completed` those its coroutine handled, `dropped` those that produced nothing (a coroutine that
 returned None on a node with successors, or a join group an input had dropped), `skipped` and
-`failed` those that raised after their retries (`on_error` 'skip', or 'fail' and routed to an
-error node). A source takes no input: its items_in is 0 and items_out counts what it put.
+`failed` those that raised after their retries (`on_error` 'skip'; or 'fail', or routed to an
+error node, or claimed by a hook as the item's own failure, as an Inbox does). A source takes no
+input: its items_in is 0 and items_out counts what it put.
 """
 
 from __future__ import annotations

@@ -757,3 +757,112 @@ def test_every_item_ends_once_on_each_path_and_the_hook_counts_match_the_stats(l
             assert stats.items_in == seen["sent"] + seen["dropped"]
             assert seen["released"] == (stats.items_in if name == "j" else 0)
     assert hook.runs[-1] == ("run_ended", plumber, "completed")
+
+
+# -- claims: a hook takes an item's failure as the item's own -----------------------------------
+
+
+class Claims:
+    """A hook whose `claims` takes the failures of the positions in `mine`; it notes what it hears."""
+
+    def __init__(self, mine: set[int], heard: list[Event] | None = None, error: Exception | None = None) -> None:
+        self.mine = mine
+        self.heard: list[Event] = [] if heard is None else heard
+        self.error = error
+
+    def node_hooks(self, node: Processor) -> ClaimsAt:
+        return ClaimsAt(self, node.name)
+
+
+class ClaimsAt:
+    def __init__(self, hook: Claims, node: str) -> None:
+        self._hook = hook
+        self._node = node
+
+    def claims(self, key: Any, exception: BaseException) -> bool:
+        self._hook.heard.append((self._node, "claims", key, repr(exception)))
+        if self._hook.error is not None:
+            raise self._hook.error
+        return key[1] in self._hook.mine
+
+    def settled(self, key: Any, outcome: str, value: Any, copies: int) -> None:
+        if outcome == "failed":
+            self._hook.heard.append((self._node, "settled", key, outcome, repr(value), copies))
+
+
+def odd_refused_diamond(items: int) -> tuple[dict[str, Any], list[Any]]:
+    """src -> (half, same) -> pair: half raises on odd numbers; pair's items are kept."""
+
+    async def half(x: int) -> int:
+        if x % 2:
+            raise ValueError(f"odd {x}")
+        return x // 2
+
+    async def same(x: int) -> int:
+        return x
+
+    seen, pair = collector()
+    item = {"style": "item"}
+    graph = {
+        "nodes": {
+            "src": {"coro": source_of(list(range(items)))},
+            "half": {"coro": half, "properties": {**item, "workers": 1}},
+            "same": {"coro": same, "properties": item},
+            "pair": {"coro": pair},
+        },
+        "graph": {"src": ["half", "same"], "half": ["pair"], "same": ["pair"], "pair": None},
+    }
+    return graph, seen
+
+
+async def test_a_claimed_failure_fails_its_item_alone_and_the_run_goes_on() -> None:
+    hook = Claims(mine={1, 3, 5, 7, 9})
+    failed: list[Any] = []
+    graph, seen = odd_refused_diamond(10)
+    plumber = Plumber(graph, hooks=[hook])
+    plumber.signals.connect("item_failed", lambda s: failed.append((s.node, s.item)))
+    result = await plumber.run()
+    assert result.state == "completed"
+    assert sorted(seen) == [(x // 2, x) for x in range(0, 10, 2)]  # the join's q_elt
+    odd = range(1, 10, 2)
+    assert hook.heard == [
+        event
+        for x in odd
+        for event in (
+            ("half", "claims", ("src", x), f"ValueError('odd {x}')"),
+            ("half", "settled", ("src", x), "failed", f"ValueError('odd {x}')", 1),  # its tombstone goes to pair
+        )
+    ]
+    assert failed == [("half", x) for x in odd]
+    stats = result.stats
+    assert (stats["half"].items_in, stats["half"].completed, stats["half"].failed) == (10, 5, 5)
+    assert (stats["pair"].items_in, stats["pair"].completed, stats["pair"].dropped) == (10, 5, 5)
+
+
+async def test_a_failure_no_hook_claims_fails_the_run_and_every_hook_is_asked() -> None:
+    heard: list[Event] = []
+    graph, _ = odd_refused_diamond(10)
+    plumber = Plumber(graph, hooks=[Claims({1}, heard), Claims({3}, heard)])
+    with pytest.raises(ValueError, match=r"^odd 5\npipelines: node 'half' failed on item 5$"):
+        await plumber.run()
+    asked = [event[2][1] for event in heard if event[1] == "claims"]
+    assert asked == [1, 1, 3, 3, 5, 5]  # both hooks, for each failure; one claim is enough
+    settled = [(event[2][1], event[5]) for event in heard if event[1] == "settled"]
+    assert settled == [(1, 1), (1, 1), (3, 1), (3, 1), (5, 0), (5, 0)]  # 5 failed the run: no tombstone
+    assert plumber.stats()["half"].failed == 3
+
+
+async def test_a_claims_method_that_raises_fails_the_run_with_its_exception() -> None:
+    broke = RuntimeError("the claims hook broke")
+    graph, _ = odd_refused_diamond(4)
+    plumber = Plumber(graph, hooks=[Claims({1}, error=broke)])
+    with pytest.raises(RuntimeError) as info:
+        await plumber.run()
+    assert info.value is broke
+
+
+async def test_without_a_claims_hook_the_first_failure_fails_the_run() -> None:
+    graph, _ = odd_refused_diamond(4)
+    plumber = Plumber(graph, hooks=[Recorder()])
+    with pytest.raises(ValueError, match=r"^odd 1\npipelines: node 'half' failed on item 1$"):
+        await plumber.run()

@@ -4,7 +4,7 @@ Needs the ``web`` extra (``pip install 'aiopipelines[web]'``). The core never im
 """
 
 from .app import HUB, SIO, make_app
-from .attach import PLUMBER, attach
+from .attach import PLUMBER, SUPERVISOR, Supervisor, attach
 from .control import add_control_api
 from .dashboard import Dashboard
 from .errors import ItemDropped, Unavailable
@@ -16,11 +16,13 @@ __all__ = [
     "HUB",
     "PLUMBER",
     "SIO",
+    "SUPERVISOR",
     "Dashboard",
     "Hub",
     "Inbox",
     "ItemDropped",
     "RunEntry",
+    "Supervisor",
     "Unavailable",
     "add_control_api",
     "attach",

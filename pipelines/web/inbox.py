@@ -11,6 +11,13 @@ Each submitted item enters the graph through the inbox's node and gets a lineage
 into several, the first that arrives). Nothing waits forever: a stopped or ended run, or more than
 `max_pending` items waiting, raise Unavailable, and `timeout` bounds the wait.
 
+One bad item fails one request: at every node the inbox's items reach whose `on_error` is not set
+(it defaults to 'fail'), the inbox claims an item's failure as that item's own outcome
+(the `claims` node method, pipelines.hooks), so `submit()` raises the node's exception and the
+run goes on. A node with an explicit `on_error` keeps it; `Inbox(answer_failures=False)` leaves
+every node's failures to fail the run. A failure that no item owns (a setup, a teardown, a hook, a
+lost connection) still ends the run, and `submit()` then raises Unavailable naming it.
+
 How the answer is found: the inbox counts, per submitted item, the envelopes of it alive in the
 graph, as the journal does (pipelines.journal.engine): the inbox's put to k successors adds k, a
 node handing one envelope on as c envelopes (outputs, tombstones, a failure routed to its error
@@ -34,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from ..errors import ItemDropped, PipelineError, Unavailable
+from ..types import ENDED_STATES, LIVE_STATES
 
 if TYPE_CHECKING:
     from ..driver import Processor
@@ -56,14 +64,25 @@ class Inbox:
     `max_pending` bounds the items submitted and not yet answered: one more raises Unavailable
     at once, which is how a server sheds load instead of queueing without end. `timeout` is the
     default bound of each `submit()` (None: no bound). `sink` names the node whose results answer
-    (needed only when several sinks are reachable from the inbox).
+    (needed only when several sinks are reachable from the inbox). With `answer_failures` (the
+    default), an item that fails a node whose `on_error` is not set fails only its own
+    `submit()`, with the node's exception, and the run goes on; False: it fails the run, as in a
+    run without an inbox.
     """
 
-    def __init__(self, *, max_pending: int = 1000, timeout: float | None = 30.0, sink: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_pending: int = 1000,
+        timeout: float | None = 30.0,
+        sink: str | None = None,
+        answer_failures: bool = True,
+    ) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending!r}")
         self.max_pending = max_pending
         self.timeout = timeout
+        self.answer_failures = answer_failures
         self._sink = sink
         self._plumber: Plumber | None = None
         self._name: str | None = None
@@ -86,20 +105,38 @@ class Inbox:
         return len(self._queue) + len(self._waiting)
 
     @property
+    def in_graph(self) -> int:
+        """Submitted items that still have envelopes in the graph (answered or not): 0 once all ended."""
+        return len(self._alive)
+
+    @property
     def node(self) -> str | None:
         """The name of the inbox's node, once bound."""
         return self._name
+
+    @property
+    def plumber(self) -> Plumber | None:
+        """The run the inbox is bound to (the newest, after a restart), or None."""
+        return self._plumber
 
     # -- binding to a run ---------------------------------------------------------------------
 
     def bind(self, plumber: Plumber) -> None:
         """Connect to the (not yet started) run whose graph has `inbox.source` as one node's coro.
 
-        Raises ValueError when no node, or more than one, uses this inbox, or when the answering
-        sink is ambiguous or not reachable from the inbox.
+        An inbox serves one run at a time: it can be bound again once its run has ended (a
+        restart, pipelines.web.attach), or to replace a run that never started. Raises ValueError
+        when the inbox's run is running or still ending, when no node, or more than one, uses this
+        inbox, or when the answering sink is ambiguous or not reachable from the inbox.
         """
         if plumber.state != "built":
             raise ValueError(f"bind the inbox before the run starts (the run is {plumber.state!r})")
+        old = self._plumber
+        if old is not None and (old.state in LIVE_STATES or (old.state in ENDED_STATES and self._ended is None)):
+            raise ValueError(
+                f"inbox {self._name!r} is bound to a run that has not ended (state {old.state!r}); "
+                "an inbox serves one run at a time"
+            )
         mine = [p.name for p in plumber.nodes if getattr(p.processor_coro, "__self__", None) is self]
         if len(mine) != 1:
             raise ValueError(
@@ -139,6 +176,7 @@ class Inbox:
         self._answering = answering
         self._group = frozenset(group)
         self._heard = frozenset(heard)
+        self._ended = None
         plumber.add_hook(self)
         plumber.signals.connect("run_ended", self._run_ended)
         plumber.signals.connect("stop_requested", self._stop_requested)
@@ -147,7 +185,8 @@ class Inbox:
         """The inbox counts its items at every node they can reach (pipelines.hooks), and answers."""
         if node.name not in self._heard:
             return None
-        return _ItemCount(self, node).methods()
+        claims = self.answer_failures and "on_error" not in node.spec.properties.given
+        return _ItemCount(self, node).methods(claims)
 
     def _answer(self, position: int, value: Any) -> None:
         assert self._name is not None
@@ -201,17 +240,18 @@ class Inbox:
     async def submit(self, item: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (the API the issue asks for)
         """Send `item` into the graph and return the answering sink's result for it.
 
-        Raises Unavailable at once when the run is not running (not started, stopping, ended) or
-        `max_pending` items already wait; ItemDropped, or the exception of the node that failed on
-        the item; TimeoutError when no answer came within `timeout` seconds (the inbox's own
-        `timeout` when not given). Cancelling the caller stops its wait; the item, if it already entered the
+        Raises Unavailable at once when the run is not running (not started, stopping, ended; a
+        failed run's message names its failure) or `max_pending` items already wait, and when the
+        run ends before answering; ItemDropped, or the exception of the node that failed on the
+        item; TimeoutError when no answer came within `timeout` seconds (the inbox's own `timeout`
+        when not given). Cancelling the caller stops its wait; the item, if it already entered the
         graph, still flows to the end and its result is discarded.
         """
         plumber = self._plumber
         if plumber is None:
             raise Unavailable("the inbox is not bound to a pipeline yet")
         if plumber.state not in _LIVE:
-            raise Unavailable(f"inbox {self._name!r}: the pipeline is {plumber.state}")
+            raise Unavailable(f"inbox {self._name!r}: {_why_not_running(plumber)}")
         if self.pending >= self.max_pending:
             raise Unavailable(
                 f"inbox {self._name!r}: {self.pending} items are waiting for an answer (max_pending="
@@ -244,13 +284,20 @@ class Inbox:
         self._refuse_queued("the pipeline is stopping")
 
     def _run_ended(self, signal: Signal) -> None:
+        plumber = self._plumber
+        assert plumber is not None
         self._ended = signal.state
-        self._refuse_queued(f"the pipeline ended ({signal.state})")
+        failure = plumber.failure
+        if failure is not None:
+            why = f"the pipeline failed: {describe_failure(failure)}"
+            unanswered = f"the pipeline failed before answering: {describe_failure(failure)}"
+        else:
+            why = f"the pipeline ended ({signal.state})"
+            unanswered = f"the pipeline ended ({signal.state}) before answering"
+        self._refuse_queued(why)
         for future in self._waiting.values():
             if not future.done():
-                future.set_exception(
-                    Unavailable(f"inbox {self._name!r}: the pipeline ended ({signal.state}) before answering")
-                )
+                future.set_exception(Unavailable(f"inbox {self._name!r}: {unanswered}"))
         self._waiting.clear()
         self._alive.clear()
         self._ended_by.clear()
@@ -260,6 +307,20 @@ class Inbox:
             _, future = self._queue.popleft()
             if not future.done():
                 future.set_exception(Unavailable(f"inbox {self._name!r}: {why}"))
+
+
+def _why_not_running(plumber: Plumber) -> str:
+    failure = plumber.failure
+    if failure is not None:
+        return f"the pipeline failed: {describe_failure(failure)}"
+    return f"the pipeline is {plumber.state}"
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line naming a run's failure: its type, its message and its notes (which name the node)."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    notes = [note.removeprefix("pipelines: ") for note in getattr(exc, "__notes__", ())]
+    return f"{text} ({'; '.join(notes)})" if notes else text
 
 
 class _ItemCount:
@@ -296,13 +357,15 @@ class _ItemCount:
         self._key_length = spec.key_length
         self._held: dict[tuple[Any, ...], int] = {}
 
-    def methods(self) -> SimpleNamespace:
+    def methods(self, claims: bool) -> SimpleNamespace:
         spec = self._spec
         methods: dict[str, Any] = {}
         if spec.is_source:
             methods["admits"] = self.admits
             return SimpleNamespace(**methods)
         methods["settled"] = self.settled
+        if claims:
+            methods["claims"] = self.claims
         if spec.is_generator and self.fan:
             methods["sent"] = self.sent_output
         elif self.fan > 1:
@@ -369,6 +432,10 @@ class _ItemCount:
         held = self._held.pop(key[1:] if self._zip else key, 0)
         if held > 1:
             self._alive[key[1]] -= held - 1
+
+    def claims(self, key: Key, exception: BaseException) -> bool:
+        """An item of the inbox that failed here is its request's failure, not the run's."""
+        return key[0] in self.group
 
     def result(self, key: Key, value: Any) -> None:
         if key[0] in self.group:
