@@ -35,6 +35,7 @@ as the journal and the web Inbox do, through the public hook methods only.
 from __future__ import annotations
 
 import collections
+import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from types import SimpleNamespace, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
@@ -214,8 +215,8 @@ class Stream:
 
         Returns once the item is queued for the entry, in order. Raises PipelineStateError outside
         the ``async with`` block, after `close()`, on a stream fed from `items`, or once the run
-        has ended; the run's own exception (same type) when it failed. Cancelling a send that
-        waits sends nothing.
+        has ended; the run's own exception (same type) when it failed, PipelineCancelled when it
+        was cancelled (leaving the block does). Cancelling a send that waits sends nothing.
         """
         if self._items is not None:
             raise PipelineStateError("this stream is fed from its items; send() is for a stream opened without them")
@@ -297,18 +298,30 @@ class Stream:
                 self._arrived.clear()
                 await self._arrived.wait()
         elif isinstance(items, AsyncIterable):
-            async for item in items:
-                if not await self._admit():
-                    return
-                await self._enter(output_q, item)
+            source = aiter(items)
+            try:
+                while await self._admit():
+                    try:
+                        item = await anext(source)
+                    except StopAsyncIteration:
+                        self._pending -= 1
+                        return
+                    await self._enter(output_q, item)
+            finally:
+                if inspect.isasyncgen(source):
+                    await source.aclose()  # an async generator left early ends here, not when collected
         else:
-            for item in items:
-                if not await self._admit():
+            iterator = iter(items)
+            while await self._admit():
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    self._pending -= 1
                     return
                 await self._enter(output_q, item)
 
     async def _admit(self) -> bool:
-        """Wait for room for one more item from `items`; False once the input was closed."""
+        """Wait for room for one more item from `items` and count it pending; False once the input was closed."""
         while self._pending >= self._max and not self._closed:
             self._room.clear()
             await self._room.wait()
