@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import collections
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import SimpleNamespace, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
@@ -274,7 +274,12 @@ class Stream:
             await self._readable.wait()
         position, value = buffer.popleft()
         result = (self._inputs[position], value) if with_inputs else value
-        self._add(position, -1)
+        opened = self._open
+        left = opened[position] - 1
+        if left:
+            opened[position] = left
+        else:
+            self._done(position)
         holds = self._holds
         if holds and len(buffer) < self._max:
             for hold in holds:
@@ -286,13 +291,25 @@ class Stream:
     # -- the entry's coroutine, and counting -------------------------------------------------------
 
     async def _feed(self, processor: Processor, output_q: SourceOutput) -> None:
-        """The entry's coroutine: puts the items sent (or `items`) into the graph, in order."""
+        """The entry's coroutine: puts the items sent (or `items`) into the graph, in order.
+
+        The entry is the only putter into `output_q`, so the n-th put takes the key (entry, n).
+        """
         items = self._items
+        inputs = self._inputs
+        opened = self._open
+        fan = self._fan
+        put = output_q.put
+        position = output_q.next_key[1]
         if items is None:
             queue = self._queue
             while True:
                 while queue:
-                    await self._enter(output_q, queue.popleft())
+                    item = queue.popleft()
+                    inputs[position] = item
+                    opened[position] = fan
+                    position += 1
+                    await put(item)
                 if self._closed:
                     return
                 self._arrived.clear()
@@ -300,41 +317,40 @@ class Stream:
         elif isinstance(items, AsyncIterable):
             source = aiter(items)
             try:
-                while await self._admit():
+                while (self._pending < self._max and not self._closed) or await self._room_for_one():
+                    self._pending += 1
                     try:
                         item = await anext(source)
                     except StopAsyncIteration:
                         self._pending -= 1
                         return
-                    await self._enter(output_q, item)
+                    inputs[position] = item
+                    opened[position] = fan
+                    position += 1
+                    await put(item)
             finally:
                 if inspect.isasyncgen(source):
                     await source.aclose()  # an async generator left early ends here, not when collected
         else:
             iterator = iter(items)
-            while await self._admit():
+            while (self._pending < self._max and not self._closed) or await self._room_for_one():
+                self._pending += 1
                 try:
                     item = next(iterator)
                 except StopIteration:
                     self._pending -= 1
                     return
-                await self._enter(output_q, item)
+                inputs[position] = item
+                opened[position] = fan
+                position += 1
+                await put(item)
 
-    async def _admit(self) -> bool:
-        """Wait for room for one more item from `items` and count it pending; False once the input was closed."""
+    async def _room_for_one(self) -> bool:
+        """Wait until one more item from `items` may enter; False once the input was closed."""
         while self._pending >= self._max and not self._closed:
             self._room.clear()
             await self._room.wait()
-        if self._closed:
-            return False
-        self._pending += 1
-        return True
-
-    async def _enter(self, output_q: SourceOutput, item: Any) -> None:
-        position = output_q.next_key[1]  # the entry is the only putter: this put takes that key
-        self._inputs[position] = item
-        self._open[position] = self._fan
-        await output_q.put(item)
+        return not self._closed
 
     def _add(self, position: int, count: int) -> None:
         """`count` envelopes of the item at `position` were made (or ended, when negative), or results read."""
@@ -343,14 +359,14 @@ class Stream:
         if left:
             opened[position] = left
         else:
-            del opened[position]
-            del self._inputs[position]
-            self._pending -= 1
-            self._room.set()
+            self._done(position)
 
-    def _result(self, position: int, value: Any) -> None:
-        self._open[position] += 1
-        self._buffer.append((position, value))
+    def _done(self, position: int) -> None:
+        """Nothing of the item at `position` is left in the run or unread: it is no longer pending."""
+        del self._open[position]
+        del self._inputs[position]
+        self._pending -= 1
+        self._room.set()
 
     def _finished(self) -> runtime.Future[None] | None:
         self._readable.set()
@@ -379,9 +395,8 @@ class Results(Generic[T]):
     def __aiter__(self) -> Results[T]:
         return self
 
-    async def __anext__(self) -> T:
-        result: T = await self._stream.next_result(self._with_inputs)
-        return result
+    def __anext__(self) -> Awaitable[T]:
+        return self._stream.next_result(self._with_inputs)  # the step itself: no frame of its own
 
 
 def open_stream(
@@ -523,11 +538,13 @@ class _Tally:
     members becomes one envelope; a sink finishing an item takes 1 off.
     """
 
-    __slots__ = ("_add", "_entry", "_held", "_key_length", "_spec", "_stream", "fan")
+    __slots__ = ("_add", "_buffer", "_entry", "_held", "_key_length", "_open", "_spec", "_stream", "fan")
 
     def __init__(self, stream: Stream, entry: str, spec: NodeSpec) -> None:
         self._stream = stream
         self._add = stream._add
+        self._open = stream._open
+        self._buffer = stream._buffer
         self._entry = entry
         self._spec = spec
         self.fan = len(spec.successors)
@@ -578,7 +595,8 @@ class _Tally:
 
     def result(self, key: Key, value: Any) -> None:
         if value is not None and key[0] == self._entry:
-            self._stream._result(key[1], value)
+            self._open[key[1]] += 1  # unread: the item stays pending until it is read
+            self._buffer.append((key[1], value))
 
     def finished(self, keys: list[Key]) -> runtime.Future[None] | None:
         add = self._add
