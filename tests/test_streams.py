@@ -39,6 +39,11 @@ async def plus_one(x: int) -> int:
 
 
 @node
+async def minus_one(x: int) -> int:
+    return x - 1
+
+
+@node
 async def evens(x: int) -> int | None:
     return x if x % 2 == 0 else None
 
@@ -54,6 +59,24 @@ async def jitter(x: int) -> int:
 async def copies(x: int) -> AsyncIterator[str]:
     for i in range(x % 3):  # 0, 1 or 2 outputs per input
         yield f"{x}.{i}"
+
+
+@node
+async def spread(x: int) -> AsyncIterator[int]:
+    for i in range(x % 3):
+        yield 10 * x + i
+
+
+@node(on_error="errors")
+async def odd_fails(x: int) -> int:
+    if x % 2:
+        raise ValueError(x)
+    return x
+
+
+@node
+async def errors(failure: Any) -> str:
+    return f"failed: {failure.item}"
 
 
 @node
@@ -161,6 +184,11 @@ async def test_a_filter_before_a_join_discards_the_group_and_frees_the_item() ->
     assert sorted(got) == [(0, (0, 0)), (2, (2, 4)), (4, (4, 8)), (6, (6, 12))]
     assert run.pending == 0
     assert run.plumber.stats()["join"].dropped == 3
+
+
+async def test_an_error_nodes_results_are_paired_with_the_input_that_failed() -> None:
+    got = [p async for p in stream(SHAPES["routed"], range(4), pairs=True)]
+    assert sorted(got, key=str) == [(0, -1), (1, "failed: 1"), (2, 1), (3, "failed: 3")]
 
 
 async def test_a_graph_with_its_own_source_is_fed_the_streams_items_instead() -> None:
@@ -472,6 +500,10 @@ def reference(shape: str, items: list[int]) -> list[tuple[int, Any]]:
         return [(x, (x + 1, 2 * x)) for x in items]
     if shape == "two sinks":
         return [(x, y) for x in items for y in (x + 1, 2 * x)]
+    if shape == "expand":
+        return [(x, 10 * x + i + 1) for x in items for i in range(x % 3)]
+    if shape == "routed":
+        return [(x, x - 1 if x % 2 == 0 else f"failed: {x}") for x in items]
     return [(x, f"{x}.{i}") for x in items for i in range(x % 3)]
 
 
@@ -480,10 +512,15 @@ SHAPES = {
     "diamond": DIAMOND,
     "two sinks": TWO_SINKS,
     "generator": chain({"coro": copies, "properties": {"workers": 2}}),
+    "expand": chain(spread, {"coro": plus_one, "properties": {"workers": 2}}),
+    "routed": {
+        "nodes": {"numbers": {}, "odd": {"coro": odd_fails}, "minus": {"coro": minus_one}, "errors": {"coro": errors}},
+        "graph": {"numbers": ["odd"], "odd": ["minus"], "minus": None, "errors": None},
+    },
 }
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     items=st.lists(st.integers(min_value=-50, max_value=50), max_size=40),
     shape=st.sampled_from(sorted(SHAPES)),
