@@ -261,7 +261,7 @@ class Stream:
         """
         return Results(self, with_inputs)
 
-    async def next_result(self, with_inputs: bool) -> Any:
+    async def _next_result(self, with_inputs: bool) -> Any:
         """The next result (or pair); StopAsyncIteration at the end. What `Results` calls."""
         buffer = self._buffer
         while not buffer:
@@ -396,7 +396,7 @@ class Results(Generic[T]):
         return self
 
     def __anext__(self) -> Awaitable[T]:
-        return self._stream.next_result(self._with_inputs)  # the step itself: no frame of its own
+        return self._stream._next_result(self._with_inputs)  # the step itself: no frame of its own
 
 
 def open_stream(
