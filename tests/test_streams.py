@@ -363,6 +363,30 @@ async def test_closing_the_generator_early_cancels_the_run() -> None:
     assert leftover_tasks() == []
 
 
+class Ends:
+    """A hook noting how the run ended."""
+
+    def __init__(self) -> None:
+        self.states: list[str] = []
+        self.ended = asyncio.Event()
+
+    def run_ended(self, plumber: Plumber, state: str) -> None:
+        self.states.append(state)
+        self.ended.set()
+
+
+def test_a_loop_left_without_aclosing_still_ends_the_run_when_the_generator_is_collected() -> None:
+    async def main() -> tuple[list[str], list[str]]:
+        ends = Ends()
+        async for y in stream(chain(double), range(10_000), hooks=[ends]):
+            if y == 4:
+                break
+        await ends.ended.wait()  # the loop closes the abandoned generator on one of its next turns
+        return ends.states, leftover_tasks()
+
+    assert asyncio.run(main()) == (["cancelled"], [])
+
+
 async def test_a_failing_node_raises_its_own_exception_from_the_iterator_after_earlier_results() -> None:
     got = []
 
