@@ -198,9 +198,9 @@ class Stream:
         except PipelineCancelled:
             if not cancelled_here and exc is None:
                 raise
-        except BaseException as failure:
+        except BaseException:
             if exc is None:
-                raise failure from None
+                raise
 
     def close(self) -> None:
         """End the input: the items sent so far go through, then the run ends once the graph drains.
@@ -477,9 +477,12 @@ def _with_entry(graph: Mapping[str, Any], entry: str | None, feed: Callable[...,
     node_d = nodes[entry]
     if not isinstance(node_d, Mapping):
         raise GraphError(f"node {entry!r}: must be a dict, got {type(node_d).__name__}")
-    properties = dict(node_d.get("properties") or {})
-    properties.pop("style", None)  # the feed is written in the original style
-    nodes[entry] = {"coro": feed, "properties": properties}
+    properties = node_d.get("properties")
+    if isinstance(properties, Mapping):
+        properties = {k: v for k, v in properties.items() if k != "style"}  # the feed is in the original style
+    # Its own args are its coroutine's; any other key stays, for the graph's check to judge.
+    rest = {k: v for k, v in node_d.items() if k not in ("coro", "args", "properties")}
+    nodes[entry] = {**rest, "coro": feed, "properties": properties}
     return entry, nodes
 
 

@@ -497,6 +497,7 @@ async def test_send_refuses_what_does_not_fit_the_streams_state() -> None:
         ),
         ({"nodes": {"a": {}}, "graph": {"a": None}}, None, "entry 'a' has no successors"),
         ({"nodes": {"a": {}}}, None, "graph is missing its 'graph' dict"),
+        (chain(double, entry={"corro": count}), None, "node 'numbers': unknown key 'corro'"),
     ],
 )
 def test_a_graph_a_stream_cannot_feed_is_refused_before_anything_runs(
