@@ -545,18 +545,25 @@ SHAPES = {
 }
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     items=st.lists(st.integers(min_value=-50, max_value=50), max_size=40),
     shape=st.sampled_from(sorted(SHAPES)),
     max_pending=st.integers(min_value=1, max_value=8),
+    by_send=st.booleans(),
 )
 def test_any_items_give_the_reference_pairs_and_leave_nothing_pending(
-    items: list[int], shape: str, max_pending: int
+    items: list[int], shape: str, max_pending: int, by_send: bool
 ) -> None:
     async def main() -> tuple[list[tuple[int, Any]], int, str]:
-        async with open_stream(SHAPES[shape], items=items, max_pending=max_pending) as run:
-            got = [p async for p in run.results(with_inputs=True)]
+        if by_send:  # a task sends while this one reads
+            async with open_stream(SHAPES[shape], max_pending=max_pending) as run:
+                feeding = asyncio.create_task(feed(run, items))
+                got = [p async for p in run.results(with_inputs=True)]
+                await feeding
+        else:
+            async with open_stream(SHAPES[shape], items=items, max_pending=max_pending) as run:
+                got = [p async for p in run.results(with_inputs=True)]
         return got, run.pending, run.plumber.state
 
     got, pending, state = asyncio.run(main())
