@@ -13,6 +13,7 @@ from .program import run_forever, run_until_signalled
 from .registry import Registry
 from .signals import Signal
 from .stats import NodeStats, RunResult
+from .streams import Stream, open_stream, stream
 
 __all__ = [
     "Failure",
@@ -28,11 +29,14 @@ __all__ = [
     "RetryPolicy",
     "RunResult",
     "Signal",
+    "Stream",
     "load_graph",
     "node",
+    "open_stream",
     "parse_flow",
     "run_forever",
     "run_until_signalled",
+    "stream",
     "to_ascii",
     "to_dot",
     "to_mermaid",
