@@ -16,6 +16,7 @@ import collections
 import dataclasses
 import itertools
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -122,6 +123,7 @@ class Hub:
         self.sample_every = sample_every
         """Seconds between two samples, for whoever calls `sample()` on a schedule (the dashboard)."""
         self._runs: dict[str, RunEntry] = {}
+        self._listeners: dict[str, list[tuple[str, Callable[[Signal], None]]]] = {}  # run id -> what it connected
         self._ids = itertools.count(1)
         self.version = 0
         """Grows whenever a run is added, removed or changes state (the dashboard polls it)."""
@@ -147,10 +149,11 @@ class Hub:
         def ended(signal: Signal) -> None:
             entry.sample()  # the final figures: the history adds up to the final stats
 
-        plumber.signals.connect("item_failed", failed)
-        plumber.signals.connect("run_ended", ended)
-        for event in ("run_started", "run_ended", "paused", "resumed", "stop_requested"):
-            plumber.signals.connect(event, changed)
+        listeners: list[tuple[str, Callable[[Signal], None]]] = [("item_failed", failed), ("run_ended", ended)]
+        listeners += [(event, changed) for event in ("run_started", "run_ended", "paused", "resumed", "stop_requested")]
+        for event, listener in listeners:
+            plumber.signals.connect(event, listener)
+        self._listeners[entry.id] = listeners
         if plumber.started_at is not None and not entry.live:
             entry.sample()  # it ended before it came here: its one sample is its final figures
         self._forget_ended()
@@ -158,7 +161,9 @@ class Hub:
         return entry
 
     def remove(self, run_id: str) -> None:
-        if self._runs.pop(run_id, None) is not None:
+        """Forget the run `run_id` (an unknown id is ignored), its failures and its history."""
+        if run_id in self._runs:
+            self._drop(run_id)
             self.version += 1
 
     def runs(self) -> list[RunEntry]:
@@ -191,7 +196,13 @@ class Hub:
     def _forget_ended(self) -> None:
         ended = [e for e in self._runs.values() if not e.live]
         for entry in ended[: max(0, len(ended) - self.keep_ended)]:
-            del self._runs[entry.id]
+            self._drop(entry.id)
+
+    def _drop(self, run_id: str) -> None:
+        # Disconnected too, so that a plumber its owner keeps does not keep the entry's history.
+        entry = self._runs.pop(run_id)
+        for event, listener in self._listeners.pop(run_id, []):
+            entry.plumber.signals.disconnect(event, listener)
 
 
 def _short(value: Any, limit: int = 200) -> str:
