@@ -94,7 +94,8 @@ def test_the_samples_of_a_run_add_up_to_each_nodes_final_figures(
         assert all(0 <= s.workers[i] <= max(final[name].peak_workers, 0) for s in samples)
     assert [s.t for s in samples] == sorted(s.t for s in samples)
     assert samples[-1].t == result.elapsed
-    assert samples[-1].queue == (0, 0, 0, 0) and samples[-1].workers == (0, 0, 0, 0)
+    assert samples[-1].queue == (0, 0, 0, 0)
+    assert samples[-1].workers == (0, 0, 0, 0)
 
 
 async def test_the_history_is_a_ring_of_the_newest_samples() -> None:
@@ -156,6 +157,6 @@ async def test_a_run_not_yet_started_is_not_sampled_and_a_forgotten_run_takes_it
     ],
 )
 def test_a_hub_refuses_a_history_it_could_not_keep(options: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match="^Hub: ") as caught:
         Hub(**options)
     assert str(caught.value) == message
