@@ -157,6 +157,6 @@ async def test_a_run_not_yet_started_is_not_sampled_and_a_forgotten_run_takes_it
     ],
 )
 def test_a_hub_refuses_a_history_it_could_not_keep(options: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match="^Hub: ") as caught:
+    with pytest.raises(ValueError, match=r"^Hub: ") as caught:
         Hub(**options)
     assert str(caught.value) == message
