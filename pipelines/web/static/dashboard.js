@@ -78,6 +78,7 @@
     charts: {}, // node name -> {role, workers, out, queue}: a chart panel's parts
     history: { run: null, every: 1, kept: 300, samples: [] }, // the watched run's samples, oldest first
     bounds: {}, // node name -> its queue bound, from the latest stats
+    chartsEnded: null, // whether the charts were last drawn for a run that had ended
     state: null,
     paused: false,
     failuresKey: null,
@@ -587,8 +588,19 @@
       chart.out.svg.dataset.samples = String(parts.length);
       chart.out.svg.dataset.total = String(total);
       chart.out.svg.dataset.top = String(top);
-      chart.out.value.textContent = parts.length ? fmtRate(rates[rates.length - 1]) : "–";
-      chart.out.value.title = "peak " + fmtRate(Math.max.apply(null, [0].concat(rates))) + "/s";
+      // Live, the last sample's rate; once the run has ended, the mean over the charts' span (its
+      // last sample covers only the drain, and would read as a rate that fell to nothing).
+      var ended = view.state !== null && !LIVE[view.state];
+      chart.out.value.textContent = !parts.length
+        ? "–"
+        : ended
+        ? "avg " + fmtRate(total / width)
+        : fmtRate(rates[rates.length - 1]);
+      chart.out.value.title =
+        (ended ? "mean over the span shown; " : "the last sample; ") +
+        "peak " +
+        fmtRate(Math.max.apply(null, [0].concat(rates))) +
+        "/s";
       if (chart.queue) {
         var depths = parts.map(function (p) {
           return (p.sample.nodes[name] || { queue: 0 }).queue;
@@ -779,7 +791,11 @@
         }
       }
     }
-    if (boundsChanged) drawCharts();
+    var chartsEnded = !LIVE[stats.state];
+    if (boundsChanged || chartsEnded !== view.chartsEnded) {
+      view.chartsEnded = chartsEnded;
+      drawCharts();
+    }
     renderFailures(stats.failures || []);
   }
 
