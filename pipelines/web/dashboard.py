@@ -55,7 +55,8 @@ class Dashboard:
         sio.on("watch", self._watch, namespace=NAMESPACE)
 
     def attach(self, app: web.Application, *, path: str = "/") -> None:
-        """Serve the page at `path` and its files under /_pipelines/; push stats while `app` runs."""
+        """Serve the page at `path` and its files under /_pipelines/; while `app` runs, push stats
+        and history to the open pages and sample the hub every `hub.sample_every` seconds."""
         static = resources.files(__package__).joinpath("static")
 
         async def page(request: web.Request) -> web.StreamResponse:
