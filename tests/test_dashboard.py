@@ -257,6 +257,7 @@ async def test_failures_are_listed_newest_first_as_plain_text() -> None:
             ]
         )
         await expect(page.get_by_test_id("failure-item")).to_have_text(["('<b>bold</b>',)", f"('{HOSTILE_ITEM}',)"])
+        await expect(page.get_by_test_id("failure-outcome")).to_have_text(["skipped", "skipped"])
         await expect(page.get_by_test_id(f"box-{HOSTILE_NODE}")).to_contain_text(HOSTILE_NODE)
         await expect(page.get_by_test_id(f"row-{HOSTILE_NODE}")).to_contain_text(HOSTILE_NODE)
         assert (await snapshot(page))["counts"] == {"words": 4, HOSTILE_NODE: 2, "keep": 2}
@@ -415,6 +416,14 @@ async def test_an_ended_run_shows_drops_apart_from_failures_and_charts_that_add_
         assert cells["failed-check"] == ["5", "num bad"]
         assert cells["skipped-picky"] == ["3", "num warn"]
         assert cells["failed-evens"] == ["0", "num zero"]
+        # The failure list says what became of each item: routed to the error node, or skipped.
+        await expect(page.get_by_test_id("failure")).to_have_count(8)
+        listed = await page.evaluate(
+            """() => [...document.querySelectorAll('[data-testid="failure"]')].map(li => [
+                li.querySelector('[data-testid="failure-node"]').textContent,
+                li.querySelector('[data-testid="failure-outcome"]').textContent])"""
+        )
+        assert sorted(listed) == [["check", "to error node"]] * 5 + [["picky", "skipped"]] * 3
 
         # The charts: every sample the hub took, adding up to what each node sent on.
         samples = str(len(entry.history))

@@ -140,6 +140,7 @@ class Hub:
                     "item": _short(signal.item),
                     "error": _short(signal.exception),
                     "at": time.time(),
+                    "outcome": _outcome(plumber, signal.node),
                 }
             )
 
@@ -203,6 +204,13 @@ class Hub:
         entry = self._runs.pop(run_id)
         for event, listener in self._listeners.pop(run_id, []):
             entry.plumber.signals.disconnect(event, listener)
+
+
+def _outcome(plumber: Plumber, node: str | None) -> str:
+    """What the node's on_error did with an item that failed: 'skipped', 'routed' or 'failed'."""
+    spec = plumber.spec.nodes.get(node) if node is not None else None
+    on_error = spec.properties.on_error if spec is not None else "fail"
+    return "skipped" if on_error == "skip" else "failed" if on_error == "fail" else "routed"
 
 
 def _short(value: Any, limit: int = 200) -> str:

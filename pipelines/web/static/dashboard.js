@@ -21,6 +21,12 @@
   var CHART_H = 40;
   /* How a node's items that did not complete are shown: failures in red, the others in their own
    * quieter colours, each with its name (see wiki/Semantics.md for what each count means). */
+  /* What the node's on_error did with each item in the failure list. */
+  var FAILURE_OUTCOMES = {
+    skipped: { tone: "warn", label: "skipped", title: "on_error 'skip': counted, logged, and the run went on" },
+    routed: { tone: "bad", label: "to error node", title: "sent to the node's error node" },
+    failed: { tone: "bad", label: "failed the run", title: "on_error 'fail': the run stopped" },
+  };
   var OUTCOMES = [
     {
       field: "failed",
@@ -832,7 +838,13 @@
       node.dataset.testid = "failure-node";
       var when = make("time", "muted small", fmtClock(f.at));
       when.dateTime = new Date(f.at * 1000).toISOString();
-      head.append(node, when);
+      var outcome = FAILURE_OUTCOMES[f.outcome] || FAILURE_OUTCOMES.failed;
+      var tag = make("span", "tag tone-" + outcome.tone, outcome.label);
+      tag.dataset.testid = "failure-outcome";
+      tag.title = outcome.title;
+      var left = make("span", "failure-what");
+      left.append(node, tag);
+      head.append(left, when);
       var error = make("div", "failure-error", f.error);
       error.dataset.testid = "failure-error";
       var item = make("div", "failure-item");
