@@ -103,18 +103,21 @@ class Dashboard:
             await self.sio.emit("graph", entry.graph(), to=sid, namespace=NAMESPACE)
         history = entry.history
         sent = self._sent.get(sid)
-        reset = with_graph or sent is None or sent[0] != entry.id
-        after = 0 if reset or sent is None else sent[1]
-        if reset or history.last_seq > after:
-            self._sent[sid] = (entry.id, history.last_seq)
-            payload = {
-                "run": entry.id,
-                "reset": reset,
-                "every": self.hub.sample_every,
-                "kept": history.kept,
-                "samples": history.as_json(after),
-            }
-            await self.sio.emit("history", payload, to=sid, namespace=NAMESPACE)
+        # A page is sent history once it has watched (it draws the graph first); then each new
+        # sample, and all of them again when the run it follows changes.
+        if with_graph or sent is not None:
+            reset = with_graph or sent is None or sent[0] != entry.id
+            after = 0 if reset or sent is None else sent[1]
+            if reset or history.last_seq > after:
+                self._sent[sid] = (entry.id, history.last_seq)
+                payload = {
+                    "run": entry.id,
+                    "reset": reset,
+                    "every": self.hub.sample_every,
+                    "kept": history.kept,
+                    "samples": history.as_json(after),
+                }
+                await self.sio.emit("history", payload, to=sid, namespace=NAMESPACE)
         await self.sio.emit("stats", entry.stats(), to=sid, namespace=NAMESPACE)
 
     async def push(self) -> None:
