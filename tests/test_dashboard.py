@@ -17,10 +17,11 @@ import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from playwright.async_api import Dialog, Page, async_playwright, expect
 
 from pipelines import Plumber, Processor
-from pipelines.web import HUB, attach, make_app
+from pipelines.web import HUB, Hub, attach, make_app
 
 from .web_helpers import serving
 
@@ -256,6 +257,7 @@ async def test_failures_are_listed_newest_first_as_plain_text() -> None:
             ]
         )
         await expect(page.get_by_test_id("failure-item")).to_have_text(["('<b>bold</b>',)", f"('{HOSTILE_ITEM}',)"])
+        await expect(page.get_by_test_id("failure-outcome")).to_have_text(["skipped", "skipped"])
         await expect(page.get_by_test_id(f"box-{HOSTILE_NODE}")).to_contain_text(HOSTILE_NODE)
         await expect(page.get_by_test_id(f"row-{HOSTILE_NODE}")).to_contain_text(HOSTILE_NODE)
         assert (await snapshot(page))["counts"] == {"words": 4, HOSTILE_NODE: 2, "keep": 2}
@@ -316,9 +318,294 @@ async def test_the_workers_column_shows_a_pool_growing_while_its_items_wait() ->
     async with serving(app) as url, browser_page() as page:
         await page.goto(url + "/")
         await expect(page.get_by_test_id("workers-wait")).to_have_text("3 (peak 3)")
+        await expect(page.get_by_test_id("chart-workers-wait")).to_have_text("3 workers · peak 3")
+        await expect(page.get_by_test_id("box-wait")).to_contain_text("3 workers")
         await expect(page.get_by_test_id("inflight-wait")).to_have_text("3")
         await expect(page.get_by_test_id("workers-keep")).to_have_text("1 (peak 1)")
         await expect(page.get_by_test_id("workers-three")).to_have_text("\u2013")  # an en dash: a source has no workers
         release.set()
         await expect(page.get_by_test_id("run-state")).to_have_text("completed")
         await expect(page.get_by_test_id("workers-wait")).to_have_text("0 (peak 3)")
+        await expect(page.get_by_test_id("chart-workers-wait")).to_have_text("0 workers · peak 3")
+
+
+# -- time, outcomes and layout ----------------------------------------------------------------
+
+
+def outcomes(ended: asyncio.Event) -> Plumber:
+    """0..29: `evens` filters out the odd ones, `check` sends the multiples of 3 to `errors`,
+    `picky` skips the multiples of 10; `ended` is set when the run has ended."""
+
+    async def thirty(processor: Processor, output_q: Any) -> None:
+        for i in range(30):
+            await output_q.put(i)
+
+    async def evens(processor: Processor, q_elt: tuple[int]) -> int | None:
+        return q_elt[0] if q_elt[0] % 2 == 0 else None
+
+    async def by_three(processor: Processor, q_elt: tuple[int]) -> int:
+        if q_elt[0] % 3 == 0:
+            raise ValueError(f"a multiple of 3: {q_elt[0]}")
+        return q_elt[0]
+
+    async def tens(processor: Processor, q_elt: tuple[int]) -> int:
+        if q_elt[0] % 10 == 0:
+            raise ValueError(f"a multiple of 10: {q_elt[0]}")
+        return q_elt[0]
+
+    plumber = Plumber(
+        {
+            "nodes": {
+                "numbers": {"coro": thirty},
+                "evens": {"coro": evens},
+                "check": {"coro": by_three, "properties": {"on_error": "errors"}},
+                "keep": {"coro": keep},
+                "errors": {"coro": keep},
+                "picky": {"coro": tens, "properties": {"on_error": "skip"}},
+            },
+            "graph": {
+                "numbers": ["evens", "picky"],
+                "evens": ["check"],
+                "check": ["keep"],
+                "keep": None,
+                "errors": None,
+                "picky": None,
+            },
+        }
+    )
+    plumber.signals.connect("run_ended", lambda signal: ended.set())
+    return plumber
+
+
+async def test_an_ended_run_shows_drops_apart_from_failures_and_charts_that_add_up() -> None:
+    ended = asyncio.Event()
+    hub = Hub(sample_every=0.05)
+    app = make_app(hub=hub, interval=0.1)
+    attach(app, lambda: outcomes(ended), hub=hub, label="outcomes")
+    async with serving(app) as url, browser_page() as page:
+        await ended.wait()  # the page opens on a run that has ended
+        (entry,) = hub.runs()
+        await page.goto(url + "/")
+        await expect(page.get_by_test_id("run-state")).to_have_text("completed")
+        await expect(page.get_by_test_id("count-keep")).to_have_text("10")
+
+        # A filter's drops wear a quiet badge of their own; failures are red; skips amber.
+        badges = {
+            "badge-dropped-evens": ("15 dropped", "quiet"),
+            "badge-failed-check": ("✕ 5 failed", "bad"),
+            "badge-skipped-picky": ("3 skipped", "warn"),
+        }
+        for testid, (text, tone) in badges.items():
+            await expect(page.get_by_test_id(testid)).to_be_visible()
+            await expect(page.get_by_test_id(testid).locator("text")).to_have_text(text)
+            await expect(page.get_by_test_id(testid)).to_have_attribute("data-tone", tone)
+        for testid in ("badge-failed-evens", "badge-skipped-evens", "badge-dropped-check", "badge-failed-picky"):
+            await expect(page.get_by_test_id(testid)).to_be_hidden()
+        fills = await page.evaluate(
+            """() => ["badge-failed-check", "badge-skipped-picky", "badge-dropped-evens"].map(
+                testid => getComputedStyle(document.querySelector(`[data-testid="${testid}"] rect`)).fill)"""
+        )
+        assert fills[0] == "rgb(184, 50, 42)"  # the failures' red
+        assert len(set(fills)) == 3
+        # The table: the same counts, red only for the failures.
+        cells = await page.evaluate(
+            """() => Object.fromEntries([...document.querySelectorAll('td[data-testid]')].map(
+                td => [td.dataset.testid, [td.textContent, td.className]]))"""
+        )
+        assert cells["dropped-evens"] == ["15", "num"]
+        assert cells["failed-check"] == ["5", "num bad"]
+        assert cells["skipped-picky"] == ["3", "num warn"]
+        assert cells["failed-evens"] == ["0", "num zero"]
+        # The failure list says what became of each item: routed to the error node, or skipped.
+        await expect(page.get_by_test_id("failure")).to_have_count(8)
+        listed = await page.evaluate(
+            """() => [...document.querySelectorAll('[data-testid="failure"]')].map(li => [
+                li.querySelector('[data-testid="failure-node"]').textContent,
+                li.querySelector('[data-testid="failure-outcome"]').textContent])"""
+        )
+        assert sorted(listed) == [["check", "to error node"]] * 5 + [["picky", "skipped"]] * 3
+
+        # The charts: every sample the hub took, adding up to what each node sent on.
+        samples = str(len(entry.history))
+        totals = {"numbers": 30, "evens": 15, "check": 10, "keep": 10, "errors": 5, "picky": 27}
+        for name, total in totals.items():
+            chart = page.get_by_test_id(f"chart-out-{name}")
+            await expect(chart).to_have_attribute("data-total", str(total))
+            await expect(chart).to_have_attribute("data-samples", samples)
+        # The workers shown are the stats' own.
+        stats = entry.plumber.stats()
+        for name, s in stats.items():
+            if name == "numbers":
+                continue
+            await expect(page.get_by_test_id(f"workers-{name}")).to_have_text(f"{s.workers} (peak {s.peak_workers})")
+            workers = "0 workers" if s.workers == 0 else f"{s.workers} worker" + ("s" if s.workers > 1 else "")
+            await expect(page.get_by_test_id(f"chart-workers-{name}")).to_have_text(
+                f"{workers} · peak {s.peak_workers}"
+            )
+
+        # Ended, it stays as it was: the same figures and charts, update after update.
+        before = await snapshot(page)
+        await updates_reach(page, before["updates"] + 3)
+        after = await snapshot(page)
+        assert (
+            after["counts"]
+            == before["counts"]
+            == {
+                "numbers": 30,
+                "evens": 15,
+                "check": 10,
+                "keep": 10,
+                "errors": 5,
+                "picky": 27,
+            }
+        )
+        await expect(page.get_by_test_id("chart-out-numbers")).to_have_attribute("data-samples", samples)
+
+
+def gated(gates: list[asyncio.Event], arrived: asyncio.Event, want: list[int]) -> Plumber:
+    """feed -> double -> keep: `feed` puts 10, 15, 5 items, each batch once its gate is set;
+    `arrived` is set when `keep` has seen `want[0]` items."""
+    seen: list[int] = []
+
+    async def feed(processor: Processor, output_q: Any) -> None:
+        n = 0
+        for size, gate in zip([10, 15, 5], gates, strict=True):
+            await gate.wait()
+            for _ in range(size):
+                await output_q.put(n)
+                n += 1
+
+    async def count(processor: Processor, q_elt: tuple[int]) -> None:
+        seen.append(q_elt[0])
+        if len(seen) == want[0]:
+            arrived.set()
+
+    return Plumber(
+        {
+            "nodes": {"feed": {"coro": feed}, "double": {"coro": double}, "keep": {"coro": count}},
+            "graph": {"feed": ["double"], "double": ["keep"], "keep": None},
+        }
+    )
+
+
+async def test_a_page_opened_late_sees_the_history_then_each_new_sample() -> None:
+    gates = [asyncio.Event() for _ in range(3)]
+    arrived = asyncio.Event()
+    want = [0]
+    hub = Hub(sample_every=3600)  # the test takes the samples itself
+    app = make_app(hub=hub, interval=0.1)
+    attach(app, lambda: gated(gates, arrived, want), hub=hub, label="batches")
+    async with serving(app) as url, browser_page() as page:
+        (entry,) = hub.runs()
+        for gate, total in zip(gates[:2], (10, 25), strict=True):
+            want[0] = total
+            gate.set()
+            await arrived.wait()
+            arrived.clear()
+            hub.sample()
+        assert [s.out[0] for s in entry.history.samples()] == [10, 15]
+
+        await page.goto(url + "/")
+        feed = page.get_by_test_id("chart-out-feed")
+        await expect(feed).to_have_attribute("data-samples", "2")
+        await expect(feed).to_have_attribute("data-total", "25")
+        await expect(page.get_by_test_id("chart-out-keep")).to_have_attribute("data-total", "25")
+        await expect(page.get_by_test_id("chart-queue-keep")).to_have_attribute("data-bound", "100")
+        await expect(page.get_by_test_id("chart-span")).to_contain_text("a sample every 3,600 s")
+
+        want[0] = 30
+        gates[2].set()
+        await arrived.wait()  # the source returns: the run ends and takes its last sample
+        await expect(page.get_by_test_id("run-state")).to_have_text("completed")
+        await expect(feed).to_have_attribute("data-samples", "3")
+        await expect(feed).to_have_attribute("data-total", "30")
+        await expect(page.get_by_test_id("chart-out-keep")).to_have_attribute("data-total", "30")
+        queues = [s.queue[2] for s in entry.history.samples()]
+        assert all(0 <= depth <= 100 for depth in queues)
+        await expect(page.get_by_test_id("chart-queue-keep")).to_have_attribute("data-max", str(max(queues)))
+
+
+LAYOUT_PROBLEMS = """() => {
+    const problems = [];
+    const name = el => el.dataset.testid || el.className || el.tagName;
+    const boxes = [document.documentElement, document.body, ...document.querySelectorAll(
+        ".topbar, .layout, .card, .card-head, .table-scroll, .graph-wrap, .charts, .chart-panel, .chart-row, "
+        + ".failures")];
+    for (const el of boxes) {
+        if (el.scrollWidth > el.clientWidth) {
+            problems.push(`${name(el)} overflows: ${el.scrollWidth} > ${el.clientWidth}`);
+        }
+    }
+    const card = document.querySelector(".table-card").getBoundingClientRect();
+    for (const td of document.querySelectorAll(".nodes td")) {
+        const r = td.getBoundingClientRect();
+        if (r.left < card.left || r.right > card.right) problems.push(`${name(td)} sticks out of its card`);
+    }
+    const footer = document.querySelector(".statusbar").getBoundingClientRect();
+    for (const el of document.querySelectorAll(".card, [data-testid=failures]")) {
+        const r = el.getBoundingClientRect();
+        const overlap = r.top < footer.bottom && footer.top < r.bottom
+            && r.left < footer.right && footer.left < r.right;
+        if (overlap) problems.push(`the status bar covers ${name(el)}`);
+    }
+    return problems;
+}"""
+
+
+async def layout_problems(page: Page) -> list[str]:
+    """What is clipped, sticks out or is covered, with the page scrolled to its top and to its end."""
+    problems: list[str] = []
+    for scroll in ("window.scrollTo(0, 0)", "window.scrollTo(0, document.body.scrollHeight)"):
+        await page.evaluate(scroll)
+        problems += await page.evaluate(LAYOUT_PROBLEMS)
+    return problems
+
+
+async def skips_fives(processor: Processor, q_elt: tuple[int]) -> int:
+    if q_elt[0] % 5 == 0:
+        raise ValueError(f"a multiple of 5: {q_elt[0]}")
+    return q_elt[0]
+
+
+def endless_with_failures() -> Plumber:
+    return Plumber(
+        {
+            "nodes": {
+                "numbers": {"coro": numbers},
+                "a_node_with_a_long_name_for_the_layout": {"coro": skips_fives, "properties": {"on_error": "skip"}},
+                "keep": {"coro": keep},
+            },
+            "graph": {
+                "numbers": ["a_node_with_a_long_name_for_the_layout"],
+                "a_node_with_a_long_name_for_the_layout": ["keep"],
+                "keep": None,
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize("width", [800, 1400])
+async def test_the_page_fits_its_width_while_a_run_goes_and_after_it_ended(width: int) -> None:
+    hub = Hub(sample_every=0.1)
+    app = make_app(hub=hub, interval=0.1)
+    attach(app, endless_with_failures, hub=hub, label="a run with failures")
+    async with serving(app) as url, browser_page() as page:
+        await page.set_viewport_size({"width": width, "height": 700})
+        await page.goto(url + "/")
+        await page.wait_for_function(
+            """() => document.querySelectorAll('[data-testid="failure"]').length >= 5
+                && Number(document.querySelector('[data-testid="chart-out-numbers"]').dataset.samples) >= 3"""
+        )
+        assert await layout_problems(page) == []
+
+        await page.get_by_test_id("stop").click()
+        await expect(page.get_by_test_id("run-state")).to_have_text("stopped")
+        assert await layout_problems(page) == []
+        final = await snapshot(page)
+        sent = final["counts"]["numbers"]
+        assert final["counts"]["keep"] == sent - len(range(0, sent, 5))
+        samples = await page.get_by_test_id("chart-out-numbers").get_attribute("data-samples")
+        await expect(page.get_by_test_id("chart-out-numbers")).to_have_attribute("data-total", str(sent))
+        await updates_reach(page, final["updates"] + 3)
+        assert (await snapshot(page))["counts"] == final["counts"]
+        await expect(page.get_by_test_id("chart-out-numbers")).to_have_attribute("data-samples", samples or "")

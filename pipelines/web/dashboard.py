@@ -5,7 +5,14 @@ Socket.io namespace ``/dashboard`` (connect with ``auth={'token': ...}`` when th
     server -> client  runs    [{"id", "label", "state", "paused"}, ...]   on connect and on every change
     client -> server  watch   {"run": ID or null}                          follow one run (null: the newest live)
     server -> client  graph   RunEntry.graph() of the watched run           after each watch
+    server -> client  history {"run", "reset", "every", "kept", "samples"}  after each watch (reset: true, every
+                              sample kept), then the samples the page has not had yet, as they come
     server -> client  stats   RunEntry.stats() of the watched run           after each watch, then every `interval` s
+
+`samples` are History.as_json() (pipelines.web.history): per node, the items out since the
+previous sample, the queue depth and the workers, every `every` seconds (the hub's
+`sample_every`), at most `kept` of them. While its app runs, the dashboard samples its hub on that
+schedule, so a page opened late still sees the last minutes of a run.
 
 The page's buttons call the control API (pipelines.web.control). The socket.io client script is
 vendored in ``static/`` (see ``static/VENDORED.md``); nothing is fetched from a CDN.
@@ -42,12 +49,14 @@ class Dashboard:
         self.token = token
         self.interval = interval
         self._watching: dict[str, str | None] = {}  # sid -> the run id it asked for (None: newest live)
+        self._sent: dict[str, tuple[str, int]] = {}  # sid -> (run id, seq of the newest sample it was sent)
         sio.on("connect", self._connect, namespace=NAMESPACE)
         sio.on("disconnect", self._disconnect, namespace=NAMESPACE)
         sio.on("watch", self._watch, namespace=NAMESPACE)
 
     def attach(self, app: web.Application, *, path: str = "/") -> None:
-        """Serve the page at `path` and its files under /_pipelines/; push stats while `app` runs."""
+        """Serve the page at `path` and its files under /_pipelines/; while `app` runs, push stats
+        and history to the open pages and sample the hub every `hub.sample_every` seconds."""
         static = resources.files(__package__).joinpath("static")
 
         async def page(request: web.Request) -> web.StreamResponse:
@@ -71,6 +80,7 @@ class Dashboard:
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
         self._watching.pop(sid, None)
+        self._sent.pop(sid, None)
 
     async def _watch(self, sid: str, data: Any) -> None:
         run = data.get("run") if isinstance(data, dict) else None
@@ -91,6 +101,23 @@ class Dashboard:
             return
         if with_graph:
             await self.sio.emit("graph", entry.graph(), to=sid, namespace=NAMESPACE)
+        history = entry.history
+        sent = self._sent.get(sid)
+        # A page is sent history once it has watched (it draws the graph first); then each new
+        # sample, and all of them again when the run it follows changes.
+        if with_graph or sent is not None:
+            reset = with_graph or sent is None or sent[0] != entry.id
+            after = 0 if reset or sent is None else sent[1]
+            if reset or history.last_seq > after:
+                self._sent[sid] = (entry.id, history.last_seq)
+                payload = {
+                    "run": entry.id,
+                    "reset": reset,
+                    "every": self.hub.sample_every,
+                    "kept": history.kept,
+                    "samples": history.as_json(after),
+                }
+                await self.sio.emit("history", payload, to=sid, namespace=NAMESPACE)
         await self.sio.emit("stats", entry.stats(), to=sid, namespace=NAMESPACE)
 
     async def push(self) -> None:
@@ -110,12 +137,33 @@ class Dashboard:
     _seen_version = -1
 
     async def _pushing(self, app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.get_running_loop().create_task(self._push_forever(), name="pipelines:dashboard")
+        loop = asyncio.get_running_loop()
+        tasks = [
+            loop.create_task(self._push_forever(), name="pipelines:dashboard"),
+            loop.create_task(self._sample_forever(), name="pipelines:dashboard-samples"),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            await asyncio.wait([task])
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+
+    async def _sample_forever(self) -> None:
+        # On a fixed schedule rather than a sleep after each sample, so samples do not drift apart;
+        # ticks missed while the loop was busy are skipped, not caught up in a burst.
+        loop = asyncio.get_running_loop()
+        every = self.hub.sample_every
+        due = loop.time() + every
+        while True:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            try:
+                self.hub.sample()
+            except Exception:
+                logger.exception("dashboard: sampling the runs failed")
+            due += every
+            if due <= loop.time():
+                due = loop.time() + every
 
     async def _push_forever(self) -> None:
         while True:

@@ -3,6 +3,11 @@
 The control API and the dashboard read runs from a Hub; `attach()` adds the app's pipeline to
 one, the socket.io server adds every run a client starts. Ended runs are kept (the newest
 `keep_ended` of them) so their final counts stay visible.
+
+Each run also has a History: its per-node figures over time, one sample each time `Hub.sample()`
+is called (the dashboard calls it every `sample_every` seconds while its app runs) and a last one
+when the run ends, in a ring of `samples_kept` samples (five minutes at one a second). A run the
+hub forgets takes its history with it, so a hub's memory is bounded by its runs times that ring.
 """
 
 from __future__ import annotations
@@ -11,9 +16,12 @@ import collections
 import dataclasses
 import itertools
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
+
+from .history import History
 
 if TYPE_CHECKING:
     from ..plumber import Plumber
@@ -23,11 +31,14 @@ __all__ = ["Hub", "RunEntry"]
 
 LIVE_STATES = ("built", "running", "stopping")
 FAILURES_KEPT = 50
+SAMPLES_KEPT = 300
+SAMPLE_EVERY = 1.0
 
 
 @dataclasses.dataclass(eq=False)
 class RunEntry:
-    """One run in the hub: `id` ('r1', 'r2', ...), a `label`, its plumber and recent failures."""
+    """One run in the hub: `id` ('r1', 'r2', ...), a `label`, its plumber, recent failures and
+    the history of its figures."""
 
     id: str
     label: str
@@ -36,10 +47,27 @@ class RunEntry:
     failures: collections.deque[dict[str, Any]] = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=FAILURES_KEPT)
     )
+    history: History = dataclasses.field(init=False)
+    samples_kept: dataclasses.InitVar[int] = SAMPLES_KEPT
+
+    def __post_init__(self, samples_kept: int) -> None:
+        graph = self.plumber.graph
+        sinks = [name for name in graph if not any(kind.get("kind") == "data" for kind in graph.adj[name].values())]
+        self.history = History(graph.nodes, sinks, kept=samples_kept)
 
     @property
     def live(self) -> bool:
         return self.plumber.state in LIVE_STATES
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started (0 before), up to its end once it has ended."""
+        started = self.plumber.started_at
+        return 0.0 if started is None else (self.plumber.ended_at or time.monotonic()) - started
+
+    def sample(self) -> None:
+        """Add a sample of the run's figures now to its history."""
+        self.history.record(self.elapsed, self.plumber.stats())
 
     def summary(self) -> dict[str, Any]:
         """What a list of runs shows: id, label, state, paused."""
@@ -70,13 +98,11 @@ class RunEntry:
                 stats[s].queue_bound > 0 and stats[s].queue_depth >= stats[s].queue_bound for s in successors
             )
             nodes[name] = row
-        started = plumber.started_at
-        elapsed = 0.0 if started is None else (plumber.ended_at or time.monotonic()) - started
         return {
             "run": self.id,
             "state": plumber.state,
             "paused": plumber.paused,
-            "elapsed": elapsed,
+            "elapsed": self.elapsed,
             "nodes": nodes,
             "failures": list(self.failures),
         }
@@ -85,16 +111,26 @@ class RunEntry:
 class Hub:
     """The runs a server knows, by id, in the order they were added."""
 
-    def __init__(self, *, keep_ended: int = 20) -> None:
+    def __init__(
+        self, *, keep_ended: int = 20, samples_kept: int = SAMPLES_KEPT, sample_every: float = SAMPLE_EVERY
+    ) -> None:
+        if samples_kept < 1:
+            raise ValueError(f"Hub: samples_kept must be at least 1; got {samples_kept!r}")
+        if not sample_every > 0:
+            raise ValueError(f"Hub: sample_every must be a positive number of seconds; got {sample_every!r}")
         self.keep_ended = keep_ended
+        self.samples_kept = samples_kept
+        self.sample_every = sample_every
+        """Seconds between two samples, for whoever calls `sample()` on a schedule (the dashboard)."""
         self._runs: dict[str, RunEntry] = {}
+        self._listeners: dict[str, list[tuple[str, Callable[[Signal], None]]]] = {}  # run id -> what it connected
         self._ids = itertools.count(1)
         self.version = 0
         """Grows whenever a run is added, removed or changes state (the dashboard polls it)."""
 
     def add(self, plumber: Plumber, label: str, *, owner: str | None = None) -> RunEntry:
         """Show and control `plumber` as `label`; returns its entry (with its new id)."""
-        entry = RunEntry(f"r{next(self._ids)}", label, plumber, owner)
+        entry = RunEntry(f"r{next(self._ids)}", label, plumber, owner, samples_kept=self.samples_kept)
         self._runs[entry.id] = entry
 
         def failed(signal: Signal) -> None:
@@ -104,25 +140,42 @@ class Hub:
                     "item": _short(signal.item),
                     "error": _short(signal.exception),
                     "at": time.time(),
+                    "outcome": _outcome(plumber, signal.node),
                 }
             )
 
         def changed(signal: Signal) -> None:
             self.version += 1
 
-        plumber.signals.connect("item_failed", failed)
-        for event in ("run_started", "run_ended", "paused", "resumed", "stop_requested"):
-            plumber.signals.connect(event, changed)
+        def ended(signal: Signal) -> None:
+            entry.sample()  # the final figures: the history adds up to the final stats
+
+        listeners: list[tuple[str, Callable[[Signal], None]]] = [("item_failed", failed), ("run_ended", ended)]
+        listeners += [(event, changed) for event in ("run_started", "run_ended", "paused", "resumed", "stop_requested")]
+        for event, listener in listeners:
+            plumber.signals.connect(event, listener)
+        self._listeners[entry.id] = listeners
+        if plumber.started_at is not None and not entry.live:
+            entry.sample()  # it ended before it came here: its one sample is its final figures
         self._forget_ended()
         self.version += 1
         return entry
 
     def remove(self, run_id: str) -> None:
-        if self._runs.pop(run_id, None) is not None:
+        """Forget the run `run_id` (an unknown id is ignored), its failures and its history."""
+        if run_id in self._runs:
+            self._drop(run_id)
             self.version += 1
 
     def runs(self) -> list[RunEntry]:
         return list(self._runs.values())
+
+    def sample(self) -> None:
+        """Add a sample to the history of every run that is running now (a run that has ended
+        took its last one when it ended, and one not yet started has nothing to show)."""
+        for entry in self._runs.values():
+            if entry.live and entry.plumber.started_at is not None:
+                entry.sample()
 
     def get(self, run_id: str | None = None) -> RunEntry:
         """The run `run_id`, or with None the newest live run (else the newest run).
@@ -144,7 +197,20 @@ class Hub:
     def _forget_ended(self) -> None:
         ended = [e for e in self._runs.values() if not e.live]
         for entry in ended[: max(0, len(ended) - self.keep_ended)]:
-            del self._runs[entry.id]
+            self._drop(entry.id)
+
+    def _drop(self, run_id: str) -> None:
+        # Disconnected too, so that a plumber its owner keeps does not keep the entry's history.
+        entry = self._runs.pop(run_id)
+        for event, listener in self._listeners.pop(run_id, []):
+            entry.plumber.signals.disconnect(event, listener)
+
+
+def _outcome(plumber: Plumber, node: str | None) -> str:
+    """What the node's on_error did with an item that failed: 'skipped', 'routed' or 'failed'."""
+    spec = plumber.spec.nodes.get(node) if node is not None else None
+    on_error = spec.properties.on_error if spec is not None else "fail"
+    return "skipped" if on_error == "skip" else "failed" if on_error == "fail" else "routed"
 
 
 def _short(value: Any, limit: int = 200) -> str:

@@ -1,20 +1,55 @@
 /* pipelines dashboard: follows one run over socket.io (namespace /dashboard) and draws it.
  *
- * Events: `runs` fills the run selector; `graph` draws the SVG and the table rows; `stats`
- * updates the figures, the run state and the failure log. The buttons call the control API.
- * Every text that comes from the server is put in the DOM with textContent, never as HTML.
+ * Events: `runs` fills the run selector; `graph` draws the SVG, the chart panels and the table
+ * rows; `history` brings the per-node samples the charts draw (all of them after a watch, then
+ * the new ones); `stats` updates the figures, the run state and the failure log. The buttons call
+ * the control API. Every text that comes from the server is put in the DOM with textContent,
+ * never as HTML. The charts are SVG drawn here: the page loads nothing from elsewhere.
  */
 (function () {
   "use strict";
 
   var SVG_NS = "http://www.w3.org/2000/svg";
-  var BOX_W = 184;
-  var BOX_H = 84;
-  var GAP_X = 76;
+  var BOX_W = 196;
+  var BOX_H = 100;
+  var GAP_X = 56;
   var GAP_Y = 22;
   var PAD = 14;
   var LIVE = { built: true, running: true, stopping: true };
   var RATE_WINDOW = 2; // seconds the live rate looks back
+  var CHART_W = 300; // the charts' own units: they stretch to their panel's width
+  var CHART_H = 40;
+  /* How a node's items that did not complete are shown: failures in red, the others in their own
+   * quieter colours, each with its name (see wiki/Semantics.md for what each count means). */
+  /* What the node's on_error did with each item in the failure list. */
+  var FAILURE_OUTCOMES = {
+    skipped: { tone: "warn", label: "skipped", title: "on_error 'skip': counted, logged, and the run went on" },
+    routed: { tone: "bad", label: "to error node", title: "sent to the node's error node" },
+    failed: { tone: "bad", label: "failed the run", title: "on_error 'fail': the run stopped" },
+  };
+  var OUTCOMES = [
+    {
+      field: "failed",
+      tone: "bad",
+      label: "failed",
+      short: "fail",
+      title: "raised after its retries: sent to the error node, or failing the run",
+    },
+    {
+      field: "skipped",
+      tone: "warn",
+      label: "skipped",
+      short: "skip",
+      title: "raised after its retries and was skipped (on_error 'skip')",
+    },
+    {
+      field: "dropped",
+      tone: "quiet",
+      label: "dropped",
+      short: "drop",
+      title: "produced nothing: the node returned None (a filter), or a join group lost a member",
+    },
+  ];
 
   var token = new URLSearchParams(window.location.search).get("token");
 
@@ -29,6 +64,8 @@
     banner: q("banner"),
     graph: q("graph"),
     tbody: q("nodes").querySelector("tbody"),
+    charts: q("charts"),
+    chartSpan: q("chart-span"),
     failures: q("failures"),
     failuresEmpty: q("failures-empty"),
     failureCount: q("failure-count"),
@@ -44,6 +81,10 @@
     rows: {}, // node name -> {cells...}
     roles: {}, // node name -> role
     rates: {}, // node name -> recent [{at, seen}] samples, for the live rate
+    charts: {}, // node name -> {role, workers, out, queue}: a chart panel's parts
+    history: { run: null, every: 1, kept: 300, samples: [] }, // the watched run's samples, oldest first
+    bounds: {}, // node name -> its queue bound, from the latest stats
+    chartsEnded: null, // whether the charts were last drawn for a run that had ended
     state: null,
     paused: false,
     failuresKey: null,
@@ -93,6 +134,14 @@
     if (seconds < 0.001) return oneDecimal.format(seconds * 1e6) + " µs";
     if (seconds < 1) return oneDecimal.format(seconds * 1e3) + " ms";
     return oneDecimal.format(seconds) + " s";
+  }
+
+  function plural(n, noun) {
+    return fmtCount(n) + " " + noun + (n === 1 ? "" : "s");
+  }
+
+  function fmtSeconds(seconds) {
+    return seconds >= 1 ? oneDecimal.format(seconds).replace(/\.0$/, "") + " s" : integer.format(seconds * 1000) + " ms";
   }
 
   function fmtElapsed(seconds) {
@@ -208,8 +257,12 @@
     clear(el.graph);
     el.graph.appendChild(make("p", "empty", text));
     clear(el.tbody);
+    clear(el.charts);
+    el.chartSpan.textContent = "";
     view.boxes = {};
     view.rows = {};
+    view.charts = {};
+    view.history = { run: null, every: 1, kept: 300, samples: [] };
     view.failuresKey = null;
     renderFailures([]);
   }
@@ -259,8 +312,19 @@
     return defs;
   }
 
-  function shorten(text, max) {
-    return text.length <= max ? text : text.slice(0, max - 1) + "…";
+  /* Cut `node`'s text with an ellipsis until it fits `width` px (it must be in the page to be measured). */
+  function fitText(node, width) {
+    var full = node.textContent;
+    if (node.getComputedTextLength() <= width) return;
+    var lo = 0;
+    var hi = full.length;
+    while (lo < hi) {
+      var mid = Math.ceil((lo + hi) / 2);
+      node.textContent = full.slice(0, mid) + "…";
+      if (node.getComputedTextLength() <= width) lo = mid;
+      else hi = mid - 1;
+    }
+    node.textContent = full.slice(0, lo) + "…";
   }
 
   function drawGraph(graph) {
@@ -270,6 +334,8 @@
     view.failuresKey = null; // the first stats of this run renders its list, empty or not
     view.roles = {};
     view.rates = {};
+    view.bounds = {};
+    if (view.history.run !== graph.run) view.history = { run: null, every: 1, kept: 300, samples: [] };
     graph.nodes.forEach(function (n) {
       view.roles[n.name] = n.role;
     });
@@ -278,6 +344,11 @@
     clear(el.graph);
     if (!graph.nodes.length) {
       el.graph.appendChild(make("p", "empty", "This run has no nodes."));
+      clear(el.tbody);
+      clear(el.charts);
+      view.boxes = {};
+      view.rows = {};
+      view.charts = {};
       return;
     }
     var geo = layout(graph.nodes);
@@ -325,36 +396,250 @@
       g.appendChild(svg("title", {}, n.name + " (" + n.role + ")"));
       g.appendChild(svg("rect", { class: "box-bg", width: BOX_W, height: BOX_H, rx: 9 }));
       g.appendChild(svg("rect", { class: "box-stripe", width: 5, height: BOX_H - 18, x: 0, y: 9, rx: 2.5 }));
-      g.appendChild(svg("text", { class: "box-name", x: 16, y: 22 }, shorten(n.name, 20)));
+      var name = svg("text", { class: "box-name", x: 16, y: 22 }, n.name);
+      g.appendChild(name);
       g.appendChild(svg("text", { class: "box-role", x: BOX_W - 12, y: 22, "text-anchor": "end" }, n.role));
-      var count = svg("text", { class: "box-count", x: 16, y: 48 }, "0");
-      var unit = svg("text", { class: "box-unit", x: BOX_W - 12, y: 48, "text-anchor": "end" }, "0/s");
-      var detail = svg("text", { class: "box-detail", x: 16, y: 66 }, "");
-      var failed = svg("g", { class: "box-failed", transform: "translate(" + (BOX_W - 6) + ",-8)" });
-      failed.appendChild(svg("title", {}, "failed, skipped or dropped items"));
-      var failedBg = svg("rect", { class: "box-failed-bg", height: 18, rx: 9, y: 0 });
-      var failedText = svg("text", { class: "box-failed-text", y: 13, "text-anchor": "middle" }, "");
-      failed.append(failedBg, failedText);
-      var track = svg("rect", { class: "box-track", x: 16, y: 73, width: BOX_W - 28, height: 4, rx: 2 });
-      var bar = svg("rect", { class: "box-bar", x: 16, y: 73, width: 0, height: 4, rx: 2 });
-      [count, unit, detail, failed, track, bar].forEach(function (child) {
+      var count = svg("text", { class: "box-count", x: 16, y: 47 }, "0");
+      var unit = svg("text", { class: "box-unit", x: BOX_W - 12, y: 47, "text-anchor": "end" }, "0/s");
+      var detail = svg("text", { class: "box-detail", x: 16, y: 64 }, "");
+      var track = svg("rect", { class: "box-track", x: 16, y: 70, width: BOX_W - 28, height: 4, rx: 2 });
+      var bar = svg("rect", { class: "box-bar", x: 16, y: 70, width: 0, height: 4, rx: 2 });
+      var badges = {};
+      OUTCOMES.forEach(function (o) {
+        var badge = svg("g", {
+          class: "box-badge tone-" + o.tone,
+          "data-testid": "badge-" + o.field + "-" + n.name,
+          "data-tone": o.tone,
+          display: "none",
+        });
+        badge.appendChild(svg("title", {}, o.label + ": " + o.title));
+        var bg = svg("rect", { class: "box-badge-bg", height: 16, rx: 8, y: 79 });
+        var text = svg("text", { class: "box-badge-text", y: 91 }, "");
+        badge.append(bg, text);
+        badges[o.field] = { g: badge, bg: bg, text: text, shown: null };
+        g.appendChild(badge);
+      });
+      [count, unit, detail, track, bar].forEach(function (child) {
         g.appendChild(child);
       });
       root.appendChild(g);
       view.boxes[n.name] = {
         g: g,
+        name: name,
         count: count,
         unit: unit,
         detail: detail,
-        failed: failed,
-        failedBg: failedBg,
-        failedText: failedText,
+        badges: badges,
         bar: bar,
         track: track,
       };
     });
     el.graph.appendChild(root);
+    for (var boxName in view.boxes) {
+      var parts = view.boxes[boxName];
+      fitText(parts.name, BOX_W - 16 - 12 - parts.g.querySelector(".box-role").getComputedTextLength() - 10);
+    }
     buildRows(graph.nodes);
+    buildCharts(graph.nodes);
+    drawCharts();
+  }
+
+  /* Show the non-zero outcome badges of a box side by side, each as wide as its text; when the
+   * three do not fit in the box, their names shorten (the full one is in each badge's title). */
+  function setBadges(box, s) {
+    if (!placeBadges(box, s, "label")) placeBadges(box, s, "short");
+  }
+
+  function placeBadges(box, s, labelKey) {
+    var x = 16;
+    OUTCOMES.forEach(function (o) {
+      var badge = box.badges[o.field];
+      var n = s[o.field] || 0;
+      if (!n) {
+        badge.g.setAttribute("display", "none");
+        return;
+      }
+      badge.g.setAttribute("display", "inline");
+      var label = (o.tone === "bad" ? "✕ " : "") + fmtCount(n) + " " + o[labelKey];
+      if (badge.shown !== label) {
+        badge.text.textContent = label;
+        badge.shown = label;
+      }
+      var width = badge.text.getComputedTextLength() + 14;
+      badge.bg.setAttribute("x", String(x));
+      badge.bg.setAttribute("width", String(width));
+      badge.text.setAttribute("x", String(x + 7));
+      x += width + 5;
+    });
+    return x - 5 <= BOX_W - 8;
+  }
+
+  // -- charts -------------------------------------------------------------------------------
+
+  function buildCharts(nodes) {
+    clear(el.charts);
+    view.charts = {};
+    nodes.forEach(function (n) {
+      var panel = make("div", "chart-panel");
+      panel.dataset.testid = "chart-" + n.name;
+      var head = make("div", "chart-head");
+      var name = make("span", "node-name", n.name);
+      name.title = n.name;
+      var workers = make("span", "chart-workers", "");
+      workers.dataset.testid = "chart-workers-" + n.name;
+      workers.title = "Workers running now, and the most that ran at once";
+      head.append(make("span", "dot role-" + n.role), name, workers);
+      panel.appendChild(head);
+      var out = chartRow(
+        panel,
+        "out/s",
+        "Items sent on per second: put by a source, emitted by a node, completed by a sink",
+        "chart-out-" + n.name
+      );
+      var queue = null;
+      if (n.role !== "source") {
+        queue = chartRow(panel, "queue", "Items waiting in the node's input queue, against its bound", "chart-queue-" + n.name);
+      } else {
+        panel.appendChild(make("div", "chart-note muted small", "a source has no input queue"));
+      }
+      el.charts.appendChild(panel);
+      view.charts[n.name] = { role: n.role, workers: workers, out: out, queue: queue };
+    });
+  }
+
+  function chartRow(panel, label, title, testid) {
+    var row = make("div", "chart-row");
+    row.title = title;
+    var root = svg("svg", {
+      class: "chart",
+      viewBox: "0 0 " + CHART_W + " " + CHART_H,
+      preserveAspectRatio: "none",
+      "data-testid": testid,
+      role: "img",
+      "aria-label": label,
+    });
+    var area = svg("path", { class: "chart-area", d: "" });
+    var line = svg("path", { class: "chart-line", d: "", "vector-effect": "non-scaling-stroke" });
+    root.append(area, line);
+    var value = make("span", "chart-value", "–");
+    value.dataset.testid = testid + "-now";
+    row.append(make("span", "chart-label", label), root, value);
+    panel.appendChild(row);
+    return { svg: root, area: area, line: line, value: value };
+  }
+
+  function applyHistory(data) {
+    if (data.run !== view.runId) return; // another run's: the watch on its way brings the right one
+    var h = view.history;
+    if (data.reset || h.run !== data.run) {
+      h = view.history = { run: data.run, every: data.every, kept: data.kept, samples: [] };
+    }
+    var last = h.samples.length ? h.samples[h.samples.length - 1].seq : 0;
+    data.samples.forEach(function (sample) {
+      if (sample.seq > last) h.samples.push(sample);
+    });
+    if (h.samples.length > h.kept) h.samples.splice(0, h.samples.length - h.kept);
+    drawCharts();
+  }
+
+  /* Each sample's time span: from the previous sample (the run's start for the first one it ever
+   * took; one interval back for the oldest one kept) to its own time. */
+  function spans(samples, every) {
+    return samples.map(function (sample, i) {
+      var from = i > 0 ? samples[i - 1].t : sample.seq === 1 ? 0 : Math.max(0, sample.t - every);
+      return { from: from, to: sample.t, sample: sample };
+    });
+  }
+
+  function niceMax(value) {
+    if (!(value > 0)) return 1;
+    var step = Math.pow(10, Math.floor(Math.log10(value)));
+    var nice = [1, 2, 2.5, 5, 10].map(function (k) {
+      return k * step;
+    });
+    for (var i = 0; i < nice.length; i++) if (nice[i] >= value) return nice[i];
+    return value;
+  }
+
+  function drawCharts() {
+    var h = view.history;
+    var samples = h.run === view.runId ? h.samples : [];
+    var parts = spans(samples, h.every);
+    var x0 = parts.length ? parts[0].from : 0;
+    var x1 = parts.length ? parts[parts.length - 1].to : 0;
+    var width = x1 - x0 || 1;
+    function x(t) {
+      return (((t - x0) / width) * CHART_W).toFixed(2);
+    }
+    el.chartSpan.textContent = parts.length
+      ? "run time " + fmtElapsed(x0) + " – " + fmtElapsed(x1) + " · a sample every " + fmtSeconds(h.every)
+      : "no samples yet";
+    for (var name in view.charts) {
+      var chart = view.charts[name];
+      var rates = parts.map(function (p) {
+        var node = p.sample.nodes[name] || { out: 0 };
+        var dt = p.to - p.from;
+        return dt > 0 ? node.out / dt : 0;
+      });
+      var total = parts.reduce(function (sum, p) {
+        return sum + ((p.sample.nodes[name] || {}).out || 0);
+      }, 0);
+      var top = niceMax(Math.max.apply(null, [0].concat(rates)));
+      var step = [];
+      parts.forEach(function (p, i) {
+        var y = (CHART_H - 1 - (rates[i] / top) * (CHART_H - 3)).toFixed(2);
+        step.push((i ? "L" : "M") + x(p.from) + "," + y, "L" + x(p.to) + "," + y);
+      });
+      paint(chart.out, step);
+      chart.out.svg.dataset.samples = String(parts.length);
+      chart.out.svg.dataset.total = String(total);
+      chart.out.svg.dataset.top = String(top);
+      // Live, the last sample's rate; once the run has ended, the mean over the charts' span (its
+      // last sample covers only the drain, and would read as a rate that fell to nothing).
+      var ended = view.state !== null && !LIVE[view.state];
+      chart.out.value.textContent = !parts.length
+        ? "–"
+        : ended
+        ? "avg " + fmtRate(total / width)
+        : fmtRate(rates[rates.length - 1]);
+      chart.out.value.title =
+        (ended ? "mean over the span shown; " : "the last sample; ") +
+        "peak " +
+        fmtRate(Math.max.apply(null, [0].concat(rates))) +
+        "/s";
+      if (chart.queue) {
+        var depths = parts.map(function (p) {
+          return (p.sample.nodes[name] || { queue: 0 }).queue;
+        });
+        var bound = view.bounds[name] || 0;
+        var qTop = Math.max(bound, Math.max.apply(null, [1].concat(depths)));
+        var line = [];
+        parts.forEach(function (p, i) {
+          var y = (CHART_H - 1 - (depths[i] / qTop) * (CHART_H - 3)).toFixed(2);
+          if (!i) line.push("M" + x(p.from) + "," + y);
+          line.push("L" + x(p.to) + "," + y);
+        });
+        paint(chart.queue, line);
+        chart.queue.svg.dataset.samples = String(parts.length);
+        chart.queue.svg.dataset.max = String(Math.max.apply(null, [0].concat(depths)));
+        chart.queue.svg.dataset.bound = String(bound);
+        chart.queue.value.title = "most in the window: " + fmtCount(Math.max.apply(null, [0].concat(depths)));
+      }
+    }
+  }
+
+  /* Draw a series (path commands from left to right) as a line over a filled area. */
+  function paint(chart, commands) {
+    if (!commands.length) {
+      chart.line.setAttribute("d", "");
+      chart.area.setAttribute("d", "");
+      return;
+    }
+    var d = commands.join(" ");
+    var first = commands[0].slice(1).split(",")[0];
+    var last = commands[commands.length - 1].slice(1).split(",")[0];
+    chart.line.setAttribute("d", d);
+    chart.area.setAttribute("d", d + " L" + last + "," + CHART_H + " L" + first + "," + CHART_H + " Z");
   }
 
   // -- table --------------------------------------------------------------------------------
@@ -377,7 +662,9 @@
       nameWrap.append(dot, name, bp);
       nameCell.appendChild(nameWrap);
 
+      nameCell.dataset.label = "Node";
       var queueCell = make("td", "queue-cell");
+      queueCell.dataset.label = "Queue";
       var queueText = make("span", "queue-text", "–");
       queueText.dataset.testid = "queue-" + n.name;
       var meter = make("span", "meter");
@@ -386,15 +673,15 @@
       queueCell.append(meter, queueText);
 
       var cells = {
-        rate: numCell("rate-" + n.name),
-        inFlight: numCell("inflight-" + n.name),
-        workers: numCell("workers-" + n.name),
-        count: numCell("count-" + n.name),
-        failed: numCell("failed-" + n.name),
-        skipped: numCell("skipped-" + n.name),
-        dropped: numCell("dropped-" + n.name),
-        retried: numCell("retried-" + n.name),
-        latency: numCell("latency-" + n.name),
+        rate: numCell("rate-" + n.name, "Rate"),
+        inFlight: numCell("inflight-" + n.name, "In flight"),
+        workers: numCell("workers-" + n.name, "Workers"),
+        count: numCell("count-" + n.name, "Processed"),
+        failed: numCell("failed-" + n.name, "Failed"),
+        skipped: numCell("skipped-" + n.name, "Skipped"),
+        dropped: numCell("dropped-" + n.name, "Dropped"),
+        retried: numCell("retried-" + n.name, "Retried"),
+        latency: numCell("latency-" + n.name, "Latency"),
       };
       tr.append(
         nameCell,
@@ -418,9 +705,10 @@
     });
   }
 
-  function numCell(testid) {
+  function numCell(testid, label) {
     var td = make("td", "num", "0");
     td.dataset.testid = testid;
+    td.dataset.label = label; // the heading shown beside it when the table is laid out as cards
     return td;
   }
 
@@ -446,6 +734,7 @@
       return;
     }
     applyState(stats.state, stats.paused, stats.elapsed);
+    var boundsChanged = false;
     for (var name in stats.nodes) {
       var s = stats.nodes[name];
       var role = view.roles[name];
@@ -469,7 +758,6 @@
         setNum(row.latency, s.latency, fmtLatency(s.latency));
         row.failed.classList.toggle("bad", s.failed > 0);
         row.skipped.classList.toggle("warn", s.skipped > 0);
-        row.dropped.classList.toggle("warn", s.dropped > 0);
         row.bp.hidden = !s.backpressure;
         if (s.queue_bound) {
           row.queueText.textContent = fmtCount(s.queue_depth) + " / " + fmtCount(s.queue_bound);
@@ -488,24 +776,31 @@
         var detail = [];
         if (role === "source") detail.push("items sent");
         if (s.queue_bound) detail.push("queue " + fmtCount(s.queue_depth) + "/" + fmtCount(s.queue_bound));
-        if (role !== "source") detail.push(fmtCount(s.in_flight) + " in flight");
-        if (role !== "source" && s.workers > 1) detail.push(fmtCount(s.workers) + " workers");
+        if (role !== "source") detail.push(plural(s.workers || 0, "worker"));
         box.detail.textContent = detail.join(" · ");
-        var troubles = s.failed + s.skipped + s.dropped;
-        var label = "✕ " + fmtCount(troubles);
-        var width = 14 + label.length * 7;
-        box.failed.style.display = troubles ? "" : "none";
-        box.failedText.textContent = label;
-        box.failedText.setAttribute("x", String(-width / 2));
-        box.failedBg.setAttribute("x", String(-width));
-        box.failedBg.setAttribute("width", String(width));
+        setBadges(box, s);
         box.bar.setAttribute("width", String(fill.ratio * (BOX_W - 28)));
         box.bar.setAttribute("data-level", fill.level);
         box.track.style.display = s.queue_bound ? "" : "none";
         box.bar.style.display = s.queue_bound ? "" : "none";
         box.g.classList.toggle("backpressure", !!s.backpressure);
-        box.g.classList.toggle("troubled", troubles > 0);
+        box.g.classList.toggle("troubled", s.failed > 0);
       }
+      var chart = view.charts[name];
+      if (chart) {
+        chart.workers.textContent =
+          role === "source" ? "source" : plural(s.workers || 0, "worker") + " · peak " + fmtCount(s.peak_workers || 0);
+        if (chart.queue) chart.queue.value.textContent = fmtCount(s.queue_depth) + "/" + fmtCount(s.queue_bound);
+        if (view.bounds[name] !== s.queue_bound) {
+          view.bounds[name] = s.queue_bound;
+          boundsChanged = true;
+        }
+      }
+    }
+    var chartsEnded = !LIVE[stats.state];
+    if (boundsChanged || chartsEnded !== view.chartsEnded) {
+      view.chartsEnded = chartsEnded;
+      drawCharts();
     }
     renderFailures(stats.failures || []);
   }
@@ -543,7 +838,13 @@
       node.dataset.testid = "failure-node";
       var when = make("time", "muted small", fmtClock(f.at));
       when.dateTime = new Date(f.at * 1000).toISOString();
-      head.append(node, when);
+      var outcome = FAILURE_OUTCOMES[f.outcome] || FAILURE_OUTCOMES.failed;
+      var tag = make("span", "tag tone-" + outcome.tone, outcome.label);
+      tag.dataset.testid = "failure-outcome";
+      tag.title = outcome.title;
+      var left = make("span", "failure-what");
+      left.append(node, tag);
+      head.append(left, when);
       var error = make("div", "failure-error", f.error);
       error.dataset.testid = "failure-error";
       var item = make("div", "failure-item");
@@ -630,5 +931,6 @@
 
   socket.on("runs", renderRuns);
   socket.on("graph", drawGraph);
+  socket.on("history", applyHistory);
   socket.on("stats", applyStats);
 })();
