@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
 from typing import Any
 
 from pipelines import Plumber
