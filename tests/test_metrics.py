@@ -283,3 +283,13 @@ def test_metrics_port_that_cannot_be_bound_is_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert re.fullmatch(r"pipelines: cannot serve metrics on 192\.0\.2\.1:1: .+\n", proc.stderr), proc.stderr
+
+
+def test_the_core_imports_no_metrics_and_the_metrics_need_no_socketio() -> None:
+    code = (
+        "import sys, pipelines;"
+        "before = sorted(m for m in ('prometheus_client', 'opentelemetry', 'aiohttp') if m in sys.modules);"
+        "import pipelines.metrics; print(before, 'socketio' in sys.modules)"
+    )
+    proc = subprocess.run([*PIPELINES[:3], "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert proc.stdout == "[] False\n"

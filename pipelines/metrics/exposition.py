@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -34,20 +34,32 @@ def mount(
     registry to add the collector to (the application's own metrics are then served too); a new
     one by default. Returns the registry served. Call it before the app starts.
     """
-    from ..web.control import request_token
-    from ..web.security import token_matches
-
     registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
     registry.register(RunCollector(source))
+    allowed = _token_check(token)
 
     async def metrics(request: web.Request) -> web.Response:
-        if not token_matches(token, request_token(request)):
+        if allowed is not None and not allowed(request):
             return web.Response(status=401, text="this server requires a token\n")
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         return web.Response(body=encode(registry), headers={"Content-Type": content_type})
 
     app.router.add_get(path, metrics)
     return registry
+
+
+def _token_check(token: str | None) -> Callable[[web.Request], bool] | None:
+    """What tells a request carrying `token` from one without it; None when no token is asked.
+
+    The web layer's checks are imported only then: a token comes with a server of the web extra,
+    and the metrics extra alone (prometheus_client and aiohttp) must be enough without one.
+    """
+    if token is None:
+        return None
+    from ..web.control import request_token
+    from ..web.security import token_matches
+
+    return lambda request: token_matches(token, request_token(request))
 
 
 @contextlib.asynccontextmanager

@@ -49,7 +49,8 @@ class Tracing:
     `sample`: the fraction of source items traced, from 0 (none: the hook installs nothing) to 1
     (every item). `tracer_provider`: where the spans go (OpenTelemetry's global provider by
     default; configure it, with its exporter, before the run). `seed`: makes the choice of
-    sampled items repeatable. `max_open`: how many traces are kept open at most.
+    sampled items repeatable. `max_open`: how many traces are kept open at most. Give each
+    Plumber a Tracing of its own: it keeps the open traces of one run.
     """
 
     def __init__(
