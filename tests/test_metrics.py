@@ -293,3 +293,25 @@ def test_the_core_imports_no_metrics_and_the_metrics_need_no_socketio() -> None:
     )
     proc = subprocess.run([*PIPELINES[:3], "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert proc.stdout == "[] False\n"
+
+
+def test_metrics_port_without_the_extra_names_it_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / "prometheus_client.py").write_text(
+        "raise ModuleNotFoundError('hidden by the test', name='prometheus_client')\n"
+    )
+    path = write(tmp_path, "sevens.yaml", FIFTY_SEVENS)
+    proc = subprocess.run(
+        [*PIPELINES, "run", path, "--metrics-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "hidden")},
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        "pipelines: --metrics-port needs the metrics extra (prometheus_client is missing): "
+        "pip install 'aiopipelines[metrics]'\n"
+    )

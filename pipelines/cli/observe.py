@@ -24,7 +24,8 @@ def check_metrics() -> None:
         import pipelines.metrics  # noqa: F401
     except ImportError as exc:
         raise MetricsUnavailable(
-            f"--metrics-port needs the metrics extra ({exc.name} is missing): pip install 'aiopipelines[metrics]'"
+            f"--metrics-port needs the metrics extra ({exc.name or exc} is missing): "
+            "pip install 'aiopipelines[metrics]'"
         ) from None
 
 

@@ -45,7 +45,10 @@ class RunCollector(Collector):
     ``run``, ``pipeline`` and ``node``), read at scrape time.
 
     Register it with a ``prometheus_client.CollectorRegistry`` (pipelines.metrics.mount and
-    serve_metrics do) or with the default REGISTRY, next to an application's own metrics.
+    serve_metrics do) or with the default REGISTRY, next to an application's own metrics. A
+    scrape served on the run's event loop (mount, serve_metrics) reads one consistent moment; one
+    served from another thread (prometheus_client's start_http_server) reads the counters while
+    they move, so the figures of one scrape may be a few items apart.
     """
 
     def __init__(self, source: Plumber | RunsLike) -> None:
