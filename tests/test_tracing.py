@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -219,3 +222,64 @@ async def test_failures_routes_and_generators_have_their_spans(
 def test_a_sample_outside_zero_to_one_is_refused(sample: Any) -> None:
     with pytest.raises(ValueError, match=r"^Tracing: sample must be a fraction from 0 to 1, got "):
         Tracing(sample=sample)
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> dict[str, list[str]]:
+    """A DAG with one source, n0: every other node takes one or more earlier nodes as inputs."""
+    size = draw(st.integers(min_value=2, max_value=8))
+    inputs: dict[str, list[str]] = {}
+    for i in range(1, size):
+        earlier = [f"n{j}" for j in range(i)]
+        inputs[f"n{i}"] = draw(st.lists(st.sampled_from(earlier), min_size=1, max_size=3, unique=True))
+    return inputs
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inputs=dags(), items=st.integers(min_value=1, max_value=12))
+def test_on_any_dag_each_item_is_one_trace_whose_spans_follow_its_inputs(
+    inputs: dict[str, list[str]], items: int
+) -> None:
+    names = ["n0", *inputs]
+    successors: dict[str, list[str]] = {name: [] for name in names}
+    for name, preds in inputs.items():
+        for pred in preds:
+            successors[pred].append(name)
+    graph = {
+        "nodes": {"n0": {"coro": numbers, "args": {"n": items}}} | {name: {"coro": keep} for name in inputs},
+        "graph": {name: successors[name] or None for name in names},
+    }
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    plumber = Plumber(graph, hooks=[Tracing(sample=1.0, tracer_provider=provider)])
+    asyncio.run(plumber.run())
+    provider.shutdown()
+    spans = exporter.get_finished_spans()
+    assert len(spans) == items * len(names)  # a span per item per node: every node joins its inputs
+    traces = by_trace(spans)
+    assert len(traces) == items
+    for trace in traces.values():
+        assert sorted(trace) == sorted(names)
+        for name, preds in inputs.items():
+            ordered = plumber.spec.nodes[name].inputs  # a join's inputs, in the order it pairs them
+            assert sorted(ordered) == sorted(preds)
+            span = trace[name]
+            assert parent_id(span) == span_id(trace[ordered[0]])
+            assert [link.context.span_id for link in span.links] == [span_id(trace[p]) for p in ordered[1:]]
+
+
+async def test_beyond_max_open_the_oldest_trace_is_forgotten_and_no_span_is_orphaned(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracing = Tracing(sample=1.0, tracer_provider=provider, max_open=2)
+    await Plumber(diamond(30), hooks=[tracing]).run()
+    spans = exporter.get_finished_spans()
+    roots = [s for s in spans if s.parent is None]
+    assert sorted(s.attributes["pipelines.item"] for s in roots) == sorted(  # type: ignore[index]
+        repr(("source", i)) for i in range(30)
+    )  # every item's root span is made...
+    assert len(spans) < 30 * 5  # ...but the traces forgotten while their items were queued lose the rest
+    made = {span_id(s) for s in spans}
+    assert all(s.parent.span_id in made for s in spans if s.parent is not None)
+    assert all(link.context.span_id in made for s in spans for link in s.links)
