@@ -106,9 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on")
     for observed in (run, worker):
         observed.add_argument(
-            "--metrics-port", type=int, default=None, metavar="N", help="serve Prometheus metrics on this port (off)"
+            "--metrics-port", type=int, default=None, metavar="N", help="serve Prometheus metrics (default: off)"
         )
-        observed.add_argument("--metrics-host", default="127.0.0.1", help="address of --metrics-port (127.0.0.1)")
+        observed.add_argument(
+            "--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port (default 127.0.0.1)"
+        )
     validate = commands.add_parser("validate", help="check a graph file without running it")
     validate.add_argument("file")
     draw = commands.add_parser("draw", help="print the graph of a file")
