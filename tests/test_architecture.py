@@ -13,7 +13,7 @@ from pathlib import Path
 import networkx as nx
 
 PACKAGE = Path(__file__).parent.parent / "pipelines"
-AROUND = ("journal", "web", "distributed", "testing", "cli")
+AROUND = ("journal", "web", "distributed", "testing", "cli", "metrics", "tracing")
 CORE = sorted(path for path in PACKAGE.glob("*.py") if path.stem not in ("__init__", "__main__"))
 
 

@@ -96,7 +96,9 @@ def test_the_api_reference_covers_every_public_name() -> None:
     import pipelines
     import pipelines.distributed
     import pipelines.journal
+    import pipelines.metrics
     import pipelines.testing
+    import pipelines.tracing
     import pipelines.web
 
     reference = (ROOT / "wiki" / "API-reference.md").read_text()
@@ -105,6 +107,7 @@ def test_the_api_reference_covers_every_public_name() -> None:
     public |= set(pipelines.journal.__all__)
     public |= set(pipelines.web.__all__)
     public |= set(pipelines.distributed.__all__)
+    public |= set(pipelines.metrics.__all__) | set(pipelines.tracing.__all__)
     assert public - headings == set()
     assert headings - public == set()
 
@@ -130,6 +133,7 @@ def test_the_wiki_has_its_pages_and_home_links_them() -> None:
         "Web",
         "Distributed",
         "Migrating",
+        "Observability",
     }
     assert pages == expected
     home = (ROOT / "wiki" / "Home.md").read_text()

@@ -23,7 +23,8 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
 from typing import Any
 
 from ..errors import GraphError, PipelineCancelled
@@ -33,6 +34,7 @@ from ..plumber import Plumber
 from ..program import run_until_signalled
 from ..registry import Registry
 from ..stats import RunResult
+from .observe import MetricsUnavailable, check_metrics, with_metrics
 from .progress import format_progress_line, format_summary, rich_progress_table, write_line
 
 __all__ = ["main"]
@@ -102,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--queue-size", type=int, default=None, help="as given to run")
     worker.add_argument("--interval", type=float, default=None, help="seconds between progress updates")
     worker.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on")
+    for observed in (run, worker):
+        observed.add_argument(
+            "--metrics-port", type=int, default=None, metavar="N", help="serve Prometheus metrics (default: off)"
+        )
+        observed.add_argument(
+            "--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port (default 127.0.0.1)"
+        )
     validate = commands.add_parser("validate", help="check a graph file without running it")
     validate.add_argument("file")
     draw = commands.add_parser("draw", help="print the graph of a file")
@@ -163,9 +172,20 @@ def _run(plumber: Plumber, args: argparse.Namespace) -> int:
         _error(f"{journal.path}: resuming run {journal.run_id}: {journal.done_before} source items were done")
     interactive = sys.stderr.isatty()
     interval = args.interval if args.interval is not None else (0.25 if interactive else 2.0)
+    work: Callable[[], Coroutine[Any, Any, RunResult]] = partial(_run_with_progress, plumber, interactive, interval)
+    if args.metrics_port is not None:
+        try:
+            check_metrics()
+        except MetricsUnavailable as exc:
+            _error(str(exc))
+            return EXIT_USAGE
+        work = partial(with_metrics, plumber, args.metrics_host, args.metrics_port, work)
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         try:
-            result = runner.run(_run_with_progress(plumber, interactive, interval))
+            result = runner.run(work())
+        except MetricsUnavailable as exc:
+            _error(str(exc))
+            return EXIT_USAGE
         except PipelineCancelled as exc:
             _error(f"run cancelled: {exc}")
             print(format_summary(plumber.stats()))

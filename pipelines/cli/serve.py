@@ -1,5 +1,6 @@
 """`pipelines serve FILE`: run a graph file with the live dashboard and the HTTP control API.
 
+It serves Prometheus metrics at /metrics too, when the metrics extra is installed (pipelines.metrics).
 The server binds 127.0.0.1 unless told otherwise; bound anywhere else it requires a token (made
 up and printed when --token is not given). It keeps serving after the run ends, so its final
 counts stay on the page, until Ctrl-C or SIGTERM: the first stops a run still going, lets it
@@ -40,6 +41,12 @@ async def _serve(plumber: Plumber, host: str, port: int, token: str | None, labe
 
     app = make_app(token=token)
     attach(app, plumber, hub=app[HUB], label=label)
+    try:
+        from ..metrics import mount
+    except ImportError:
+        pass  # without the metrics extra there is no /metrics; the rest serves as before
+    else:
+        mount(app, app[HUB], token=token)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

@@ -1,0 +1,167 @@
+"""B11 observability: B1's graph with metrics scraped every second, and with tracing at 1%.
+
+Timed in CPU seconds of the process (its threads included: the scraper's, the span exporter's),
+not wall time: what is measured is the work metrics and tracing add, and on a shared machine the
+wall time of a CPU-bound run mostly measures the other tenants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pipelines import Plumber
+
+from .graphs import Total, chain, run_total
+from .harness import Case, Config, Trial, alternate, optional
+from .linear import STAGES, expected
+from .report import Row, throughput_rows
+
+__all__ = ["B11"]
+
+OFF = "no metrics, no tracing"
+METRICS = "metrics on, /metrics scraped every second"
+HOOK = "tracing on, no item sampled (the hook alone)"
+TRACING = "tracing on, 1% of items sampled"
+TRACING_LESS = "tracing on, 0.1% of items sampled"
+BOTH = "metrics and tracing on"
+
+SCRAPE_EVERY = 1.0  # seconds, as a Prometheus scrape_interval would be set tight
+SAMPLE = 0.01
+NONE = 1e-12  # installed, and in practice never samples: what the hook costs per item by itself
+
+
+class _Scraper:
+    """A thread that GETs a /metrics URL at once, then every SCRAPE_EVERY seconds, as Prometheus would."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.scrapes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._scrape, name="bench-scraper", daemon=True)
+        self._thread.start()
+
+    def _scrape(self) -> None:
+        while True:
+            with urllib.request.urlopen(self.url, timeout=10) as response:
+                if b"pipelines_node_items_in_total" not in response.read():
+                    raise AssertionError("the scrape did not show the node counters")
+            self.scrapes += 1
+            if self._stop.wait(SCRAPE_EVERY):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _make(n: int, metrics: bool, sample: float | None) -> Callable[[], Awaitable[int]]:
+    """A `make` for cpu_timed: B1's item-style chain, with what is switched on."""
+
+    def make() -> Awaitable[int]:
+        total = Total()
+        hooks: list[Any] = []
+        provider = None
+        if sample is not None:
+            provider = _discarding_provider()
+            from pipelines.tracing import Tracing
+
+            hooks.append(Tracing(sample=sample, tracer_provider=provider, seed=1))
+        plumber = Plumber(chain(n, STAGES, total), hooks=hooks)
+        return _observed(plumber, total, metrics, provider)
+
+    return make
+
+
+async def _observed(plumber: Plumber, total: Total, metrics: bool, provider: Any) -> int:
+    try:
+        if not metrics:
+            return await run_total(plumber, total)
+        from pipelines.metrics import serve_metrics
+
+        async with serve_metrics(plumber) as (host, port):
+            scraper = _Scraper(f"http://{host}:{port}/metrics")
+            try:
+                return await run_total(plumber, total)
+            finally:
+                stopping = threading.Thread(target=scraper.stop)  # joins the thread off the loop
+                stopping.start()
+                while stopping.is_alive():
+                    await _pause()
+    finally:
+        if provider is not None:
+            provider.shutdown()
+
+
+async def _pause() -> None:
+    await asyncio.sleep(0.001)
+
+
+def cpu_timed(make: Callable[[], Awaitable[Any]], expected: Any) -> Trial:
+    """As harness.timed, in CPU seconds of the whole process instead of wall seconds."""
+
+    def trial() -> float:
+        gc.collect()
+        with asyncio.Runner() as runner:
+            work = make()
+            start = time.process_time()
+            got = runner.run(_await(work))
+            elapsed = time.process_time() - start
+        if got != expected:
+            raise AssertionError(f"wrong result: expected {expected!r}, got {got!r}")
+        return elapsed
+
+    return trial
+
+
+async def _await(work: Awaitable[Any]) -> Any:
+    return await work
+
+
+def _discarding_provider() -> Any:
+    """An OpenTelemetry SDK provider whose spans are batched and exported nowhere (the export's own
+    cost belongs to the exporter chosen, not to pipelines)."""
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Discard(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    # A queue big enough that no span is dropped: dropping would make tracing look cheaper than it is.
+    provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=2**17))
+    return provider
+
+
+B11_TITLE = "observability: B1's graph (item style) with metrics scraped and tracing sampled, in CPU time"
+B11_LABELS = (OFF, METRICS, HOOK, TRACING_LESS, TRACING, BOTH)
+
+
+def _run_b11(config: Config) -> list[Row]:
+    n = config.size(500_000, 2_000)
+    want = expected(n)
+
+    def trial(metrics: bool, sample: float | None, package: str) -> Trial:
+        return optional(package, lambda: cpu_timed(_make(n, metrics, sample), want))
+
+    results = alternate(
+        {
+            OFF: cpu_timed(_make(n, False, None), want),
+            METRICS: trial(True, None, "prometheus_client"),
+            HOOK: trial(False, NONE, "opentelemetry-sdk"),
+            TRACING_LESS: trial(False, SAMPLE / 10, "opentelemetry-sdk"),
+            TRACING: trial(False, SAMPLE, "opentelemetry-sdk"),
+            BOTH: trial(True, SAMPLE, "prometheus_client, opentelemetry-sdk"),
+        },
+        config.rounds,
+    )
+    return throughput_rows("B11", n, results, {label: OFF for label in B11_LABELS if label != OFF})
+
+
+B11 = Case("B11", B11_TITLE, B11_LABELS, _run_b11)

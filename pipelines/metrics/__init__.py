@@ -1,0 +1,15 @@
+"""pipelines.metrics: Prometheus metrics of runs, read from their stats when scraped.
+
+Needs the ``metrics`` extra (``pip install 'aiopipelines[metrics]'``). The core never imports it.
+
+    mount(app, plumber_or_hub)               GET /metrics in your aiohttp app
+    async with serve_metrics(plumber): ...   a small server of its own (`pipelines worker --metrics-port`)
+    RunCollector(plumber_or_hub)             the collector, for a prometheus_client registry of your own
+
+See wiki/Observability.md for the metric names.
+"""
+
+from .collector import OUTCOMES, RUN_STATES, RunCollector
+from .exposition import mount, serve_metrics
+
+__all__ = ["OUTCOMES", "RUN_STATES", "RunCollector", "mount", "serve_metrics"]

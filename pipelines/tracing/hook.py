@@ -1,0 +1,228 @@
+"""Tracing: a hook that makes an OpenTelemetry span per item per node, for a sample of source items.
+
+Whether an item is traced is decided once, where it enters the graph (a source's ``admits``): a
+sampled item is then traced through every node it reaches, and all its spans share one trace,
+whose root is the source's span. Each node's span is a child of the span of the node that handed
+the item on (found by the item's lineage key); a join's span is the child of its first input's
+span and links the others. A span runs from the moment the item was handed to the node (so it
+includes the wait in the node's input) to the moment its path there ended; its attributes name
+the node, the item's key and the outcome ('sent', 'result', or how it was settled: 'dropped',
+'skipped', 'routed', 'failed', 'expanded'); an item that failed there records its exception.
+
+An async generator node makes one span per output it yields (one, 'expanded', when it yields
+none). Tombstones are not items: they make no span. The traces still open are kept up to
+`max_open` (the oldest is forgotten beyond it, and its later spans are not made), so memory stays
+bounded whatever runs.
+
+Cost: with no Tracing installed, or with ``sample=0``, nothing is called per item. Installed, each
+node pays one call per item that only tests an int in a small dict unless the item is sampled.
+Spans do not cross processes: in a distributed run each process traces the items its own sources
+emit.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, StatusCode, Tracer, TracerProvider
+
+from ..types import Key, Outcome, RunState
+
+if TYPE_CHECKING:
+    from ..driver import Processor
+    from ..graph import GraphSpec
+    from ..plumber import Plumber
+
+__all__ = ["Tracing"]
+
+_FAILED_OUTCOMES = ("skipped", "routed", "failed")
+Handed = dict[tuple[str, Key], tuple[SpanContext, int]]
+
+
+class Tracing:
+    """Install with ``Plumber(graph, hooks=[Tracing(sample=0.01)])``: traces 1% of the source items.
+
+    `sample`: the fraction of source items traced, from 0 (none: the hook installs nothing) to 1
+    (every item). `tracer_provider`: where the spans go (OpenTelemetry's global provider by
+    default; configure it, with its exporter, before the run). `seed`: makes the choice of
+    sampled items repeatable. `max_open`: how many traces are kept open at most. Give each
+    Plumber a Tracing of its own: it keeps the open traces of one run.
+    """
+
+    def __init__(
+        self,
+        sample: float = 0.01,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        seed: int | None = None,
+        max_open: int = 10_000,
+    ) -> None:
+        if not (isinstance(sample, int | float) and 0.0 <= sample <= 1.0):
+            raise ValueError(f"Tracing: sample must be a fraction from 0 to 1, got {sample!r}")
+        if max_open < 1:
+            raise ValueError(f"Tracing: max_open must be at least 1, got {max_open!r}")
+        self.sample = float(sample)
+        self._provider = tracer_provider
+        self._random = random.Random(seed)
+        self._max_open = max_open
+        self._tracer: Tracer | None = None
+        self._spec: GraphSpec | None = None
+        self._traces: dict[Key, Handed] = {}
+        """The open traces, by the source item's key (source, position); oldest first."""
+        self._positions: dict[int, int] = {}
+        """How many open traces have each position: the cheap test every node makes per item."""
+
+    # -- the run methods ----------------------------------------------------------------------
+
+    def run_started(self, plumber: Plumber) -> None:
+        self._tracer = trace.get_tracer("pipelines", tracer_provider=self._provider)
+        self._spec = plumber.spec
+        self._traces.clear()
+        self._positions.clear()
+
+    def run_ended(self, plumber: Plumber, state: RunState) -> None:
+        self._traces.clear()
+        self._positions.clear()
+
+    def node_hooks(self, node: Processor) -> object | None:
+        if self.sample <= 0.0:
+            return None
+        assert self._spec is not None
+        spec = self._spec.nodes[node.name]
+        if spec.is_source:
+            return _SourceHooks(self, spec.name)
+        return _NodeHooks(self, spec.name, spec.inputs + spec.error_sources, spec.is_sink, spec.is_generator)
+
+    # -- spans --------------------------------------------------------------------------------
+
+    def _gap(self) -> int:
+        """How many items until the next sampled one (1: the next): a geometric draw, so that each
+        item is sampled with probability `sample`, at the cost of a countdown per item."""
+        if self.sample >= 1.0:
+            return 1
+        u = 1.0 - self._random.random()  # in (0, 1]
+        return int(math.log(u) / math.log1p(-self.sample)) + 1
+
+    def _begin(self, source: str, key: Key) -> None:
+        """Item `key` enters the graph, sampled: the root span of its trace."""
+        tracer = self._tracer
+        assert tracer is not None
+        now = time.time_ns()
+        span = tracer.start_span(
+            source,
+            start_time=now,
+            attributes={"pipelines.node": source, "pipelines.item": repr(key), "pipelines.outcome": "sent"},
+        )
+        span.end(end_time=now)
+        root = key[:2]
+        traces = self._traces
+        if root in traces:
+            return
+        traces[root] = {(source, key): (span.get_span_context(), now)}
+        positions = self._positions
+        positions[root[1]] = positions.get(root[1], 0) + 1
+        if len(traces) > self._max_open:
+            oldest = next(iter(traces))
+            del traces[oldest]
+            left = positions[oldest[1]] - 1
+            if left:
+                positions[oldest[1]] = left
+            else:
+                del positions[oldest[1]]
+
+    def _end(self, node: str, inputs: tuple[str, ...], key: Key, outcome: str, value: Any) -> None:
+        """Item `key`'s path at `node` ended with `outcome`: its span, if the item is traced."""
+        handed = self._traces.get(key[:2])
+        if handed is None:
+            return  # another source's item at the same position, or a trace forgotten
+        found = _handed_to(handed, inputs, key)
+        if not found:
+            return  # a tombstone's path, or one that began before the trace did
+        tracer = self._tracer
+        assert tracer is not None
+        (parent, started), *others = found
+        now = time.time_ns()
+        span = tracer.start_span(
+            node,
+            context=trace.set_span_in_context(NonRecordingSpan(parent)),
+            links=[Link(context) for context, _ in others],
+            start_time=started,
+            attributes={"pipelines.node": node, "pipelines.item": repr(key), "pipelines.outcome": outcome},
+        )
+        if outcome in _FAILED_OUTCOMES and isinstance(value, BaseException):
+            span.record_exception(value, timestamp=now)
+            span.set_status(Status(StatusCode.ERROR, f"{type(value).__name__}: {value}"))
+        span.end(end_time=now)
+        handed[node, key] = (span.get_span_context(), now)
+
+
+def _handed_to(handed: Handed, inputs: tuple[str, ...], key: Key) -> list[tuple[SpanContext, int]]:
+    """The spans of the inputs that handed `key` on (or the item it was made from, after a generator)."""
+    while len(key) >= 2:
+        found = [entry for entry in (handed.get((name, key)) for name in inputs) if entry is not None]
+        if found:
+            return found
+        key = key[:-1]
+    return []
+
+
+class _SourceHooks:
+    """A source's node methods: the sampling decision, once per item it sends."""
+
+    __slots__ = ("admits",)
+
+    def __init__(self, tracing: Tracing, name: str) -> None:
+        countdown = tracing._gap()
+        begin = tracing._begin
+        gap = tracing._gap
+
+        def admits(key: Key) -> bool:
+            nonlocal countdown
+            countdown -= 1
+            if countdown:
+                return True
+            countdown = gap()
+            begin(name, key)
+            return True
+
+        self.admits = admits
+
+
+class _NodeHooks:
+    """The node methods of a node with inputs: end the span of each traced item's path here."""
+
+    __slots__ = ("result", "sent", "settled")
+
+    def __init__(self, tracing: Tracing, name: str, inputs: tuple[str, ...], is_sink: bool, is_generator: bool) -> None:
+        positions = tracing._positions
+        end = tracing._end
+        expanded: set[tuple[str, Key]] = set()
+
+        def sent(key: Key, value: Any, copies: int) -> None:
+            if key[1] in positions:
+                if is_generator:
+                    expanded.add((name, key[:-1]))
+                end(name, inputs, key, "sent", None)
+
+        def result(key: Key, value: Any) -> None:
+            if key[1] in positions:
+                if is_generator and len(key) > 2:
+                    expanded.add((name, key[:-1]))
+                end(name, inputs, key, "result", None)
+
+        def settled(key: Key, outcome: Outcome, value: Any, copies: int) -> None:
+            if outcome == "passed":
+                return
+            if outcome == "expanded" and (name, key) in expanded:
+                expanded.discard((name, key))
+                return  # its outputs had spans
+            if key[1] in positions:
+                end(name, inputs, key, outcome, value)
+
+        self.sent = None if is_sink else sent
+        self.result = result if is_sink else None
+        self.settled = settled

@@ -1,0 +1,285 @@
+"""OpenTelemetry tracing (pipelines.tracing), collected by the SDK's own in-memory exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from pipelines import Plumber, node
+from pipelines.hooks import NO_HOOKS
+from pipelines.tracing import Tracing
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider
+    provider.shutdown()
+
+
+@node
+async def numbers(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
+
+
+@node
+async def plus(x: int) -> int:
+    return x + 1
+
+
+@node
+async def twice(x: int) -> int:
+    return 2 * x
+
+
+@node
+async def pair(both: tuple[int, int]) -> tuple[int, int]:
+    return both
+
+
+@node
+async def keep(x: Any) -> Any:
+    return x
+
+
+def diamond(n: int) -> dict[str, Any]:
+    return {
+        "nodes": {
+            "source": {"coro": numbers, "args": {"n": n}},
+            "plus": {"coro": plus},
+            "twice": {"coro": twice},
+            "join": {"coro": pair},
+            "sink": {"coro": keep},
+        },
+        "graph": {"source": ["plus", "twice"], "plus": ["join"], "twice": ["join"], "join": ["sink"], "sink": None},
+    }
+
+
+def by_trace(spans: tuple[ReadableSpan, ...]) -> dict[int, dict[str, ReadableSpan]]:
+    traces: dict[int, dict[str, ReadableSpan]] = collections.defaultdict(dict)
+    for span in spans:
+        assert span.context is not None
+        assert span.name not in traces[span.context.trace_id], f"two spans of {span.name} in one trace"
+        traces[span.context.trace_id][span.name] = span
+    return traces
+
+
+def span_id(span: ReadableSpan) -> int:
+    assert span.context is not None
+    return span.context.span_id
+
+
+def parent_id(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+async def test_every_item_is_one_trace_with_a_span_per_node_at_sample_one(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    result = await Plumber(diamond(20), hooks=[Tracing(sample=1.0, tracer_provider=provider)]).run()
+    assert result["sink"].completed == 20
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 20 * 5
+    traces = by_trace(spans)
+    assert len(traces) == 20  # one trace id per source item
+    items = set()
+    for trace in traces.values():
+        assert sorted(trace) == ["join", "plus", "sink", "source", "twice"]
+        source, plus_, twice_, join, sink = (trace[n] for n in ("source", "plus", "twice", "join", "sink"))
+        keys = {span.attributes["pipelines.item"] for span in trace.values()}  # type: ignore[index]
+        assert len(keys) == 1  # the whole trace is one item's path
+        items |= keys
+        assert parent_id(source) is None
+        assert parent_id(plus_) == parent_id(twice_) == span_id(source)
+        assert parent_id(join) == span_id(plus_)  # the join's first input is its parent...
+        assert [link.context.span_id for link in join.links] == [span_id(twice_)]  # ...and the other a link
+        assert parent_id(sink) == span_id(join)
+        outcomes = {name: span.attributes["pipelines.outcome"] for name, span in trace.items()}  # type: ignore[index]
+        assert outcomes == {"source": "sent", "plus": "sent", "twice": "sent", "join": "sent", "sink": "result"}
+        for span in (plus_, twice_, join, sink):
+            parent = trace["plus" if span is join else "join" if span is sink else "source"]
+            assert span.start_time == parent.end_time  # from the moment it was handed on
+            assert span.end_time is not None
+            assert span.start_time is not None
+            assert span.end_time >= span.start_time
+    assert items == {repr(("source", i)) for i in range(20)}
+
+
+async def test_sample_zero_installs_nothing_and_makes_no_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    plumber = Plumber(diamond(50), hooks=[Tracing(sample=0.0, tracer_provider=provider)])
+    plumber.create_pipeline()
+    assert all(p.ledger.hooks is NO_HOOKS for p in plumber.nodes)  # no call per item at all
+    result = await plumber.join()
+    assert result["sink"].completed == 50
+    assert exporter.get_finished_spans() == ()
+
+
+async def test_a_sampled_item_is_traced_through_the_whole_graph(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    await Plumber(diamond(400), hooks=[Tracing(sample=0.1, tracer_provider=provider, seed=7)]).run()
+    traces = by_trace(exporter.get_finished_spans())
+    assert 0 < len(traces) < 400
+    assert all(sorted(trace) == ["join", "plus", "sink", "source", "twice"] for trace in traces.values())
+
+
+@node(on_error="skip")
+async def no_threes(x: int) -> int:
+    if x % 3 == 0:
+        raise ValueError(f"{x} divides by 3")
+    return x
+
+
+@node
+async def explain(failure: Any) -> str:
+    return f"{failure.node}: {failure.item}"
+
+
+@node
+async def halves(x: int) -> AsyncIterator[int]:
+    yield x // 2
+    yield x - x // 2
+
+
+async def test_failures_routes_and_generators_have_their_spans(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    graph = {
+        "nodes": {
+            "source": {"coro": numbers, "args": {"n": 6}},
+            "check": {"coro": no_threes},
+            "split": {"coro": halves},
+            "strict": {"coro": plus, "properties": {"on_error": "errors"}},
+            "errors": {"coro": explain},
+            "sink": {"coro": keep, "properties": {"aggregate_inputs": False}},
+        },
+        "graph": {
+            "source": ["check"],
+            "check": ["split"],
+            "split": ["strict"],
+            "strict": ["sink"],
+            "errors": None,
+            "sink": None,
+        },
+    }
+
+    @node
+    async def refuse_zero(x: int) -> int:
+        if x == 0:
+            raise ArithmeticError("zero")
+        return x
+
+    graph["nodes"]["strict"]["coro"] = refuse_zero
+    await Plumber(graph, hooks=[Tracing(sample=1.0, tracer_provider=provider)]).run()
+    spans = exporter.get_finished_spans()
+    assert len({s.context.trace_id for s in spans}) == 6  # type: ignore[union-attr]  # one per source item
+    skipped = [s for s in spans if s.attributes["pipelines.outcome"] == "skipped"]  # type: ignore[index]
+    assert sorted(s.attributes["pipelines.item"] for s in skipped) == [  # type: ignore[index]
+        repr(("source", 0)),
+        repr(("source", 3)),
+    ]
+    for span in skipped:
+        assert span.status.status_code is StatusCode.ERROR
+        assert [event.name for event in span.events] == ["exception"]
+        assert span.events[0].attributes["exception.type"] == "ValueError"  # type: ignore[index]
+    # item 1 splits into 0 and 1: the 0 fails at strict and is routed to the error node
+    routed = [s for s in spans if s.attributes["pipelines.outcome"] == "routed"]  # type: ignore[index]
+    assert [s.attributes["pipelines.item"] for s in routed] == [repr(("source", 1, 0))]  # type: ignore[index]
+    [error_span] = [s for s in spans if s.name == "errors"]
+    assert parent_id(error_span) == span_id(routed[0])
+    assert error_span.context.trace_id == routed[0].context.trace_id  # type: ignore[union-attr]
+    split_spans = [s for s in spans if s.name == "split"]
+    assert len(split_spans) == 2 * 4  # one per output of the 4 items that got there
+    for span in split_spans:
+        [check_span] = [
+            s
+            for s in spans
+            if s.name == "check" and s.context.trace_id == span.context.trace_id  # type: ignore[union-attr]
+        ]
+        assert parent_id(span) == span_id(check_span)
+
+
+@pytest.mark.parametrize("sample", [-0.1, 1.5, "1%", float("nan")])
+def test_a_sample_outside_zero_to_one_is_refused(sample: Any) -> None:
+    with pytest.raises(ValueError, match=r"^Tracing: sample must be a fraction from 0 to 1, got "):
+        Tracing(sample=sample)
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> dict[str, list[str]]:
+    """A DAG with one source, n0: every other node takes one or more earlier nodes as inputs."""
+    size = draw(st.integers(min_value=2, max_value=8))
+    inputs: dict[str, list[str]] = {}
+    for i in range(1, size):
+        earlier = [f"n{j}" for j in range(i)]
+        inputs[f"n{i}"] = draw(st.lists(st.sampled_from(earlier), min_size=1, max_size=3, unique=True))
+    return inputs
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inputs=dags(), items=st.integers(min_value=1, max_value=12))
+def test_on_any_dag_each_item_is_one_trace_whose_spans_follow_its_inputs(
+    inputs: dict[str, list[str]], items: int
+) -> None:
+    names = ["n0", *inputs]
+    successors: dict[str, list[str]] = {name: [] for name in names}
+    for name, preds in inputs.items():
+        for pred in preds:
+            successors[pred].append(name)
+    graph = {
+        "nodes": {"n0": {"coro": numbers, "args": {"n": items}}} | {name: {"coro": keep} for name in inputs},
+        "graph": {name: successors[name] or None for name in names},
+    }
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    plumber = Plumber(graph, hooks=[Tracing(sample=1.0, tracer_provider=provider)])
+    asyncio.run(plumber.run())
+    provider.shutdown()
+    spans = exporter.get_finished_spans()
+    assert len(spans) == items * len(names)  # a span per item per node: every node joins its inputs
+    traces = by_trace(spans)
+    assert len(traces) == items
+    for trace in traces.values():
+        assert sorted(trace) == sorted(names)
+        for name, preds in inputs.items():
+            ordered = plumber.spec.nodes[name].inputs  # a join's inputs, in the order it pairs them
+            assert sorted(ordered) == sorted(preds)
+            span = trace[name]
+            assert parent_id(span) == span_id(trace[ordered[0]])
+            assert [link.context.span_id for link in span.links] == [span_id(trace[p]) for p in ordered[1:]]
+
+
+async def test_beyond_max_open_the_oldest_trace_is_forgotten_and_no_span_is_orphaned(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracing = Tracing(sample=1.0, tracer_provider=provider, max_open=2)
+    await Plumber(diamond(30), hooks=[tracing]).run()
+    spans = exporter.get_finished_spans()
+    roots = [s for s in spans if s.parent is None]
+    assert sorted(s.attributes["pipelines.item"] for s in roots) == sorted(  # type: ignore[index]
+        repr(("source", i)) for i in range(30)
+    )  # every item's root span is made...
+    assert len(spans) < 30 * 5  # ...but the traces forgotten while their items were queued lose the rest
+    made = {span_id(s) for s in spans}
+    assert all(s.parent.span_id in made for s in spans if s.parent is not None)
+    assert all(link.context.span_id in made for s in spans for link in s.links)
