@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
 from typing import IO, Any
 
 from ..stats import NodeStats
 
-__all__ = ["format_progress_line", "format_summary", "rich_progress_table", "sink_total"]
+__all__ = [
+    "format_progress_line",
+    "format_summary",
+    "rich_progress_table",
+    "show",
+    "sink_total",
+    "stop_writing_stdout",
+    "write_line",
+]
 
 SUMMARY_COLUMNS = (
     ("node", "name"),
@@ -85,3 +95,21 @@ def _cell(value: Any) -> str:
 def write_line(stream: IO[str], text: str) -> None:
     stream.write(text + "\n")
     stream.flush()
+
+
+def show(text: str) -> None:
+    """Print `text` on stdout. Once stdout's reader has gone (``pipelines draw FILE | head -1``),
+    print nothing more, quietly: the command ends as it would have, without a BrokenPipeError."""
+    try:
+        write_line(sys.stdout, text)
+    except BrokenPipeError:
+        stop_writing_stdout()
+
+
+def stop_writing_stdout() -> None:
+    """Send what is left of stdout (its buffer, later writes, the final flush) to the null device."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, sys.stdout.fileno())
+    finally:
+        os.close(null)
