@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pty
 import re
@@ -471,3 +472,73 @@ def test_without_rich_a_terminal_gets_plain_lines(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert "completed in" in out
     assert re.search(r"pipelines: +\d+\.\ds  sinks \d+ items", shown.decode())
+
+
+def test_version_prints_the_distribution_and_its_version() -> None:
+    import tomllib
+    from importlib import metadata
+
+    proc = run_cli("--version")
+    version = metadata.version("aiopipelines")
+    assert version == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"aiopipelines {version}\n", "")
+
+
+def test_draw_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
+    # Far more than a pipe holds, so that the command is still writing when `head` leaves.
+    names = [f"stage_{i:03d}_" + "x" * 400 for i in range(300)]
+    lines = ["nodes:", '  source: {coro: "tests.cli_nodes:count", args: {n: 1}}']
+    lines += [f'  {name}: {{coro: "tests.cli_nodes:double"}}' for name in names]
+    lines += ["graph:", f"  source: [{names[0]}]"]
+    lines += [f"  {a}: [{b}]" for a, b in itertools.pairwise(names)] + [f"  {names[-1]}: null"]
+    path = write(tmp_path, "long.yaml", "\n".join(lines) + "\n")
+    draw = subprocess.Popen(
+        [*PIPELINES, "draw", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True
+    )
+    assert draw.stdout is not None
+    head = subprocess.Popen(["head", "-1"], stdin=draw.stdout, stdout=subprocess.PIPE, text=True)
+    draw.stdout.close()  # only head reads it now: when head exits, the pipe has no reader
+    first, _ = head.communicate(timeout=120)
+    _, err = draw.communicate(timeout=120)
+    assert (head.returncode, first.split()[:3]) == (0, ["0", "source", "-->"])
+    assert (draw.returncode, err) == (0, "")
+
+
+def test_every_option_of_run_worker_and_serve_says_what_it_does_and_its_default() -> None:
+    import argparse
+
+    from pipelines.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    checked = []
+    for name in ("run", "worker", "serve"):
+        command = commands.choices[name]
+        for action in command._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction):
+                continue
+            flag = f"{name} {action.option_strings[-1]}"
+            text = (action.help or "") % {"default": action.default}
+            assert text.strip(), f"{flag} has no help"
+            if action.required or isinstance(action, argparse._StoreTrueAction) or action.default == []:
+                continue  # no default to show: required, an on/off flag, or a repeatable one
+            if action.default is None:
+                assert "(default: " in text, f"{flag} does not say what happens when it is not given: {text!r}"
+            else:
+                assert f"(default: {action.default})" in text, f"{flag} does not show its default: {text!r}"
+            checked.append(flag)
+    assert "worker --nodes" in checked
+    assert "serve --port" in checked
+    assert len(checked) == 30
+
+
+def test_the_redis_tuning_defaults_shown_are_those_of_the_transport() -> None:
+    import inspect
+
+    from pipelines.cli import build_parser
+    from pipelines.distributed import RedisTransport
+
+    defaults = build_parser().parse_args(["worker", "f.yaml", "--redis", "redis://x"])
+    signature = inspect.signature(RedisTransport)
+    for name in ("batch", "claim_idle", "max_deliveries", "heartbeat", "dead_after"):
+        assert getattr(defaults, name) == signature.parameters[name].default, name
