@@ -542,3 +542,45 @@ def test_the_redis_tuning_defaults_shown_are_those_of_the_transport() -> None:
     signature = inspect.signature(RedisTransport)
     for name in ("batch", "claim_idle", "max_deliveries", "heartbeat", "dead_after"):
         assert getattr(defaults, name) == signature.parameters[name].default, name
+
+
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        (
+            ("cli_nodes:double", "cli_nodes:triple_unmarked"),
+            "node 'double': coro triple_unmarked(x: 'int') -> 'int' takes one item, but a node's function is called "
+            "as f(processor, q_elt, **args) (the original signature, q_elt a tuple) unless it is marked with @node: "
+            "put @node above `async def triple_unmarked` (from pipelines import node), or give the node "
+            "'properties': {'style': 'item'}",
+        ),
+        (
+            ("cli_nodes:count", "cli_nodes:count_unmarked"),
+            "node 'source': coro count_unmarked(n: 'int') -> 'Any' is an async generator taking only its args, but "
+            "a source's function is called as f(processor, output_q, **args) (the original signature) unless it is "
+            "marked with @node: put @node above `async def count_unmarked` (from pipelines import node), or give "
+            "the node 'properties': {'style': 'item'}",
+        ),
+        (
+            ("cli_nodes:double", "cli_nodes:halve_unmarked"),
+            "node 'double': <function halve_unmarked at 0x> is a plain (blocking) function; give the node "
+            "'executor': 'thread' (or 'process' for CPU-heavy work) so that it does not block the event loop "
+            "(it is then called as halve_unmarked(item)); or, if it never blocks, make it `async def` and put "
+            "@node above it (from pipelines import node)",
+        ),
+    ],
+)
+def test_a_function_of_one_item_without_node_gets_the_fix(
+    tmp_path: Path, replace: tuple[str, str], message: str
+) -> None:
+    path = write(tmp_path, "unmarked.yaml", CHAIN.replace(*replace))
+    proc = run_cli("validate", path)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert re.sub(r"0x[0-9a-f]+", "0x", proc.stderr) == f"pipelines: {path}: {message}\n"
+
+
+def test_the_fix_the_hint_gives_works(tmp_path: Path) -> None:
+    fixed = CHAIN.replace('"tests.cli_nodes:double"}', '"tests.cli_nodes:triple_unmarked", properties: {style: item}}')
+    proc = run_cli("run", write(tmp_path, "fixed.yaml", fixed))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.splitlines()[:5]) == ["0", "12", "3", "6", "9"]
