@@ -76,3 +76,13 @@ def halve_unmarked(x: int) -> float:
 async def count_unmarked(n: int) -> Any:
     for i in range(n):
         yield i
+
+
+@node
+async def keep_even(x: int) -> int | None:
+    return x if x % 2 == 0 else None
+
+
+@node
+async def show_pair(pair: tuple[int, int]) -> None:
+    print(pair[0] + pair[1], flush=True)

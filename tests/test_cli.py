@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.cli.progress import LEGEND
+
 ROOT = Path(__file__).parent.parent
 PIPELINES = [sys.executable, "-W", "error", "-c", "from pipelines.cli import console_main; console_main()"]
 
@@ -194,10 +196,11 @@ def test_run_prints_the_summary_and_exits_0(tmp_path: Path) -> None:
         "s",
         "items/s",
     ]
-    assert lines[7].split()[:8] == ["source", "0", "5", "0", "0", "0", "0", "0"]
+    assert lines[7].split()[:8] == ["source", "-", "5", "-", "0", "0", "0", "0"]
     assert lines[8].split()[:8] == ["double", "5", "5", "5", "0", "0", "0", "0"]
     assert lines[9].split()[:8] == ["show", "5", "0", "5", "0", "0", "0", "0"]
-    assert re.fullmatch(r"completed in \d+\.\d\ds", lines[10])
+    assert lines[10:13] == list(LEGEND)
+    assert re.fullmatch(r"completed in \d+\.\d\ds", lines[13])
     assert proc.stderr == ""
 
 
@@ -584,3 +587,35 @@ def test_the_fix_the_hint_gives_works(tmp_path: Path) -> None:
     proc = run_cli("run", write(tmp_path, "fixed.yaml", fixed))
     assert proc.returncode == 0, proc.stderr
     assert sorted(proc.stdout.splitlines()[:5]) == ["0", "12", "3", "6", "9"]
+
+
+DIAMOND = """
+nodes:
+  source: {coro: "tests.cli_nodes:count", args: {n: 6}}
+  even: {coro: "tests.cli_nodes:keep_even"}
+  left: {coro: "tests.cli_nodes:double"}
+  right: {coro: "tests.cli_nodes:double"}
+  add: {coro: "tests.cli_nodes:show_pair"}
+flow: "source -> even -> (left || right) |-> add"
+"""
+
+
+def test_the_summary_says_how_a_source_and_a_join_count(tmp_path: Path) -> None:
+    proc = run_cli("run", write(tmp_path, "diamond.yaml", DIAMOND))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert sorted(lines[:3]) == ["0", "16", "8"]  # 0, 2 and 4, doubled on each side and added
+    rows = [line.split()[:8] for line in lines[5:10]]
+    assert rows == [
+        ["source", "-", "6", "-", "0", "0", "0", "0"],
+        ["even", "6", "3", "3", "0", "0", "0", "3"],
+        ["left", "3", "3", "3", "0", "0", "0", "0"],
+        ["right", "3", "3", "3", "0", "0", "0", "0"],
+        ["add", "6", "0", "3", "0", "0", "0", "3"],  # 3 pairs, and the 3 items even dropped
+    ]
+    assert lines[10:] == [
+        *LEGEND,
+        "add joins left and right: its in counts pairs (one item from each), and dropped the pairs an input dropped",
+        lines[-1],
+    ]
+    assert re.fullmatch(r"completed in \d+\.\d\ds", lines[-1])

@@ -278,16 +278,16 @@ def _run(plumber: Plumber, args: argparse.Namespace) -> int:
             result = runner.run(_run_with_progress(plumber, interactive, interval))
         except PipelineCancelled as exc:
             _error(f"run cancelled: {exc}")
-            show(format_summary(plumber.stats()))
+            show(format_summary(plumber.stats(), plumber.spec))
             _leave_now_if_pools_are_busy(EXIT_CANCELLED)
             return EXIT_CANCELLED
         except BaseException as exc:  # whatever a node raised: one line, never a traceback
             notes = "; ".join(getattr(exc, "__notes__", ()))
             _error(f"run failed: {type(exc).__name__}: {exc}" + (f" ({notes})" if notes else ""))
-            show(format_summary(plumber.stats()))
+            show(format_summary(plumber.stats(), plumber.spec))
             _leave_now_if_pools_are_busy(EXIT_FAILED)
             return EXIT_FAILED
-    show(format_summary(result.stats))
+    show(format_summary(result.stats, plumber.spec))
     show(f"{result.state} in {result.elapsed:.2f}s")
     return EXIT_OK
 

@@ -79,6 +79,6 @@ async def _serve(plumber: Plumber, host: str, port: int, token: str | None, labe
                 loop.remove_signal_handler(signum)
     finally:
         await runner.cleanup()
-    show(format_summary(plumber.stats()))
+    show(format_summary(plumber.stats(), plumber.spec))
     show(f"{plumber.state}")
     return EXIT_CODES.get(plumber.state, 1)
