@@ -224,7 +224,7 @@ def test_a_failing_run_exits_1_with_one_line(tmp_path: Path) -> None:
         "pipelines: run failed: ValueError: three is not allowed (pipelines: node 'double' failed on item 3)\n"
     )
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert "node" in proc.stdout.splitlines()[-5]  # the summary is still printed
+    assert ["node", "in", "out"] in [line.split()[:3] for line in proc.stdout.splitlines()]  # the summary too
 
 
 def test_progress_lines_when_not_a_terminal(tmp_path: Path) -> None:
@@ -244,7 +244,7 @@ def test_progress_lines_when_not_a_terminal(tmp_path: Path) -> None:
     for line in progress:
         assert re.fullmatch(
             r"pipelines: +\d+\.\ds  sinks \d+ items \([\d,]+/s\)( \| \w+: \d+ in flight, "
-            r"queue \d+/\d+)+",
+            r"queue \d+/\d+( \+\d+ taken)?)+",
             line,
         ), line
 
@@ -619,3 +619,34 @@ def test_the_summary_says_how_a_source_and_a_join_count(tmp_path: Path) -> None:
         lines[-1],
     ]
     assert re.fullmatch(r"completed in \d+\.\d\ds", lines[-1])
+
+
+def command_blocks() -> list[tuple[str, str, str]]:
+    """(line, command, what it prints) for each run block of wiki/Command-line.md."""
+    lines = (ROOT / "wiki" / "Command-line.md").read_text().splitlines()
+    found = []
+    for n, line in enumerate(lines):
+        if line != "```text" or not lines[n + 1].startswith("$ pipelines "):
+            continue
+        if lines[n - 1].startswith("<!-- not run:"):
+            continue
+        end = lines.index("```", n + 1)
+        found.append((f"Command-line.md:{n + 1}", lines[n + 1][2:], "".join(f"{x}\n" for x in lines[n + 2 : end])))
+    return found
+
+
+@pytest.mark.parametrize(("where", "command", "shown"), command_blocks(), ids=[b[0] for b in command_blocks()])
+def test_the_command_line_page_shows_what_the_commands_print(where: str, command: str, shown: str) -> None:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),  # this checkout's code, whichever the installed script points at
+    }
+    proc = subprocess.run(
+        ["bash", "-c", f"{command} 2>&1"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env, check=False
+    )
+    assert proc.stdout == shown, where
+
+
+def test_the_command_line_page_runs_its_blocks() -> None:
+    assert len(command_blocks()) == 4

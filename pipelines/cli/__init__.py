@@ -8,11 +8,13 @@
     pipelines draw FILE --format mermaid|dot|ascii   print the graph
     pipelines serve FILE [--host H] [--port P]       run it with the live dashboard and control API
     pipelines journal PATH                           the runs a journal holds, their state, items finished
+    pipelines --version                              the installed distribution and its version
 
-Exit codes: 0 success, 1 the run failed, 2 the file or the command line is wrong, 130 the run was
-cancelled (a second Ctrl-C). Errors are one clear line on stderr, never a traceback. `coro` names
-in the file are 'package.module:function' references, imported from the current directory and
-the Python path.
+Exit codes: 0 success, 1 the run failed, 2 the file or the command line is wrong (a missing
+extra, a Redis that cannot be reached), 130 the run was cancelled (a second Ctrl-C). Errors are
+one clear line on stderr, never a traceback; a reader of stdout that leaves early (`| head`)
+ends the output quietly. `coro` names in the file are 'package.module:function' references,
+imported from the current directory and the Python path.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ REDIS_TUNING: tuple[tuple[str, type, Any, str], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser: every subcommand, and every option's help and default."""
     parser = argparse.ArgumentParser(prog="pipelines", description="Run, validate and draw pipeline graph files.")
-    parser.add_argument("--version", action="version", version=_version(), help="print the version and exit")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     graph_file = "a .yaml, .yml or .json graph file"
 
@@ -228,11 +230,19 @@ def _add_progress(command: argparse.ArgumentParser) -> None:
     )
 
 
-def _version() -> str:
-    try:
-        return f"{DISTRIBUTION} {metadata.version(DISTRIBUTION)}"
-    except metadata.PackageNotFoundError:  # imported from a source tree that was never installed
-        return f"{DISTRIBUTION} (not installed: no version)"
+class _Version(argparse.Action):
+    """--version: the installed distribution's name and version, read from its metadata when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        try:
+            version = f"{DISTRIBUTION} {metadata.version(DISTRIBUTION)}"
+        except metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+            version = f"{DISTRIBUTION} (not installed: no version)"
+        show(version)
+        parser.exit()
 
 
 def _build(args: argparse.Namespace) -> Plumber:
