@@ -518,11 +518,13 @@ def test_every_option_of_run_worker_and_serve_says_what_it_does_and_its_default(
     for name in ("run", "worker", "serve"):
         command = commands.choices[name]
         for action in command._actions:
-            if not action.option_strings or isinstance(action, argparse._HelpAction):
+            if isinstance(action, argparse._HelpAction):
                 continue
-            flag = f"{name} {action.option_strings[-1]}"
+            flag = f"{name} {action.option_strings[-1] if action.option_strings else action.dest}"
             text = (action.help or "") % {"default": action.default}
             assert text.strip(), f"{flag} has no help"
+            if not action.option_strings:
+                continue  # the file: no default
             if action.required or isinstance(action, argparse._StoreTrueAction) or action.default == []:
                 continue  # no default to show: required, an on/off flag, or a repeatable one
             if action.default is None:

@@ -75,6 +75,17 @@ def test_a_yaml_file_without_pyyaml_is_one_line_and_json_still_works(tmp_path: P
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"{path}: ok (1 nodes)\n", "")
 
 
+def test_uvloop_without_its_extra_is_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "chain.yaml", CHAIN)
+    proc = run_without("uvloop", tmp_path, "run", path, "--loop", "uvloop")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        "",
+        "pipelines: --loop uvloop needs the 'uvloop' extra (cannot import uvloop): "
+        "pip install 'aiopipelines[uvloop]'\n",
+    )
+
+
 @pytest.fixture
 def closed_port() -> Iterator[int]:
     """A port of 127.0.0.1 where nothing listens, for as long as the test runs: bound, never listening."""

@@ -270,9 +270,10 @@ def _run(plumber: Plumber, args: argparse.Namespace) -> int:
     loop_factory = None
     if args.loop == "uvloop":
         try:
-            import uvloop
-        except ImportError:
-            _error("--loop uvloop needs uvloop: pip install 'aiopipelines[uvloop]'")
+            with needs("uvloop", "--loop uvloop"):
+                import uvloop
+        except ExtraMissing as exc:
+            _error(str(exc))
             return EXIT_USAGE
         loop_factory = uvloop.new_event_loop
     journal = plumber.journal
