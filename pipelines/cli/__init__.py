@@ -98,14 +98,14 @@ def _command(args: argparse.Namespace) -> int:
 
 
 # The defaults of RedisTransport, shown in the help (a test checks that they agree).
-REDIS_TUNING: tuple[tuple[str, type, Any, str], ...] = (
+_REDIS_TUNING: tuple[tuple[str, type, Any, str], ...] = (
     ("--batch", int, 100, "entries read from or sent to Redis in one call"),
     (
         "--claim-idle",
         float,
         30.0,
-        "seconds an item may stay unacknowledged by a process that stopped before "
-        "another instance of its node claims it; longer than any item takes",
+        "seconds after which an item left unacknowledged by a process that stopped is claimed by another "
+        "instance of its node; longer than any item takes",
     ),
     ("--max-deliveries", int, 5, "an item delivered more often than this fails with DeliveryError"),
     ("--heartbeat", float, 1.0, "seconds between two heartbeats of each process"),
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for distributed in (run, worker, serve):
         tuning = distributed.add_argument_group("with --redis (see pipelines.distributed.RedisTransport)")
-        for flag, kind, default, text in REDIS_TUNING:
+        for flag, kind, default, text in _REDIS_TUNING:
             metavar = "N" if kind is int else "SECONDS"
             tuning.add_argument(
                 flag, type=kind, default=default, metavar=metavar, help=text + " (default: %(default)s)"
