@@ -37,10 +37,10 @@ NOT_APPLICABLE = "-"
 # A source takes no input: it has no 'in', and its function does not finish items, it produces them.
 SOURCE_BLANKS = ("items_in", "completed")
 LEGEND = (
-    f"in: items taken from the node's inputs ({NOT_APPLICABLE} for a source, which takes none); "
-    "out: items handed on to the next nodes",
-    f"in = done + dropped + failed + skipped (+ in flight); dropped: gave nothing to hand on ({NOT_APPLICABLE} done "
-    "for a source)",
+    f"in: items taken from the node's inputs; out: items handed on; {NOT_APPLICABLE}: a source takes no input, "
+    "it makes its out",
+    "done: items its function handled; dropped: those that gave nothing to hand on; "
+    "in = done + dropped + failed + skipped",
     "blocked s: seconds spent waiting on a full output (backpressure); items/s: in per second (out for a source)",
 )
 
