@@ -357,6 +357,7 @@ class Processor:
             dropped=ledger.dropped,
             in_flight=in_flight,
             queue_depth=sum(edge.qsize() for edge in inputs) + unstarted,
+            taken=unstarted,
             queue_bound=sum(edge.maxsize for edge in inputs),
             blocked_seconds=ledger.blocked_seconds,
             rate=processed / elapsed if elapsed > 0 else 0.0,

@@ -214,7 +214,9 @@ def _node_spec(name: str, index: int, node_d: object, coro_map: Callable[[Any], 
         raise GraphError(f"node {name!r}: 'properties' must be a dict, got {type(raw_props).__name__}")
     args, raw_props = _processor_args(name, args, raw_props)
     kind = call_kind(coro)
-    props = _check_executor(name, coro, kind, parse_properties(name, {**node_defaults(coro), **(raw_props or {})}))
+    props = _check_executor(
+        name, coro, kind, parse_properties(name, {**node_defaults(coro), **(raw_props or {})}), args
+    )
     spec = NodeSpec(
         name=name,
         index=index,
@@ -364,16 +366,24 @@ def _returns_awaitable(fn: Any) -> bool:
     return isinstance(origin, type) and issubclass(origin, collections.abc.Awaitable)
 
 
-def _check_executor(name: str, fn: Callable[..., Any], kind: CallKind, props: NodeProperties) -> NodeProperties:
+def _check_executor(
+    name: str, fn: Callable[..., Any], kind: CallKind, props: NodeProperties, args: Mapping[str, Any]
+) -> NodeProperties:
     """A plain function needs an executor, and runs one item per pool worker; an async one needs none.
 
     A lambda (an opaque callable) is taken as returning an awaitable unless given an executor."""
     is_async = kind in ("async", "awaitable", "async generator") or (kind == "opaque" and props.executor is None)
     if props.executor is None:
         if not is_async:
+            hint = ""
+            if props.style == "processor" and _takes_one_item(fn, args):
+                hint = (
+                    f" (it is then called as {getattr(fn, '__name__', 'f')}(item)); or, if it never blocks, make it "
+                    "`async def` and put @node above it (from pipelines import node)"
+                )
             raise GraphError(
                 f"node {name!r}: {fn!r} is a plain (blocking) function; give the node 'executor': 'thread' "
-                "(or 'process' for CPU-heavy work) so that it does not block the event loop"
+                f"(or 'process' for CPU-heavy work) so that it does not block the event loop{hint}"
             )
         return props
     if is_async:
@@ -465,11 +475,57 @@ def _check_call(spec: NodeSpec) -> None:
                 )
             _bind(spec.name, "coro", spec.coro, (), spec.args)
         else:
+            if spec.is_generator and _binds(spec.coro, (), spec.args) and not _binds(spec.coro, (1, 2), spec.args):
+                raise GraphError(
+                    f"node {spec.name!r}: coro {_shown(spec.coro)} is an async generator taking only its args, but "
+                    "a source's function is called as f(processor, output_q, **args) (the original signature) "
+                    f"unless it is marked with @node: {_node_fix(spec.coro)}"
+                )
             _bind(spec.name, "coro", spec.coro, (object(), object()), spec.args)
     elif spec.style == "item":
         _bind(spec.name, "coro", spec.coro, (object(),), spec.args)
     else:
+        if _takes_one_item(spec.coro, spec.args):
+            raise GraphError(
+                f"node {spec.name!r}: coro {_shown(spec.coro)} takes one item, but a node's function is called as "
+                "f(processor, q_elt, **args) (the original signature, q_elt a tuple) unless it is marked with "
+                f"@node: {_node_fix(spec.coro)}"
+            )
         _bind(spec.name, "coro", spec.coro, (object(), object()), spec.args)
+
+
+def _binds(fn: Callable[..., Any], positional: tuple[Any, ...], args: Mapping[str, Any]) -> bool:
+    """Whether `fn` accepts these arguments (True when it has no signature to tell)."""
+    try:
+        inspect.signature(fn).bind(*positional, **args)
+    except TypeError:
+        return False
+    except ValueError:  # no signature
+        return True
+    return True
+
+
+def _takes_one_item(fn: Callable[..., Any], args: Mapping[str, Any]) -> bool:
+    """Whether `fn` is a function that clearly takes one item and its args: it accepts one positional
+    argument, not two. (Other callables are left to the general check, which quotes the signature.)"""
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
+        return False
+    return _binds(fn, (1,), args) and not _binds(fn, (1, 2), args)
+
+
+def _shown(fn: Callable[..., Any]) -> str:
+    try:
+        return f"{getattr(fn, '__qualname__', fn)}{inspect.signature(fn)}"
+    except (TypeError, ValueError):
+        return repr(fn)
+
+
+def _node_fix(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__name__", "f")
+    return (
+        f"put @node above `async def {name}` (from pipelines import node), or give the node "
+        "'properties': {'style': 'item'}"
+    )
 
 
 def _bind(name: str, what: str, fn: Callable[..., Any], positional: tuple[Any, ...], args: Mapping[str, Any]) -> None:

@@ -36,7 +36,9 @@ class NodeStats:
     dropped: int
     in_flight: int
     queue_depth: int
+    """Items waiting for the node: what its input edges hold, and the `taken` items."""
     queue_bound: int
+    """The sum of the bounds of its input edges (0 for a source)."""
     blocked_seconds: float
     rate: float
     """Items per second since the run started: items_in, or items_out for a source."""
@@ -46,6 +48,9 @@ class NodeStats:
     """Workers running now (0 for a source, and once the node has ended)."""
     peak_workers: int = 0
     """The most workers that ran at once."""
+    taken: int = 0
+    """Of `queue_depth`, the items workers have taken from the input edges and not started yet: the
+    edges themselves hold ``queue_depth - taken``, which stays within `queue_bound`."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -62,3 +62,27 @@ def block(x: int) -> int:
 @node
 async def exits(x: int) -> None:
     raise SystemExit(3)
+
+
+# Written for @node, given without it: the graph expects f(processor, q_elt, **args).
+async def triple_unmarked(x: int) -> int:
+    return 3 * x
+
+
+def halve_unmarked(x: int) -> float:
+    return x / 2
+
+
+async def count_unmarked(n: int) -> Any:
+    for i in range(n):
+        yield i
+
+
+@node
+async def keep_even(x: int) -> int | None:
+    return x if x % 2 == 0 else None
+
+
+@node
+async def show_pair(pair: tuple[int, int]) -> None:
+    print(pair[0] + pair[1], flush=True)

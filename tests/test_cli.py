@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pty
 import re
@@ -12,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from pipelines.cli.progress import LEGEND
 
 ROOT = Path(__file__).parent.parent
 PIPELINES = [sys.executable, "-W", "error", "-c", "from pipelines.cli import console_main; console_main()"]
@@ -193,10 +196,11 @@ def test_run_prints_the_summary_and_exits_0(tmp_path: Path) -> None:
         "s",
         "items/s",
     ]
-    assert lines[7].split()[:8] == ["source", "0", "5", "0", "0", "0", "0", "0"]
+    assert lines[7].split()[:8] == ["source", "-", "5", "-", "0", "0", "0", "0"]
     assert lines[8].split()[:8] == ["double", "5", "5", "5", "0", "0", "0", "0"]
     assert lines[9].split()[:8] == ["show", "5", "0", "5", "0", "0", "0", "0"]
-    assert re.fullmatch(r"completed in \d+\.\d\ds", lines[10])
+    assert lines[10:13] == list(LEGEND)
+    assert re.fullmatch(r"completed in \d+\.\d\ds", lines[13])
     assert proc.stderr == ""
 
 
@@ -220,7 +224,7 @@ def test_a_failing_run_exits_1_with_one_line(tmp_path: Path) -> None:
         "pipelines: run failed: ValueError: three is not allowed (pipelines: node 'double' failed on item 3)\n"
     )
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert "node" in proc.stdout.splitlines()[-5]  # the summary is still printed
+    assert ["node", "in", "out"] in [line.split()[:3] for line in proc.stdout.splitlines()]  # the summary too
 
 
 def test_progress_lines_when_not_a_terminal(tmp_path: Path) -> None:
@@ -240,7 +244,7 @@ def test_progress_lines_when_not_a_terminal(tmp_path: Path) -> None:
     for line in progress:
         assert re.fullmatch(
             r"pipelines: +\d+\.\ds  sinks \d+ items \([\d,]+/s\)( \| \w+: \d+ in flight, "
-            r"queue \d+/\d+)+",
+            r"queue \d+/\d+( \+\d+ taken)?)+",
             line,
         ), line
 
@@ -471,3 +475,181 @@ def test_without_rich_a_terminal_gets_plain_lines(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert "completed in" in out
     assert re.search(r"pipelines: +\d+\.\ds  sinks \d+ items", shown.decode())
+
+
+def test_version_prints_the_distribution_and_its_version() -> None:
+    import tomllib
+    from importlib import metadata
+
+    proc = run_cli("--version")
+    version = metadata.version("aiopipelines")
+    assert version == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"aiopipelines {version}\n", "")
+
+
+def test_draw_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
+    # Far more than a pipe holds, so that the command is still writing when `head` leaves.
+    names = [f"stage_{i:03d}_" + "x" * 400 for i in range(300)]
+    lines = ["nodes:", '  source: {coro: "tests.cli_nodes:count", args: {n: 1}}']
+    lines += [f'  {name}: {{coro: "tests.cli_nodes:double"}}' for name in names]
+    lines += ["graph:", f"  source: [{names[0]}]"]
+    lines += [f"  {a}: [{b}]" for a, b in itertools.pairwise(names)] + [f"  {names[-1]}: null"]
+    path = write(tmp_path, "long.yaml", "\n".join(lines) + "\n")
+    draw = subprocess.Popen(
+        [*PIPELINES, "draw", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True
+    )
+    assert draw.stdout is not None
+    head = subprocess.Popen(["head", "-1"], stdin=draw.stdout, stdout=subprocess.PIPE, text=True)
+    draw.stdout.close()  # only head reads it now: when head exits, the pipe has no reader
+    first, _ = head.communicate(timeout=120)
+    _, err = draw.communicate(timeout=120)
+    assert (head.returncode, first.split()[:3]) == (0, ["0", "source", "-->"])
+    assert (draw.returncode, err) == (0, "")
+
+
+def test_every_option_of_run_worker_and_serve_says_what_it_does_and_its_default() -> None:
+    import argparse
+
+    from pipelines.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    checked = []
+    for name in ("run", "worker", "serve"):
+        command = commands.choices[name]
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            flag = f"{name} {action.option_strings[-1] if action.option_strings else action.dest}"
+            text = (action.help or "") % {"default": action.default}
+            assert text.strip(), f"{flag} has no help"
+            if not action.option_strings:
+                continue  # the file: no default
+            if action.required or isinstance(action, argparse._StoreTrueAction) or action.default == []:
+                continue  # no default to show: required, an on/off flag, or a repeatable one
+            if action.default is None:
+                assert "(default: " in text, f"{flag} does not say what happens when it is not given: {text!r}"
+            else:
+                assert f"(default: {action.default})" in text, f"{flag} does not show its default: {text!r}"
+            checked.append(flag)
+    # Defaults of every kind were checked: values, choices, none (said in words), the tuning flags.
+    expected = {"run --queue-size", "run --loop", "run --journal", "worker --nodes", "serve --port", "serve --token"}
+    expected |= {f"{name} --{flag}" for name in ("run", "worker", "serve") for flag in ("batch", "dead-after")}
+    assert expected <= set(checked)
+
+
+def test_the_redis_tuning_defaults_shown_are_those_of_the_transport() -> None:
+    import inspect
+
+    from pipelines.cli import build_parser
+    from pipelines.distributed import RedisTransport
+
+    defaults = build_parser().parse_args(["worker", "f.yaml", "--redis", "redis://x"])
+    signature = inspect.signature(RedisTransport)
+    for name in ("batch", "claim_idle", "max_deliveries", "heartbeat", "dead_after"):
+        assert getattr(defaults, name) == signature.parameters[name].default, name
+
+
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        (
+            ("cli_nodes:double", "cli_nodes:triple_unmarked"),
+            "node 'double': coro triple_unmarked(x: 'int') -> 'int' takes one item, but a node's function is called "
+            "as f(processor, q_elt, **args) (the original signature, q_elt a tuple) unless it is marked with @node: "
+            "put @node above `async def triple_unmarked` (from pipelines import node), or give the node "
+            "'properties': {'style': 'item'}",
+        ),
+        (
+            ("cli_nodes:count", "cli_nodes:count_unmarked"),
+            "node 'source': coro count_unmarked(n: 'int') -> 'Any' is an async generator taking only its args, but "
+            "a source's function is called as f(processor, output_q, **args) (the original signature) unless it is "
+            "marked with @node: put @node above `async def count_unmarked` (from pipelines import node), or give "
+            "the node 'properties': {'style': 'item'}",
+        ),
+        (
+            ("cli_nodes:double", "cli_nodes:halve_unmarked"),
+            "node 'double': <function halve_unmarked at 0x> is a plain (blocking) function; give the node "
+            "'executor': 'thread' (or 'process' for CPU-heavy work) so that it does not block the event loop "
+            "(it is then called as halve_unmarked(item)); or, if it never blocks, make it `async def` and put "
+            "@node above it (from pipelines import node)",
+        ),
+    ],
+)
+def test_a_function_of_one_item_without_node_gets_the_fix(
+    tmp_path: Path, replace: tuple[str, str], message: str
+) -> None:
+    path = write(tmp_path, "unmarked.yaml", CHAIN.replace(*replace))
+    proc = run_cli("validate", path)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert re.sub(r"0x[0-9a-f]+", "0x", proc.stderr) == f"pipelines: {path}: {message}\n"
+
+
+def test_the_fix_the_hint_gives_works(tmp_path: Path) -> None:
+    fixed = CHAIN.replace('"tests.cli_nodes:double"}', '"tests.cli_nodes:triple_unmarked", properties: {style: item}}')
+    proc = run_cli("run", write(tmp_path, "fixed.yaml", fixed))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.splitlines()[:5]) == ["0", "12", "3", "6", "9"]
+
+
+DIAMOND = """
+nodes:
+  source: {coro: "tests.cli_nodes:count", args: {n: 6}}
+  even: {coro: "tests.cli_nodes:keep_even"}
+  left: {coro: "tests.cli_nodes:double"}
+  right: {coro: "tests.cli_nodes:double"}
+  add: {coro: "tests.cli_nodes:show_pair"}
+flow: "source -> even -> (left || right) |-> add"
+"""
+
+
+def test_the_summary_says_how_a_source_and_a_join_count(tmp_path: Path) -> None:
+    proc = run_cli("run", write(tmp_path, "diamond.yaml", DIAMOND))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert sorted(lines[:3]) == ["0", "16", "8"]  # 0, 2 and 4, doubled on each side and added
+    rows = [line.split()[:8] for line in lines[5:10]]
+    assert rows == [
+        ["source", "-", "6", "-", "0", "0", "0", "0"],
+        ["even", "6", "3", "3", "0", "0", "0", "3"],
+        ["left", "3", "3", "3", "0", "0", "0", "0"],
+        ["right", "3", "3", "3", "0", "0", "0", "0"],
+        ["add", "6", "0", "3", "0", "0", "0", "3"],  # 3 pairs, and the 3 items even dropped
+    ]
+    assert lines[10:] == [
+        *LEGEND,
+        "add joins left and right: its in counts pairs (one item from each), and dropped the pairs an input dropped",
+        lines[-1],
+    ]
+    assert re.fullmatch(r"completed in \d+\.\d\ds", lines[-1])
+
+
+def command_blocks() -> list[tuple[str, str, str]]:
+    """(line, command, what it prints) for each run block of wiki/Command-line.md."""
+    lines = (ROOT / "wiki" / "Command-line.md").read_text().splitlines()
+    found = []
+    for n, line in enumerate(lines):
+        if line != "```text" or not lines[n + 1].startswith("$ pipelines "):
+            continue
+        if lines[n - 1].startswith("<!-- not run:"):
+            continue
+        end = lines.index("```", n + 1)
+        found.append((f"Command-line.md:{n + 1}", lines[n + 1][2:], "".join(f"{x}\n" for x in lines[n + 2 : end])))
+    return found
+
+
+@pytest.mark.parametrize(("where", "command", "shown"), command_blocks(), ids=[b[0] for b in command_blocks()])
+def test_the_command_line_page_shows_what_the_commands_print(where: str, command: str, shown: str) -> None:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),  # this checkout's code, whichever the installed script points at
+    }
+    proc = subprocess.run(
+        ["bash", "-c", f"{command} 2>&1"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env, check=False
+    )
+    assert proc.stdout == shown, where
+
+
+def test_the_command_line_page_runs_its_blocks() -> None:
+    assert len(command_blocks()) == 4

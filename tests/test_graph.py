@@ -99,9 +99,53 @@ def test_a_plain_function_without_an_executor() -> None:
     with pytest.raises(
         GraphError,
         match=r"^node 'rev': <function .*plain.*> is a plain \(blocking\) function; give the node 'executor': "
-        r"'thread' \(or 'process' for CPU-heavy work\) so that it does not block the event loop$",
+        r"'thread' \(or 'process' for CPU-heavy work\) so that it does not block the event loop \(it is then called "
+        r"as plain\(item\)\); or, if it never blocks, make it `async def` and put @node above it "
+        r"\(from pipelines import node\)$",
     ):
         Plumber(graph)
+
+
+def test_an_async_function_of_one_item_without_node_is_told_to_use_node() -> None:
+    async def shout(item: str, *, suffix: str = "!") -> str:
+        return item.upper() + suffix
+
+    graph = good()
+    graph["nodes"]["rev"] = {"coro": shout, "args": {"suffix": "?"}}
+    assert_rejected(
+        graph,
+        "node 'rev': coro test_an_async_function_of_one_item_without_node_is_told_to_use_node.<locals>.shout(item: "
+        "'str', *, suffix: 'str' = '!') -> 'str' takes one item, but a node's function is called as "
+        "f(processor, q_elt, **args) (the original signature, q_elt a tuple) unless it is marked with @node: put "
+        "@node above `async def shout` (from pipelines import node), or give the node 'properties': "
+        "{'style': 'item'}",
+    )
+    node(shout)  # the fix the message gives
+    assert Plumber(graph).nodes[1].name == "rev"
+
+
+def test_an_async_generator_source_of_args_only_without_node_is_told_to_use_node() -> None:
+    async def numbers(n: int) -> Any:
+        for i in range(n):
+            yield i
+
+    graph = good()
+    graph["nodes"]["inp"] = {"coro": numbers, "args": {"n": 2}}
+    with pytest.raises(GraphError, match=r"^node 'inp': coro .*numbers\(n: 'int'\) -> 'Any' is an async generator "):
+        Plumber(graph)
+
+
+def test_a_function_that_may_take_two_arguments_gets_no_hint() -> None:
+    async def either(processor: Any, q_elt: Any = None) -> Any:
+        return q_elt
+
+    async def varargs(*items: Any) -> Any:
+        return items
+
+    for fn in (either, varargs):
+        graph = good()
+        graph["nodes"]["rev"]["coro"] = fn
+        Plumber(graph)  # accepted as (processor, q_elt): nothing says it was not meant that way
 
 
 def test_a_coro_that_is_not_a_function() -> None:

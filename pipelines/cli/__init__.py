@@ -8,11 +8,13 @@
     pipelines draw FILE --format mermaid|dot|ascii   print the graph
     pipelines serve FILE [--host H] [--port P]       run it with the live dashboard and control API
     pipelines journal PATH                           the runs a journal holds, their state, items finished
+    pipelines --version                              the installed distribution and its version
 
-Exit codes: 0 success, 1 the run failed, 2 the file or the command line is wrong, 130 the run was
-cancelled (a second Ctrl-C). Errors are one clear line on stderr, never a traceback. `coro` names
-in the file are 'package.module:function' references, imported from the current directory and
-the Python path.
+Exit codes: 0 success, 1 the run failed, 2 the file or the command line is wrong (a missing
+extra, a Redis that cannot be reached), 130 the run was cancelled (a second Ctrl-C). Errors are
+one clear line on stderr, never a traceback; a reader of stdout that leaves early (`| head`)
+ends the output quietly. `coro` names in the file are 'package.module:function' references,
+imported from the current directory and the Python path.
 """
 
 from __future__ import annotations
@@ -25,26 +27,36 @@ import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
+from importlib import metadata
 from typing import Any
 
-from ..errors import GraphError, PipelineCancelled
+from ..errors import GraphError, PipelineCancelled, RedisUnavailable
 from ..files import load_graph, set_args
+from ..graph import DEFAULT_QUEUE_SIZE
 from ..journal import Journal, JournalError
 from ..plumber import Plumber
 from ..program import run_until_signalled
 from ..registry import Registry
 from ..stats import RunResult
+from .extras import DISTRIBUTION, ExtraMissing, needs
 from .observe import MetricsUnavailable, check_metrics, with_metrics
-from .progress import format_progress_line, format_summary, rich_progress_table, write_line
+from .progress import (
+    format_progress_line,
+    format_summary,
+    rich_progress_table,
+    show,
+    stop_writing_stdout,
+    write_line,
+)
 
-__all__ = ["main"]
+__all__ = ["build_parser", "console_main", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     _show_library_logs()
     try:
         return _command(args)
@@ -64,75 +76,185 @@ def _command(args: argparse.Namespace) -> int:
     except GraphError as exc:
         _error(_name_the_file(args.file, str(exc)))
         return EXIT_USAGE
-    except JournalError as exc:
+    except (JournalError, ExtraMissing, RedisUnavailable) as exc:
         _error(str(exc))
         return EXIT_USAGE
     if args.command == "validate":
-        print(f"{args.file}: ok ({len(plumber.nodes)} nodes)")
+        show(f"{args.file}: ok ({len(plumber.nodes)} nodes)")
         return EXIT_OK
     if args.command == "draw":
         from .. import drawing
 
         render = {"mermaid": drawing.to_mermaid, "dot": drawing.to_dot, "ascii": drawing.to_ascii}[args.format]
-        print(render(plumber))
+        show(render(plumber))
         return EXIT_OK
     if args.command == "serve":
         from .serve import serve
 
-        return serve(plumber, host=args.host, port=args.port, token=args.token, label=args.file)
+        try:
+            return serve(plumber, host=args.host, port=args.port, token=args.token, label=args.file)
+        except ExtraMissing as exc:
+            _error(str(exc))
+            return EXIT_USAGE
     return _run(plumber, args)
 
 
-def _parser() -> argparse.ArgumentParser:
+# The defaults of RedisTransport, shown in the help (a test checks that they agree).
+_REDIS_TUNING: tuple[tuple[str, type, Any, str], ...] = (
+    ("--batch", int, 100, "entries read from or sent to Redis in one call"),
+    (
+        "--claim-idle",
+        float,
+        30.0,
+        "seconds after which an item left unacknowledged by a process that stopped is claimed by another "
+        "instance of its node; longer than any item takes",
+    ),
+    ("--max-deliveries", int, 5, "an item delivered more often than this fails with DeliveryError"),
+    ("--heartbeat", float, 1.0, "seconds between two heartbeats of each process"),
+    ("--dead-after", float, 10.0, "seconds of silence after which a process is taken for dead"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: every subcommand, and every option's help and default."""
     parser = argparse.ArgumentParser(prog="pipelines", description="Run, validate and draw pipeline graph files.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    graph_file = "a .yaml, .yml or .json graph file"
+
     run = commands.add_parser("run", help="run a graph file, with live progress and a summary")
-    run.add_argument("file", help="a .yaml, .yml or .json graph file")
-    run.add_argument("--set", action="append", default=[], metavar="NODE.ARG=VALUE", help="override a node's arg")
-    run.add_argument("--queue-size", type=int, default=None, help="default bound of every edge (100)")
-    run.add_argument("--interval", type=float, default=None, help="seconds between progress updates")
-    run.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on")
-    run.add_argument("--journal", metavar="PATH", help="an SQLite journal: the run resumes from it after a crash")
-    run.add_argument("--new-run", action="store_true", help="with --journal: start a new run, not resume the last")
-    run.add_argument("--redis", metavar="URL", help="carry every edge over this Redis; nodes run in workers")
+    run.add_argument("file", help=graph_file)
+    _add_set_and_queue_size(run)
+    _add_progress(run)
+    run.add_argument(
+        "--journal",
+        metavar="PATH",
+        default=None,
+        help="record the run in this SQLite journal; after a crash the same command resumes it "
+        "(default: none, the run is not durable)",
+    )
+    run.add_argument(
+        "--new-run", action="store_true", help="with --journal: start a new run instead of resuming the last one"
+    )
+    run.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="carry every edge over this Redis; the sources run here, the other nodes in `pipelines worker` "
+        "processes (default: none, every node runs in this process)",
+    )
+
     worker = commands.add_parser("worker", help="run nodes of a graph file's distributed run (see run --redis)")
-    worker.add_argument("file")
-    worker.add_argument("--redis", metavar="URL", required=True, help="the Redis the run uses")
-    worker.add_argument("--nodes", default=None, help="comma-separated nodes to run here (default: all but sources)")
-    worker.add_argument("--run", default=None, metavar="ID", help="join this run (default: wait for the next one)")
-    worker.add_argument("--set", action="append", default=[], metavar="NODE.ARG=VALUE", help="as given to run")
-    worker.add_argument("--queue-size", type=int, default=None, help="as given to run")
-    worker.add_argument("--interval", type=float, default=None, help="seconds between progress updates")
-    worker.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on")
+    worker.add_argument("file", help=graph_file + ", the same as the run's")
+    worker.add_argument("--redis", metavar="URL", required=True, help="the Redis the run uses (required)")
+    worker.add_argument(
+        "--nodes",
+        metavar="A,B",
+        default=None,
+        help="comma-separated nodes to run here (default: every node but the sources)",
+    )
+    worker.add_argument(
+        "--run", metavar="ID", default=None, help="join this run (default: wait for the next run of this graph)"
+    )
+    _add_set_and_queue_size(worker, same_as_run=True)
+    _add_progress(worker)
     for observed in (run, worker):
         observed.add_argument(
             "--metrics-port", type=int, default=None, metavar="N", help="serve Prometheus metrics (default: off)"
         )
         observed.add_argument(
-            "--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port (default 127.0.0.1)"
+            "--metrics-host",
+            default="127.0.0.1",
+            metavar="HOST",
+            help="address for --metrics-port (default: %(default)s)",
         )
+
     validate = commands.add_parser("validate", help="check a graph file without running it")
-    validate.add_argument("file")
+    validate.add_argument("file", help=graph_file)
     draw = commands.add_parser("draw", help="print the graph of a file")
-    draw.add_argument("file")
-    draw.add_argument("--format", choices=("mermaid", "dot", "ascii"), default="ascii")
+    draw.add_argument("file", help=graph_file)
+    draw.add_argument(
+        "--format", choices=("mermaid", "dot", "ascii"), default="ascii", help="how to draw it (default: %(default)s)"
+    )
+
     serve = commands.add_parser("serve", help="run a graph file with the live dashboard and the control API")
-    serve.add_argument("file")
-    serve.add_argument("--set", action="append", default=[], metavar="NODE.ARG=VALUE", help="override a node's arg")
-    serve.add_argument("--queue-size", type=int, default=None, help="default bound of every edge (100)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port to bind (default 8080; 0 picks a free one)")
-    serve.add_argument("--token", default=None, help="token for control calls (made up when bound beyond loopback)")
-    serve.add_argument("--redis", metavar="URL", help="as run --redis: the dashboard shows every worker's counts")
+    serve.add_argument("file", help=graph_file)
+    _add_set_and_queue_size(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="port to bind, 0 for any free one (default: %(default)s)")
+    serve.add_argument(
+        "--token",
+        default=None,
+        help="token every control call and dashboard connection must give (default: none on 127.0.0.1; "
+        "made up and printed when bound to another address)",
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="as run --redis: this process runs the sources and the dashboard shows every worker's counts "
+        "(default: none, every node runs in this process)",
+    )
     for distributed in (run, worker, serve):
         tuning = distributed.add_argument_group("with --redis (see pipelines.distributed.RedisTransport)")
-        for flag, kind in (("--batch", int), ("--claim-idle", float), ("--max-deliveries", int)):
-            tuning.add_argument(flag, type=kind, default=None)
-        for flag in ("--heartbeat", "--dead-after"):
-            tuning.add_argument(flag, type=float, default=None)
+        for flag, kind, default, text in _REDIS_TUNING:
+            metavar = "N" if kind is int else "SECONDS"
+            tuning.add_argument(
+                flag, type=kind, default=default, metavar=metavar, help=text + " (default: %(default)s)"
+            )
+
     journal = commands.add_parser("journal", help="show the runs of a journal file")
-    journal.add_argument("path")
+    journal.add_argument("path", help="the journal's SQLite file (run --journal PATH)")
     return parser
+
+
+def _add_set_and_queue_size(command: argparse.ArgumentParser, *, same_as_run: bool = False) -> None:
+    command.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.ARG=VALUE",
+        help="override an arg of a node, the value read as YAML; may be repeated"
+        + (" (give the run's, so that the graph is the same)" if same_as_run else ""),
+    )
+    command.add_argument(
+        "--queue-size",
+        type=int,
+        metavar="N",
+        default=DEFAULT_QUEUE_SIZE,
+        help="the bound of every edge whose node does not set its own (default: %(default)s)",
+    )
+
+
+def _add_progress(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--interval",
+        type=float,
+        metavar="SECONDS",
+        default=None,
+        help="seconds between progress updates (default: 0.25 on a terminal, 2 otherwise)",
+    )
+    command.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop to run on (default: %(default)s)",
+    )
+
+
+class _Version(argparse.Action):
+    """--version: the installed distribution's name and version, read from its metadata when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        try:
+            version = f"{DISTRIBUTION} {metadata.version(DISTRIBUTION)}"
+        except metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+            version = f"{DISTRIBUTION} (not installed: no version)"
+        show(version)
+        parser.exit()
 
 
 def _build(args: argparse.Namespace) -> Plumber:
@@ -149,7 +271,8 @@ def _build(args: argparse.Namespace) -> Plumber:
     elif getattr(args, "new_run", False):
         raise GraphError("--new-run needs --journal PATH")
     if getattr(args, "redis", None):
-        from ..distributed.cli import distributed_plumber
+        with needs("redis", "--redis"):
+            from ..distributed.cli import distributed_plumber
 
         return distributed_plumber(args, graph, extra)
     return Plumber(graph, Registry(imports=True), **extra)
@@ -159,14 +282,15 @@ def _run(plumber: Plumber, args: argparse.Namespace) -> int:
     loop_factory = None
     if args.loop == "uvloop":
         try:
-            import uvloop
-        except ImportError:
-            _error("--loop uvloop needs uvloop: pip install 'aiopipelines[uvloop]'")
+            with needs("uvloop", "--loop uvloop"):
+                import uvloop
+        except ExtraMissing as exc:
+            _error(str(exc))
             return EXIT_USAGE
         loop_factory = uvloop.new_event_loop
     journal = plumber.journal
     if journal is not None and journal.already_completed:
-        print(f"{journal.path}: run {journal.run_id} already completed; nothing to do (--new-run starts another)")
+        show(f"{journal.path}: run {journal.run_id} already completed; nothing to do (--new-run starts another)")
         return EXIT_OK
     if journal is not None and journal.resumed:
         _error(f"{journal.path}: resuming run {journal.run_id}: {journal.done_before} source items were done")
@@ -188,17 +312,17 @@ def _run(plumber: Plumber, args: argparse.Namespace) -> int:
             return EXIT_USAGE
         except PipelineCancelled as exc:
             _error(f"run cancelled: {exc}")
-            print(format_summary(plumber.stats()))
+            show(format_summary(plumber.stats(), plumber.spec))
             _leave_now_if_pools_are_busy(EXIT_CANCELLED)
             return EXIT_CANCELLED
         except BaseException as exc:  # whatever a node raised: one line, never a traceback
             notes = "; ".join(getattr(exc, "__notes__", ()))
             _error(f"run failed: {type(exc).__name__}: {exc}" + (f" ({notes})" if notes else ""))
-            print(format_summary(plumber.stats()))
+            show(format_summary(plumber.stats(), plumber.spec))
             _leave_now_if_pools_are_busy(EXIT_FAILED)
             return EXIT_FAILED
-    print(format_summary(result.stats))
-    print(f"{result.state} in {result.elapsed:.2f}s")
+    show(format_summary(result.stats, plumber.spec))
+    show(f"{result.state} in {result.elapsed:.2f}s")
     return EXIT_OK
 
 
@@ -260,7 +384,7 @@ def _show_journal(path: str) -> int:
     if stored is None:
         _error(f"{path}: no such journal (the file does not exist, or is empty)")
         return EXIT_USAGE
-    print(format_journal(stored))
+    show(format_journal(stored))
     return EXIT_OK
 
 
@@ -282,4 +406,10 @@ def _error(message: str) -> None:
 
 def console_main() -> None:
     """Entry point of the console script."""
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()  # here, where a reader that has gone can be told apart from a failure
+    except BrokenPipeError:  # stdout's reader left early (`| head`): what it read was what it wanted
+        stop_writing_stdout()
+        code = EXIT_OK
+    sys.exit(code)

@@ -14,7 +14,8 @@ import signal
 import sys
 
 from ..plumber import Plumber
-from .progress import format_summary, write_line
+from .extras import needs
+from .progress import format_summary, show, write_line
 
 __all__ = ["serve"]
 
@@ -22,14 +23,11 @@ EXIT_CODES = {"completed": 0, "stopped": 0, "failed": 1, "cancelled": 130}
 
 
 def serve(plumber: Plumber, *, host: str, port: int, token: str | None, label: str) -> int:
-    """Serve until a signal ends it; returns the exit code of the run (2 when it cannot serve)."""
-    try:
+    """Serve until a signal ends it; returns the exit code of the run (2 when it cannot serve).
+
+    Raises ExtraMissing when the ``web`` extra is not installed."""
+    with needs("web", "serve"):
         from ..web import required_token
-    except ImportError as exc:
-        write_line(
-            sys.stderr, f"pipelines: serve needs the web extra ({exc.name} is missing): pip install 'aiopipelines[web]'"
-        )
-        return 2
     token = required_token(host, token)
     return asyncio.run(_serve(plumber, host, port, token, label))
 
@@ -88,6 +86,6 @@ async def _serve(plumber: Plumber, host: str, port: int, token: str | None, labe
                 loop.remove_signal_handler(signum)
     finally:
         await runner.cleanup()
-    print(format_summary(plumber.stats()))
-    print(f"{plumber.state}")
+    show(format_summary(plumber.stats(), plumber.spec))
+    show(f"{plumber.state}")
     return EXIT_CODES.get(plumber.state, 1)

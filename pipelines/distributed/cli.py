@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from typing import Any
 
@@ -14,12 +15,17 @@ __all__ = ["distributed_plumber"]
 
 
 def distributed_plumber(args: argparse.Namespace, graph: dict[str, Any], extra: dict[str, Any]) -> DistributedPlumber:
-    """The coordinator (`run`) or a worker (`worker`) of the graph file's distributed run."""
+    """The coordinator (`run`) or a worker (`worker`) of the graph file's distributed run.
+
+    Raises RedisUnavailable when the Redis at ``--redis`` does not answer, GraphError when the URL,
+    a tuning value or the graph is wrong."""
     names = ("batch", "claim_idle", "max_deliveries", "heartbeat", "dead_after")
     tuning = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     try:
         transport = RedisTransport(args.redis, **tuning)
-    except ValueError as exc:
+        # Before anything is printed: a URL that leads nowhere is one line, not a run that fails.
+        asyncio.run(transport.ping())
+    except ValueError as exc:  # a malformed URL or tuning value; RedisUnavailable goes up as it is
         from ..errors import GraphError
 
         raise GraphError(f"--redis: {exc}") from None

@@ -7,7 +7,9 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
+from ..errors import RedisUnavailable
 from ..graph import DEFAULT_QUEUE_SIZE
 from ..stats import NodeStats
 from .errors import DistributedError
@@ -113,6 +115,19 @@ class RedisTransport:
             run_id=run_id,
             on_wait=on_wait,
         )
+
+    async def ping(self) -> None:
+        """Check that the Redis at `url` answers (within 5 seconds to connect, and 5 to reply).
+
+        Raises RedisUnavailable naming the URL (its password hidden) and the reason when it cannot
+        be reached, refuses the credentials or the database, or does not answer. A command line
+        calls this before it prints anything, so that a wrong URL is one line, not a run that fails.
+        """
+        try:
+            async with aioredis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=5) as r:
+                await r.ping()
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(f"cannot reach Redis at {redacted(self.url)}: {exc}") from None
 
     async def stats(self, run_id: str) -> dict[str, NodeStats]:
         """The stats of run `run_id`, summed over its processes: for a dashboard or a script."""

@@ -69,7 +69,7 @@ class History:
             total = node.completed if name in self._sinks else node.items_out
             out.append(total - self._last_out[name])
             self._last_out[name] = total
-            queue.append(node.queue_depth)
+            queue.append(node.queue_depth - node.taken)  # what its input edges hold
             workers.append(node.workers)
         self._seq += 1
         sample = Sample(self._seq, t, tuple(out), tuple(queue), tuple(workers))

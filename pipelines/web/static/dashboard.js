@@ -717,7 +717,13 @@
     cell.classList.toggle("zero", !value);
   }
 
-  function fillLevel(depth, bound) {
+  // "held/bound", and "+N taken" for the items the node's workers took and have not started yet.
+function queueText(held, s, sep) {
+  var text = fmtCount(held) + sep + fmtCount(s.queue_bound);
+  return s.taken ? text + " +" + fmtCount(s.taken) + " taken" : text;
+}
+
+function fillLevel(depth, bound) {
     if (!bound) return { ratio: 0, level: "none" };
     var ratio = Math.min(1, depth / bound);
     return { ratio: ratio, level: ratio >= 0.9 ? "high" : ratio >= 0.5 ? "mid" : "low" };
@@ -740,7 +746,8 @@
       var role = view.roles[name];
       var count = processed(role, s);
       var rate = liveRate(name, role, s, stats);
-      var fill = fillLevel(s.queue_depth, s.queue_bound);
+      var held = s.queue_depth - (s.taken || 0); // what the input edges hold, within their bound
+      var fill = fillLevel(held, s.queue_bound);
       var row = view.rows[name];
       if (row) {
         setNum(row.rate, rate, fmtRate(rate));
@@ -760,7 +767,7 @@
         row.skipped.classList.toggle("warn", s.skipped > 0);
         row.bp.hidden = !s.backpressure;
         if (s.queue_bound) {
-          row.queueText.textContent = fmtCount(s.queue_depth) + " / " + fmtCount(s.queue_bound);
+          row.queueText.textContent = queueText(held, s, " / ");
           row.meter.hidden = false;
           row.fill.style.width = (fill.ratio * 100).toFixed(1) + "%";
           row.fill.dataset.level = fill.level;
@@ -775,7 +782,7 @@
         box.unit.textContent = fmtRate(rate) + "/s";
         var detail = [];
         if (role === "source") detail.push("items sent");
-        if (s.queue_bound) detail.push("queue " + fmtCount(s.queue_depth) + "/" + fmtCount(s.queue_bound));
+        if (s.queue_bound) detail.push("queue " + queueText(held, s, "/"));
         if (role !== "source") detail.push(plural(s.workers || 0, "worker"));
         box.detail.textContent = detail.join(" · ");
         setBadges(box, s);
@@ -790,7 +797,7 @@
       if (chart) {
         chart.workers.textContent =
           role === "source" ? "source" : plural(s.workers || 0, "worker") + " · peak " + fmtCount(s.peak_workers || 0);
-        if (chart.queue) chart.queue.value.textContent = fmtCount(s.queue_depth) + "/" + fmtCount(s.queue_bound);
+        if (chart.queue) chart.queue.value.textContent = queueText(held, s, "/");
         if (view.bounds[name] !== s.queue_bound) {
           view.bounds[name] = s.queue_bound;
           boundsChanged = true;
