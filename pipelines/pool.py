@@ -84,7 +84,8 @@ class Pool:
         self.cap = props.workers or props.max_workers or node.spec.queue_size
         self.gate = OrderGate() if props.ordered and self.cap > 1 else None
         self._inputs = node.inputs
-        self._read: Take = node.inputs[0].get_many if joiner is None else JoinTake(node, joiner, node.emit)
+        self.read: Take = node.inputs[0].get_many if joiner is None else JoinTake(node, joiner, node.emit)
+        """The node's input, a batch at a time: its edge's get_many, or the join's take."""
         self._waiting: deque[runtime.Future[None]] = deque()
         self._members: list[Member] = []
         self._reading = False
@@ -203,16 +204,12 @@ class Pool:
             elif not self._reading and not (extra and self._empty()):
                 self._reading = True
                 try:
-                    batch = await self._read(1)
+                    batch = await self.read(1)
                 finally:
                     self._reading = False
-                if not batch:
-                    self._ended = True
-                    self._wake(len(self._waiting))
-                    return None
-                if self._waiting:
+                if batch and self._waiting:
                     self._wake(1)  # an idle worker reads on, or takes over what this one leaves
-                return self._start_piece(member, batch, self.gate.ticket() if self.gate is not None else None)
+                return self.begin(member, batch)
             if extra:
                 return None
             waiter = runtime.new_future()
@@ -222,6 +219,19 @@ class Pool:
             finally:
                 if waiter in self._waiting:
                     self._waiting.remove(waiter)
+
+    def begin(self, member: Member, batch: list[Envelope]) -> Iterator[Envelope] | None:
+        """Start `batch`, just read from the input, as the worker's next piece (as `take` does); None
+        when it is empty: the input has ended.
+
+        A worker alone in its pool and not in the middle of a piece reads the input itself
+        (`read`) and calls this, sparing the round through `take`: no other worker can share then.
+        """
+        if not batch:
+            self._ended = True
+            self._wake(len(self._waiting))
+            return None
+        return self._start_piece(member, batch, self.gate.ticket() if self.gate is not None else None)
 
     def _steal(self) -> Piece | None:
         """Take over the items a worker suspended in the middle of a piece has not started.

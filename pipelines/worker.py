@@ -144,12 +144,21 @@ class Worker:
         out = member.out
         errors = member.errors
         append = out.append
+        read = pool.read
+        emit = self._emit
+        gate = self._gate
+        counts_out = self._counts_out
+        finished = self._finished
         while True:
             if pool.has_stranded:
                 stranded = pool.stranded()
                 if stranded is not None:
                     await self._emit(*stranded)
-            rest = await pool.take(member, extra=extra)
+            if pool.live == 1 and not pool.busy and not extra:
+                # The only worker, and in no piece: no one to share with, so it reads the input itself.
+                rest = pool.begin(member, await read(1))
+            else:
+                rest = await pool.take(member, extra=extra)
             if rest is None:
                 return
             turn = member.turn
@@ -198,34 +207,36 @@ class Worker:
                     member.emitting = False
             ledger.busy_seconds += clock() - started
             handled = size - pool.finished(member) - passed
-            await self._end_batch(handled, passed, not_done, turn, out, errors)
+            # Count the batch, hand its outputs on (in turn, for an ordered node), commit a sink's items.
+            if passed:
+                ledger.items_in -= passed  # tombstones, and items finished before a crash: not items here
+            ledger.completed += handled - not_done
+            if counts_out:
+                ledger.items_out += handled - not_done
+            if gate is not None and turn is not None:
+                await self._emit_in_turn(turn, out, errors)
+            elif out or errors:
+                await emit(out, errors)
+            if finished:
+                await self._commit(finished)
 
-    async def _end_batch(
-        self, handled: int, passed: int, not_done: int, turn: Turn | None, out: list[Envelope], errors: list[Any]
-    ) -> None:
-        """Count the batch, hand its outputs on (in turn, for an ordered node), commit a sink's finished items."""
-        ledger = self._node.ledger
-        if passed:
-            ledger.items_in -= passed  # tombstones, and items finished before a crash: not items here
-        ledger.completed += handled - not_done
-        if self._counts_out:
-            ledger.items_out += handled - not_done
+    async def _emit_in_turn(self, turn: Turn, out: list[Envelope], errors: list[Any]) -> None:
+        """Hand an ordered node's outputs on when their turn comes."""
         gate = self._gate
-        if gate is not None and turn is not None:
-            await gate.wait_turn(turn)
-            await self._emit(out, errors)
-            gate.done(turn)
-        elif out or errors:
-            await self._emit(out, errors)
-        finished = self._finished
-        if finished:
-            finish = ledger.hooks.finished
-            assert finish is not None
-            keys = finished[:]
-            finished.clear()
-            committed = finish(keys)
-            if committed is not None:
-                await committed  # before this worker takes more: what a crash can redo stays one batch
+        assert gate is not None
+        await gate.wait_turn(turn)
+        await self._emit(out, errors)
+        gate.done(turn)
+
+    async def _commit(self, finished: list[Key]) -> None:
+        """Tell the hooks a sink finished these items; wait for what they return (the journal's commit)."""
+        finish = self._node.ledger.hooks.finished
+        assert finish is not None
+        keys = finished[:]
+        finished.clear()
+        committed = finish(keys)
+        if committed is not None:
+            await committed  # before this worker takes more: what a crash can redo stays one batch
 
 
 def _value_step(node: Processor) -> Callable[[Key, Any], None] | None:
