@@ -8,7 +8,6 @@ wall time of a CPU-bound run mostly measures the other tenants.
 from __future__ import annotations
 
 import asyncio
-import gc
 import threading
 import time
 import urllib.request
@@ -18,7 +17,7 @@ from typing import Any
 from pipelines import Plumber
 
 from .graphs import Total, chain, run_total
-from .harness import Case, Config, Trial, alternate, optional
+from .harness import Case, Config, Trial, alternate, optional, timed
 from .linear import STAGES, expected
 from .report import Row, throughput_rows
 
@@ -104,23 +103,7 @@ async def _pause() -> None:
 
 def cpu_timed(make: Callable[[], Awaitable[Any]], expected: Any) -> Trial:
     """As harness.timed, in CPU seconds of the whole process instead of wall seconds."""
-
-    def trial() -> float:
-        gc.collect()
-        with asyncio.Runner() as runner:
-            work = make()
-            start = time.process_time()
-            got = runner.run(_await(work))
-            elapsed = time.process_time() - start
-        if got != expected:
-            raise AssertionError(f"wrong result: expected {expected!r}, got {got!r}")
-        return elapsed
-
-    return trial
-
-
-async def _await(work: Awaitable[Any]) -> Any:
-    return await work
+    return timed(make, expected, clock=time.process_time)
 
 
 def _discarding_provider() -> Any:
