@@ -94,6 +94,8 @@ class Pool:
         self._calm = 0
         """Pieces to start without a look: grows while looks find no worker suspended mid-piece."""
         self._skip = 0
+        self._missed = False
+        """Items arrived while every worker in a piece was handing outputs on."""
         self._watch: Callable[[], None] | None = None
         """Cancels the look that follows a piece started without one."""
         self.has_stranded = False
@@ -301,10 +303,29 @@ class Pool:
     # -- growing ------------------------------------------------------------------------------
 
     def arm(self) -> None:
-        """Look at the workers when the loop next turns (items arrived while none was waiting)."""
-        if not self._armed and self._group is not None:
-            self._armed = True
-            self._call_soon(self._look)
+        """Items arrived while no worker waits for them: look at the workers when the loop next turns,
+        if one may be suspended in the node's function.
+
+        Not for workers between pieces (they read next), nor for workers handing outputs on (more
+        workers would wait for the same room): one of those that goes back to its piece looks then
+        (`handed_on`).
+        """
+        if self._armed or self._group is None:
+            return
+        for member in self._members:
+            if member.rest is not None:
+                if not member.emitting:
+                    self._armed = True
+                    self._call_soon(self._look)
+                    return
+                self._missed = True
+
+    def handed_on(self, member: Member) -> None:
+        """A worker that handed outputs on in the middle of its piece goes back to it."""
+        member.emitting = False
+        if self._missed:
+            self._missed = False
+            self.arm()
 
     def _watched(self) -> None:
         self._watch = None

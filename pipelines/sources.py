@@ -196,15 +196,27 @@ class SourceOutput:
         if self._single is not None and self._single.put_nowait(envelope):
             self._ledger.items_out += 1  # the common case: one successor, with room
             return
-        await self._send(envelope)
+        full = self._offer(envelope)
+        if full >= 0:
+            await self._send(envelope, full)
 
-    async def _send(self, envelope: Any) -> None:
-        """Send to every successor, waiting where an input is full."""
+    def _offer(self, envelope: Any) -> int:
+        """Hand `envelope` to the successors while they have room: -1 when all had (it is counted),
+        else the index of the first that had none, from which `_send` goes on."""
+        for i, edge in enumerate(self._edges):
+            if not edge.put_nowait(envelope):
+                return i
+        self._ledger.items_out += 1
+        return -1
+
+    async def _send(self, envelope: Any, start: int) -> None:
+        """Send to the successors from the `start`-th on (those before it have the item), waiting
+        where an input is full."""
         ledger = self._ledger
-        sent = not self._edges
+        sent = start > 0 or not self._edges
         self._pending += 1
         try:
-            for edge in self._edges:
+            for edge in self._edges[start:]:
                 if not edge.put_nowait(envelope):
                     ledger.blocked_seconds += await edge.put_many([envelope])
                 sent = True
@@ -298,7 +310,9 @@ class AdmittingSourceOutput(SourceOutput):
         if self._single is not None and self._single.put_nowait(envelope):
             self._ledger.items_out += 1
             return
-        await self._send(envelope)
+        full = self._offer(envelope)
+        if full >= 0:
+            await self._send(envelope, full)
 
 
 class _Ended:

@@ -78,13 +78,14 @@ class Worker:
     def _flagged(self, emit: Emit) -> Emit:
         """`emit`, marked on the pool's record: a worker waiting for room downstream keeps its items."""
         member = self._member
+        pool = self._pool
 
         async def flagged(out: list[Envelope], errors: list[Any]) -> None:
             member.emitting = True
             try:
                 await emit(out, errors)
             finally:
-                member.emitting = False
+                pool.handed_on(member)
 
         return flagged
 
@@ -204,7 +205,7 @@ class Worker:
                     # The consumer downstream is idle: give it what is ready now.
                     member.emitting = True  # waiting for room is not waiting on I/O: keep the rest
                     await self._emit(out, errors)
-                    member.emitting = False
+                    pool.handed_on(member)
             ledger.busy_seconds += clock() - started
             handled = size - pool.finished(member) - passed
             # Count the batch, hand its outputs on (in turn, for an ordered node), commit a sink's items.
