@@ -29,8 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..state import STATE_FORMAT
 from .ids import Root
-from .store import APPLICATION_ID, JournalError, RunRecord, create_schema
+from .store import APPLICATION_ID, STATE_SCHEMA, JournalError, RunRecord, create_schema
 
 __all__ = ["Batch", "Writer"]
 
@@ -47,6 +48,8 @@ class Batch:
     """(item id, its root) for the items the sink finished whose root is not done."""
     finished: int
     """How many items the sink finished (recorded, or with their root done)."""
+    state: str | None = None
+    """A stateful sink: its state with these items folded in (JSON text), written in the same transaction."""
 
 
 class Writer:
@@ -190,6 +193,8 @@ class Writer:
         connection.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does it
         now = time.time()
         connection.execute("BEGIN IMMEDIATE")
+        for statement in STATE_SCHEMA:
+            connection.execute(statement)
         if self._resume is not None:
             connection.execute(
                 "UPDATE runs SET state = 'running', attempts = attempts + 1, updated = ? WHERE id = ?",
@@ -217,15 +222,25 @@ class Writer:
         done, self._done = self._done, []
         purge, self._purge = self._purge, []
         rows: list[tuple[Any, ...]] = []
+        states: dict[str, str] = {}
         for batch in batches:
             self._totals[batch.sink] += batch.finished
             self._changed = True
             sink = batch.sink
             rows.extend((run, sink, root[0], root[1], json.dumps(key)) for key, root in batch.records)
+            if batch.state is not None:
+                states[sink] = batch.state  # the last one holds every batch before it
         self._mark_all_done(done)
         statements: list[tuple[str, Any]] = []
         if rows:
             statements.append(("INSERT INTO finished (run, sink, source, seq, item) VALUES (?, ?, ?, ?, ?)", rows))
+        if states:
+            statements.append(
+                (
+                    "INSERT OR REPLACE INTO states (run, node, format, data) VALUES (?, ?, ?, ?)",
+                    [(run, node, STATE_FORMAT, data) for node, data in states.items()],
+                )
+            )
         if purge:
             statements.append(
                 ("DELETE FROM finished WHERE run = ? AND source = ? AND seq = ?", [(run, *root) for root in purge])
