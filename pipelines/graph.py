@@ -236,7 +236,7 @@ def _node_spec(name: str, index: int, node_d: object, coro_map: Callable[[Any], 
     )
     if props.state is not None:
         spec.state = _node_state(name, props, args, coro_map)
-        spec.properties = replace(props, workers=1)
+        spec.properties = replace(props, workers=1, max_workers=1 if props.executor is not None else props.max_workers)
     for hook in ("setup", "teardown"):
         value = getattr(props, hook)
         if value is not None:
@@ -268,15 +268,18 @@ def _node_state(name: str, props: NodeProperties, args: Mapping[str, Any], coro_
             )
     if "state" in args:
         raise GraphError(f"node {name!r}: 'args' entry 'state' would hide the node's state; rename the argument")
-    if props.workers is not None and props.workers > 1:
-        raise GraphError(
-            f"node {name!r}: a node with state runs one worker (its snapshots fall between two of its batches), "
-            f"got workers={props.workers}"
-        )
     if props.executor == "process":
         raise GraphError(
             f"node {name!r}: a node with state cannot run in a process pool (the state lives in this process); "
             "use 'executor': 'thread'"
+        )
+    workers = props.workers if "workers" in props.given else None
+    if workers is None and props.executor is not None and "max_workers" in props.given:
+        workers = props.max_workers  # a node in a pool runs a worker per thread
+    if workers is not None and workers > 1:
+        raise GraphError(
+            f"node {name!r}: a node with state runs one worker (its snapshots fall between two of its batches), "
+            f"got workers={workers}"
         )
     try:
         state = NodeState(name, factory)
