@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import math
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 FLUSH_DONE = 4096  # done roots kept on the loop's side before they are handed to the writer unasked
 STATE_INTERVAL = 0.05  # seconds: a stateful sink snapshots its state at most this often (see NodeTally)
-STATE_PENDING = 10_000  # ...or once it has folded this many items since its last snapshot
+STATE_PENDING = 1000  # ...or once it has folded this many items since its last snapshot
 
 
 def open_run(journal: Journal | str | Any, spec: GraphSpec) -> RunJournal:
@@ -297,7 +298,7 @@ class NodeTally:
         )
         self._state = spec.state
         self._pending: list[Key] = []
-        self._last_snapshot = time.monotonic()
+        self._last_snapshot = -math.inf  # the first batch is snapshotted at once
 
     def pass_on(self, key: Key, copies: int) -> None:
         """The envelope `key` is finished here, and `copies` envelopes of its root were (or will be) sent on."""
