@@ -1,5 +1,8 @@
 """B9 journal: B1 with the SQLite journal on, against the same chain with it off; memory with it on.
 
+Also B1 with a stateful sink (pipelines.state: it folds every item into its declared state, which
+the journal snapshots with the items), journal on, against the plain sink with the journal on.
+
 The journaled runs write a fresh journal file in a temporary directory (made before the timed
 span, removed after). Memory is measured as in B5: a fresh subprocess per figure (``python -m
 benchmarks.journal N``), peak RSS growth above the baseline taken after the imports, for N and
@@ -22,7 +25,7 @@ from typing import Any
 
 from pipelines import Plumber
 
-from .graphs import Total, chain, processor_chain, run_total, slow_chain
+from .graphs import Total, chain, processor_chain, run_total, slow_chain, stateful_chain
 from .harness import Case, Config, Samples, Trial, Unavailable, alternate, timed
 from .linear import STAGES, expected
 from .memory import _peak, _reset_peak
@@ -34,6 +37,7 @@ ITEM_OFF = "@node f(item), journal off"
 ITEM_ON = "@node f(item), journal on"
 PROCESSOR_OFF = "f(processor, q_elt), journal off"
 PROCESSOR_ON = "f(processor, q_elt), journal on"
+STATEFUL_ON = "@node f(item), stateful sink, journal on"
 MEMORY_N = "journal on, slow sink, N"
 MEMORY_10N = "journal on, slow sink, 10N"
 
@@ -100,8 +104,11 @@ def _in_subprocess(n: int, baselines: list[int]) -> Trial:
     return trial
 
 
-B9_TITLE = "journal: B1 with the SQLite journal on vs off; peak RSS growth with it on for N and 10N items"
-B9_LABELS = (ITEM_OFF, ITEM_ON, PROCESSOR_OFF, PROCESSOR_ON, MEMORY_N, MEMORY_10N)
+B9_TITLE = (
+    "journal: B1 with the SQLite journal on vs off, and with a stateful sink; peak RSS growth with it on "
+    "for N and 10N items"
+)
+B9_LABELS = (ITEM_OFF, ITEM_ON, STATEFUL_ON, PROCESSOR_OFF, PROCESSOR_ON, MEMORY_N, MEMORY_10N)
 
 
 def _run_b9(config: Config) -> list[Row]:
@@ -110,12 +117,16 @@ def _run_b9(config: Config) -> list[Row]:
     trials = {
         ITEM_OFF: timed(plain(partial(chain, n, STAGES)), want),
         ITEM_ON: timed(journaled(partial(chain, n, STAGES)), want),
+        STATEFUL_ON: timed(journaled(partial(stateful_chain, n, STAGES)), want),
         PROCESSOR_OFF: timed(plain(partial(processor_chain, n, STAGES)), want),
         PROCESSOR_ON: timed(journaled(partial(processor_chain, n, STAGES)), want),
     }
     results = alternate(trials, config.rounds)
     rows = throughput_rows(
-        "B9", n, results, {ITEM_OFF: None, ITEM_ON: ITEM_OFF, PROCESSOR_OFF: None, PROCESSOR_ON: PROCESSOR_OFF}
+        "B9",
+        n,
+        results,
+        {ITEM_OFF: None, ITEM_ON: ITEM_OFF, STATEFUL_ON: ITEM_ON, PROCESSOR_OFF: None, PROCESSOR_ON: PROCESSOR_OFF},
     )
     baselines: list[int] = []
     sizes = {MEMORY_N: n, MEMORY_10N: 10 * n}

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipelines import Processor, node
+from pipelines.journal import SQLiteOutput
 
 _files: dict[str, IO[str]] = {}
 
@@ -78,3 +79,15 @@ async def write_windows(processor: Processor, state: dict[str, Any]) -> None:
     """The teardown of `count_windows`: the state as JSON, to the node's `out`."""
     text = json.dumps(state, sort_keys=True)
     await asyncio.to_thread(Path(processor.spec.args["out"]).write_text, text + "\n")
+
+
+def hits_output() -> SQLiteOutput:
+    """The state of `write_hit`: a table `hits` in the journal file, written exactly once per item."""
+    return SQLiteOutput({"hits": "item TEXT PRIMARY KEY, value INTEGER NOT NULL"})
+
+
+async def write_hit(processor: Processor, q_elt: tuple[int], state: SQLiteOutput) -> None:
+    """An exactly-once sink: one row per item (a second row for an item would break the primary key)."""
+    state.execute("INSERT INTO hits (item, value) VALUES (?, ?)", (json.dumps(processor.item_id), q_elt[0]))
+    sys.stdout.write("+\n")
+    sys.stdout.flush()

@@ -7,6 +7,7 @@ tests/test_journal_state_kill.py kills real processes with SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines import GraphError, Plumber, node
+from pipelines import GraphError, PipelineStateError, Plumber, node
 from pipelines.failure import Failure
-from pipelines.journal import JournalError, engine
+from pipelines.journal import JournalError, SQLiteOutput, engine
 from pipelines.journal.store import read_journal_file
 
 N = 200
@@ -489,3 +490,59 @@ def test_a_damaged_snapshot_is_refused_before_anything_runs(tmp_path: Path, stat
         Plumber(chain(), journal=journal)
     assert str(caught.value) == f"{journal}: {message}"
     assert run(chain(), journal=None) == "completed"  # the graph itself is fine
+
+
+# -- SQLiteOutput: a sink's writes in the journal's transaction ------------------------------------
+
+
+def hits_graph(output: Any) -> dict[str, Any]:
+    async def write(processor: Any, q_elt: tuple[int], state: SQLiteOutput) -> None:
+        (value,) = q_elt
+        if value in crash_on:
+            raise Crash(value)
+        state.execute("INSERT INTO hits (value) VALUES (?)", (value,))
+
+    return {
+        "nodes": {
+            "numbers": {"coro": numbers, "args": {"n": N}},
+            "double": {"coro": double},
+            "sink": {"coro": write, "properties": {"state": output, "queue_size": 8}},
+        },
+        "graph": {"numbers": ["double"], "double": ["sink"], "sink": None},
+    }
+
+
+def hits(path: Path) -> list[int]:
+    with sqlite3.connect(path) as connection:
+        values = [value for (value,) in connection.execute("SELECT value FROM hits ORDER BY value")]
+    connection.close()
+    return values
+
+
+def test_an_sqlite_output_commits_its_rows_with_the_items_across_crashes(tmp_path: Path) -> None:
+    journal = tmp_path / "j.db"
+    output = lambda: SQLiteOutput({"hits": "value INTEGER PRIMARY KEY"})  # noqa: E731
+    for crash in (2 * 40, 2 * 90, 2 * 170):
+        crash_on.clear()
+        crash_on.add(crash)
+        assert run(hits_graph(output), journal) == "crashed"
+        assert hits(journal) == list(range(0, crash, 2))[: len(hits(journal))]  # no row past the crash
+    crash_on.clear()
+    assert run(hits_graph(output), journal) == "completed"
+    assert hits(journal) == [2 * i for i in range(N)]
+    stored = read_journal_file(journal)
+    assert stored is not None
+    assert stored.runs[-1].states == {"sink": {"writes": N}}
+
+
+def test_an_sqlite_output_without_a_journal_writes_each_row_at_once(tmp_path: Path) -> None:
+    assert run(hits_graph(lambda: SQLiteOutput({"hits": "value INTEGER"}, path=tmp_path / "out.db"))) == "completed"
+    assert hits(tmp_path / "out.db") == [2 * i for i in range(N)]
+    with pytest.raises(PipelineStateError, match=r"^SQLiteOutput\(path=None\) writes into the run's journal, and"):
+        run(hits_graph(lambda: SQLiteOutput({"hits": "value INTEGER"})))
+
+
+@pytest.mark.parametrize("name", ["nodes", "hits; DROP TABLE runs", "sqlite_x", "2x"])
+def test_an_sqlite_output_table_needs_a_plain_name_of_its_own(name: str) -> None:
+    with pytest.raises(ValueError, match=f"^SQLiteOutput: table name {re.escape(repr(name))} must be a plain"):
+        SQLiteOutput({name: "value INTEGER"})

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -122,3 +123,36 @@ def test_a_windowing_sink_killed_three_times_counts_each_item_once(tmp_path: Pat
     assert done_at_start[0] == 0
     assert done_at_start == sorted(set(done_at_start))
     assert resumed.read_bytes() == whole.read_bytes()
+
+
+HITS = """
+nodes:
+  source: {coro: "tests.cli_nodes:count", args: {n: ITEMS}}
+  square: {coro: "tests.journal_nodes:square", properties: {workers: 3}}
+  hits:
+    coro: "tests.journal_nodes:write_hit"
+    properties: {state: "tests.journal_nodes:hits_output", queue_size: 16}
+flow: "source -> square -> hits"
+"""
+
+
+def test_an_sqlite_output_killed_three_times_writes_one_row_per_item(tmp_path: Path) -> None:
+    items = 5000
+    graph = write(tmp_path, "hits.yaml", HITS.replace("ITEMS", str(items)))
+    journal = tmp_path / "run.db"
+    done_at_start = []
+    for more in (items // 10, items * 4 // 10, items * 4 // 10):
+        stderr = killed_when(["run", graph, "--journal", str(journal)], re.compile(r"^\+$"), "stdout", more)
+        done_at_start.append(resumed_done(stderr))
+    last = run_cli("run", graph, "--journal", str(journal))
+    assert last.returncode == 0, last.stderr
+    done_at_start.append(resumed_done(last.stderr))
+    assert done_at_start[0] == 0
+    assert done_at_start == sorted(set(done_at_start))
+
+    with sqlite3.connect(journal) as connection:
+        rows = connection.execute("SELECT item, value FROM hits").fetchall()
+    connection.close()
+    # Each item's row is there once, with its value (a second row would have broken the primary key).
+    assert len(rows) == items
+    assert sorted((json.loads(item)[1], value) for item, value in rows) == [(i, i * i) for i in range(items)]

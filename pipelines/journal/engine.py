@@ -30,6 +30,7 @@ from ..sources import InputProcessor
 from .ids import Root, graph_hash, root_function, root_names
 from .journal import Journal
 from .lock import JournalLock
+from .output import SQLiteOutput
 from .store import JournalError, RunRecord, read_journal_file
 from .writer import Batch, Writer
 
@@ -147,6 +148,7 @@ class RunJournal:
             sync=self.journal.sync,
             sinks=sinks,
             snapshot=self._snapshot,
+            schema=[statement for output in self._outputs() for statement in output.schema()],
         )
         try:
             writer.open(asyncio.get_running_loop(), plumber.fail)
@@ -155,6 +157,13 @@ class RunJournal:
             raise
         self._writer = writer
         self.journal.run_id = writer.run_id
+        for output in self._outputs():
+            output.journaled()
+
+    def _outputs(self) -> list[SQLiteOutput]:
+        """The states that are an SQLiteOutput: their writes are committed by this journal."""
+        states = [node.state.value for node in self._spec.nodes.values() if node.state is not None]
+        return [state for state in states if isinstance(state, SQLiteOutput)]
 
     def node_hooks(self, node: Processor) -> SimpleNamespace | None:
         """The tally of `node`, with only the methods its kind of node needs."""
@@ -224,7 +233,9 @@ class RunJournal:
         if len(self._done) >= FLUSH_DONE:
             self._hand_over(None)
 
-    def finish(self, sink: str, keys: list[Any], state: str | None = None) -> asyncio.Future[None]:
+    def finish(
+        self, sink: str, keys: list[Any], state: str | None = None, writes: list[tuple[str, Any]] | None = None
+    ) -> asyncio.Future[None]:
         """A sink finished these items: record them (with its `state`, in which they are folded);
         the future resolves once that is committed."""
         counts = self.counts
@@ -245,7 +256,7 @@ class RunJournal:
                 if recorded and root in recorded:
                     recorded.discard(root)
                     self._purge.append(root)
-        future = self._hand_over(Batch(sink, records, len(keys), state))
+        future = self._hand_over(Batch(sink, records, len(keys), state, writes))
         assert future is not None
         return future
 
@@ -370,8 +381,10 @@ class NodeTally:
             return None
         keys, self._pending = self._pending, []
         self._last_snapshot = time.monotonic()
-        assert self._state is not None
-        return self._run.finish(self.name, keys, self._state.dump())
+        state = self._state
+        assert state is not None
+        writes = state.value.take() if isinstance(state.value, SQLiteOutput) else None  # before dump(): it counts them
+        return self._run.finish(self.name, keys, state.dump(), writes)
 
 
 class SourceAdmission:

@@ -50,6 +50,8 @@ class Batch:
     """How many items the sink finished (recorded, or with their root done)."""
     state: str | None = None
     """A stateful sink: its state with these items folded in (JSON text), written in the same transaction."""
+    writes: list[tuple[str, Any]] | None = None
+    """A sink with an SQLiteOutput: its writes (sql, parameters) for these items, run in the same transaction."""
 
 
 class Writer:
@@ -66,6 +68,7 @@ class Writer:
         sync: str,
         sinks: set[str],
         snapshot: Callable[[], dict[str, int]],
+        schema: list[str] | None = None,
     ) -> None:
         self._path = path
         self._graph_hash = graph_hash
@@ -73,6 +76,7 @@ class Writer:
         self._sync = sync
         self._sinks = sinks
         self._snapshot = snapshot
+        self._schema = schema or []
         self._resume = resume
         self._upto: dict[str, int] = dict.fromkeys(root_names, 0)
         self._above: dict[str, list[list[int]]] = {name: [] for name in root_names}
@@ -193,7 +197,7 @@ class Writer:
         connection.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does it
         now = time.time()
         connection.execute("BEGIN IMMEDIATE")
-        for statement in STATE_SCHEMA:
+        for statement in [*STATE_SCHEMA, *self._schema]:
             connection.execute(statement)
         if self._resume is not None:
             connection.execute(
@@ -223,7 +227,13 @@ class Writer:
         purge, self._purge = self._purge, []
         rows: list[tuple[Any, ...]] = []
         states: dict[str, str] = {}
+        statements: list[tuple[str, Any]] = []
         for batch in batches:
+            for sql, parameters in batch.writes or ():
+                if statements and statements[-1][0] == sql:
+                    statements[-1][1].append(parameters)  # one executemany for a run of the same statement
+                else:
+                    statements.append((sql, [parameters]))
             self._totals[batch.sink] += batch.finished
             self._changed = True
             sink = batch.sink
@@ -231,7 +241,6 @@ class Writer:
             if batch.state is not None:
                 states[sink] = batch.state  # the last one holds every batch before it
         self._mark_all_done(done)
-        statements: list[tuple[str, Any]] = []
         if rows:
             statements.append(("INSERT INTO finished (run, sink, source, seq, item) VALUES (?, ?, ?, ?, ?)", rows))
         if states:
