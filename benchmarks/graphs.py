@@ -26,6 +26,7 @@ __all__ = [
     "run_total",
     "sleepy",
     "slow_chain",
+    "slow_stateful_chain",
     "stateful_chain",
 ]
 
@@ -147,6 +148,19 @@ def stateful_chain(n: int, stages: int, total: Total) -> dict[str, Any]:
         "args": {"total": total},
         "properties": {"state": new_sum, "teardown": state_into_total},
     }
+    return graph
+
+
+@node
+async def slow_into_state(x: int, state: dict[str, int], total: Total) -> None:
+    await asyncio.sleep(0)  # as slow_into_total
+    state["sum"] += x
+
+
+def slow_stateful_chain(n: int, stages: int, total: Total) -> dict[str, Any]:
+    """As `stateful_chain`, with a sink that yields to the loop on every item."""
+    graph = stateful_chain(n, stages, total)
+    graph["nodes"]["sink"]["coro"] = slow_into_state
     return graph
 
 

@@ -12,7 +12,10 @@ that graph, one after the other. For each run it keeps:
 * ``finished``: which items each sink finished, for the items whose root is not done yet (a
   root that is done needs no such rows: they are deleted in the same transaction);
 * ``nodes``: per node that is not a sink, how many items it handled, written once a second and
-  at the end (work redone after a crash included).
+  at the end (work redone after a crash included);
+* ``states``: per stateful sink (pipelines.state), the last snapshot of its state: the snapshot's
+  format and its JSON text, written in the transaction that records the items folded into it.
+  A snapshot of a format newer than this version reads is refused like a newer file.
 
 Checking a file reads its header bytes and then opens it read-only: a file that is not a journal,
 a journal of another graph or of a newer format is refused with a `JournalError` and left as it was.
