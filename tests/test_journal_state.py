@@ -160,6 +160,27 @@ def test_the_function_setup_and_teardown_get_the_same_state_object() -> None:
     assert given == [id(state.value)] * 5
 
 
+def test_a_stateful_function_in_a_thread_pool_folds_one_item_at_a_time(tmp_path: Path) -> None:
+    def fold(x: int, state: dict[str, Any]) -> None:  # blocking: run in a thread
+        state["items"] = state.get("items", 0) + 1
+        state["sum"] = state.get("sum", 0) + x
+
+    async def keep(processor: Any, state: dict[str, Any]) -> None:
+        seen_at_end.append(dict(state))
+
+    graph = {
+        "nodes": {
+            "numbers": {"coro": numbers, "args": {"n": N}},
+            "sink": {"coro": fold, "properties": {"executor": "thread", "state": dict, "teardown": keep}},
+        },
+        "graph": {"numbers": ["sink"], "sink": None},
+    }
+    plumber = Plumber(graph, journal=tmp_path / "j.db")
+    assert (plumber.nodes[1].spec.properties.workers, plumber.nodes[1].spec.properties.max_workers) == (1, 1)
+    asyncio.run(plumber.run())
+    assert seen_at_end == [{"items": N, "sum": sum(range(N))}]
+
+
 # -- a crash, and the resume ---------------------------------------------------------------------
 
 
