@@ -41,6 +41,7 @@ def _fresh(monkeypatch: pytest.MonkeyPatch) -> None:
     # A snapshot at the end of every batch: these runs last less than the journal's interval
     # between two snapshots. (The subprocess tests run with the interval as it is.)
     monkeypatch.setattr(engine, "STATE_INTERVAL", 0.0)
+    monkeypatch.setattr(engine, "STATE_SHARE", 0)
     crash_on.clear()
     folds.clear()
     seen_at_end.clear()

@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 FLUSH_DONE = 4096  # done roots kept on the loop's side before they are handed to the writer unasked
 STATE_INTERVAL = 0.05  # seconds: a stateful sink snapshots its state at most this often (see NodeTally)
 STATE_PENDING = 1000  # ...or once it has folded this many items since its last snapshot
+STATE_SHARE = 10  # ...but never sooner than this many times the last snapshot took: at most a tenth of its time
 
 
 def open_run(journal: Journal | str | Any, spec: GraphSpec) -> RunJournal:
@@ -286,6 +287,7 @@ class NodeTally:
         "_key_length",
         "_last_snapshot",
         "_match",
+        "_not_before",
         "_pending",
         "_root",
         "_run",
@@ -310,6 +312,7 @@ class NodeTally:
         self._state = spec.state
         self._pending: list[Key] = []
         self._last_snapshot = -math.inf  # the first batch is snapshotted at once
+        self._not_before = 0.0
 
     def pass_on(self, key: Key, copies: int) -> None:
         """The envelope `key` is finished here, and `copies` envelopes of its root were (or will be) sent on."""
@@ -366,12 +369,15 @@ class NodeTally:
         They are recorded as finished only with a snapshot of the state, in one transaction, so the
         file never says an item was finished unless its fold is in the snapshot, nor the reverse.
         The snapshot is taken here, between two batches of the node's one worker. To bound what it
-        costs, it is taken at most every STATE_INTERVAL seconds (or STATE_PENDING items): until
-        then the items wait here, unrecorded, and a crash redoes them from the last snapshot.
+        costs, it is taken every STATE_INTERVAL seconds or STATE_PENDING items, and never sooner
+        than STATE_SHARE times as long as the last one took after it (a large state is dumped less
+        often): until then the items wait here, unrecorded, and a crash redoes them from the last
+        snapshot.
         """
         pending = self._pending
         pending.extend(keys)
-        if len(pending) < STATE_PENDING and time.monotonic() - self._last_snapshot < STATE_INTERVAL:
+        since = time.monotonic() - self._last_snapshot
+        if since < self._not_before or (len(pending) < STATE_PENDING and since < STATE_INTERVAL):
             return None
         return self.snapshot()
 
@@ -380,11 +386,14 @@ class NodeTally:
         if not self._pending:
             return None
         keys, self._pending = self._pending, []
-        self._last_snapshot = time.monotonic()
         state = self._state
         assert state is not None
+        started = time.monotonic()
         writes = state.value.take() if isinstance(state.value, SQLiteOutput) else None  # before dump(): it counts them
-        return self._run.finish(self.name, keys, state.dump(), writes)
+        text = state.dump()
+        self._last_snapshot = now = time.monotonic()
+        self._not_before = STATE_SHARE * (now - started)
+        return self._run.finish(self.name, keys, text, writes)
 
 
 class SourceAdmission:
