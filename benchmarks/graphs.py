@@ -26,6 +26,8 @@ __all__ = [
     "run_total",
     "sleepy",
     "slow_chain",
+    "slow_stateful_chain",
+    "stateful_chain",
 ]
 
 LATENCY = 0.01  # seconds each item waits in the I/O-bound case
@@ -122,6 +124,44 @@ def chain(
         [dict(spec) for _ in range(stages)],
         {"coro": into_total, "args": {"total": total}},
     )
+
+
+def new_sum() -> dict[str, int]:
+    return {"sum": 0}
+
+
+@node
+async def into_state(x: int, state: dict[str, int], total: Total) -> None:
+    state["sum"] += x
+
+
+async def state_into_total(processor: Processor, state: dict[str, int]) -> None:
+    processor.spec.args["total"].value = state["sum"]
+
+
+def stateful_chain(n: int, stages: int, total: Total) -> dict[str, Any]:
+    """As `chain`, with a sink that folds into its declared state (pipelines.state); its teardown
+    hands the sum to `total`."""
+    graph = chain(n, stages, total)
+    graph["nodes"]["sink"] = {
+        "coro": into_state,
+        "args": {"total": total},
+        "properties": {"state": new_sum, "teardown": state_into_total},
+    }
+    return graph
+
+
+@node
+async def slow_into_state(x: int, state: dict[str, int], total: Total) -> None:
+    await asyncio.sleep(0)  # as slow_into_total
+    state["sum"] += x
+
+
+def slow_stateful_chain(n: int, stages: int, total: Total) -> dict[str, Any]:
+    """As `stateful_chain`, with a sink that yields to the loop on every item."""
+    graph = stateful_chain(n, stages, total)
+    graph["nodes"]["sink"]["coro"] = slow_into_state
+    return graph
 
 
 def slow_chain(n: int, stages: int, total: Total) -> dict[str, Any]:

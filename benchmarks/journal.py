@@ -1,5 +1,9 @@
 """B9 journal: B1 with the SQLite journal on, against the same chain with it off; memory with it on.
 
+Also B1 with a stateful sink (pipelines.state: it folds every item into its declared state, which
+the journal snapshots with the items), journal on, against the plain sink with the journal on; and
+the memory figures again with a stateful slow sink.
+
 The journaled runs write a fresh journal file in a temporary directory (made before the timed
 span, removed after). Memory is measured as in B5: a fresh subprocess per figure (``python -m
 benchmarks.journal N``), peak RSS growth above the baseline taken after the imports, for N and
@@ -22,7 +26,7 @@ from typing import Any
 
 from pipelines import Plumber
 
-from .graphs import Total, chain, processor_chain, run_total, slow_chain
+from .graphs import Total, chain, processor_chain, run_total, slow_chain, slow_stateful_chain, stateful_chain
 from .harness import Case, Config, Samples, Trial, Unavailable, alternate, timed
 from .linear import STAGES, expected
 from .memory import _peak, _reset_peak
@@ -34,8 +38,11 @@ ITEM_OFF = "@node f(item), journal off"
 ITEM_ON = "@node f(item), journal on"
 PROCESSOR_OFF = "f(processor, q_elt), journal off"
 PROCESSOR_ON = "f(processor, q_elt), journal on"
+STATEFUL_ON = "@node f(item), stateful sink, journal on"
 MEMORY_N = "journal on, slow sink, N"
 MEMORY_10N = "journal on, slow sink, 10N"
+STATEFUL_N = "journal on, slow stateful sink, N"
+STATEFUL_10N = "journal on, slow stateful sink, 10N"
 
 
 def journaled(build: Callable[[Total], dict[str, Any]]) -> Callable[[], Awaitable[int]]:
@@ -68,9 +75,9 @@ def plain(build: Callable[[Total], dict[str, Any]]) -> Callable[[], Awaitable[in
 # -- memory, in a child process --------------------------------------------------------------------
 
 
-def measure_here(n: int) -> dict[str, int]:
+def measure_here(n: int, stateful: bool = False) -> dict[str, int]:
     with tempfile.TemporaryDirectory(prefix="pipelines-bench-") as folder:
-        run = journaled(partial(slow_chain, n, STAGES))
+        run = journaled(partial(slow_stateful_chain if stateful else slow_chain, n, STAGES))
         gc.collect()
         baseline = _reset_peak()
         got = asyncio.run(_await(run()))
@@ -85,9 +92,11 @@ async def _await(work: Awaitable[int]) -> int:
     return await work
 
 
-def _in_subprocess(n: int, baselines: list[int]) -> Trial:
+def _in_subprocess(n: int, baselines: list[int], stateful: bool = False) -> Trial:
     def trial() -> float:
         command = [sys.executable, *(f"-W{option}" for option in sys.warnoptions), "-m", "benchmarks.journal", str(n)]
+        if stateful:
+            command.append("stateful")
         done = subprocess.run(
             command, capture_output=True, text=True, cwd=Path(__file__).parent.parent, check=False, timeout=600
         )
@@ -100,8 +109,21 @@ def _in_subprocess(n: int, baselines: list[int]) -> Trial:
     return trial
 
 
-B9_TITLE = "journal: B1 with the SQLite journal on vs off; peak RSS growth with it on for N and 10N items"
-B9_LABELS = (ITEM_OFF, ITEM_ON, PROCESSOR_OFF, PROCESSOR_ON, MEMORY_N, MEMORY_10N)
+B9_TITLE = (
+    "journal: B1 with the SQLite journal on vs off, and with a stateful sink; peak RSS growth with it on "
+    "for N and 10N items"
+)
+B9_LABELS = (
+    ITEM_OFF,
+    ITEM_ON,
+    STATEFUL_ON,
+    PROCESSOR_OFF,
+    PROCESSOR_ON,
+    MEMORY_N,
+    MEMORY_10N,
+    STATEFUL_N,
+    STATEFUL_10N,
+)
 
 
 def _run_b9(config: Config) -> list[Row]:
@@ -110,26 +132,37 @@ def _run_b9(config: Config) -> list[Row]:
     trials = {
         ITEM_OFF: timed(plain(partial(chain, n, STAGES)), want),
         ITEM_ON: timed(journaled(partial(chain, n, STAGES)), want),
+        STATEFUL_ON: timed(journaled(partial(stateful_chain, n, STAGES)), want),
         PROCESSOR_OFF: timed(plain(partial(processor_chain, n, STAGES)), want),
         PROCESSOR_ON: timed(journaled(partial(processor_chain, n, STAGES)), want),
     }
     results = alternate(trials, config.rounds)
     rows = throughput_rows(
-        "B9", n, results, {ITEM_OFF: None, ITEM_ON: ITEM_OFF, PROCESSOR_OFF: None, PROCESSOR_ON: PROCESSOR_OFF}
+        "B9",
+        n,
+        results,
+        {ITEM_OFF: None, ITEM_ON: ITEM_OFF, STATEFUL_ON: ITEM_ON, PROCESSOR_OFF: None, PROCESSOR_ON: PROCESSOR_OFF},
     )
     baselines: list[int] = []
-    sizes = {MEMORY_N: n, MEMORY_10N: 10 * n}
-    memory = alternate({label: _in_subprocess(items, baselines) for label, items in sizes.items()}, config.rounds)
+    sizes = {MEMORY_N: n, MEMORY_10N: 10 * n, STATEFUL_N: n, STATEFUL_10N: 10 * n}
+    memory = alternate(
+        {
+            label: _in_subprocess(items, baselines, label in (STATEFUL_N, STATEFUL_10N))
+            for label, items in sizes.items()
+        },
+        config.rounds,
+    )
     baseline = megabytes(sorted(baselines)[len(baselines) // 2]).lstrip("+") if baselines else "?"
-    small, large = memory[MEMORY_N], memory[MEMORY_10N]
-    for label, result in ((MEMORY_N, small), (MEMORY_10N, large)):
-        if isinstance(result, Unavailable):
-            rows.append(unavailable_row("B9", label, count(sizes[label]), result))
-        elif label == MEMORY_N:
-            rows.append(Row("B9", label, count(n), megabytes(result.median), "", f"baseline {baseline} RSS"))
-        else:
-            growth = megabytes(result.median - small.median) if isinstance(small, Samples) else "n/a"
-            rows.append(Row("B9", label, count(10 * n), megabytes(result.median), growth, MEMORY_N))
+    for small_label, large_label in ((MEMORY_N, MEMORY_10N), (STATEFUL_N, STATEFUL_10N)):
+        small, large = memory[small_label], memory[large_label]
+        for label, result in ((small_label, small), (large_label, large)):
+            if isinstance(result, Unavailable):
+                rows.append(unavailable_row("B9", label, count(sizes[label]), result))
+            elif label == small_label:
+                rows.append(Row("B9", label, count(n), megabytes(result.median), "", f"baseline {baseline} RSS"))
+            else:
+                growth = megabytes(result.median - small.median) if isinstance(small, Samples) else "n/a"
+                rows.append(Row("B9", label, count(10 * n), megabytes(result.median), growth, small_label))
     return rows
 
 
@@ -137,8 +170,8 @@ B9 = Case("B9", B9_TITLE, B9_LABELS, _run_b9)
 
 
 def main(argv: list[str]) -> None:
-    (n,) = argv
-    print(json.dumps(measure_here(int(n))))
+    n, *stateful = argv
+    print(json.dumps(measure_here(int(n), stateful == ["stateful"])))
 
 
 if __name__ == "__main__":

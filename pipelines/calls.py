@@ -47,6 +47,8 @@ def invoker(node: Processor, pool: Callable[[], Executor | None]) -> Invoke:
     """The node's function bound once: ``invoke(arg)`` returns what to await (or an async generator)."""
     spec = node.spec
     fn, args = spec.coro, spec.args
+    if spec.state is not None:
+        args = {**args, "state": spec.state.value}  # the one object it folds items into (pipelines.state)
     if spec.properties.executor is not None:
 
         def in_pool(item: Any) -> runtime.Future[Any]:

@@ -61,6 +61,7 @@ NOT_OPTIONS = {
     "retry": "'retry' is not an option: write 'a * 3' for 3 attempts",
     "setup": "'setup' is not an option: a hook is a function, give it in the node's 'properties'",
     "teardown": "'teardown' is not an option: a hook is a function, give it in the node's 'properties'",
+    "state": "'state' is not an option: a state is made by a function, give it in the node's 'properties'",
 }
 OPTION_NAMES = tuple(name for name in PROPERTY_NAMES if name not in NOT_OPTIONS)
 

@@ -33,6 +33,7 @@ import networkx as nx
 from .errors import GraphError
 from .nodes import node_defaults
 from .properties import DEFAULT_MAX_WORKERS, SOURCE_ONLY_REJECTS, NodeProperties, parse_properties
+from .state import NodeState, state_problem
 from .types import JoinMode, Style
 
 __all__ = [
@@ -92,6 +93,8 @@ class NodeSpec:
     forward_drops: bool = False
     setup: Callable[..., Any] | None = None
     teardown: Callable[..., Any] | None = None
+    state: NodeState | None = None
+    """A sink's declared state (pipelines.state), passed to its function, setup and teardown as `state`."""
 
     @property
     def is_source(self) -> bool:
@@ -168,6 +171,12 @@ def parse_graph(
         spec.inputs = tuple(preds)
     _wire_error_routes(specs, digraph)
     _check_cycles(digraph)
+    for spec in specs.values():
+        if spec.state is not None and spec.successors:
+            raise GraphError(
+                f"node {spec.name!r}: only a sink (a node without successors) can have state, "
+                f"and it sends to {', '.join(spec.successors)}"
+            )
 
     if not any(spec.is_source for spec in specs.values()):
         raise GraphError("graph has no source: every node has an input")
@@ -227,15 +236,67 @@ def _node_spec(name: str, index: int, node_d: object, coro_map: Callable[[Any], 
         is_generator=kind == "async generator",
         call_kind=kind,
     )
+    if props.state is not None:
+        spec.state = _node_state(name, props, args, coro_map)
+        spec.properties = replace(props, workers=1, max_workers=1 if props.executor is not None else props.max_workers)
     for hook in ("setup", "teardown"):
         value = getattr(props, hook)
         if value is not None:
             fn = _resolve(name, hook, value, coro_map, always_map=False)
             if inspect.isasyncgenfunction(fn):
                 raise GraphError(f"node {name!r}: {hook} must be an async function, got async generator {fn!r}")
+            if spec.state is not None:
+                _takes_state(name, hook, fn)
+                fn = functools.partial(fn, state=spec.state.value)
             _bind(name, hook, fn, (object(),), {})
             setattr(spec, hook, fn)
     return spec
+
+
+def _node_state(name: str, props: NodeProperties, args: Mapping[str, Any], coro_map: Callable[[Any], Any]) -> NodeState:
+    """The node's state, made and checked: the node can hold it and a journal can snapshot it."""
+    value = props.state
+    if callable(value):
+        factory = value
+    else:
+        try:
+            factory = coro_map(value)
+        except Exception as exc:
+            raise GraphError(f"node {name!r}: coro_map could not resolve state {value!r}: {exc!r}") from None
+        if not callable(factory):
+            raise GraphError(
+                f"node {name!r}: property 'state' must be a function giving the initial state (a class, dict, "
+                f"a lambda), got {value!r}"
+            )
+    if "state" in args:
+        raise GraphError(f"node {name!r}: 'args' entry 'state' would hide the node's state; rename the argument")
+    if props.executor == "process":
+        raise GraphError(
+            f"node {name!r}: a node with state cannot run in a process pool (the state lives in this process); "
+            "use 'executor': 'thread'"
+        )
+    workers = props.workers if "workers" in props.given else None
+    if workers is None and props.executor is not None and "max_workers" in props.given:
+        workers = props.max_workers  # a node in a pool runs a worker per thread
+    if workers is not None and workers > 1:
+        raise GraphError(
+            f"node {name!r}: a node with state runs one worker (its snapshots fall between two of its batches), "
+            f"got workers={workers}"
+        )
+    try:
+        state = NodeState(name, factory)
+    except Exception as exc:
+        raise GraphError(
+            f"node {name!r}: state {_quoted(value)} raised {exc!r} when called for the initial state"
+        ) from None
+    problem = state_problem(state.value)
+    if problem is not None:
+        raise GraphError(f"node {name!r}: state {_quoted(value)} {problem}")
+    try:
+        state.dump()
+    except Exception as exc:
+        raise GraphError(str(exc)) from None
+    return state
 
 
 def nesting_problem(value: object, limit: int = MAX_NESTING) -> Literal["too deep", "contains itself"] | None:
@@ -482,16 +543,37 @@ def _check_call(spec: NodeSpec) -> None:
                     f"unless it is marked with @node: {_node_fix(spec.coro)}"
                 )
             _bind(spec.name, "coro", spec.coro, (object(), object()), spec.args)
-    elif spec.style == "item":
-        _bind(spec.name, "coro", spec.coro, (object(),), spec.args)
     else:
-        if _takes_one_item(spec.coro, spec.args):
+        if spec.style != "item" and _takes_one_item(spec.coro, spec.args):
             raise GraphError(
                 f"node {spec.name!r}: coro {_shown(spec.coro)} takes one item, but a node's function is called as "
                 "f(processor, q_elt, **args) (the original signature, q_elt a tuple) unless it is marked with "
                 f"@node: {_node_fix(spec.coro)}"
             )
-        _bind(spec.name, "coro", spec.coro, (object(), object()), spec.args)
+        positional = (object(),) if spec.style == "item" else (object(), object())
+        args = spec.args
+        if spec.state is not None:
+            _takes_state(spec.name, "coro", spec.coro)
+            args = {**args, "state": spec.state.value}
+        _bind(spec.name, "coro", spec.coro, positional, args)
+
+
+def _takes_state(name: str, what: str, fn: Callable[..., Any]) -> None:
+    """A node with state passes it to `fn` as the keyword argument 'state': `fn` must take it."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    parameters = signature.parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return
+    state = signature.parameters.get("state")
+    if state is None or state.kind not in (state.POSITIONAL_OR_KEYWORD, state.KEYWORD_ONLY):
+        shown = f"{getattr(fn, '__qualname__', fn)}{signature}"
+        raise GraphError(
+            f"node {name!r}: a node with state gives it to its {what} as the keyword argument 'state', "
+            f"and {shown} has no parameter 'state'"
+        )
 
 
 def _binds(fn: Callable[..., Any], positional: tuple[Any, ...], args: Mapping[str, Any]) -> bool:

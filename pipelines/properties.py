@@ -21,13 +21,14 @@ PROPERTY_NAMES = (
     "queue_size",
     "retry",
     "setup",
+    "state",
     "style",
     "teardown",
     "timeout",
     "workers",
 )
 # Properties about handling input items, which a source (a node without inputs) does not have.
-SOURCE_ONLY_REJECTS = ("executor", "max_workers", "on_error", "ordered", "retry", "timeout", "workers")
+SOURCE_ONLY_REJECTS = ("executor", "max_workers", "on_error", "ordered", "retry", "state", "timeout", "workers")
 EXECUTORS = ("thread", "process")
 DEFAULT_MAX_WORKERS = 4
 STYLES = ("processor", "item")
@@ -47,6 +48,8 @@ class NodeProperties:
     on_error: OnError = "fail"
     setup: Any = None
     teardown: Any = None
+    state: Any = None
+    """A sink's state: a callable giving its initial value (pipelines.state)."""
     style: Style = "processor"
     executor: str | None = None
     max_workers: int | None = None
@@ -109,7 +112,7 @@ def parse_properties(node: str, raw: object) -> NodeProperties:
         if raw["style"] not in STYLES:
             raise bad("style", "'processor' (f(processor, q_elt)) or 'item' (f(item))")
         values["style"] = raw["style"]
-    for key in ("setup", "teardown"):
+    for key in ("setup", "teardown", "state"):
         if raw.get(key) is not None:
             values[key] = raw[key]
     return NodeProperties(**values, given=frozenset(raw))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
+from pathlib import Path
 from typing import IO, Any
 
 from pipelines import Processor, node
+from pipelines.journal import SQLiteOutput
 
 _files: dict[str, IO[str]] = {}
 
@@ -53,3 +56,38 @@ async def gated_count(n: int) -> Any:
             sys.stdout.flush()
             await asyncio.to_thread(sys.stdin.readline)
         yield i
+
+
+def new_windows() -> dict[str, Any]:
+    """The state of `count_windows`: per window of positions, how many items and their sum."""
+    return {"items": 0, "windows": {}}
+
+
+async def count_windows(processor: Processor, q_elt: tuple[int], state: dict[str, Any], size: int, out: str) -> None:
+    """A windowing sink: folds each value into the window of its position, then says '+' on stdout."""
+    item_id = processor.item_id
+    assert item_id is not None
+    window = state["windows"].setdefault(str(item_id[1] // size), [0, 0])
+    window[0] += 1
+    window[1] += q_elt[0]
+    state["items"] += 1
+    sys.stdout.write("+\n")
+    sys.stdout.flush()
+
+
+async def write_windows(processor: Processor, state: dict[str, Any]) -> None:
+    """The teardown of `count_windows`: the state as JSON, to the node's `out`."""
+    text = json.dumps(state, sort_keys=True)
+    await asyncio.to_thread(Path(processor.spec.args["out"]).write_text, text + "\n")
+
+
+def hits_output() -> SQLiteOutput:
+    """The state of `write_hit`: a table `hits` in the journal file, written exactly once per item."""
+    return SQLiteOutput({"hits": "item TEXT PRIMARY KEY, value INTEGER NOT NULL"})
+
+
+async def write_hit(processor: Processor, q_elt: tuple[int], state: SQLiteOutput) -> None:
+    """An exactly-once sink: one row per item (a second row for an item would break the primary key)."""
+    state.execute("INSERT INTO hits (item, value) VALUES (?, ?)", (json.dumps(processor.item_id), q_elt[0]))
+    sys.stdout.write("+\n")
+    sys.stdout.flush()

@@ -282,6 +282,42 @@ async def test_a_second_worker_of_a_join_node_is_refused(server: RedisServer) ->
     assert sorted(seen) == [(2 * i, 2 * i) for i in range(20)]
 
 
+async def test_a_second_worker_of_a_stateful_node_is_refused(server: RedisServer) -> None:
+    totals: list[int] = []
+
+    @node(state=lambda: {"sum": 0})
+    async def add_up(x: int, state: dict[str, int]) -> None:
+        state["sum"] += x
+
+    async def keep(processor: Any, state: dict[str, int]) -> None:
+        totals.append(state["sum"])
+
+    graph = {
+        "nodes": {
+            "numbers": {"coro": numbers, "args": {"count": 20}},
+            "sum": {"coro": add_up, "properties": {"teardown": keep}},
+        },
+        "graph": {"numbers": ["sum"], "sum": None},
+    }
+    t = transport(server)
+    coordinator, first = t.plumber(graph), t.worker(graph)
+    running = asyncio.gather(coordinator.run(), first.run())
+
+    async def registered() -> bool:
+        return first.run_id is not None
+
+    await eventually(registered)
+    second = t.worker(graph, nodes=["sum"], run_id=first.run_id)
+    with pytest.raises(DistributedError) as raised:
+        await second.run()
+    assert str(raised.value) == (
+        f"node 'sum' keeps its state in its process, so it runs in one worker at a time, and worker "
+        f"{first.consumer!r} runs it (run {first.run_id!r})"
+    )
+    await running
+    assert totals == [sum(range(20))]  # one holder of the state: the sum of every item
+
+
 def test_a_worker_names_the_nodes_it_can_run(server: RedisServer, tmp_path: Path) -> None:
     _, sink = collector()
     t = transport(server)

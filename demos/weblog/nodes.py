@@ -8,7 +8,9 @@
   process pool (a plain function with 'executor': 'process');
 - `locate` looks the address up in a (simulated) remote service: 2 ms of I/O each, so many workers;
 - `report` joins the two results of each record (by lineage: they meet whatever their timing),
-  counts requests per status and path, clients and regions, and writes the report in its teardown.
+  counts requests per status and path, clients and regions into its declared state (`Tally`), and
+  writes the report in its teardown. With ``--journal`` the state is snapshotted with the items
+  folded into it, so a run killed any number of times and resumed writes the same report.
 """
 
 from __future__ import annotations
@@ -65,30 +67,58 @@ async def locate(record: dict[str, Any], latency: float = 0.002) -> dict[str, An
     return {**record, "region": REGIONS[zlib.crc32(record["ip"].encode()) % len(REGIONS)]}
 
 
-async def open_report(processor: Any) -> None:
-    processor.tally = {"status": Counter(), "path": Counter(), "region": Counter(), "clients": set(), "bytes": 0}
+class Tally:
+    """The report's state: what it counts. Declared as the node's state, so that a run with a journal
+    keeps it across a crash: `dump` gives it as JSON data for the journal's snapshot, `load` puts a
+    snapshot back."""
+
+    def __init__(self) -> None:
+        self.status: Counter[int] = Counter()
+        self.paths: Counter[tuple[int, str]] = Counter()
+        self.regions: Counter[str] = Counter()
+        self.clients: set[str] = set()
+        self.bytes = 0
+
+    def add(self, client: str, record: dict[str, Any]) -> None:
+        self.status[record["status"]] += 1
+        self.paths[(record["status"], record["path"])] += 1
+        self.regions[record["region"]] += 1
+        self.clients.add(client)
+        self.bytes += record["size"]
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "status": [[status, count] for status, count in self.status.items()],
+            "paths": [[status, path, count] for (status, path), count in self.paths.items()],
+            "regions": dict(self.regions),
+            "clients": list(self.clients),
+            "bytes": self.bytes,
+        }
+
+    def load(self, data: dict[str, Any]) -> None:
+        self.status = Counter({status: count for status, count in data["status"]})
+        self.paths = Counter({(status, path): count for status, path, count in data["paths"]})
+        self.regions = Counter(data["regions"])
+        self.clients = set(data["clients"])
+        self.bytes = data["bytes"]
 
 
-async def report(processor: Any, q_elt: tuple[str, dict[str, Any]], path: str = "weblog-report.txt") -> None:
+async def report(
+    processor: Any, q_elt: tuple[str, dict[str, Any]], state: Tally, path: str = "weblog-report.txt"
+) -> None:
+    """Fold one joined pair (pseudonym, located record) into the tally; the teardown writes the report."""
     client, record = q_elt
-    processor.report_path = path  # for write_report, which gets only the processor
-    tally = processor.tally
-    tally["status"][record["status"]] += 1
-    tally["path"][(record["status"], record["path"])] += 1
-    tally["region"][record["region"]] += 1
-    tally["clients"].add(client)
-    tally["bytes"] += record["size"]
+    state.add(client, record)
 
 
-async def write_report(processor: Any) -> None:
-    tally = processor.tally
-    total = sum(tally["status"].values())
-    lines = [f"requests: {total}", f"clients: {len(tally['clients'])}", f"bytes: {tally['bytes']}", "", "per status:"]
-    lines += [f"  {status}: {count}" for status, count in sorted(tally["status"].items())]
-    lines += ["", "per region:"] + [f"  {region}: {count}" for region, count in sorted(tally["region"].items())]
+async def write_report(processor: Any, state: Tally) -> None:
+    total = sum(state.status.values())
+    lines = [f"requests: {total}", f"clients: {len(state.clients)}", f"bytes: {state.bytes}", "", "per status:"]
+    lines += [f"  {status}: {count}" for status, count in sorted(state.status.items())]
+    lines += ["", "per region:"] + [f"  {region}: {count}" for region, count in sorted(state.regions.items())]
     lines += ["", "top paths per status:"]
-    for status in sorted(tally["status"]):
-        top = sorted(((c, p) for (s, p), c in tally["path"].items() if s == status), reverse=True)[:3]
+    for status in sorted(state.status):
+        top = sorted(((c, p) for (s, p), c in state.paths.items() if s == status), reverse=True)[:3]
         lines.append(f"  {status}: " + ", ".join(f"{p} ({c})" for c, p in top))
-    target = Path(getattr(processor, "report_path", "weblog-report.txt"))
+    target = Path(processor.spec.args.get("path", "weblog-report.txt"))
     await asyncio.to_thread(target.write_text, "\n".join(lines) + "\n")

@@ -310,7 +310,9 @@ class Session:
         single = sorted(
             name
             for name in self.local
-            if self.spec.nodes[name].join_mode is not None or self.spec.nodes[name].properties.ordered
+            if self.spec.nodes[name].join_mode is not None
+            or self.spec.nodes[name].properties.ordered
+            or self.spec.nodes[name].state is not None
         )
         reply = await self.call(
             self._register_script,
@@ -329,7 +331,12 @@ class Session:
         reason, node = str(reason), decode_name(node)
         if reason == "single":
             spec = self.spec.nodes[node]
-            why = "joins its inputs by lineage" if spec.join_mode is not None else "keeps its input order"
+            if spec.join_mode is not None:
+                why = "joins its inputs by lineage"
+            elif spec.properties.ordered:
+                why = "keeps its input order"
+            else:
+                why = "keeps its state in its process"
             raise DistributedError(
                 f"node {node!r} {why}, so it runs in one worker at a time, and worker {other!r} runs it "
                 f"(run {self.keys.run_id!r})"

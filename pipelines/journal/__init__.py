@@ -8,12 +8,15 @@ came while one of its workers held it (at most ``workers * queue_size`` items pe
 
 The sources must be deterministic: each run puts the same items in the same order, since an
 item's id is its position (pipelines.journal.ids). One run writes a journal at a time
-(pipelines.journal.lock). See wiki/Durability.md.
+(pipelines.journal.lock). A sink's declared state (pipelines.state) is snapshotted with the items
+folded into it; `SQLiteOutput` makes a sink's SQLite writes part of the same commit. See
+wiki/Durability.md.
 """
 
 from __future__ import annotations
 
 from .journal import Journal
+from .output import SQLiteOutput
 from .store import JournalError
 
-__all__ = ["Journal", "JournalError"]
+__all__ = ["Journal", "JournalError", "SQLiteOutput"]

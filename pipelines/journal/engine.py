@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import math
+import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,7 @@ from ..sources import InputProcessor
 from .ids import Root, graph_hash, root_function, root_names
 from .journal import Journal
 from .lock import JournalLock
+from .output import SQLiteOutput
 from .store import JournalError, RunRecord, read_journal_file
 from .writer import Batch, Writer
 
@@ -42,6 +45,9 @@ __all__ = ["NodeTally", "RunJournal", "open_run"]
 logger = logging.getLogger(__name__)
 
 FLUSH_DONE = 4096  # done roots kept on the loop's side before they are handed to the writer unasked
+STATE_INTERVAL = 0.05  # seconds: a stateful sink snapshots its state at most this often (see NodeTally)
+STATE_PENDING = 1000  # ...or once it has folded this many items since its last snapshot
+STATE_SHARE = 10  # ...but never sooner than this many times the last snapshot took: at most a tenth of its time
 
 
 def open_run(journal: Journal | str | Any, spec: GraphSpec) -> RunJournal:
@@ -61,8 +67,10 @@ class RunJournal:
         self._hash = graph_hash(spec)
         # The file is this run's from now until it has ended: nobody else writes what is read here.
         self._lock = JournalLock.acquire(journal.path)
+        self._snapshots: RunRecord | None = None
         try:
             self.resume = self._read(names)
+            self._restore_states(spec)
         except BaseException:
             self._lock.release()
             raise
@@ -76,6 +84,7 @@ class RunJournal:
         self._spec = spec
         self._processors: list[Processor] = []
         self._writer: Writer | None = None
+        self._stateful: list[NodeTally] = []
 
     def _read(self, names: dict[str, str]) -> RunRecord | None:
         """Check the file against the graph; the run to resume, if any (JournalError if unusable)."""
@@ -90,12 +99,35 @@ class RunJournal:
         last = stored.runs[-1] if stored is not None and stored.runs else None
         if last is None or journal.new_run:
             return None
+        self._snapshots = last  # a completed run's states too: its teardowns see what the run folded
         if last.state == "completed":
             journal._set_status(last.id, resumed=False, completed=True, done=last.done)
             return None
         _check_roots(path, last, sorted(set(names.values())))
         journal._set_status(last.id, resumed=True, completed=False, done=last.done)
         return last
+
+    def _restore_states(self, spec: GraphSpec) -> None:
+        """Put each stateful node's last snapshot into its state, in place (JournalError if it does not fit)."""
+        run = self._snapshots
+        if run is None:
+            return
+        path = self.journal.path
+        stateful = sorted(name for name, node in spec.nodes.items() if node.state is not None)
+        for name, data in run.states.items():
+            state = spec.nodes[name].state if name in spec.nodes else None
+            if state is None:
+                raise JournalError(
+                    f"{path}: damaged journal: run {run.id}'s states hold node {name!r}; expected only the nodes "
+                    f"with state ({', '.join(stateful) or 'none'})"
+                )
+            try:
+                state.load(data)
+            except Exception as exc:
+                raise JournalError(
+                    f"{path}: run {run.id}'s snapshot of node {name!r}'s state cannot be loaded into "
+                    f"{_named(state.factory)}: {exc!r}"
+                ) from None
 
     # -- the hook ---------------------------------------------------------------------------------
 
@@ -117,6 +149,7 @@ class RunJournal:
             sync=self.journal.sync,
             sinks=sinks,
             snapshot=self._snapshot,
+            schema=[statement for output in self._outputs() for statement in output.schema()],
         )
         try:
             writer.open(asyncio.get_running_loop(), plumber.fail)
@@ -125,6 +158,13 @@ class RunJournal:
             raise
         self._writer = writer
         self.journal.run_id = writer.run_id
+        for output in self._outputs():
+            output.journaled()
+
+    def _outputs(self) -> list[SQLiteOutput]:
+        """The states that are an SQLiteOutput: their writes are committed by this journal."""
+        states = [node.state.value for node in self._spec.nodes.values() if node.state is not None]
+        return [state for state in states if isinstance(state, SQLiteOutput)]
 
     def node_hooks(self, node: Processor) -> SimpleNamespace | None:
         """The tally of `node`, with only the methods its kind of node needs."""
@@ -140,7 +180,9 @@ class RunJournal:
         methods["settled"] = tally.settled
         if not spec.successors:
             methods["admits"] = tally.admits
-            methods["finished"] = tally.finished
+            methods["finished"] = tally.finished if spec.state is None else tally.finished_with_state
+            if spec.state is not None:
+                self._stateful.append(tally)
         if spec.is_generator:
             methods["sent"] = tally.sent_output
         elif spec.successors and len(node.outputs) != 1:
@@ -166,10 +208,20 @@ class RunJournal:
         if writer is None:
             written(None)
             return ended
+        failure: BaseException | None = None
+        if state in ("completed", "stopped"):
+            # Every batch of every node ended: each state holds exactly the items not yet snapshotted.
+            # (After a failure or a cancel, a sink may have stopped part-way through a batch, its
+            # state holding items it never finished: the last snapshot stays, and they are redone.)
+            try:
+                for tally in self._stateful:
+                    tally.snapshot()
+            except Exception as exc:  # a state that cannot be snapshotted: the run is not complete
+                failure, state = exc, "failed"
         if self.counts and state == "completed":
             logger.warning("journal: %d items were still counted alive at the end of the run", len(self.counts))
         self._hand_over(None)
-        writer.close(state, written)
+        writer.close(state, written if failure is None else lambda error: written(error or failure))
         return ended
 
     # -- counting ----------------------------------------------------------------------------------
@@ -182,8 +234,11 @@ class RunJournal:
         if len(self._done) >= FLUSH_DONE:
             self._hand_over(None)
 
-    def finish(self, sink: str, keys: list[Any]) -> asyncio.Future[None]:
-        """A sink finished these items: record them; the future resolves once that is committed."""
+    def finish(
+        self, sink: str, keys: list[Any], state: str | None = None, writes: list[tuple[str, Any]] | None = None
+    ) -> asyncio.Future[None]:
+        """A sink finished these items: record them (with its `state`, in which they are folded);
+        the future resolves once that is committed."""
         counts = self.counts
         root_of = self.root
         recorded = self._recorded
@@ -202,7 +257,7 @@ class RunJournal:
                 if recorded and root in recorded:
                     recorded.discard(root)
                     self._purge.append(root)
-        future = self._hand_over(Batch(sink, records, len(keys)))
+        future = self._hand_over(Batch(sink, records, len(keys), state, writes))
         assert future is not None
         return future
 
@@ -226,7 +281,20 @@ class RunJournal:
 class NodeTally:
     """One node's counting: its methods are the node hooks the journal installs."""
 
-    __slots__ = ("_counts", "_held", "_key_length", "_match", "_root", "_run", "name", "passed_over")
+    __slots__ = (
+        "_counts",
+        "_held",
+        "_key_length",
+        "_last_snapshot",
+        "_match",
+        "_not_before",
+        "_pending",
+        "_root",
+        "_run",
+        "_state",
+        "name",
+        "passed_over",
+    )
 
     def __init__(self, run: RunJournal, processor: Processor, finished_before: set[tuple[Any, ...]]) -> None:
         spec = processor.spec
@@ -241,6 +309,10 @@ class NodeTally:
         self._match: Callable[[tuple[Any, ...]], tuple[Any, ...]] = (
             _without_source if spec.join_mode == "zip" else _same
         )
+        self._state = spec.state
+        self._pending: list[Key] = []
+        self._last_snapshot = -math.inf  # the first batch is snapshotted at once
+        self._not_before = 0.0
 
     def pass_on(self, key: Key, copies: int) -> None:
         """The envelope `key` is finished here, and `copies` envelopes of its root were (or will be) sent on."""
@@ -291,6 +363,38 @@ class NodeTally:
     def finished(self, keys: list[Key]) -> asyncio.Future[None]:
         return self._run.finish(self.name, keys)
 
+    def finished_with_state(self, keys: list[Key]) -> asyncio.Future[None] | None:
+        """A stateful sink ended a batch: its items are folded into its state.
+
+        They are recorded as finished only with a snapshot of the state, in one transaction, so the
+        file never says an item was finished unless its fold is in the snapshot, nor the reverse.
+        The snapshot is taken here, between two batches of the node's one worker. To bound what it
+        costs, it is taken every STATE_INTERVAL seconds or STATE_PENDING items, and never sooner
+        than STATE_SHARE times as long as the last one took after it (a large state is dumped less
+        often): until then the items wait here, unrecorded, and a crash redoes them from the last
+        snapshot.
+        """
+        pending = self._pending
+        pending.extend(keys)
+        since = time.monotonic() - self._last_snapshot
+        if since < self._not_before or (len(pending) < STATE_PENDING and since < STATE_INTERVAL):
+            return None
+        return self.snapshot()
+
+    def snapshot(self) -> asyncio.Future[None] | None:
+        """Record the items folded since the last snapshot, with the state (nothing if none were)."""
+        if not self._pending:
+            return None
+        keys, self._pending = self._pending, []
+        state = self._state
+        assert state is not None
+        started = time.monotonic()
+        writes = state.value.take() if isinstance(state.value, SQLiteOutput) else None  # before dump(): it counts them
+        text = state.dump()
+        self._last_snapshot = now = time.monotonic()
+        self._not_before = STATE_SHARE * (now - started)
+        return self._run.finish(self.name, keys, text, writes)
+
 
 class SourceAdmission:
     """A source in a journaled run: counts each item it sends, and passes over the done ones."""
@@ -340,6 +444,10 @@ def _check_roots(path: str, run: RunRecord, expected: list[str]) -> None:
             f"{path}: damaged journal: run {run.id}'s progress['roots'] is for {sorted(run.roots)}; "
             f"expected this graph's sources {expected}"
         )
+
+
+def _named(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 def _same(key: tuple[Any, ...]) -> tuple[Any, ...]:

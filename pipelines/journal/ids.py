@@ -12,7 +12,8 @@ of all of them make one root, named after the first of those sources in name ord
 group can only be redone if every one of its members is sent again.
 
 The graph hash covers what decides the ids and what a sink receives: each node's name, coroutine,
-args, successors, error route, style and join setting. It leaves out what only changes how fast
+args, successors, error route, style and join setting, and the function that makes a stateful
+node's state (its snapshots are of that state). It leaves out what only changes how fast
 the run goes (workers, queue sizes, retries, timeouts, executors). An argument that is not plain
 data (a connection, a file object) is represented by its type only.
 """
@@ -78,6 +79,8 @@ def graph_hash(spec: GraphSpec) -> str:
                 "style": node.style,
             }
         )
+        if node.state is not None:  # only then: the hash of a graph without state stays what it was
+            described[-1]["state"] = _qualified(node.state.factory)
     text = json.dumps(described, sort_keys=True, default=_plain)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -12,7 +12,10 @@ that graph, one after the other. For each run it keeps:
 * ``finished``: which items each sink finished, for the items whose root is not done yet (a
   root that is done needs no such rows: they are deleted in the same transaction);
 * ``nodes``: per node that is not a sink, how many items it handled, written once a second and
-  at the end (work redone after a crash included).
+  at the end (work redone after a crash included);
+* ``states``: per stateful sink (pipelines.state), the last snapshot of its state: the snapshot's
+  format and its JSON text, written in the transaction that records the items folded into it.
+  A snapshot of a format newer than this version reads is refused like a newer file.
 
 Checking a file reads its header bytes and then opens it read-only: a file that is not a journal,
 a journal of another graph or of a newer format is refused with a `JournalError` and left as it was.
@@ -36,6 +39,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import JournalError
+from ..state import STATE_FORMAT
 from ..types import Marker
 
 __all__ = [
@@ -62,6 +66,14 @@ ITEM = "an item id: a JSON array [source, position, output index, ...]"
 NODE_NAMES = "a JSON array of the graph's node names"
 _MISSING: Any = Marker("missing")  # how a key absent from the JSON is shown
 
+# The snapshots of stateful nodes (pipelines.state): added to a journal of format 1 when it is
+# first opened by a run, so that files made before it stay readable; an older version of
+# pipelines cannot run a graph with state at all, so it never meets this table.
+STATE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS states ("
+    "run INTEGER NOT NULL, node TEXT NOT NULL, format INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run, node))",
+)
+
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE runs (
@@ -86,7 +98,7 @@ CREATE TABLE nodes (
     finished INTEGER NOT NULL,
     PRIMARY KEY (run, node)
 );
-"""
+""" + "\n".join(f"{statement};" for statement in STATE_SCHEMA)
 
 
 @dataclass
@@ -106,6 +118,8 @@ class RunRecord:
     """Per node: items finished (a sink), or handled (any other node)."""
     sinks: dict[str, int] = field(default_factory=dict)
     """Per sink: items finished (as in `nodes`)."""
+    states: dict[str, Any] = field(default_factory=dict)
+    """Per node with state: the last snapshot of it (the JSON data), written with the items folded into it."""
 
     @property
     def done(self) -> int:
@@ -211,6 +225,13 @@ def _read(connection: sqlite3.Connection, name: str, with_items: bool) -> Stored
         key = check.finished(check.run_id(run_id, "finished", by_id), sink, source, seq, item)
         if with_items and last is not None and run_id == last.id:
             last.finished.setdefault(sink, set()).add(key)
+    has_states = connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'states'").fetchone()
+    if has_states:
+        for run_id, node, version, data in connection.execute("SELECT run, node, format, data FROM states"):
+            run = by_id[check.run_id(run_id, "states", by_id)]
+            run.states[check.node(node, f"a node's name in run {run.id}'s states")] = check.state(
+                run.id, node, version, data
+            )
     return StoredJournal(name, graph_hash, node_names, runs)
 
 
@@ -321,6 +342,22 @@ class _Check:
             expected = f"the id of one of the journal's runs ({', '.join(map(str, runs)) or 'none'})"
             raise self.damaged(f"a run id in the {table} rows", run_id, expected)
         return run_id
+
+    def node(self, node: object, where: str) -> str:
+        if not isinstance(node, str):
+            raise self.damaged(where, node, "a node's name (text)")
+        return node
+
+    def state(self, run_id: int, node: str, version: object, data: object) -> Any:
+        """One row of ``states``: a node's snapshot, in a format this version reads."""
+        where = f"run {run_id}'s state of node {node!r}"
+        version = self.count(version, f"the format of {where}", least=1)
+        if version > STATE_FORMAT:
+            raise JournalError(
+                f"{self.name}: {where} is a snapshot of format {version}, newer than this version of pipelines "
+                f"reads (format {STATE_FORMAT}); upgrade pipelines to resume it"
+            )
+        return self.json(data, where, "JSON text (what the node's state dumped)")
 
     def finished(self, run_id: int, sink: object, source: object, seq: object, item: object) -> tuple[Any, ...]:
         """One row of ``finished``: the item id a sink finished, whose root (source, seq) is not done."""

@@ -29,8 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..state import STATE_FORMAT
 from .ids import Root
-from .store import APPLICATION_ID, JournalError, RunRecord, create_schema
+from .store import APPLICATION_ID, STATE_SCHEMA, JournalError, RunRecord, create_schema
 
 __all__ = ["Batch", "Writer"]
 
@@ -47,6 +48,10 @@ class Batch:
     """(item id, its root) for the items the sink finished whose root is not done."""
     finished: int
     """How many items the sink finished (recorded, or with their root done)."""
+    state: str | None = None
+    """A stateful sink: its state with these items folded in (JSON text), written in the same transaction."""
+    writes: list[tuple[str, Any]] | None = None
+    """A sink with an SQLiteOutput: its writes (sql, parameters) for these items, run in the same transaction."""
 
 
 class Writer:
@@ -63,6 +68,7 @@ class Writer:
         sync: str,
         sinks: set[str],
         snapshot: Callable[[], dict[str, int]],
+        schema: list[str] | None = None,
     ) -> None:
         self._path = path
         self._graph_hash = graph_hash
@@ -70,6 +76,7 @@ class Writer:
         self._sync = sync
         self._sinks = sinks
         self._snapshot = snapshot
+        self._schema = schema or []
         self._resume = resume
         self._upto: dict[str, int] = dict.fromkeys(root_names, 0)
         self._above: dict[str, list[list[int]]] = {name: [] for name in root_names}
@@ -190,6 +197,8 @@ class Writer:
         connection.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does it
         now = time.time()
         connection.execute("BEGIN IMMEDIATE")
+        for statement in [*STATE_SCHEMA, *self._schema]:
+            connection.execute(statement)
         if self._resume is not None:
             connection.execute(
                 "UPDATE runs SET state = 'running', attempts = attempts + 1, updated = ? WHERE id = ?",
@@ -217,15 +226,30 @@ class Writer:
         done, self._done = self._done, []
         purge, self._purge = self._purge, []
         rows: list[tuple[Any, ...]] = []
+        states: dict[str, str] = {}
+        statements: list[tuple[str, Any]] = []
         for batch in batches:
+            for sql, parameters in batch.writes or ():
+                if statements and statements[-1][0] == sql:
+                    statements[-1][1].append(parameters)  # one executemany for a run of the same statement
+                else:
+                    statements.append((sql, [parameters]))
             self._totals[batch.sink] += batch.finished
             self._changed = True
             sink = batch.sink
             rows.extend((run, sink, root[0], root[1], json.dumps(key)) for key, root in batch.records)
+            if batch.state is not None:
+                states[sink] = batch.state  # the last one holds every batch before it
         self._mark_all_done(done)
-        statements: list[tuple[str, Any]] = []
         if rows:
             statements.append(("INSERT INTO finished (run, sink, source, seq, item) VALUES (?, ?, ?, ?, ?)", rows))
+        if states:
+            statements.append(
+                (
+                    "INSERT OR REPLACE INTO states (run, node, format, data) VALUES (?, ?, ?, ?)",
+                    [(run, node, STATE_FORMAT, data) for node, data in states.items()],
+                )
+            )
         if purge:
             statements.append(
                 ("DELETE FROM finished WHERE run = ? AND source = ? AND seq = ?", [(run, *root) for root in purge])
