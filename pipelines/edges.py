@@ -33,6 +33,8 @@ class EdgeStatistics:
     waiting_getters: int
     waiting_putters: int
     open_producers: int
+    dropped: int = 0
+    """Items the edge dropped to make room for newer ones (a lossy edge, pipelines.lossy); else 0."""
 
 
 class Edge(Protocol):
