@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines import GraphError, Plumber, node, parse_flow
+from pipelines import GraphError, Plumber, Registry, load_graph, node, parse_flow
 from pipelines.drawing import to_ascii, to_dot, to_mermaid
 from pipelines.edges import EdgeStatistics
 from pipelines.journal.store import read_journal_file
@@ -539,3 +539,48 @@ def test_drawings_mark_lossy_inputs() -> None:
     assert '"cam" -> "view" [style=dotted, label="latest"];' in to_dot(plumber)
     assert "n0 -. latest .-> n1" in to_mermaid(plumber)
     assert "input=latest" in to_ascii(plumber)
+
+
+def test_a_graph_file_sets_the_policy(tmp_path: Path) -> None:
+    path = tmp_path / "feed.yaml"
+    path.write_text(
+        "nodes:\n"
+        "  cam: {coro: cam}\n"
+        "  view: {coro: view, properties: {input: drop_oldest, queue_size: 4}}\n"
+        "flow: cam -> view\n"
+    )
+    plumber = Plumber(load_graph(path), Registry({"cam": source, "view": noop}))
+    (edge,) = plumber.processor("view").inputs
+    assert isinstance(edge, LossyEdge)
+    assert (edge.policy, edge.maxsize) == ("drop_oldest", 4)
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_a_zip_join_of_two_lossy_cameras_pairs_only_frames_of_one_position(virtual_clock: VirtualClock) -> None:
+    """Two independent cameras into a zip join whose inputs keep the latest: a pair is the n-th
+    frame of each, and a position either camera's input dropped is discarded, counted once."""
+    left, right = Camera(frames=40), Camera(frames=40, period=FRAME_PERIOD * 3)
+    pairs: list[tuple[Any, ...]] = []
+
+    async def pair(processor: Any, q_elt: tuple[Any, ...]) -> None:
+        pairs.append(q_elt)
+        await asyncio.sleep(WORK)
+
+    graph = {
+        "nodes": {
+            "left": {"coro": left.source},
+            "right": {"coro": right.source},
+            "pair": {"coro": pair, "properties": {"input": "latest"}},
+        },
+        "graph": {"left": ["pair"], "right": ["pair"], "pair": None},
+    }
+    plumber = Plumber(graph)
+    assert [edge.name for edge in plumber.processor("pair").inputs] == ["pair<-left", "pair<-right"]
+    result = await plumber.run()
+    assert pairs
+    assert all(a == b for a, b in pairs)
+    stats = result["pair"]
+    assert stats.completed == len(pairs)
+    assert stats.completed + stats.dropped == 40  # every position paired or discarded, once
+    assert stats.dropped_at_input > 0
+    assert result["left"].blocked_seconds == result["right"].blocked_seconds == 0.0
