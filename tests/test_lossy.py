@@ -584,3 +584,15 @@ async def test_a_zip_join_of_two_lossy_cameras_pairs_only_frames_of_one_position
     assert stats.completed + stats.dropped == 40  # every position paired or discarded, once
     assert stats.dropped_at_input > 0
     assert result["left"].blocked_seconds == result["right"].blocked_seconds == 0.0
+
+
+async def test_a_woken_consumer_cancelled_hands_the_tombstones_on() -> None:
+    edge = LossyEdge("v", 1, policy="latest")
+    edge.on_drop(None, tombstones=True)
+    first = asyncio.ensure_future(edge.get_many())
+    second = asyncio.ensure_future(edge.get_many())
+    await until(lambda: edge.statistics().waiting_getters == 2)
+    await edge.put_many([(("cam", 7), DROPPED, 0)])  # wakes the first only
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    assert await second == [(("cam", 7), DROPPED, 0)]
