@@ -596,3 +596,21 @@ async def test_a_woken_consumer_cancelled_hands_the_tombstones_on() -> None:
     first.cancel()
     await asyncio.gather(first, return_exceptions=True)
     assert await second == [(("cam", 7), DROPPED, 0)]
+
+
+async def test_a_stream_through_a_lossy_input_ends_with_the_items_not_dropped() -> None:
+    from pipelines import stream
+
+    @node
+    async def slow(x: int) -> int:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return x
+
+    graph = {
+        "nodes": {"entry": {}, "slow": {"coro": slow, "properties": {"input": "latest"}}},
+        "graph": {"entry": ["slow"], "slow": None},
+    }
+    # the feed never waits on a lossy input: every item is in before `slow` takes one, and the
+    # newest pushes the others out; the stream counts them settled and ends
+    assert [y async for y in stream(graph, range(1000))] == [999]
