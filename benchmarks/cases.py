@@ -9,6 +9,7 @@ from .io_bound import B4
 from .join import B3
 from .journal import B9
 from .linear import B1, B7
+from .live_feed import B13
 from .memory import B5
 from .observability import B11
 from .scale import B6
@@ -17,4 +18,4 @@ from .web_load import B10
 
 __all__ = ["CASES"]
 
-CASES: dict[str, Case] = {case.id: case for case in (B1, B2, B3, B4, B5, B6, B7, B8, B9, B10, B11, B12)}
+CASES: dict[str, Case] = {case.id: case for case in (B1, B2, B3, B4, B5, B6, B7, B8, B9, B10, B11, B12, B13)}

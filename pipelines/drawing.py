@@ -10,8 +10,10 @@ Every format shows the same facts about a node:
   ``on_error`` routes), a *join* (several inputs paired by lineage into one tuple) or a *merge*
   (several inputs passed on one by one: ``'aggregate_inputs': False``);
 * the properties that change how it runs, when not the default, in this order: ``workers=N``,
-  ``ordered``, ``queue_size=N``, ``timeout=Ns``, ``retry=N`` (attempts) and ``on_error=skip``;
-* its data edges, and its error route (``on_error`` naming a node) as a distinct, labelled edge.
+  ``ordered``, ``input=latest`` or ``input=drop_oldest`` (a lossy input), ``queue_size=N``,
+  ``timeout=Ns``, ``retry=N`` (attempts) and ``on_error=skip``;
+* its data edges, and its error route (``on_error`` naming a node) as a distinct, labelled edge; a
+  data edge into a lossy input is dotted and labelled with its policy.
 
 Node names are arbitrary non-empty strings: each format escapes them so that quotes, spaces,
 brackets, backslashes, newlines and unicode never break its syntax.
@@ -72,7 +74,9 @@ def _property_notes(spec: NodeSpec) -> list[str]:
         notes.append(f"workers={props.workers}")
     if props.ordered:
         notes.append("ordered")
-    if props.queue_size is not None:
+    if props.input != "block":
+        notes.append(f"input={props.input}")
+    if props.queue_size is not None and props.input != "latest":
         notes.append(f"queue_size={props.queue_size}")
     if props.timeout is not None:
         notes.append(f"timeout={props.timeout:g}s")
@@ -90,10 +94,12 @@ def _label_lines(spec: NodeSpec) -> tuple[str, str]:
 
 
 def _edges(spec: GraphSpec) -> Iterator[tuple[str, str, str]]:
-    """Every edge as (from, to, kind): each node's data edges, then its error route."""
+    """Every edge as (from, to, kind): each node's data edges, then its error route. A data edge into
+    a node with a lossy input has the policy as its kind ('drop_oldest', 'latest'), else 'data'."""
     for name, node_spec in spec.nodes.items():
         for succ in node_spec.successors:
-            yield name, succ, "data"
+            policy = spec.nodes[succ].properties.input
+            yield name, succ, "data" if policy == "block" else policy
         target = _error_route(node_spec)
         if target is not None:
             yield name, target, "error"
@@ -155,7 +161,8 @@ def to_mermaid(graph: Plumber | GraphSpec) -> str:
     ``{{"..."}}``, a sink a subroutine box ``[["..."]]``, any other node a rectangle ``["..."]``
     (first that applies, in this order). A join's label reads ``name (join)``, a merge's
     ``name (merge)``; properties that are not the default follow on a second line (``<br/>``).
-    Data edges are ``n0 --> n1``; an error route is dotted and labelled ``n1 -. on_error .-> n3``.
+    Data edges are ``n0 --> n1``; an error route is dotted and labelled ``n1 -. on_error .-> n3``,
+    and an edge into a lossy input with its policy, ``n0 -. latest .-> n1``.
     """
     spec = _spec_of(graph)
     ids = {name: f"n{i}" for i, name in enumerate(spec.nodes)}
@@ -166,7 +173,7 @@ def to_mermaid(graph: Plumber | GraphSpec) -> str:
         opening, closing = _mermaid_shape(node_spec)
         lines.append(f'{INDENT}{ids[name]}{opening}"{label}"{closing}')
     for source, target, kind in _edges(spec):
-        arrow = "-->" if kind == "data" else "-. on_error .->"
+        arrow = "-->" if kind == "data" else f"-. {'on_error' if kind == 'error' else kind} .->"
         lines.append(f"{INDENT}{ids[source]} {arrow} {ids[target]}")
     return "\n".join(lines) + "\n"
 
@@ -213,7 +220,8 @@ def to_dot(graph: Plumber | GraphSpec) -> str:
     (``peripheries=2``, with any shape). When the label differs from the name it is given:
     ``name (join)`` or ``name (merge)``, and non-default properties on a second line (and for a
     name starting with ``%``, which Graphviz would otherwise show as an internal id). An error
-    route is ``"a" -> "e" [style=dashed, label="on_error"];``.
+    route is ``"a" -> "e" [style=dashed, label="on_error"];``, an edge into a lossy input
+    ``"a" -> "b" [style=dotted, label="latest"];``.
     """
     spec = _spec_of(graph)
     lines = ["digraph pipeline {", f"{INDENT}rankdir=LR;", f"{INDENT}node [shape=box];"]
@@ -221,7 +229,12 @@ def to_dot(graph: Plumber | GraphSpec) -> str:
         attrs = _dot_attributes(node_spec)
         lines.append(f'{INDENT}"{_dot_text(name)}"' + (f" [{', '.join(attrs)}]" if attrs else "") + ";")
     for source, target, kind in _edges(spec):
-        style = "" if kind == "data" else ' [style=dashed, label="on_error"]'
+        if kind == "data":
+            style = ""
+        elif kind == "error":
+            style = ' [style=dashed, label="on_error"]'
+        else:
+            style = f' [style=dotted, label="{kind}"]'
         lines.append(f'{INDENT}"{_dot_text(source)}" -> "{_dot_text(target)}"{style};')
     lines.append("}")
     return "\n".join(lines) + "\n"

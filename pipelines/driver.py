@@ -358,6 +358,7 @@ class Processor:
             in_flight=in_flight,
             queue_depth=sum(edge.qsize() for edge in inputs) + unstarted,
             taken=unstarted,
+            dropped_at_input=sum(edge.statistics().dropped for edge in inputs),
             queue_bound=sum(edge.maxsize for edge in inputs),
             blocked_seconds=ledger.blocked_seconds,
             rate=processed / elapsed if elapsed > 0 else 0.0,

@@ -33,6 +33,8 @@ class EdgeStatistics:
     waiting_getters: int
     waiting_putters: int
     open_producers: int
+    dropped: int = 0
+    """Items the edge dropped to make room for newer ones (a lossy edge, pipelines.lossy); else 0."""
 
 
 class Edge(Protocol):
@@ -309,7 +311,7 @@ class MemoryEdge:
         except BaseException:
             if fut in self._getters:
                 self._getters.remove(fut)
-            elif self._items or self._open_producers <= 0:
+            elif not self.empty() or self._open_producers <= 0:  # empty(): a subclass may hold more than items
                 self._wake(self._getters, 1)
             raise
 

@@ -15,7 +15,8 @@ Run methods, on the hook itself::
                                       None to hear nothing of it
 
 Node methods, on the object ``node_hooks`` returned; every call happens on the node's worker task,
-before the envelopes it reports are handed on::
+before the envelopes it reports are handed on (one exception: an item a node's lossy input drops,
+pipelines.lossy, is settled 'dropped' on the task of the producer whose put pushed it out)::
 
     admits(key) -> bool               a source is about to send item `key` (the item *entered* the graph),
                                       or a sink is about to handle it; False passes it over (the
@@ -31,7 +32,8 @@ before the envelopes it reports are handed on::
                                       the item's path at this node ended otherwise; `copies` envelopes
                                       went on in its place (tombstones for a join downstream, the
                                       failure routed to an error node). Outcomes: 'dropped' (None
-                                      returned, or its join group discarded), 'skipped', 'routed' (to the
+                                      returned, its join group discarded, or pushed out of the node's
+                                      lossy input by a newer item), 'skipped', 'routed' (to the
                                       error node; value is the exception), 'failed' (on_error 'fail':
                                       the run fails, unless a hook claimed the failure: see `claims`),
                                       'passed' (a tombstone went through), 'expanded'

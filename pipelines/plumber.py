@@ -22,16 +22,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import networkx as nx
 
 from . import runtime
 from .driver import Processor
 from .edges import Edge
-from .errors import PipelineCancelled, PipelineError, PipelineStateError
+from .errors import GraphError, PipelineCancelled, PipelineError, PipelineStateError
 from .graph import DEFAULT_QUEUE_SIZE, GraphSpec, parse_graph
 from .hooks import bind_node_hooks, run_methods
+from .lossy import DroppingEdge, settle_drops
 from .runtime import wait_through_cancel
 from .signals import Signals
 from .sources import InputProcessor
@@ -95,6 +96,11 @@ class Plumber:
             if collect_outputs and spec.is_sink and not spec.is_source:
                 self._processors[name].collected = []
         wire(self._spec, self._processors, self._transport)
+        self._lossy: dict[str, tuple[DroppingEdge, ...]] = {
+            name: cast("tuple[DroppingEdge, ...]", processor.inputs)
+            for name, processor in self._processors.items()
+            if processor.spec.properties.input != "block"
+        }
         self._collect_outputs = collect_outputs
         for name in self._spec.nodes:
             reason = _outside_items_refused(self._spec, name)
@@ -161,6 +167,8 @@ class Plumber:
             started(self)  # the journal raises JournalError when its file cannot be written: nothing started
         for processor in self._processors.values():
             processor.install(bind_node_hooks(processor, self._hooks))
+        for name, edges in self._lossy.items():
+            settle_drops(self._processors[name], edges)
         self._done = done
         self._started_at = time.monotonic()
         self._state = "running"
@@ -442,15 +450,33 @@ def _outside_items_refused(graph: GraphSpec, name: str) -> str | None:
     return None
 
 
+def _edge_maker(transport: Transport, node: str, policy: str) -> Callable[[str, str, tuple[str, ...], int], Edge]:
+    """How `transport` makes the input edges of `node`, whose property 'input' is `policy`."""
+    if policy == "block":
+        return transport.edge
+    lossy = getattr(transport, "lossy_edge", None)  # optional in the Transport protocol
+    if lossy is None:
+        raise GraphError(
+            f"node {node!r}: property 'input' {policy!r} needs edges that can drop items, and this run's "
+            f"transport ({type(transport).__name__}) has none; use 'block' (producers wait)"
+        )
+
+    def make(name: str, consumer: str, producers: tuple[str, ...], maxsize: int) -> Edge:
+        edge: Edge = lossy(name, consumer, producers, maxsize, policy)
+        return edge
+
+    return make
+
+
 def wire(graph: GraphSpec, processors: dict[str, Processor], transport: Transport) -> None:
     """Ask `transport` for every edge of the graph and connect each processor to its edges."""
     specs = graph.nodes
-    make = transport.edge
     # One edge per node with inputs, shared by its producers; a join of independent
     # sources (zip) gets one per input instead, so it can hold back the input that runs ahead.
     shared: dict[str, Edge] = {}
     per_input: dict[tuple[str, str], Edge] = {}
     for name, node in specs.items():
+        make = _edge_maker(transport, name, node.properties.input)
         if node.join_mode == "zip":
             for pred in node.inputs:
                 per_input[pred, name] = make(f"{name}<-{pred}", name, (pred,), node.queue_size)

@@ -10,11 +10,12 @@ from .errors import GraphError
 from .policies import RetryPolicy, is_finite_number
 from .types import OnError, Style
 
-__all__ = ["PROPERTY_NAMES", "SOURCE_ONLY_REJECTS", "NodeProperties", "parse_properties"]
+__all__ = ["INPUT_POLICIES", "PROPERTY_NAMES", "SOURCE_ONLY_REJECTS", "NodeProperties", "parse_properties"]
 
 PROPERTY_NAMES = (
     "aggregate_inputs",
     "executor",
+    "input",
     "max_workers",
     "on_error",
     "ordered",
@@ -28,10 +29,23 @@ PROPERTY_NAMES = (
     "workers",
 )
 # Properties about handling input items, which a source (a node without inputs) does not have.
-SOURCE_ONLY_REJECTS = ("executor", "max_workers", "on_error", "ordered", "retry", "state", "timeout", "workers")
+SOURCE_ONLY_REJECTS = (
+    "executor",
+    "input",
+    "max_workers",
+    "on_error",
+    "ordered",
+    "retry",
+    "state",
+    "timeout",
+    "workers",
+)
 EXECUTORS = ("thread", "process")
 DEFAULT_MAX_WORKERS = 4
 STYLES = ("processor", "item")
+INPUT_POLICIES = ("block", "drop_oldest", "latest")
+"""What a node's full input does with one more item: make its producer wait (the default), or drop
+the oldest item waiting (a ring of `queue_size` items), or keep only the newest (a ring of one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +69,8 @@ class NodeProperties:
     max_workers: int | None = None
     """The most workers at once: the executor's pool size (4 by default), or the elastic pool's cap
     (by default the node's input bound)."""
+    input: str = "block"
+    """The input policy, one of INPUT_POLICIES: 'block', or a lossy edge (pipelines.lossy)."""
     given: frozenset[str] = frozenset()
 
 
@@ -112,6 +128,21 @@ def parse_properties(node: str, raw: object) -> NodeProperties:
         if raw["style"] not in STYLES:
             raise bad("style", "'processor' (f(processor, q_elt)) or 'item' (f(item))")
         values["style"] = raw["style"]
+    if "input" in raw:
+        if raw["input"] not in INPUT_POLICIES:
+            raise bad(
+                "input",
+                "'block' (producers wait while it is full), 'drop_oldest' (the oldest item waiting makes "
+                "room) or 'latest' (only the newest item waits)",
+            )
+        if raw["input"] == "latest" and raw.get("queue_size", 1) != 1:
+            raise GraphError(
+                f"node {node!r}: property 'input' 'latest' keeps one item, so 'queue_size' must be 1 or "
+                f"left out, got {raw['queue_size']!r} (for a ring of several items use 'drop_oldest')"
+            )
+        values["input"] = raw["input"]
+        if raw["input"] == "latest":
+            values["queue_size"] = 1
     for key in ("setup", "teardown", "state"):
         if raw.get(key) is not None:
             values[key] = raw[key]

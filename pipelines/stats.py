@@ -51,6 +51,9 @@ class NodeStats:
     taken: int = 0
     """Of `queue_depth`, the items workers have taken from the input edges and not started yet: the
     edges themselves hold ``queue_depth - taken``, which stays within `queue_bound`."""
+    dropped_at_input: int = 0
+    """Items the node's lossy input (property 'input': 'drop_oldest' or 'latest') dropped to make room
+    for newer ones, before the node took them: not counted in `items_in` (pipelines.lossy)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

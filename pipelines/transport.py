@@ -17,6 +17,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .edges import Edge, MemoryEdge
+from .lossy import LossyEdge
 
 if TYPE_CHECKING:
     from .driver import Processor
@@ -40,12 +41,20 @@ class Transport(Protocol):
         the node has ended wherever it runs."""
         ...
 
+    # Optional: ``lossy_edge(name, node, producers, maxsize, policy)``: as `edge`, for a node whose
+    # property 'input' is 'drop_oldest' or 'latest': an edge whose puts never wait, which drops its
+    # oldest items beyond `maxsize` (pipelines.lossy.LossyEdge, with its `on_drop`). A transport
+    # without it refuses such a graph when the Plumber is built (GraphError).
+
 
 class MemoryTransport:
     """Every edge a `MemoryEdge` in this process; every node runs here."""
 
     def edge(self, name: str, node: str, producers: tuple[str, ...], maxsize: int) -> MemoryEdge:
         return MemoryEdge(name, maxsize, producers=len(producers))
+
+    def lossy_edge(self, name: str, node: str, producers: tuple[str, ...], maxsize: int, policy: str) -> LossyEdge:
+        return LossyEdge(name, maxsize, producers=len(producers), policy=policy)
 
     def node_task(self, node: Processor) -> Coroutine[Any, Any, None]:
         return node.run()

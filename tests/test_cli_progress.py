@@ -97,3 +97,25 @@ def test_the_summary_with_the_graph_marks_sources_and_explains_merges() -> None:
         *LEGEND,
         "inc merges one and two: its in counts the items of each",
     ]
+
+
+def test_the_summary_says_what_each_lossy_input_dropped() -> None:
+    _, sink = collector()
+    graph = {
+        "nodes": {
+            "cam": {"coro": source_of([1])},
+            "detect": {"coro": add_one, "properties": {"input": "latest"}},
+            "out": {"coro": sink, "properties": {"input": "drop_oldest", "queue_size": 5}},
+        },
+        "graph": {"cam": ["detect"], "detect": ["out"], "out": None},
+    }
+    plumber = Plumber(graph)
+    counts = {
+        "cam": stats("cam", items_out=50),
+        "detect": stats("detect", items_in=6, items_out=6, completed=6, dropped_at_input=44),
+        "out": stats("out", items_in=6, completed=6),
+    }
+    assert format_summary(counts, plumber.spec).splitlines()[-2:] == [
+        "detect's input keeps only the latest item ('latest'): it dropped 44 items before detect took them",
+        "out's input keeps the newest 5 items ('drop_oldest'): it dropped 0 items before out took them",
+    ]

@@ -377,6 +377,36 @@ def outcomes(ended: asyncio.Event) -> Plumber:
     return plumber
 
 
+async def test_drops_at_a_lossy_input_show_apart_from_the_nodes_own() -> None:
+    """Ten frames put at once into a node that keeps only the latest: nine are dropped at its input."""
+    ended = asyncio.Event()
+
+    async def ten(processor: Processor, output_q: Any) -> None:
+        for i in range(10):
+            await output_q.put(i)  # never waits on a lossy input: all ten are in before the viewer takes
+
+    plumber = Plumber(
+        {
+            "nodes": {"camera": {"coro": ten}, "viewer": {"coro": keep, "properties": {"input": "latest"}}},
+            "graph": {"camera": ["viewer"], "viewer": None},
+        }
+    )
+    plumber.signals.connect("run_ended", lambda signal: ended.set())
+    hub = Hub(sample_every=0.05)
+    app = make_app(hub=hub, interval=0.1)
+    attach(app, lambda: plumber, hub=hub, label="lossy")
+    async with serving(app) as url, browser_page() as page:
+        await ended.wait()
+        assert plumber.stats()["viewer"].dropped_at_input == 9
+        await page.goto(url + "/")
+        await expect(page.get_by_test_id("run-state")).to_have_text("completed")
+        badge = page.get_by_test_id("badge-dropped_at_input-viewer")
+        await expect(badge.locator("text")).to_have_text("9 dropped at input")
+        await expect(badge).to_have_attribute("data-tone", "quiet")
+        await expect(page.get_by_test_id("badge-dropped-viewer")).to_be_hidden()
+        await expect(page.get_by_test_id("dropped-viewer")).to_have_text("0 +9 at input")
+
+
 async def test_an_ended_run_shows_drops_apart_from_failures_and_charts_that_add_up() -> None:
     ended = asyncio.Event()
     hub = Hub(sample_every=0.05)

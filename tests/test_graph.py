@@ -199,8 +199,8 @@ def test_unknown_property_lists_the_known_ones() -> None:
     graph["nodes"]["rev"]["properties"] = {"worker": 2}
     assert_rejected(
         graph,
-        "node 'rev': unknown property 'worker' (known properties: aggregate_inputs, executor, max_workers, "
-        "on_error, ordered, queue_size, retry, setup, state, style, teardown, timeout, workers)",
+        "node 'rev': unknown property 'worker' (known properties: aggregate_inputs, executor, input, "
+        "max_workers, on_error, ordered, queue_size, retry, setup, state, style, teardown, timeout, workers)",
     )
 
 

@@ -169,8 +169,8 @@ BAD_PAYLOADS = [
     ),
     (
         {"nodes": {"inp": {"coro": "Nodes.endless", "properties": {"setup": "Nodes.keep"}}}, "graph": {"inp": None}},
-        "node 'inp': property 'setup' cannot be set by a client (allowed: aggregate_inputs, on_error, ordered, "
-        "queue_size, retry, style, timeout, workers)",
+        "node 'inp': property 'setup' cannot be set by a client (allowed: aggregate_inputs, input, on_error, "
+        "ordered, queue_size, retry, style, timeout, workers)",
     ),
     (
         {"nodes": {"k": {"coro": "Nodes.keep", "properties": {"workers": 1000}}}, "graph": {"k": None}},

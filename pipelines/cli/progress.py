@@ -92,7 +92,22 @@ def format_summary(stats: Mapping[str, NodeStats], graph: GraphSpec | None = Non
     if graph is not None:
         lines.extend(LEGEND)
         lines.extend(_input_notes(graph))
+        lines.extend(_lossy_notes(stats, graph))
     return "\n".join(lines)
+
+
+def _lossy_notes(stats: Mapping[str, NodeStats], graph: GraphSpec) -> list[str]:
+    """What each lossy input dropped: items its node never took, so counted in none of its columns."""
+    notes = []
+    for name, spec in graph.nodes.items():
+        policy = spec.properties.input
+        if policy != "block" and name in stats:
+            kept = "keeps only the latest item" if policy == "latest" else f"keeps the newest {spec.queue_size} items"
+            notes.append(
+                f"{name}'s input {kept} ('{policy}'): it dropped {stats[name].dropped_at_input} items before "
+                f"{name} took them"
+            )
+    return notes
 
 
 def _input_notes(graph: GraphSpec) -> list[str]:

@@ -50,7 +50,7 @@ __all__ = ["ALLOWED_PROPERTIES", "GraphServer", "Limits"]
 logger = logging.getLogger(__name__)
 
 ALLOWED_PROPERTIES = frozenset(
-    {"aggregate_inputs", "on_error", "ordered", "queue_size", "retry", "style", "timeout", "workers"}
+    {"aggregate_inputs", "input", "on_error", "ordered", "queue_size", "retry", "style", "timeout", "workers"}
 )
 
 

@@ -49,6 +49,13 @@
       short: "drop",
       title: "produced nothing: the node returned None (a filter), or a join group lost a member",
     },
+    {
+      field: "dropped_at_input",
+      tone: "quiet",
+      label: "dropped at input",
+      short: "lost",
+      title: "pushed out of the node's lossy input (property 'input') by newer items before it took them",
+    },
   ];
 
   var token = new URLSearchParams(window.location.search).get("token");
@@ -760,7 +767,12 @@ function fillLevel(depth, bound) {
         setNum(row.count, count);
         setNum(row.failed, s.failed);
         setNum(row.skipped, s.skipped);
-        setNum(row.dropped, s.dropped);
+        var atInput = s.dropped_at_input || 0; // a lossy input's drops, apart from the node's own
+        setNum(
+          row.dropped,
+          s.dropped + atInput,
+          atInput ? fmtCount(s.dropped) + " +" + fmtCount(atInput) + " at input" : undefined
+        );
         setNum(row.retried, s.retried);
         setNum(row.latency, s.latency, fmtLatency(s.latency));
         row.failed.classList.toggle("bad", s.failed > 0);
