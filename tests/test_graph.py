@@ -200,7 +200,7 @@ def test_unknown_property_lists_the_known_ones() -> None:
     assert_rejected(
         graph,
         "node 'rev': unknown property 'worker' (known properties: aggregate_inputs, executor, max_workers, "
-        "on_error, ordered, queue_size, retry, setup, style, teardown, timeout, workers)",
+        "on_error, ordered, queue_size, retry, route, routes, setup, style, teardown, timeout, workers)",
     )
 
 
