@@ -11,7 +11,10 @@ Every format shows the same facts about a node:
   (several inputs passed on one by one: ``'aggregate_inputs': False``);
 * the properties that change how it runs, when not the default, in this order: ``workers=N``,
   ``ordered``, ``queue_size=N``, ``timeout=Ns``, ``retry=N`` (attempts) and ``on_error=skip``;
-* its data edges, and its error route (``on_error`` naming a node) as a distinct, labelled edge.
+* its data edges, and its error route (``on_error`` naming a node) as a distinct, labelled edge;
+* for a node that routes its outputs (pipelines.routing), the edge to a successor reached only
+  through a route is labelled with its descriptor (``2``), and a routing function shows as the
+  note ``route=<its name>``.
 
 Node names are arbitrary non-empty strings: each format escapes them so that quotes, spaces,
 brackets, backslashes, newlines and unicode never break its syntax.
@@ -80,6 +83,8 @@ def _property_notes(spec: NodeSpec) -> list[str]:
         notes.append(f"retry={props.retry.max_attempts}")
     if props.on_error == "skip":
         notes.append("on_error=skip")
+    if spec.route is not None:
+        notes.append(f"route={getattr(spec.route, '__name__', 'function')}")
     return notes
 
 
@@ -89,11 +94,18 @@ def _label_lines(spec: NodeSpec) -> tuple[str, str]:
     return (f"{spec.name} ({tag})" if tag else spec.name), ", ".join(_property_notes(spec))
 
 
+def _route_labels(spec: NodeSpec) -> dict[str, str]:
+    """The descriptor of each successor reached only through a route, as its edge's label."""
+    return {target: str(descriptor) for descriptor, targets in spec.routes.items() for target in targets}
+
+
 def _edges(spec: GraphSpec) -> Iterator[tuple[str, str, str]]:
-    """Every edge as (from, to, kind): each node's data edges, then its error route."""
+    """Every edge as (from, to, kind): each node's data edges, then its error route. The kind of a data
+    edge is 'data', or the descriptor of the route it is."""
     for name, node_spec in spec.nodes.items():
+        labels = _route_labels(node_spec)
         for succ in node_spec.successors:
-            yield name, succ, "data"
+            yield name, succ, labels.get(succ, "data")
         target = _error_route(node_spec)
         if target is not None:
             yield name, target, "error"
@@ -155,7 +167,8 @@ def to_mermaid(graph: Plumber | GraphSpec) -> str:
     ``{{"..."}}``, a sink a subroutine box ``[["..."]]``, any other node a rectangle ``["..."]``
     (first that applies, in this order). A join's label reads ``name (join)``, a merge's
     ``name (merge)``; properties that are not the default follow on a second line (``<br/>``).
-    Data edges are ``n0 --> n1``; an error route is dotted and labelled ``n1 -. on_error .-> n3``.
+    Data edges are ``n0 --> n1``, a route labelled with its descriptor ``n1 -->|"2"| n2``; an error
+    route is dotted and labelled ``n1 -. on_error .-> n3``.
     """
     spec = _spec_of(graph)
     ids = {name: f"n{i}" for i, name in enumerate(spec.nodes)}
@@ -166,7 +179,7 @@ def to_mermaid(graph: Plumber | GraphSpec) -> str:
         opening, closing = _mermaid_shape(node_spec)
         lines.append(f'{INDENT}{ids[name]}{opening}"{label}"{closing}')
     for source, target, kind in _edges(spec):
-        arrow = "-->" if kind == "data" else "-. on_error .->"
+        arrow = {"data": "-->", "error": "-. on_error .->"}.get(kind, f'-->|"{kind}"|')
         lines.append(f"{INDENT}{ids[source]} {arrow} {ids[target]}")
     return "\n".join(lines) + "\n"
 
@@ -213,7 +226,7 @@ def to_dot(graph: Plumber | GraphSpec) -> str:
     (``peripheries=2``, with any shape). When the label differs from the name it is given:
     ``name (join)`` or ``name (merge)``, and non-default properties on a second line (and for a
     name starting with ``%``, which Graphviz would otherwise show as an internal id). An error
-    route is ``"a" -> "e" [style=dashed, label="on_error"];``.
+    route is ``"a" -> "e" [style=dashed, label="on_error"];``, a route ``"b" -> "big" [label="2"];``.
     """
     spec = _spec_of(graph)
     lines = ["digraph pipeline {", f"{INDENT}rankdir=LR;", f"{INDENT}node [shape=box];"]
@@ -221,7 +234,7 @@ def to_dot(graph: Plumber | GraphSpec) -> str:
         attrs = _dot_attributes(node_spec)
         lines.append(f'{INDENT}"{_dot_text(name)}"' + (f" [{', '.join(attrs)}]" if attrs else "") + ";")
     for source, target, kind in _edges(spec):
-        style = "" if kind == "data" else ' [style=dashed, label="on_error"]'
+        style = {"data": "", "error": ' [style=dashed, label="on_error"]'}.get(kind, f' [label="{kind}"]')
         lines.append(f'{INDENT}"{_dot_text(source)}" -> "{_dot_text(target)}"{style};')
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -247,7 +260,9 @@ def _ascii_details(spec: NodeSpec) -> list[str]:
     """What follows a node's name: its edges, what it does with its inputs, its properties."""
     parts: list[str] = []
     if spec.successors:
-        parts.append("--> " + ", ".join(map(_ascii_name, spec.successors)))
+        labels = _route_labels(spec)
+        shown = (_ascii_name(s) + (f" ({labels[s]})" if s in labels else "") for s in spec.successors)
+        parts.append("--> " + ", ".join(shown))
     target = _error_route(spec)
     if target is not None:
         parts.append(f"..> {_ascii_name(target)} (on_error)")
@@ -272,7 +287,8 @@ def to_ascii(graph: Plumber | GraphSpec) -> str:
         <layer>  <name>  --> <successors>  ..> <error node> (on_error)  (<join|merge> of <inputs>)
                          (on_error of <nodes>)  [<properties>]
 
-    with only the parts that apply: a sink has no ``-->``; ``(join of a, b)`` lists a join's
+    with only the parts that apply: a sink has no ``-->``; a successor reached only through a route
+    is followed by its descriptor, ``--> s, big (2)``; ``(join of a, b)`` lists a join's
     inputs in the order of its tuples, ``(merge of a, b)`` a merge's; an error node reads
     ``(on_error of ...)``. Names are padded to a column; a name that is not plain is written
     as its Python repr. The README graph (``out`` joins ``inp`` and ``rev``) reads::

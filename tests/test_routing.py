@@ -653,3 +653,115 @@ async def test_a_crashed_journaled_run_with_routes_resumes(tmp_path: Path) -> No
     counts = Counter(seen)
     assert set(counts) == {(("src", x), x) for x in range(N)}
     assert sum(n - 1 for n in counts.values()) <= 10  # at most a batch of each sink redone
+
+
+# -- the flow syntax and drawings -------------------------------------------------------------------
+
+
+def test_descriptors_2_to_9_are_routes_in_the_flow() -> None:
+    flow = parse_flow("src -> b (0 -> f, 1 -> s, 2 -> big, 3 -> small, 9 -> (x || y) -> z)")
+    assert flow.successors["b"] == ["s", "big", "small", "x", "y"]
+    assert flow.properties["b"] == {
+        "on_error": "f",
+        "routes": {2: ["big"], 3: ["small"], 9: ["x", "y"]},
+    }
+    assert flow.successors["x"] == flow.successors["y"] == ["z"]
+
+
+def test_without_a_success_branch_the_default_outputs_go_on() -> None:
+    flow = parse_flow("a -> b (2 -> big) -> out")
+    assert (flow.successors["b"], flow.successors["big"]) == (["big", "out"], ["out"])
+    assert flow.properties["b"] == {"routes": {2: ["big"]}}
+    assert flow.properties["out"] == {"aggregate_inputs": False}
+
+
+def test_routes_given_in_a_statement_and_in_nodes_must_agree() -> None:
+    flow = parse_flow("a -> b (2 -> x, 3 -> y)")
+    nodes: dict[str, Any] = {name: {"coro": "f"} for name in flow.nodes}
+    nodes["b"]["properties"] = {"routes": {"2": "x", 3: ["y"]}}  # the same, as JSON would write it
+    assert apply_flow(flow, nodes)["nodes"]["b"]["properties"]["routes"] == {"2": "x", 3: ["y"]}
+    nodes["b"]["properties"] = {"routes": {2: "y", 3: "x"}}
+    with pytest.raises(GraphError, match=r"^node 'b': property 'routes' is \{2: \['x'\], 3: \['y'\]\} in the flow"):
+        apply_flow(flow, nodes)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "b (10 -> g)",
+            "flow.txt:1:4: expected an outcome descriptor: 0 (failure), 1 (success) or a route 2..9, got '10' "
+            "(there are ten descriptors, 0 to 9)\n    b (10 -> g)\n       ^",
+        ),
+        (
+            "b (2.5 -> g)",
+            "flow.txt:1:4: expected an outcome descriptor: 0 (failure), 1 (success) or a route 2..9, got '2.5'\n"
+            "    b (2.5 -> g)\n       ^",
+        ),
+        ("b (2 g)", "flow.txt:1:6: expected '->' after outcome 2, got 'g'\n    b (2 g)\n         ^"),
+        (
+            "b (2 -> g, 2 -> h)",
+            "flow.txt:1:12: outcome 2 is given twice for node 'b' (first at 1:4)\n"
+            "    b (2 -> g, 2 -> h)\n               ^",
+        ),
+        (
+            "b (1 -> x, 2 -> x)",
+            "flow.txt:1:6: node 'x' follows 'b' both by default here and through route 2 at 1:12; a successor is "
+            "one or the other\n    b (1 -> x, 2 -> x)\n         ^",
+        ),
+        (
+            "b (2 -> x)\nb -> x",
+            "flow.txt:2:3: node 'x' follows 'b' both by default here and through route 2 at 1:4; a successor is "
+            "one or the other\n    b -> x\n      ^",
+        ),
+        (
+            "b (2 -> x, 3 -> x)",
+            "flow.txt:1:12: node 'x' follows 'b' through route 2 (at 1:4) and route 3; give it one descriptor, and "
+            "route an output to both if need be\n    b (2 -> x, 3 -> x)\n               ^",
+        ),
+        (
+            "2 -> b",
+            "flow.txt:1:1: an outcome branch must follow a node, as in 'b (0 -> f, 1 -> s)'\n    2 -> b\n    ^",
+        ),
+        (
+            "b[routes=2]",
+            "flow.txt:1:3: 'routes' is not an option: write the routes as outcomes, as in 'b (1 -> s, 2 -> big)'\n"
+            "    b[routes=2]\n      ^",
+        ),
+    ],
+)
+def test_malformed_routes_in_a_flow_are_one_clear_error(text: str, message: str) -> None:
+    with pytest.raises(GraphError) as caught:
+        parse_flow(text, filename="flow.txt")
+    assert str(caught.value) == message
+
+
+def routed_spec() -> Plumber:
+    flow = parse_flow("a -> b (0 -> e, 1 -> s, 2 -> big)")
+
+    @node
+    async def same(x: int) -> int:
+        return x
+
+    nodes: dict[str, Any] = {name: {"coro": same} for name in flow.nodes}
+    nodes["a"] = {"coro": numbers, "args": {"n": 1}}
+    return Plumber(apply_flow(flow, nodes))
+
+
+def test_drawings_label_each_route_with_its_descriptor() -> None:
+    from pipelines import to_ascii, to_dot, to_mermaid
+
+    plumber = routed_spec()
+    assert '    n1 --> n3\n    n1 -->|"2"| n4\n    n1 -. on_error .-> n2\n' in to_mermaid(plumber)
+    assert '    "b" -> "s";\n    "b" -> "big" [label="2"];\n' in to_dot(plumber)
+    assert to_ascii(plumber).splitlines()[1] == "1  b    --> s, big (2)  ..> e (on_error)"
+
+
+def test_drawings_note_a_routing_function() -> None:
+    from pipelines import to_ascii
+
+    def parity(x: int) -> str:
+        return "x" if x % 2 else "y"
+
+    text = to_ascii(Plumber(graph_with({"route": parity})))
+    assert text.splitlines()[1] == "1  b    --> x, y  [route=parity]"
