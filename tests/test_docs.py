@@ -134,6 +134,7 @@ def test_the_wiki_has_its_pages_and_home_links_them() -> None:
         "Distributed",
         "Migrating",
         "Observability",
+        "Routing",
     }
     assert pages == expected
     home = (ROOT / "wiki" / "Home.md").read_text()
