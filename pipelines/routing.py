@@ -118,7 +118,8 @@ class Router:
         self._plans: dict[Any, Plan] = {}
         for name, i in position.items():
             self._plans[name] = self._plan((i,))
-        self._plans[1] = self._plan(default)
+        if default:  # with no default successor, descriptor 1 names nothing
+            self._plans[1] = self._plan(default)
         for descriptor, names in spec.routes.items():
             self._plans[descriptor] = self._plan(tuple(position[name] for name in names))
         self.nowhere = self._plan(())
@@ -126,7 +127,7 @@ class Router:
         self.everywhere = self._plan(tuple(range(self._fan)))
         """The plan of an output that goes to every successor."""
         # None: every successor is routed-only, an unrouted output is an error.
-        self._default: Plan | None = self._plans[1] if default else None
+        self._default: Plan | None = self._plans.get(1)
         self._pick: Callable[[Any], Any] | None = spec.route
         descriptors = ", ".join(f"{d} -> {', '.join(names)}" for d, names in sorted(spec.routes.items()))
         self._shown = f"successors: {', '.join(successors)}" + (f"; routes: {descriptors}" if descriptors else "")

@@ -765,3 +765,66 @@ def test_drawings_note_a_routing_function() -> None:
 
     text = to_ascii(Plumber(graph_with({"route": parity})))
     assert text.splitlines()[1] == "1  b    --> x, y  [route=parity]"
+
+
+async def test_a_graph_file_routes_by_flow_and_by_a_registered_function(tmp_path: Path) -> None:
+    from pipelines import Registry, load_graph
+
+    seen = Sinks()
+
+    @node
+    async def same(x: int) -> int:
+        return x
+
+    def parity(x: int) -> str:
+        return "even" if x % 2 == 0 else "odd"
+
+    registry = Registry(
+        {
+            "numbers": numbers,
+            "same": same,
+            "parity": parity,
+            **{name: seen(name)["coro"] for name in ("s", "big", "even", "odd")},
+            "by_size": by_size,
+        }
+    )
+    (tmp_path / "routes.yaml").write_text(
+        "nodes:\n"
+        "  src: {coro: numbers, args: {n: 200}}\n"
+        "  b: {coro: by_size, properties: {workers: 1}}\n"
+        "  s: {coro: s}\n"
+        "  big: {coro: big}\n"
+        "  small: {coro: same, properties: {route: parity}}\n"
+        "  even: {coro: even}\n"
+        "  odd: {coro: odd}\n"
+        'flow: "src -> b (1 -> s, 2 -> big, 3 -> small -> (even || odd))"\n'
+    )
+    graph = load_graph(tmp_path / "routes.yaml")
+    assert graph["nodes"]["b"]["properties"] == {"workers": 1, "routes": {2: ["big"], 3: ["small"]}}
+    await Plumber(graph, registry).run()
+    assert seen.seen == {
+        "s": list(range(20, 150)),
+        "big": list(range(150, N)),
+        "even": list(range(0, 20, 2)),
+        "odd": list(range(1, 20, 2)),
+    }
+
+    (tmp_path / "bad.yaml").write_text(
+        "nodes:\n  src: {coro: numbers, args: {n: 1}}\n  b: {coro: same, properties: {route: 'os:system'}}\n"
+        "  s: {coro: s}\ngraph: {src: [b], b: [s], s: null}\n"
+    )
+    with pytest.raises(GraphError, match=r"^node 'b': coro_map could not resolve route 'os:system': LookupError"):
+        Plumber(load_graph(tmp_path / "bad.yaml"), registry)
+
+
+async def test_descriptor_1_names_nothing_when_every_successor_is_routed_only() -> None:
+    @node
+    async def to_default(x: int) -> Any:
+        return route(x, 1)
+
+    with pytest.raises(RouteError) as caught:
+        await Plumber(graph_with({"routes": {2: "x", 3: "y"}}, to_default)).run()
+    assert str(caught.value) == (
+        "node 'b': route to 1, which is not a successor or a descriptor of 'b' (successors: x, y; routes: 2 -> x, "
+        "3 -> y)"
+    )
