@@ -101,7 +101,6 @@ class Router:
         "_pick",
         "_plans",
         "_shown",
-        "_successors",
         "everywhere",
         "nowhere",
     )
@@ -109,7 +108,6 @@ class Router:
     def __init__(self, spec: NodeSpec) -> None:
         successors = spec.successors
         self._name = spec.name
-        self._successors = successors
         self._fan = len(successors)
         position = {name: i for i, name in enumerate(successors)}
         self._need = frozenset(position[name] for name in spec.drop_targets)
