@@ -828,3 +828,14 @@ async def test_descriptor_1_names_nothing_when_every_successor_is_routed_only() 
         "node 'b': route to 1, which is not a successor or a descriptor of 'b' (successors: x, y; routes: 2 -> x, "
         "3 -> y)"
     )
+
+
+def test_only_a_node_that_routes_gets_a_router() -> None:
+    plumber = Plumber(sized_graph(Sinks()))
+    assert {p.name: p.router is not None for p in plumber.nodes} == {
+        "src": False,
+        "b": True,
+        "s": False,
+        "big": False,
+        "small": False,
+    }
