@@ -1,7 +1,7 @@
 """pipelines: asyncio producer-consumer graphs with bounded queues, joins by lineage and clean ends."""
 
 from .drawing import to_ascii, to_dot, to_mermaid
-from .errors import GraphError, PipelineCancelled, PipelineError, PipelineStateError
+from .errors import GraphError, PipelineCancelled, PipelineError, PipelineStateError, RouteError
 from .failure import Failure
 from .files import load_graph
 from .flow import parse_flow
@@ -11,6 +11,7 @@ from .policies import RetryPolicy
 from .processor import InputProcessor, Processor
 from .program import run_forever, run_until_signalled
 from .registry import Registry
+from .routing import Routed, route
 from .signals import Signal
 from .stats import NodeStats, RunResult
 from .streams import Stream, open_stream, stream
@@ -27,6 +28,8 @@ __all__ = [
     "Processor",
     "Registry",
     "RetryPolicy",
+    "RouteError",
+    "Routed",
     "RunResult",
     "Signal",
     "Stream",
@@ -34,6 +37,7 @@ __all__ = [
     "node",
     "open_stream",
     "parse_flow",
+    "route",
     "run_forever",
     "run_until_signalled",
     "stream",

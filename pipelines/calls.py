@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 from . import runtime
 from .ledger import guarded
 from .policies import RetryPolicy
+from .routing import Delivery
 from .types import Envelope, Key, Marker
 
 if TYPE_CHECKING:
     from .driver import Processor
     from .ledger import Ledger
     from .ordering import OrderGate, Turn
+    from .routing import Router
     from .signals import Signals
 
 __all__ = ["HANDLED", "PASSED_OVER", "Expansion", "invoker", "with_retries"]
@@ -167,6 +169,7 @@ class Expansion:
         "_on_value",
         "_policy",
         "_report",
+        "_router",
         "_settled",
         "_signals",
         "_timeout",
@@ -194,6 +197,7 @@ class Expansion:
         self._fan = len(node.outputs)
         self._chunk = min((edge.maxsize for edge in node.outputs), default=1)
         self._finished = finished
+        self._router = node.router
         hooks = node.ledger.hooks
         fail_run = node.fail_run
         # Hooks called inside the generator's retry loop must not pass for the generator's failure.
@@ -222,6 +226,7 @@ class Expansion:
         ledger = self._ledger
         on_value = self._on_value
         report = self._report
+        router = self._router
         attempt = 1
         sent = 0
         while True:
@@ -240,16 +245,29 @@ class Expansion:
                         produced += 1
                         if produced <= sent:
                             continue  # an earlier attempt sent this one
+                        if router is not None:
+                            # Before the output counts as sent: a bad route fails it, and a retry
+                            # comes back to it.
+                            delivery = self._delivery(router, value)
                         sent += 1
                         if not fan:
                             if on_value is not None:
                                 on_value(key, value)
                             continue
                         output_key = (*key, sent - 1)
-                        if report is not None:
-                            report(output_key, value, fan)
-                        out.append((output_key, value, index))
-                        ledger.items_out += 1
+                        if router is None:
+                            if report is not None:
+                                report(output_key, value, fan)
+                            out.append((output_key, value, index))
+                            ledger.items_out += 1
+                        else:
+                            plan = delivery.plan
+                            if report is not None:
+                                report(output_key, delivery.value, plan.copies)
+                            if plan.values:
+                                ledger.items_out += 1
+                            if plan.copies:
+                                out.append((output_key, delivery, index))
                         if len(out) >= self._chunk:
                             if gate is not None and turn is not None:
                                 await gate.wait_turn(turn)
@@ -257,3 +275,14 @@ class Expansion:
             except Exception as exc:
                 await before_retry(self._name, self._policy, attempt, exc, arg, ledger, self._signals)
                 attempt += 1
+
+    @staticmethod
+    def _delivery(router: Router, value: Any) -> Delivery:
+        """Where a yielded output goes; one routed nowhere (or None) leaves only its tombstones.
+        A bad route raises RouteError, failing the item like an error of the generator."""
+        delivery = router.deliver(value)
+        if delivery is None:
+            return Delivery(None, router.nowhere)
+        if type(delivery) is not Delivery:
+            return Delivery(delivery, router.everywhere)
+        return delivery

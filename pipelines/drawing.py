@@ -13,7 +13,10 @@ Every format shows the same facts about a node:
   ``ordered``, ``input=latest`` or ``input=drop_oldest`` (a lossy input), ``queue_size=N``,
   ``timeout=Ns``, ``retry=N`` (attempts) and ``on_error=skip``;
 * its data edges, and its error route (``on_error`` naming a node) as a distinct, labelled edge; a
-  data edge into a lossy input is dotted and labelled with its policy.
+  data edge into a lossy input is dotted and labelled with its policy;
+* for a node that routes its outputs (pipelines.routing), the edge to a successor reached only
+  through a route is labelled with its descriptor (``2``), and a routing function shows as the
+  note ``route=<its name>``.
 
 Node names are arbitrary non-empty strings: each format escapes them so that quotes, spaces,
 brackets, backslashes, newlines and unicode never break its syntax.
@@ -28,6 +31,7 @@ import networkx as nx
 
 from .graph import GraphSpec, NodeSpec
 from .plumber import Plumber
+from .properties import INPUT_POLICIES
 
 __all__ = ["to_ascii", "to_dot", "to_mermaid"]
 
@@ -84,6 +88,8 @@ def _property_notes(spec: NodeSpec) -> list[str]:
         notes.append(f"retry={props.retry.max_attempts}")
     if props.on_error == "skip":
         notes.append("on_error=skip")
+    if spec.route is not None:
+        notes.append(f"route={getattr(spec.route, '__name__', 'function')}")
     return notes
 
 
@@ -93,13 +99,20 @@ def _label_lines(spec: NodeSpec) -> tuple[str, str]:
     return (f"{spec.name} ({tag})" if tag else spec.name), ", ".join(_property_notes(spec))
 
 
+def _route_labels(spec: NodeSpec) -> dict[str, str]:
+    """The descriptor of each successor reached only through a route, as its edge's label."""
+    return {target: str(descriptor) for descriptor, targets in spec.routes.items() for target in targets}
+
+
 def _edges(spec: GraphSpec) -> Iterator[tuple[str, str, str]]:
-    """Every edge as (from, to, kind): each node's data edges, then its error route. A data edge into
-    a node with a lossy input has the policy as its kind ('drop_oldest', 'latest'), else 'data'."""
+    """Every edge as (from, to, kind): each node's data edges, then its error route. The kind of a data
+    edge is 'data', the descriptor of the route it is, or, into a node with a lossy input, the
+    policy ('drop_oldest', 'latest')."""
     for name, node_spec in spec.nodes.items():
+        labels = _route_labels(node_spec)
         for succ in node_spec.successors:
             policy = spec.nodes[succ].properties.input
-            yield name, succ, "data" if policy == "block" else policy
+            yield name, succ, labels.get(succ, "data" if policy == "block" else policy)
         target = _error_route(node_spec)
         if target is not None:
             yield name, target, "error"
@@ -161,8 +174,9 @@ def to_mermaid(graph: Plumber | GraphSpec) -> str:
     ``{{"..."}}``, a sink a subroutine box ``[["..."]]``, any other node a rectangle ``["..."]``
     (first that applies, in this order). A join's label reads ``name (join)``, a merge's
     ``name (merge)``; properties that are not the default follow on a second line (``<br/>``).
-    Data edges are ``n0 --> n1``; an error route is dotted and labelled ``n1 -. on_error .-> n3``,
-    and an edge into a lossy input with its policy, ``n0 -. latest .-> n1``.
+    Data edges are ``n0 --> n1``, a route labelled with its descriptor ``n1 -->|"2"| n2``; an error
+    route is dotted and labelled ``n1 -. on_error .-> n3``, and an edge into a lossy input with its
+    policy, ``n0 -. latest .-> n1``.
     """
     spec = _spec_of(graph)
     ids = {name: f"n{i}" for i, name in enumerate(spec.nodes)}
@@ -173,7 +187,14 @@ def to_mermaid(graph: Plumber | GraphSpec) -> str:
         opening, closing = _mermaid_shape(node_spec)
         lines.append(f'{INDENT}{ids[name]}{opening}"{label}"{closing}')
     for source, target, kind in _edges(spec):
-        arrow = "-->" if kind == "data" else f"-. {'on_error' if kind == 'error' else kind} .->"
+        if kind == "data":
+            arrow = "-->"
+        elif kind == "error":
+            arrow = "-. on_error .->"
+        elif kind in INPUT_POLICIES:
+            arrow = f"-. {kind} .->"
+        else:
+            arrow = f'-->|"{kind}"|'
         lines.append(f"{INDENT}{ids[source]} {arrow} {ids[target]}")
     return "\n".join(lines) + "\n"
 
@@ -220,8 +241,8 @@ def to_dot(graph: Plumber | GraphSpec) -> str:
     (``peripheries=2``, with any shape). When the label differs from the name it is given:
     ``name (join)`` or ``name (merge)``, and non-default properties on a second line (and for a
     name starting with ``%``, which Graphviz would otherwise show as an internal id). An error
-    route is ``"a" -> "e" [style=dashed, label="on_error"];``, an edge into a lossy input
-    ``"a" -> "b" [style=dotted, label="latest"];``.
+    route is ``"a" -> "e" [style=dashed, label="on_error"];``, a route ``"b" -> "big" [label="2"];``,
+    an edge into a lossy input ``"a" -> "b" [style=dotted, label="latest"];``.
     """
     spec = _spec_of(graph)
     lines = ["digraph pipeline {", f"{INDENT}rankdir=LR;", f"{INDENT}node [shape=box];"]
@@ -233,8 +254,10 @@ def to_dot(graph: Plumber | GraphSpec) -> str:
             style = ""
         elif kind == "error":
             style = ' [style=dashed, label="on_error"]'
-        else:
+        elif kind in INPUT_POLICIES:
             style = f' [style=dotted, label="{kind}"]'
+        else:
+            style = f' [label="{kind}"]'
         lines.append(f'{INDENT}"{_dot_text(source)}" -> "{_dot_text(target)}"{style};')
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -260,7 +283,9 @@ def _ascii_details(spec: NodeSpec) -> list[str]:
     """What follows a node's name: its edges, what it does with its inputs, its properties."""
     parts: list[str] = []
     if spec.successors:
-        parts.append("--> " + ", ".join(map(_ascii_name, spec.successors)))
+        labels = _route_labels(spec)
+        shown = (_ascii_name(s) + (f" ({labels[s]})" if s in labels else "") for s in spec.successors)
+        parts.append("--> " + ", ".join(shown))
     target = _error_route(spec)
     if target is not None:
         parts.append(f"..> {_ascii_name(target)} (on_error)")
@@ -285,7 +310,8 @@ def to_ascii(graph: Plumber | GraphSpec) -> str:
         <layer>  <name>  --> <successors>  ..> <error node> (on_error)  (<join|merge> of <inputs>)
                          (on_error of <nodes>)  [<properties>]
 
-    with only the parts that apply: a sink has no ``-->``; ``(join of a, b)`` lists a join's
+    with only the parts that apply: a sink has no ``-->``; a successor reached only through a route
+    is followed by its descriptor, ``--> s, big (2)``; ``(join of a, b)`` lists a join's
     inputs in the order of its tuples, ``(merge of a, b)`` a merge's; an error node reads
     ``(on_error of ...)``. Names are padded to a column; a name that is not plain is written
     as its Python repr. The README graph (``out`` joins ``inp`` and ``rev``) reads::

@@ -7,8 +7,9 @@ its workers (pipelines.worker), then end-of-stream to its successors, then its t
 
 How an item is handled, in order: retries (`retry`), each attempt bounded by `timeout`; then, if it
 still failed, `on_error`: 'fail' stops the run and re-raises, 'skip' counts and logs it, a node
-name routes a `Failure` to that error node. A returned value goes to every successor; None emits
-nothing; an async generator emits each value it yields.
+name routes a `Failure` to that error node. A returned value goes to every successor (or, for a
+node that routes, to those it chooses: pipelines.routing); None emits nothing; an async generator
+emits each value it yields.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .ledger import Ledger, as_failure
 from .lineage import DROPPED, Joiner, current_item
 from .pool import Pool
 from .queues import NodeInput, ResultFeed, ResultQueue
+from .routing import Router
 from .signals import Signals
 from .stats import NodeStats
 from .types import Envelope, Key
@@ -121,6 +123,8 @@ class Processor:
             control.fail,
         )
         """The node's counters and the outcomes of its items (pipelines.ledger)."""
+        self.router: Router | None = Router(node) if node.routes_outputs else None
+        """Where the node's outputs go, for a node that routes them (pipelines.routing); else None."""
         self.collected: list[Any] | None = None
         """A sink's return values (None excluded), kept when the Plumber collects outputs."""
         self.invoke: Callable[[Any], Any] = invoker(self, lambda: self._executor)
@@ -429,6 +433,26 @@ class Processor:
             if value is not DROPPED:
                 sent(key, value, fan)
         await self.emit(out, errors)
+
+    async def emit_routed(self, out: list[Envelope], errors: list[Any]) -> None:
+        """`emit` for a node that routes: each output to the successors its plan names, a tombstone to
+        the others a join waits behind; tells the `sent` hooks, unless the node is an async generator
+        (it tells them of each output as it yields it)."""
+        router = self.router
+        assert router is not None
+        if out:
+            ledger = self.ledger
+            edges = self._outputs
+            lanes: list[list[Envelope]] = [[] for _ in edges]
+            router.split(out, lanes, None if self._spec.is_generator else ledger.hooks.sent)
+            out.clear()
+            for edge, lane in zip(edges, lanes, strict=True):
+                if lane:
+                    waited = await edge.put_many(lane)
+                    if waited:
+                        ledger.blocked_seconds += waited
+        if errors:
+            await self.emit([], errors)
 
     async def fail_item(self, key: Key, item: Any, exc: Exception, *, handed_on: bool = False) -> bool:
         """Fail an item of this node for a reason outside its function, under the node's on_error.

@@ -5,6 +5,7 @@
     PipelineError                     root of everything pipelines raises itself
     ├── GraphError (ValueError)       the graph dict is malformed; raised while building, before anything runs
     ├── PipelineStateError (RuntimeError)  a call that does not fit the plumber's state (run twice, stop before start)
+    ├── RouteError (ValueError)       a node routed an output to a name that is not one of its successors
     ├── PipelineCancelled             the run was ended by Plumber.cancel(); its items were not all delivered
     ├── JournalError                  a journal file that cannot be used (pipelines.journal)
     ├── Unavailable                   the pipeline cannot take or answer an item now: a 503 (pipelines.web)
@@ -37,6 +38,7 @@ __all__ = [
     "Refused",
     "RemoteError",
     "RemoteFailure",
+    "RouteError",
     "SerializationError",
     "Unavailable",
 ]
@@ -52,6 +54,12 @@ class GraphError(PipelineError, ValueError):
 
 class PipelineStateError(PipelineError, RuntimeError):
     """A call that does not fit the plumber's state, such as starting a plumber twice."""
+
+
+class RouteError(PipelineError, ValueError):
+    """A node routed an output where it cannot go: a failure of that item, under the node's on_error.
+
+    The message names the node, the target and the node's successors and descriptors."""
 
 
 class PipelineCancelled(PipelineError):

@@ -22,7 +22,7 @@ Grammar (``{x}`` repeats, ``[x]`` is optional)::
     node      := NAME ['[' [option { ',' option } [',']] ']']
     option    := NAME '=' (NUMBER | 'true' | 'false' | NAME | STRING)
     outcomes  := '(' branch { ',' branch } ')'
-    branch    := ('0' '->' | '1' ('->' | '|->')) chain
+    branch    := ('0' '->' | DIGIT ('->' | '|->')) chain      # DIGIT: 1 to 9
 
 ``NAME`` is ``[A-Za-z_][A-Za-z0-9_]*``; ``STRING`` is quoted with ``"`` or ``'`` (no escapes);
 ``#`` starts a comment to the end of the line. A newline ends a statement unless it comes inside
@@ -35,8 +35,11 @@ the unions). So ``a -> b || c -> d`` is ``a -> (b || c) -> d``. The arrow only m
 with several inputs: inputs arriving through ``|->`` are joined (``aggregate_inputs: true``, one
 item of each as a tuple), through ``->`` merged (``aggregate_inputs: false``); a node with a single
 input gets no ``aggregate_inputs``. ``b (0 -> f, 1 -> s)``: b's outputs go to s, its failed items
-to the error node f (``on_error: 'f'``, no edge b -> f); the exits are those of both branches, and
-b itself when there is no ``1`` branch (its outputs then go on). ``a * 3`` sets
+to the error node f (``on_error: 'f'``, no edge b -> f); the exits are those of all branches, and
+b itself when there is no ``1`` branch (its default outputs then go on). Descriptors 2 to 9 are
+routes (pipelines.routing): ``b (1 -> s, 2 -> big, 3 -> small)`` adds the edges b -> big and
+b -> small and ``routes: {2: ['big'], 3: ['small']}``, so that big gets only the outputs b routes
+to it (``route(value, 'big')`` or ``route(value, 2)``) and s the others. ``a * 3`` sets
 ``retry: {'max_attempts': 3}``; ``a[workers=4]`` sets properties. A node may appear in any number
 of statements; repeated settings must agree.
 """
@@ -52,7 +55,7 @@ from typing import Any
 from .errors import GraphError
 from .graph import MAX_NESTING
 from .policies import RetryPolicy
-from .properties import PROPERTY_NAMES, parse_properties
+from .properties import PROPERTY_NAMES, parse_properties, parse_routes
 
 __all__ = ["OPTION_NAMES", "Flow", "apply_flow", "parse_flow"]
 
@@ -62,6 +65,8 @@ NOT_OPTIONS = {
     "setup": "'setup' is not an option: a hook is a function, give it in the node's 'properties'",
     "teardown": "'teardown' is not an option: a hook is a function, give it in the node's 'properties'",
     "state": "'state' is not an option: a state is made by a function, give it in the node's 'properties'",
+    "route": "'route' is not an option: a routing function is given in the node's 'properties'",
+    "routes": "'routes' is not an option: write the routes as outcomes, as in 'b (1 -> s, 2 -> big)'",
 }
 OPTION_NAMES = tuple(name for name in PROPERTY_NAMES if name not in NOT_OPTIONS)
 
@@ -135,6 +140,11 @@ def _same_value(key: str, a: object, b: object) -> bool:
         try:
             return RetryPolicy.from_value(a) == RetryPolicy.from_value(b)  # type: ignore[arg-type]
         except ValueError:
+            return a == b
+    if key == "routes":  # {2: 'x'} is {'2': ['x']}
+        try:
+            return parse_routes("", a) == parse_routes("", b)
+        except GraphError:
             return a == b
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
@@ -287,6 +297,9 @@ class _Parser:
         # The first arrow that reached each node: all its inputs must come through the same kind.
         self.arrival: dict[str, _Token] = {}
         self.settings: dict[str, dict[str, _Setting]] = {}
+        # Edges that are routes (descriptors 2..9), and the others, to tell apart a successor reached both ways.
+        self.routes: dict[str, dict[str, tuple[_Token, dict[str, None]]]] = {}
+        self.default_edges: dict[tuple[str, str], _Token] = {}
         # Brackets opened and not yet closed, innermost last: running out of input inside one is
         # reported at the opening bracket, where the fix belongs.
         self.open: list[_Token] = []
@@ -496,13 +509,16 @@ class _Parser:
         return _Part((name,), _union(*exits))
 
     def descriptor(self, name: str, seen: dict[str, _Token]) -> _Token:
-        """'0' or '1', once each per node."""
+        """A digit 0..9, once each per node: 0 failure, 1 success, 2..9 routes."""
         token = self.peek()
-        if token.kind == "number" and token.text in tuple("23456789"):
-            raise self.error(token, "custom outcomes 2..9 are not supported; use 0 (failure) or 1 (success)")
-        if token.kind != "number" or token.text not in ("0", "1"):
+        if token.kind != "number" or not token.text.isdigit() or len(token.text) != 1:
+            extra = ""
+            if token.kind == "number" and token.text.isdigit():
+                extra = " (there are ten descriptors, 0 to 9)"
             raise self.error(
-                token, f"expected an outcome descriptor 0 (failure) or 1 (success), got {token.describe()}"
+                token,
+                "expected an outcome descriptor: 0 (failure), 1 (success) or a route 2..9, "
+                f"got {token.describe()}{extra}",
             )
         if token.text in seen:
             first = seen[token.text]
@@ -520,8 +536,8 @@ class _Parser:
         self.advance()
         start = self.peek()
         part = self.chain(arrow)
-        if descriptor.text == "1":
-            self.connect((name,), part.entries, arrow)
+        if descriptor.text != "0":
+            self.connect((name,), part.entries, arrow, route=descriptor)
             return part.exits
         if len(part.entries) != 1:
             raise self.error(
@@ -537,8 +553,11 @@ class _Parser:
 
     # building the graph
 
-    def connect(self, sources: tuple[str, ...], targets: tuple[str, ...], arrow: _Token) -> None:
-        """Add an edge from every source to every target through `arrow`."""
+    def connect(
+        self, sources: tuple[str, ...], targets: tuple[str, ...], arrow: _Token, route: _Token | None = None
+    ) -> None:
+        """Add an edge from every source to every target through `arrow`; `route`: the descriptor
+        2..9 of the one source's branch these edges are (any other edge is a default one)."""
         for target in targets:
             if target in sources:
                 raise self.error(arrow, f"edge from {target!r} to itself")
@@ -553,6 +572,22 @@ class _Parser:
             for target in targets:
                 self.successors[src][target] = None
                 self.inputs[target][src] = None
+                if route is None or route.text == "1":
+                    self.default_edges.setdefault((src, target), arrow)
+                else:
+                    self.route_edge(src, target, route)
+
+    def route_edge(self, src: str, target: str, descriptor: _Token) -> None:
+        """Record that `target` follows `src` only through the route `descriptor`."""
+        routes = self.routes.setdefault(src, {})
+        for digit, (first, targets) in routes.items():
+            if target in targets and digit != descriptor.text:
+                raise self.error(
+                    descriptor,
+                    f"node {target!r} follows {src!r} through route {digit} (at {_where(first)}) and route "
+                    f"{descriptor.text}; give it one descriptor, and route an output to both if need be",
+                )
+        routes.setdefault(descriptor.text, (descriptor, {}))[1][target] = None
 
     def set(self, name: str, key: str, value: Any, shown: str, token: _Token) -> None:
         """Set a property of `name`; a repeat must give the same value (True is not 1)."""
@@ -564,7 +599,21 @@ class _Parser:
             raise self.error(token, f"node {name!r}: {shown} conflicts with {old.shown} at {_where(old.token)}")
 
     def compile(self) -> Flow:
-        """Add the aggregate_inputs each node with several inputs gets from its arrows; build the Flow."""
+        """Add the aggregate_inputs each node with several inputs gets from its arrows, and each
+        node's routes; build the Flow."""
+        for name, routes in self.routes.items():
+            for digit, (descriptor, targets) in routes.items():
+                for target in targets:
+                    arrow = self.default_edges.get((name, target))
+                    if arrow is not None:
+                        raise self.error(
+                            arrow,
+                            f"node {target!r} follows {name!r} both by default here and through route "
+                            f"{digit} at {_where(descriptor)}; a successor is one or the other",
+                        )
+            value = {int(digit): list(targets) for digit, (_, targets) in sorted(routes.items())}
+            first = min((descriptor for descriptor, _ in routes.values()), key=lambda d: (d.line, d.col))
+            self.set(name, "routes", value, f"routes {value}", first)
         for name, inputs in self.inputs.items():
             if len(inputs) < 2:
                 continue

@@ -91,10 +91,21 @@ class NodeSpec:
     join_mode: JoinMode | None = None
     key_length: int = 2
     forward_drops: bool = False
+    drop_targets: tuple[str, ...] = ()
+    """The successors that must hear of an item this node drops: a join waits for it there, or further on."""
     setup: Callable[..., Any] | None = None
     teardown: Callable[..., Any] | None = None
     state: NodeState | None = None
     """A sink's declared state (pipelines.state), passed to its function, setup and teardown as `state`."""
+    route: Callable[[Any], Any] | None = None
+    """The routing function (property 'route'), resolved."""
+    routes: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    """Outcome descriptors 2..9 and the successors reached only through each (property 'routes')."""
+
+    @property
+    def routes_outputs(self) -> bool:
+        """Whether the node chooses successors for its outputs (pipelines.routing)."""
+        return self.route is not None or bool(self.routes)
 
     @property
     def is_source(self) -> bool:
@@ -160,6 +171,7 @@ def parse_graph(
     for index, (name, node_d) in enumerate(nodes_d.items()):
         specs[name] = _node_spec(name, index, node_d, coro_map, queue_size)
         specs[name].successors = successors[name]
+        _check_routes(specs[name])
 
     digraph: nx.DiGraph[str] = nx.DiGraph()
     digraph.add_nodes_from(nodes_d)
@@ -250,6 +262,9 @@ def _node_spec(name: str, index: int, node_d: object, coro_map: Callable[[Any], 
                 fn = functools.partial(fn, state=spec.state.value)
             _bind(name, hook, fn, (object(),), {})
             setattr(spec, hook, fn)
+    if props.route is not None:
+        spec.route = _routing_function(name, props.route, coro_map)
+    spec.routes = dict(props.routes)
     return spec
 
 
@@ -297,6 +312,43 @@ def _node_state(name: str, props: NodeProperties, args: Mapping[str, Any], coro_
     except Exception as exc:
         raise GraphError(str(exc)) from None
     return state
+
+
+def _routing_function(name: str, value: Any, coro_map: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The 'route' property resolved (through coro_map unless it is callable): a plain function of one value."""
+    fn = value
+    if not callable(value):
+        try:
+            fn = coro_map(value)
+        except Exception as exc:
+            raise GraphError(f"node {name!r}: coro_map could not resolve route {value!r}: {exc!r}") from None
+    if not callable(fn) or inspect.isclass(fn):
+        raise GraphError(f"node {name!r}: route {value!r} resolved to {fn!r}, which is not a function")
+    if call_kind(fn) in ("async", "async generator"):
+        raise GraphError(
+            f"node {name!r}: route {getattr(fn, '__name__', fn)!r} is async; a routing function is a plain "
+            "function of the output that returns where it goes (a successor name, a descriptor, a list of them, "
+            "or None)"
+        )
+    _bind(name, "route", fn, (object(),), {})
+    routing: Callable[[Any], Any] = fn
+    return routing
+
+
+def _check_routes(spec: NodeSpec) -> None:
+    """Routes name successors of the node; a sink has nowhere to route to."""
+    if not spec.routes_outputs:
+        return
+    if not spec.successors:
+        given = "routes" if spec.routes else "route"
+        raise GraphError(f"node {spec.name!r}: property {given!r}: a node without successors has nowhere to route to")
+    for descriptor, names in spec.routes.items():
+        for target in names:
+            if target not in spec.successors:
+                raise GraphError(
+                    f"node {spec.name!r}: routes {descriptor} names {target!r}, which is not a successor "
+                    f"(successors: {', '.join(spec.successors)})"
+                )
 
 
 def nesting_problem(value: object, limit: int = MAX_NESTING) -> Literal["too deep", "contains itself"] | None:
@@ -647,7 +699,10 @@ def _assign_join_modes(specs: dict[str, NodeSpec], digraph: nx.DiGraph[str]) -> 
     # A node sends a tombstone for an item it drops when a join downstream must hear of it.
     for name in reversed(list(nx.topological_sort(digraph))):
         spec = specs[name]
-        spec.forward_drops = any(specs[s].join_mode is not None or specs[s].forward_drops for s in spec.successors)
+        spec.drop_targets = tuple(
+            s for s in spec.successors if specs[s].join_mode is not None or specs[s].forward_drops
+        )
+        spec.forward_drops = bool(spec.drop_targets)
 
 
 def _merge_shape(name: str, shapes: list[Shape]) -> Shape:

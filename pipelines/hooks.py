@@ -21,7 +21,10 @@ pipelines.lossy, is settled 'dropped' on the task of the producer whose put push
     admits(key) -> bool               a source is about to send item `key` (the item *entered* the graph),
                                       or a sink is about to handle it; False passes it over (the
                                       journal: it was finished before a crash). The position still counts.
-    sent(key, value, copies)          a node hands `value` on as `copies` envelopes (one per successor).
+    sent(key, value, copies)          a node hands `value` on as `copies` envelopes (one per successor;
+                                      a node that routes: one per successor it is routed to, and one
+                                      tombstone per other successor that leads to a join,
+                                      pipelines.routing).
                                       A node that returns its output: `key` is the input's key, and its
                                       path at this node ends here. An async generator node: once per
                                       yielded output, `key` being the output's key; the input's end is
@@ -32,8 +35,9 @@ pipelines.lossy, is settled 'dropped' on the task of the producer whose put push
                                       the item's path at this node ended otherwise; `copies` envelopes
                                       went on in its place (tombstones for a join downstream, the
                                       failure routed to an error node). Outcomes: 'dropped' (None
-                                      returned, its join group discarded, or pushed out of the node's
-                                      lossy input by a newer item), 'skipped', 'routed' (to the
+                                      returned, routed to no successor, its join group discarded, or
+                                      pushed out of the node's lossy input by a newer item),
+                                      'skipped', 'routed' (to the
                                       error node; value is the exception), 'failed' (on_error 'fail':
                                       the run fails, unless a hook claimed the failure: see `claims`),
                                       'passed' (a tombstone went through), 'expanded'

@@ -10,7 +10,14 @@ from .errors import GraphError
 from .policies import RetryPolicy, is_finite_number
 from .types import OnError, Style
 
-__all__ = ["INPUT_POLICIES", "PROPERTY_NAMES", "SOURCE_ONLY_REJECTS", "NodeProperties", "parse_properties"]
+__all__ = [
+    "INPUT_POLICIES",
+    "PROPERTY_NAMES",
+    "SOURCE_ONLY_REJECTS",
+    "NodeProperties",
+    "parse_properties",
+    "parse_routes",
+]
 
 PROPERTY_NAMES = (
     "aggregate_inputs",
@@ -21,6 +28,8 @@ PROPERTY_NAMES = (
     "ordered",
     "queue_size",
     "retry",
+    "route",
+    "routes",
     "setup",
     "state",
     "style",
@@ -36,6 +45,8 @@ SOURCE_ONLY_REJECTS = (
     "on_error",
     "ordered",
     "retry",
+    "route",
+    "routes",
     "state",
     "timeout",
     "workers",
@@ -71,6 +82,10 @@ class NodeProperties:
     (by default the node's input bound)."""
     input: str = "block"
     """The input policy, one of INPUT_POLICIES: 'block', or a lossy edge (pipelines.lossy)."""
+    route: Any = None
+    """A function choosing where each output goes (pipelines.routing), or its name for coro_map."""
+    routes: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    """Outcome descriptors 2..9 and the successors each reaches, in descriptor order (pipelines.routing)."""
     given: frozenset[str] = frozenset()
 
 
@@ -143,10 +158,54 @@ def parse_properties(node: str, raw: object) -> NodeProperties:
         values["input"] = raw["input"]
         if raw["input"] == "latest":
             values["queue_size"] = 1
-    for key in ("setup", "teardown", "state"):
+    for key in ("setup", "teardown", "state", "route"):
         if raw.get(key) is not None:
             values[key] = raw[key]
+    if raw.get("routes") is not None:
+        values["routes"] = parse_routes(node, raw["routes"])
     return NodeProperties(**values, given=frozenset(raw))
+
+
+def parse_routes(node: str, raw: object) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """Check a ``routes`` property: descriptors 2..9 (ints, or their digits as strings, as JSON
+    writes keys), each naming a successor or a list of them, no successor under two descriptors."""
+    where = f"node {node!r}: property 'routes'"
+    if not isinstance(raw, Mapping):
+        raise GraphError(f"{where} must be a dict of descriptors 2..9 to successor names, got {_kind(raw)}")
+    routes: dict[int, tuple[str, ...]] = {}
+    seen: dict[str, int] = {}
+    for key, value in raw.items():
+        descriptor = _descriptor(key)
+        if descriptor in (0, 1):
+            what = (
+                "on_error names the error node" if descriptor == 0 else "its successors are those no descriptor names"
+            )
+            raise GraphError(
+                f"{where}: descriptor {key!r} is not a route ({descriptor} is the default outcome: {what})"
+            )
+        if descriptor is None:
+            raise GraphError(f"{where}: descriptor {key!r} must be an int from 2 to 9")
+        if descriptor in routes:
+            raise GraphError(f"{where}: descriptor {descriptor} is given twice")
+        names = (value,) if isinstance(value, str) else value
+        if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) and n for n in names):
+            raise GraphError(
+                f"{where}: descriptor {descriptor} must name a successor or a non-empty list of them, got {value!r}"
+            )
+        for name in names:
+            if name in seen:
+                raise GraphError(f"{where}: successor {name!r} is under descriptors {seen[name]} and {descriptor}")
+            seen[name] = descriptor
+        routes[descriptor] = tuple(names)
+    return tuple(sorted(routes.items()))
+
+
+def _descriptor(key: object) -> int | None:
+    if isinstance(key, str) and len(key) == 1 and key.isdigit():
+        return int(key)
+    if _is_int(key) and 0 <= key <= 9:  # type: ignore[operator]
+        return key  # type: ignore[return-value]
+    return None
 
 
 def _is_int(value: object) -> bool:

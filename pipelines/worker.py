@@ -10,7 +10,8 @@ What differs between nodes is chosen when the worker starts, not tested per item
   (pipelines.calls); an async generator node, or a sink whose hooks may pass an item over, go
   through a `step` instead;
 - what a sink does with a result (`on_result`), and how outputs are handed on (`emit`), with the
-  hooks the node has installed, or none.
+  hooks the node has installed, or none, to every successor or (a node that routes) to those each
+  output is routed to (pipelines.routing).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class Worker:
         self._counts_out = not is_sink and not node.spec.is_generator  # a generator counts its outputs itself
         self._finished: list[Key] | None = [] if is_sink and hooks.finished is not None else None
         emit = node.emit_reporting if hooks.sent is not None and not node.spec.is_generator else node.emit
+        if node.router is not None:
+            emit = node.emit_routed  # each output to the successors it is routed to
         self._emit = emit
         spec = node.spec
         self._call = with_retries(
@@ -90,7 +93,8 @@ class Worker:
         return flagged
 
     def _special_step(self, node: Processor) -> Step | None:
-        """The step of a node whose items need more than a call: a generator, or an admitting sink.
+        """The step of a node whose items need more than a call: a generator, a node that routes its
+        outputs, or an admitting sink.
 
         A step returns what the loop awaits: the call's own coroutine, so that it adds no frame.
         """
@@ -105,6 +109,14 @@ class Worker:
                 return expansion
             plain = expansion
             with_key = True
+        elif node.router is not None:  # never a sink: nothing to admit
+            call = self._call
+            deliver = node.router.deliver
+
+            async def routed(key: Key, arg: Any, out: list[Envelope], errors: list[Any], turn: Turn | None) -> Any:
+                return deliver(await call(arg))
+
+            return routed
         elif admits is not None:
             plain = self._call
             with_key = False

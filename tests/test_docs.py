@@ -135,6 +135,7 @@ def test_the_wiki_has_its_pages_and_home_links_them() -> None:
         "Migrating",
         "Observability",
         "Live-feeds",
+        "Routing",
     }
     assert pages == expected
     home = (ROOT / "wiki" / "Home.md").read_text()

@@ -190,7 +190,7 @@ def test_options_allow_a_trailing_comma_and_empty_brackets() -> None:
 
 def test_options_are_the_scalar_properties() -> None:
     assert {"aggregate_inputs", "on_error", "ordered", "queue_size", "style", "timeout", "workers"} <= set(OPTION_NAMES)
-    assert set(OPTION_NAMES) == set(PROPERTY_NAMES) - {"retry", "setup", "state", "teardown"}
+    assert set(OPTION_NAMES) == set(PROPERTY_NAMES) - {"retry", "route", "routes", "setup", "state", "teardown"}
 
 
 def test_compatible_repeats_are_fine() -> None:
@@ -485,25 +485,21 @@ INVALID = [
         id="joined-and-merged",
     ),
     pytest.param(
-        "a -> b (0 -> f, 2 -> g)",
-        "flow.txt:1:17: custom outcomes 2..9 are not supported; use 0 (failure) or 1 (success)\n"
-        "    a -> b (0 -> f, 2 -> g)\n                    ^",
-        id="custom-outcome",
-    ),
-    pytest.param(
         "b (12 -> g)",
-        "flow.txt:1:4: expected an outcome descriptor 0 (failure) or 1 (success), got '12'\n    b (12 -> g)\n       ^",
+        "flow.txt:1:4: expected an outcome descriptor: 0 (failure), 1 (success) or a route 2..9, got '12' "
+        "(there are ten descriptors, 0 to 9)\n    b (12 -> g)\n       ^",
         id="outcome-number-too-big",
     ),
     pytest.param(
         "a -> b (c || d)",
-        "flow.txt:1:9: expected an outcome descriptor 0 (failure) or 1 (success), got 'c'\n"
+        "flow.txt:1:9: expected an outcome descriptor: 0 (failure), 1 (success) or a route 2..9, got 'c'\n"
         "    a -> b (c || d)\n            ^",
         id="name-where-outcome-expected",
     ),
     pytest.param(
         "b ()",
-        "flow.txt:1:4: expected an outcome descriptor 0 (failure) or 1 (success), got ')'\n    b ()\n       ^",
+        "flow.txt:1:4: expected an outcome descriptor: 0 (failure), 1 (success) or a route 2..9, got ')'\n"
+        "    b ()\n       ^",
         id="empty-outcomes",
     ),
     pytest.param(
