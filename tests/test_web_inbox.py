@@ -543,3 +543,110 @@ async def test_an_inbox_zipped_with_another_source_answers_each_pair() -> None:
                 answers.append(await response.json())
     expected = [f"<{x}{letter}>" if x % 3 else None for x, letter in zip(range(1, 11), "abcdefghij", strict=True)]
     assert answers == [{"dropped": "both"} if e is None else {"result": e} for e in expected]
+
+
+async def test_callers_that_gave_up_while_queued_count_no_more_and_their_items_never_enter() -> None:
+    """Requests queued behind a paused run whose callers give up free their places at once."""
+    inbox = Inbox(max_pending=4)
+    release = asyncio.Event()
+    seen: list[int] = []
+
+    async def held(x: int) -> int:
+        seen.append(x)
+        await release.wait()
+        return x
+
+    plumber = Plumber(item_chain(inbox.source, ("held", held)))
+    inbox.bind(plumber)
+    async with plumber:
+        plumber.create_pipeline()
+        entered = asyncio.ensure_future(inbox.submit(0))
+        await until(lambda: seen == [0])
+        plumber.pause()  # the source waits at its next put: what is submitted after that stays queued
+        queued = [asyncio.ensure_future(inbox.submit(10))]
+        await until(lambda: inbox.pending == 2 and inbox.queued == 0)  # 10 is at the paused put
+        queued += [asyncio.ensure_future(inbox.submit(x)) for x in (11, 12)]
+        await until(lambda: inbox.queued == 2)
+        for task in queued:
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
+        assert (inbox.pending, inbox.queued) == (1, 0)  # only the one that entered the graph
+        more = [asyncio.ensure_future(inbox.submit(x)) for x in (20, 21, 22)]  # room for three again
+        await until(lambda: inbox.pending == 4)
+        plumber.resume()
+        release.set()
+        assert await asyncio.gather(entered, *more) == [0, 20, 21, 22]
+        # 10 was at the put when its caller gave up: it goes through, unanswered; 11 and 12 never entered
+        assert sorted(seen) == [0, 10, 20, 21, 22]
+        assert inbox.pending == 0
+
+
+async def test_many_callers_giving_up_at_once_each_cost_the_same() -> None:
+    """Giving up looks up the caller's item, it does not scan the others: 3,000 callers that all
+    give up at once leave nothing behind, and the source skips every queued one."""
+    inbox = Inbox(max_pending=5_000)
+    never = asyncio.Event()
+
+    async def stuck(x: int) -> int:
+        await never.wait()
+        return x
+
+    plumber = Plumber(item_chain(inbox.source, ("stuck", stuck), props={"stuck": {"queue_size": 1000}}))
+    inbox.bind(plumber)
+    async with plumber:
+        plumber.create_pipeline()
+        waiting = [asyncio.ensure_future(inbox.submit(x)) for x in range(3_000)]
+        await until(lambda: inbox.pending == 3_000)
+        for task in waiting:
+            task.cancel()
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        assert inbox.pending == 0
+
+
+async def test_an_item_that_fails_a_node_before_a_join_answers_its_own_request_with_the_exception() -> None:
+    """With on_error 'fail' set on the node, the run fails; the failing item's own request still gets
+    the node's exception, though the join keeps its other branch's copy (every other waits: Unavailable)."""
+    inbox = Inbox()
+
+    async def parse(x: int) -> int:
+        return x
+
+    async def fragile(x: int) -> int:
+        if x == 13:
+            raise RuntimeError("poison")
+        return x
+
+    async def other(x: int) -> int:
+        await asyncio.Event().wait()  # never answers: the join waits on this branch
+        return x
+
+    async def joined(pair: tuple[int, int]) -> int:
+        return pair[0]
+
+    item = {"style": "item"}
+    graph = {
+        "nodes": {
+            "requests": {"coro": inbox.source},
+            "parse": {"coro": parse, "properties": item},
+            "fragile": {"coro": fragile, "properties": {**item, "on_error": "fail"}},
+            "other": {"coro": other, "properties": item},
+            "join": {"coro": joined, "properties": item},
+        },
+        "graph": {
+            "requests": ["parse"],
+            "parse": ["fragile", "other"],
+            "fragile": ["join"],
+            "other": ["join"],
+            "join": None,
+        },
+    }
+    plumber = Plumber(graph)
+    inbox.bind(plumber)
+    async with plumber:
+        plumber.create_pipeline()
+        answers = await asyncio.gather(inbox.submit(1), inbox.submit(13), return_exceptions=True)
+    assert isinstance(answers[1], RuntimeError)
+    assert str(answers[1]) == "poison"
+    assert isinstance(answers[0], Unavailable)
+    assert str(answers[0]).startswith("inbox 'requests': the pipeline failed before answering: RuntimeError: poison")

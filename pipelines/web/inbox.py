@@ -90,6 +90,8 @@ class Inbox:
         self._queue: collections.deque[tuple[Any, asyncio.Future[Any]]] = collections.deque()
         self._arrived: asyncio.Event | None = None
         self._waiting: dict[tuple[str, int], asyncio.Future[Any]] = {}
+        self._entered: dict[asyncio.Future[Any], tuple[str, int]] = {}  # the keys of _waiting, by future
+        self._given_up = 0  # queued items whose callers stopped waiting (the source skips them)
         self._ended: str | None = None
         self._group: frozenset[str] = frozenset()
         self._heard: frozenset[str] = frozenset()
@@ -102,7 +104,12 @@ class Inbox:
     @property
     def pending(self) -> int:
         """Items submitted and not yet answered whose callers still wait (queued or in the graph)."""
-        return len(self._queue) + len(self._waiting)
+        return self.queued + len(self._waiting)
+
+    @property
+    def queued(self) -> int:
+        """Of `pending`, the items not yet handed to the graph (the inbox's node puts them in order)."""
+        return len(self._queue) - self._given_up
 
     @property
     def in_graph(self) -> int:
@@ -188,17 +195,30 @@ class Inbox:
         claims = self.answer_failures and "on_error" not in node.spec.properties.given
         return _ItemCount(self, node).methods(claims)
 
-    def _answer(self, position: int, value: Any) -> None:
+    def _take_waiting(self, position: int) -> asyncio.Future[Any] | None:
+        """The caller's future of the item at `position`, no longer waiting here (None: no caller waits)."""
         assert self._name is not None
         future = self._waiting.pop((self._name, position), None)
+        if future is not None:
+            del self._entered[future]
+        return future
+
+    def _answer(self, position: int, value: Any) -> None:
+        future = self._take_waiting(position)
         if future is not None and not future.done():
             future.set_result(value)
+
+    def _fail(self, position: int, error: BaseException) -> None:
+        """The item failed a node: that is its answer, whatever its other paths still do."""
+        future = self._take_waiting(position)
+        if future is not None and not future.done():
+            future.set_exception(error if isinstance(error, Exception) else PipelineError(repr(error)))
 
     def _gone(self, position: int) -> None:
         """No envelope of the item is left: answer with the reason its last path ended."""
         assert self._name is not None
         node, error = self._ended_by.pop(position, (self._name, None))
-        future = self._waiting.pop((self._name, position), None)
+        future = self._take_waiting(position)
         if future is None or future.done():
             return
         if error is None:
@@ -223,12 +243,15 @@ class Inbox:
                 await self._arrived.wait()
             item, future = queue.popleft()
             if future.done():
+                self._given_up -= 1
                 continue  # its caller stopped waiting (timeout or cancel): do not start the work
             key = output_q.next_key
             waiting[key] = future  # before the put: the answer may come before put returns
+            self._entered[future] = key
             try:
                 await output_q.put(item)
             except BaseException:
+                self._entered.pop(future, None)
                 if waiting.pop(key, None) is not None and not future.done():
                     future.set_exception(
                         Unavailable(f"inbox {self._name!r}: the pipeline stopped before the item entered")
@@ -272,11 +295,12 @@ class Inbox:
         finally:
             if not future.done():
                 future.cancel()
-            if future.cancelled():  # the caller gave up: the source skips it if it has not entered yet
-                for key, waiting in list(self._waiting.items()):
-                    if waiting is future:  # it has entered: its answer will be discarded
-                        del self._waiting[key]
-                        break
+            if future.cancelled():  # the caller gave up
+                key = self._entered.pop(future, None)
+                if key is not None:
+                    del self._waiting[key]  # it has entered: its answer will be discarded
+                else:
+                    self._given_up += 1  # still queued: the source skips it, and it waits for no answer
 
     # -- the end of the run -------------------------------------------------------------------
 
@@ -299,6 +323,7 @@ class Inbox:
             if not future.done():
                 future.set_exception(Unavailable(f"inbox {self._name!r}: {unanswered}"))
         self._waiting.clear()
+        self._entered.clear()
         self._alive.clear()
         self._ended_by.clear()
 
@@ -307,6 +332,7 @@ class Inbox:
             _, future = self._queue.popleft()
             if not future.done():
                 future.set_exception(Unavailable(f"inbox {self._name!r}: {why}"))
+        self._given_up = 0
 
 
 def _why_not_running(plumber: Plumber) -> str:
@@ -415,6 +441,8 @@ class _ItemCount:
                 self._ended(key[1], None, self._is_join)
             else:
                 self._ended(key[1], value, False)
+                if outcome == "failed" and isinstance(value, BaseException):
+                    self._inbox._fail(key[1], value)  # answered now: another path may be held up by it
         self._pass_on(key[1], copies)
 
     def held(self, key: Key) -> None:
