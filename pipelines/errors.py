@@ -26,6 +26,7 @@ belong to them (``from pipelines.web import Unavailable`` works as well).
 from __future__ import annotations
 
 __all__ = [
+    "describe_failure",
     "DeliveryError",
     "DistributedError",
     "GraphError",
@@ -116,3 +117,10 @@ class DeliveryError(PipelineError):
 
 class SerializationError(PipelineError, TypeError):
     """An item that cannot travel over Redis: only plain data does (see pipelines.distributed.codec)."""
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line naming a run's failure: its type, its message and its notes (which name the node)."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    notes = [note.removeprefix("pipelines: ") for note in getattr(exc, "__notes__", ())]
+    return f"{text} ({'; '.join(notes)})" if notes else text

@@ -119,6 +119,8 @@ class Stream:
         self._fan = len(spec.nodes[name].successors)
         self._entered = False
         self._closed = False
+        self._closed_by = ""
+        """What ended the input: 'close()', or leaving the `async with` block."""
         self._ended = False
         self._pending = 0
         self._queue: collections.deque[Any] = collections.deque()  # sent, not yet put into the graph
@@ -182,7 +184,7 @@ class Stream:
         plumber = self._plumber
         cancelled_here = False
         if plumber.state == "running" and exc is None and self._items is None and not self._pending:
-            self.close()  # nothing is left in the graph: the run ends as it does at the end of input
+            self._end_input("the `async with` block was left")  # nothing is left in the graph: the run ends
             try:
                 await plumber.join()
             except runtime.CancelledError:
@@ -207,7 +209,12 @@ class Stream:
 
         With `items`, no more of them is taken. Closing twice does nothing.
         """
-        self._closed = True
+        self._end_input("close()")
+
+    def _end_input(self, by: str) -> None:
+        if not self._closed:
+            self._closed = True
+            self._closed_by = by
         self._arrived.set()
 
     async def send(self, item: Any) -> None:
@@ -224,7 +231,7 @@ class Stream:
             if not self._entered:
                 raise PipelineStateError("send() before the stream started: use `async with open_stream(...) as run`")
             if self._closed:
-                raise PipelineStateError("send() after close(): the stream's input has ended")
+                raise PipelineStateError(f"send() after {self._closed_by}: the stream's input has ended")
             if self._ended or self._plumber.state != "running":
                 await self._raise_end("send()")
             if self._pending < self._max:
@@ -449,6 +456,11 @@ async def stream(
     loop early cancels the run when the generator is closed, at once inside
     ``contextlib.aclosing(stream(...))``, else when it is garbage-collected.
     """
+    if items is None:
+        raise TypeError(
+            "stream(graph, items): items must be an iterable or an async iterable, got None "
+            "(to send items one at a time, use `async with open_stream(graph) as run`)"
+        )
     run = open_stream(
         graph,
         coro_map,

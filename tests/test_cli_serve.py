@@ -87,3 +87,63 @@ def test_serve_with_a_token_accepts_it(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
     assert proc.returncode == 0
+
+
+FAILING = """
+nodes:
+  source: {coro: "tests.cli_nodes:count", args: {n: 10}}
+  breaks: {coro: "tests.cli_nodes:fails_on_three"}
+  show: {coro: "tests.cli_nodes:drop"}
+flow: "source -> breaks -> show"
+"""
+
+
+def test_serve_says_at_once_why_the_run_failed_and_keeps_the_dashboard_up(tmp_path: Path) -> None:
+    proc, url = start(write(tmp_path, "failing.yaml", FAILING), "--port", "0")
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # said when the run fails, not only when the server leaves
+        assert line == (
+            "pipelines: run failed: ValueError: three is not allowed (node 'breaks' failed on item 3) "
+            "(Ctrl-C to leave)\n"
+        )
+        assert api(url, "stats")[1]["state"] == "failed"  # still serving
+    finally:
+        proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert out.splitlines()[-1] == "failed"
+
+
+def test_serve_on_a_port_out_of_range_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*PIPELINES, "serve", write(tmp_path, "failing.yaml", FAILING), "--port", "70000"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "pipelines: cannot serve on 127.0.0.1:70000: bind(): port must be 0-65535.\n"
+
+
+def test_metrics_on_a_port_out_of_range_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*PIPELINES, "run", write(tmp_path, "failing.yaml", FAILING), "--metrics-port", "70000"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "pipelines: cannot serve metrics on 127.0.0.1:70000: bind(): port must be 0-65535.\n"
+
+
+def test_an_ipv6_address_is_shown_in_brackets_in_a_url() -> None:
+    from pipelines.cli.observe import http_url
+
+    assert http_url("::1", 8080, "/metrics") == "http://[::1]:8080/metrics"
+    assert http_url("127.0.0.1", 8080, "/") == "http://127.0.0.1:8080/"
+    assert http_url("localhost", 80, "/") == "http://localhost:80/"

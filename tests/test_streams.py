@@ -240,6 +240,10 @@ async def test_request_and_answer_one_at_a_time_then_leaving_ends_the_run_normal
             assert await anext(results) == 2 * x
     assert run.plumber.state == "completed"
     assert ended == ["s0"]
+    with pytest.raises(
+        PipelineStateError, match=r"^send\(\) after the `async with` block was left: the stream's input has ended$"
+    ):
+        await run.send(30)  # a sender still at work when the reader left is told so, not "after close()"
 
 
 @VIRTUAL
@@ -505,6 +509,14 @@ def test_a_graph_a_stream_cannot_feed_is_refused_before_anything_runs(
 ) -> None:
     with pytest.raises(GraphError, match=message):
         open_stream(graph, entry=entry)
+
+
+async def test_stream_without_items_is_refused_at_once_instead_of_waiting_for_sends() -> None:
+    with pytest.raises(
+        TypeError, match=r"^stream\(graph, items\): items must be an iterable or an async iterable, got None"
+    ):
+        async for _ in stream(chain(double), None):  # type: ignore[arg-type]
+            pass
 
 
 def test_bad_arguments_are_refused() -> None:

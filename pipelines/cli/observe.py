@@ -37,10 +37,18 @@ async def with_metrics(plumber: Plumber, host: str, port: int, work: Callable[[]
     try:
         serving = serve_metrics(plumber, host=host, port=port)
         bound_host, bound_port = await serving.__aenter__()
-    except OSError as exc:
-        raise MetricsUnavailable(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+    except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0-65535
+        raise MetricsUnavailable(
+            f"cannot serve metrics on {host}:{port}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     try:
-        write_line(sys.stderr, f"pipelines: metrics at http://{bound_host}:{bound_port}/metrics")
+        write_line(sys.stderr, f"pipelines: metrics at {http_url(bound_host, bound_port, '/metrics')}")
         return await work()
     finally:
         await serving.__aexit__(None, None, None)
+
+
+def http_url(host: str, port: int, path: str) -> str:
+    """The URL of `path` on host:port, an IPv6 address in brackets."""
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{shown}:{port}{path}"

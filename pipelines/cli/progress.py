@@ -40,7 +40,7 @@ LEGEND = (
     f"in: items taken from the node's inputs; out: items handed on; {NOT_APPLICABLE}: a source takes no input, "
     "it makes its out",
     "done: items its function handled; dropped: those that gave nothing to hand on; "
-    "in = done + dropped + failed + skipped",
+    "in = done + dropped + failed + skipped once all ended (a failed run cuts some short)",
     "blocked s: seconds spent waiting on a full output (backpressure); items/s: in per second (out for a source)",
 )
 

@@ -13,8 +13,10 @@ import asyncio
 import signal
 import sys
 
+from ..errors import describe_failure
 from ..plumber import Plumber
 from .extras import needs
+from .observe import http_url
 from .progress import format_summary, show, write_line
 
 __all__ = ["serve"]
@@ -50,12 +52,12 @@ async def _serve(plumber: Plumber, host: str, port: int, token: str | None, labe
     try:
         try:
             await web.TCPSite(runner, host, port).start()
-        except OSError as exc:
-            write_line(sys.stderr, f"pipelines: cannot serve on {host}:{port}: {exc.strerror or exc}")
+        except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0-65535
+            write_line(sys.stderr, f"pipelines: cannot serve on {host}:{port}: {getattr(exc, 'strerror', None) or exc}")
             return 2
         bound = runner.addresses[0][1]
         suffix = f"?token={token}" if token else ""
-        print(f"pipelines: dashboard at http://{host}:{bound}/{suffix} (Ctrl-C to stop)", flush=True)
+        print(f"pipelines: dashboard at {http_url(host, bound, '/')}{suffix} (Ctrl-C to stop)", flush=True)
         finished = asyncio.Event()
         leaving = False
 
@@ -73,8 +75,12 @@ async def _serve(plumber: Plumber, host: str, port: int, token: str | None, labe
         def on_end(_: object) -> None:
             if leaving:
                 finished.set()
+            elif plumber.failure is not None:  # said at once: the dashboard stays up to look at it
+                write_line(sys.stderr, f"pipelines: run failed: {describe_failure(plumber.failure)} (Ctrl-C to leave)")
 
         plumber.signals.connect("run_ended", on_end)
+        if plumber.failure is not None:
+            on_end(None)  # it failed before the server was up
 
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

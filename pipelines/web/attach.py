@@ -33,9 +33,10 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from ..errors import describe_failure
 from ..plumber import Plumber
 from .hub import Hub
-from .inbox import Inbox, describe_failure
+from .inbox import Inbox
 
 __all__ = ["PLUMBER", "SUPERVISOR", "Supervisor", "attach"]
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from ..errors import ItemDropped, PipelineError, Unavailable
+from ..errors import ItemDropped, PipelineError, Unavailable, describe_failure
 from ..types import ENDED_STATES, LIVE_STATES
 
 if TYPE_CHECKING:
@@ -340,13 +340,6 @@ def _why_not_running(plumber: Plumber) -> str:
     if failure is not None:
         return f"the pipeline failed: {describe_failure(failure)}"
     return f"the pipeline is {plumber.state}"
-
-
-def describe_failure(exc: BaseException) -> str:
-    """One line naming a run's failure: its type, its message and its notes (which name the node)."""
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    notes = [note.removeprefix("pipelines: ") for note in getattr(exc, "__notes__", ())]
-    return f"{text} ({'; '.join(notes)})" if notes else text
 
 
 class _ItemCount:
