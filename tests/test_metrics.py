@@ -315,3 +315,29 @@ def test_metrics_port_without_the_extra_names_it_in_one_line(tmp_path: Path) -> 
         "pipelines: --metrics-port needs the metrics extra (prometheus_client is missing): "
         "pip install 'aiopipelines[metrics]'\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("hidden", "module", "extra"),
+    [("prometheus_client", "pipelines.metrics", "metrics"), ("opentelemetry", "pipelines.tracing", "otel")],
+)
+def test_importing_without_the_extra_names_the_extra(tmp_path: Path, hidden: str, module: str, extra: str) -> None:
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / f"{hidden}.py").write_text(
+        f"raise ModuleNotFoundError('hidden by the test', name={hidden!r})\n"
+    )
+    code = f"import {module}"
+    proc = subprocess.run(
+        [*PIPELINES[:3], "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "hidden")},
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == (
+        f"ModuleNotFoundError: {module} needs the {extra} extra ({hidden} is missing): "
+        f"pip install 'aiopipelines[{extra}]'"
+    )

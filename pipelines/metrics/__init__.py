@@ -9,7 +9,15 @@ Needs the ``metrics`` extra (``pip install 'aiopipelines[metrics]'``). The core 
 See wiki/Observability.md for the metric names.
 """
 
-from .collector import OUTCOMES, RUN_STATES, RunCollector
-from .exposition import mount, serve_metrics
+try:
+    from .collector import OUTCOMES, RUN_STATES, RunCollector
+    from .exposition import mount, serve_metrics
+except ModuleNotFoundError as exc:
+    if exc.name is None or exc.name.partition(".")[0] not in ("prometheus_client", "aiohttp"):
+        raise
+    raise ModuleNotFoundError(
+        f"pipelines.metrics needs the metrics extra ({exc.name} is missing): pip install 'aiopipelines[metrics]'",
+        name=exc.name,
+    ) from None
 
 __all__ = ["OUTCOMES", "RUN_STATES", "RunCollector", "mount", "serve_metrics"]

@@ -8,6 +8,14 @@ run without a Tracing hook does no work for it.
 See wiki/Observability.md.
 """
 
-from .hook import Tracing
+try:
+    from .hook import Tracing
+except ModuleNotFoundError as exc:
+    if exc.name is None or exc.name.partition(".")[0] != "opentelemetry":
+        raise
+    raise ModuleNotFoundError(
+        f"pipelines.tracing needs the otel extra ({exc.name} is missing): pip install 'aiopipelines[otel]'",
+        name=exc.name,
+    ) from None
 
 __all__ = ["Tracing"]
