@@ -363,6 +363,7 @@ class Processor:
             queue_depth=sum(edge.qsize() for edge in inputs) + unstarted,
             taken=unstarted,
             dropped_at_input=sum(edge.statistics().dropped for edge in inputs),
+            latency_counts=tuple(ledger.latency_counts),
             queue_bound=sum(edge.maxsize for edge in inputs),
             blocked_seconds=ledger.blocked_seconds,
             rate=processed / elapsed if elapsed > 0 else 0.0,

@@ -13,6 +13,7 @@ request fails that request only. Then the item is counted failed and the run goe
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from .errors import PipelineError
 from .failure import Failure
 from .hooks import NO_HOOKS, Claims, NodeHooks, Settled
 from .lineage import DROPPED
+from .stats import LATENCY_BOUNDS
 from .types import Envelope, Key
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ class Ledger:
         "hooks",
         "items_in",
         "items_out",
+        "latency_counts",
         "retried",
         "skipped",
     )
@@ -84,6 +87,13 @@ class Ledger:
         self.dropped = 0
         self.blocked_seconds = 0.0
         self.busy_seconds = 0.0
+        self.latency_counts = [0] * (len(LATENCY_BOUNDS) + 1)
+
+    def timed(self, seconds: float, items: int) -> None:
+        """A worker spent `seconds` on a batch and finished `items` of it (once per batch)."""
+        self.busy_seconds += seconds
+        if items > 0:
+            self.latency_counts[bisect_left(LATENCY_BOUNDS, seconds / items)] += items
 
     def wire(self, fan: int, error_route: bool) -> None:
         """The node hands each output on as `fan` envelopes; `error_route`: it has an error node."""

@@ -22,6 +22,10 @@ from .types import RunState
 __all__ = ["NodeStats", "RunResult"]
 
 
+LATENCY_BOUNDS = (1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0)
+"""The upper bounds, in seconds, of the buckets of NodeStats.latency_counts (the last bucket has none)."""
+
+
 @dataclass(frozen=True, slots=True)
 class NodeStats:
     """A snapshot of one node's counters."""
@@ -54,6 +58,11 @@ class NodeStats:
     dropped_at_input: int = 0
     """Items the node's lossy input (property 'input': 'drop_oldest' or 'latest') dropped to make room
     for newer ones, before the node took them: not counted in `items_in` (pipelines.lossy)."""
+
+    latency_counts: tuple[int, ...] = ()
+    """Items finished, by time per item: the i-th counts those that took at most LATENCY_BOUNDS[i]
+    seconds, the last those above every bound. A worker times a batch, so an item's time is its
+    batch's mean time per item."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -218,8 +218,9 @@ class Worker:
                     member.emitting = True  # waiting for room is not waiting on I/O: keep the rest
                     await self._emit(out, errors)
                     pool.handed_on(member)
-            ledger.busy_seconds += clock() - started
+            elapsed = clock() - started
             handled = size - pool.finished(member) - passed
+            ledger.timed(elapsed, handled)
             # Count the batch, hand its outputs on (in turn, for an ordered node), commit a sink's items.
             if passed:
                 ledger.items_in -= passed  # tombstones, and items finished before a crash: not items here

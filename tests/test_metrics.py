@@ -9,6 +9,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,6 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines import Plumber, node
 from pipelines.metrics import OUTCOMES, RUN_STATES, mount
+from pipelines.stats import LATENCY_BOUNDS
+from pipelines.testing import VirtualClock
 from pipelines.web import Hub
 from tests.redis_server import RedisServer, redis_server
 from tests.test_cli import PIPELINES, ROOT, write
@@ -67,6 +70,11 @@ def assert_fifty_with_five_skipped(samples: Samples, **run: str) -> None:
     sink = {o: node("sink", "pipelines_node_items_processed_total", outcome=o) for o in OUTCOMES}
     assert sink == {"completed": 45, "dropped": 0, "skipped": 0, "failed": 0}
     assert [node(n, "pipelines_node_latency_seconds_count") for n in ("source", "check", "sink")] == [0, 50, 45]
+    for name, count in (("source", 0), ("check", 50), ("sink", 45)):
+        bounds = [*map(str, LATENCY_BOUNDS), "+Inf"]
+        buckets = [node(name, "pipelines_node_latency_seconds_bucket", le=le) for le in bounds]
+        assert buckets == sorted(buckets)  # cumulative
+        assert buckets[-1] == count
     assert [node(n, "pipelines_node_queue_bound") for n in ("source", "check", "sink")] == [0, 100, 100]
     for gauge in ("pipelines_node_items_in_flight", "pipelines_node_queue_depth", "pipelines_node_workers"):
         assert [node(n, gauge) for n in ("source", "check", "sink")] == [0, 0, 0]
@@ -341,3 +349,35 @@ def test_importing_without_the_extra_names_the_extra(tmp_path: Path, hidden: str
         f"ModuleNotFoundError: {module} needs the {extra} extra ({hidden} is missing): "
         f"pip install 'aiopipelines[{extra}]'"
     )
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])  # virtual time needs asyncio's own loop
+async def test_the_latency_histogram_puts_each_item_in_the_bucket_of_its_time(virtual_clock: VirtualClock) -> None:
+    @node
+    async def numbers() -> Any:
+        for i in range(12):
+            yield i
+
+    @node
+    async def slow(x: int) -> int:
+        await asyncio.sleep(0.05)
+        return x
+
+    @node
+    async def quick(x: int) -> None:
+        await asyncio.sleep(2.0 if x == 0 else 0)
+
+    graph = {
+        "nodes": {
+            "numbers": {"coro": numbers},
+            "slow": {"coro": slow, "properties": {"workers": 1}},
+            "quick": {"coro": quick, "properties": {"workers": 1}},
+        },
+        "graph": {"numbers": ["slow"], "slow": ["quick"], "quick": None},
+    }
+    result = await Plumber(graph).run()
+    assert LATENCY_BOUNDS == (1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0)
+    assert result["slow"].latency_counts == (0, 0, 0, 0, 12, 0, 0, 0)  # 50 ms each: at most 0.1 s
+    # the first item alone takes 2 s; the other eleven, taken in one batch after it, none
+    assert result["quick"].latency_counts == (11, 0, 0, 0, 0, 0, 1, 0)
+    assert result["numbers"].latency_counts == (0,) * 8

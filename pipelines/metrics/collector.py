@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..stats import NodeStats
+from ..stats import LATENCY_BOUNDS, NodeStats
 from ..types import RunState
 
 if TYPE_CHECKING:
@@ -108,9 +108,9 @@ class _Families:
         self.depth = gauge("pipelines_node_queue_depth", "Items waiting in a node's input.")
         self.bound = gauge("pipelines_node_queue_bound", "How many items a node's input holds at most.")
         self.workers = gauge("pipelines_node_workers", "Workers a node runs now.")
-        self.latency = SummaryMetricFamily(
+        self.latency = HistogramMetricFamily(
             "pipelines_node_latency_seconds",
-            "Seconds a node's workers spent on the items they finished (sum) and how many (count).",
+            "Seconds a node's workers spent per item they finished (an item counts its batch's mean).",
             labels=node_labels,
         )
         self.state = gauge(
@@ -134,7 +134,7 @@ class _Families:
             self.bound.add_metric(node, stats.queue_bound)
             self.workers.add_metric(node, stats.workers)
             handled = stats.items_in - stats.in_flight
-            self.latency.add_metric(node, handled, stats.latency * handled)
+            self.latency.add_metric(node, _buckets(stats.latency_counts), stats.latency * handled)
 
     def all(self) -> Iterator[Metric]:
         yield self.items_in
@@ -153,3 +153,13 @@ class _Families:
 def metric_names() -> list[str]:
     """The names of the families a scrape shows (counters without their ``_total``)."""
     return [family.name for family in _Families(["node"], []).all()]
+
+
+def _buckets(counts: Sequence[int]) -> list[tuple[str, float]]:
+    """Prometheus' cumulative buckets (le, count) from the stats' counts per bucket."""
+    buckets: list[tuple[str, float]] = []
+    total = 0
+    for bound, count in zip([*map(str, LATENCY_BOUNDS), "+Inf"], counts, strict=False):
+        total += count
+        buckets.append((bound, float(total)))
+    return buckets or [("+Inf", 0.0)]
