@@ -11,7 +11,7 @@ Every format shows the same facts about a node:
   (several inputs passed on one by one: ``'aggregate_inputs': False``);
 * the properties that change how it runs, when not the default, in this order: ``workers=N``,
   ``ordered``, ``input=latest`` or ``input=drop_oldest`` (a lossy input), ``queue_size=N``,
-  ``timeout=Ns``, ``retry=N`` (attempts) and ``on_error=skip``;
+  ``timeout=Ns``, ``retry=N`` (attempts), ``on_error=skip`` and ``state`` (a stateful sink);
 * its data edges, and its error route (``on_error`` naming a node) as a distinct, labelled edge; a
   data edge into a lossy input is dotted and labelled with its policy;
 * for a node that routes its outputs (pipelines.routing), the edge to a successor reached only
@@ -90,6 +90,8 @@ def _property_notes(spec: NodeSpec) -> list[str]:
         notes.append("on_error=skip")
     if spec.route is not None:
         notes.append(f"route={getattr(spec.route, '__name__', 'function')}")
+    if spec.state is not None:
+        notes.append("state")  # a stateful sink (pipelines.state): a journal keeps its state
     return notes
 
 

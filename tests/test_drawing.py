@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipelines import Plumber, Processor
+from pipelines import Plumber, Processor, node
 from pipelines.drawing import to_ascii, to_dot, to_mermaid
 from pipelines.graph import GraphSpec
 
@@ -399,3 +399,29 @@ def test_text_view_writes_awkward_names_as_their_repr() -> None:
         shown = name if re.fullmatch(r"[\w.:/@+-]+", name) else repr(name)
         assert line.startswith(f"{depth:>2}  {shown}")
     assert "\t" not in "".join(lines)
+
+
+def test_a_stateful_sink_and_a_lossy_input_are_marked() -> None:
+    @node
+    async def frames() -> Any:
+        yield 1
+
+    @node
+    async def detect(x: int) -> int:
+        return x
+
+    @node
+    async def tally(x: int, state: dict[str, int]) -> None:
+        state["n"] = state.get("n", 0) + 1
+
+    plumber = Plumber(
+        {
+            "nodes": {
+                "frames": {"coro": frames},
+                "detect": {"coro": detect, "properties": {"input": "latest"}},
+                "tally": {"coro": tally, "properties": {"state": dict}},
+            },
+            "graph": {"frames": ["detect"], "detect": ["tally"], "tally": None},
+        }
+    )
+    assert to_ascii(plumber) == "0  frames  --> detect\n1  detect  --> tally  [input=latest]\n2  tally   [state]\n"
