@@ -14,8 +14,9 @@ from .memory import B5
 from .observability import B11
 from .scale import B6
 from .streaming import B12
+from .strong import B14
 from .web_load import B10
 
 __all__ = ["CASES"]
 
-CASES: dict[str, Case] = {case.id: case for case in (B1, B2, B3, B4, B5, B6, B7, B8, B9, B10, B11, B12, B13)}
+CASES: dict[str, Case] = {case.id: case for case in (B1, B2, B3, B4, B5, B6, B7, B8, B9, B10, B11, B12, B13, B14)}

@@ -1,0 +1,253 @@
+"""B14 strong baselines: B1's chain against what a skilled engineer writes by hand to go fast.
+
+The naive reference of B1 (`asyncio.Queue(100)`, one `get` and one `put` per item) flatters us.
+These are the strong ones, our own code, each a task per node and the same checksum:
+
+- a batch channel: a list swapped whole from producer to consumer, one waiter per side, bounded;
+- lists of up to 100 items through `asyncio.Queue(1)`;
+- `asyncio.Queue(100)` drained with `get_nowait` and fed with `put_nowait` while there is room;
+- the floor: no queue and no task, one loop awaiting the stage coroutines per item.
+
+Rows: pipelines in both styles, and every baseline, for three stages and for thirty; each against
+the batch channel of the same length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from functools import partial
+from itertools import pairwise
+from typing import Any
+
+from .graphs import chain, pipeline, processor_chain
+from .harness import Case, Config, Trial, alternate, timed
+from .report import Row, throughput_rows
+
+__all__ = ["B14", "BatchChannel", "batch_chain", "draining_chain", "list_chain"]
+
+BOUND = 100
+_END = object()
+
+
+async def _add_one(x: int) -> int:
+    return x + 1
+
+
+class BatchChannel:
+    """A bounded channel that hands everything waiting to its consumer in one swap.
+
+    One producer and one consumer, so one waiter per side. A put that finds room does not
+    suspend; a producer waits only while `bound` items are waiting.
+    """
+
+    __slots__ = ("_bound", "_closed", "_getter", "_items", "_putter")
+
+    def __init__(self, bound: int = BOUND) -> None:
+        self._items: list[Any] = []
+        self._bound = bound
+        self._getter: asyncio.Future[None] | None = None
+        self._putter: asyncio.Future[None] | None = None
+        self._closed = False
+
+    async def put(self, item: Any) -> None:
+        while len(self._items) >= self._bound:
+            await self._wait_for_room()
+        self._items.append(item)
+        self._wake_getter()
+
+    async def put_many(self, items: list[Any]) -> None:
+        while len(self._items) >= self._bound:
+            await self._wait_for_room()
+        self._items += items
+        self._wake_getter()
+
+    async def get_all(self) -> list[Any]:
+        """Everything waiting, at least one item; [] once closed and empty."""
+        while not self._items:
+            if self._closed:
+                return []
+            self._getter = asyncio.get_running_loop().create_future()
+            await self._getter
+        items, self._items = self._items, []
+        putter, self._putter = self._putter, None
+        if putter is not None and not putter.done():
+            putter.set_result(None)
+        return items
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake_getter()
+
+    async def _wait_for_room(self) -> None:
+        self._putter = asyncio.get_running_loop().create_future()
+        await self._putter
+
+    def _wake_getter(self) -> None:
+        getter, self._getter = self._getter, None
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+
+
+async def batch_chain(n: int, stages: int) -> int:
+    """source -> `stages` x + 1 tasks -> a summing sink, joined by BatchChannels."""
+    channels = [BatchChannel() for _ in range(stages + 1)]
+
+    async def produce() -> None:
+        first = channels[0]
+        for i in range(n):
+            await first.put(i)
+        first.close()
+
+    async def stage(inbox: BatchChannel, outbox: BatchChannel, fn: Callable[[int], Awaitable[int]]) -> None:
+        while batch := await inbox.get_all():
+            await outbox.put_many([await fn(x) for x in batch])
+        outbox.close()
+
+    async def total() -> int:
+        result = 0
+        last = channels[-1]
+        while batch := await last.get_all():
+            result += sum(batch)
+        return result
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(produce())
+        for inbox, outbox in pairwise(channels):
+            group.create_task(stage(inbox, outbox, _add_one))
+        result = group.create_task(total())
+    return result.result()
+
+
+async def list_chain(n: int, stages: int) -> int:
+    """source -> `stages` tasks -> a summing sink, passing lists of up to BOUND items through Queue(1)."""
+    queues: list[asyncio.Queue[Any]] = [asyncio.Queue(1) for _ in range(stages + 1)]
+
+    async def produce() -> None:
+        for start in range(0, n, BOUND):
+            await queues[0].put(list(range(start, min(n, start + BOUND))))
+        await queues[0].put(_END)
+
+    async def stage(inbox: asyncio.Queue[Any], outbox: asyncio.Queue[Any]) -> None:
+        while (batch := await inbox.get()) is not _END:
+            await outbox.put([await _add_one(x) for x in batch])
+        await outbox.put(_END)
+
+    async def total() -> int:
+        result = 0
+        while (batch := await queues[-1].get()) is not _END:
+            result += sum(batch)
+        return result
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(produce())
+        for inbox, outbox in pairwise(queues):
+            group.create_task(stage(inbox, outbox))
+        result = group.create_task(total())
+    return result.result()
+
+
+async def draining_chain(n: int, stages: int) -> int:
+    """source -> `stages` tasks -> a summing sink over Queue(BOUND), each task draining what waits
+    with get_nowait and handing on with put_nowait while there is room."""
+    queues: list[asyncio.Queue[Any]] = [asyncio.Queue(BOUND) for _ in range(stages + 1)]
+
+    async def produce() -> None:
+        first = queues[0]
+        for i in range(n):
+            if first.full():
+                await first.put(i)
+            else:
+                first.put_nowait(i)
+        await first.put(_END)
+
+    async def stage(inbox: asyncio.Queue[Any], outbox: asyncio.Queue[Any]) -> None:
+        while True:
+            x = await inbox.get()
+            while True:
+                out = _END if x is _END else await _add_one(x)
+                if outbox.full():
+                    await outbox.put(out)
+                else:
+                    outbox.put_nowait(out)
+                if x is _END:
+                    return
+                if inbox.empty():
+                    break
+                x = inbox.get_nowait()
+
+    async def total() -> int:
+        result = 0
+        last = queues[-1]
+        while True:
+            x = await last.get()
+            while x is not _END:
+                result += x
+                if last.empty():
+                    break
+                x = last.get_nowait()
+            else:
+                return result
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(produce())
+        for inbox, outbox in pairwise(queues):
+            group.create_task(stage(inbox, outbox))
+        result = group.create_task(total())
+    return result.result()
+
+
+async def floor(n: int, stages: int) -> int:
+    """No queue and no task: one loop awaiting `stages` x + 1 coroutines per item."""
+    result = 0
+    for i in range(n):
+        x = i
+        for _ in range(stages):
+            x = await _add_one(x)
+        result += x
+    return result
+
+
+def _labels(stages: int) -> dict[str, str]:
+    return {
+        "processor": f"{stages} stages: pipelines, f(processor, q_elt)",
+        "item": f"{stages} stages: pipelines, @node f(item)",
+        "batch": f"{stages} stages: batch channel (list swap)",
+        "lists": f"{stages} stages: lists of 100 through Queue(1)",
+        "drain": f"{stages} stages: Queue(100) drained with get_nowait",
+        "floor": f"{stages} stages: floor, one loop awaiting per item",
+    }
+
+
+STAGE_COUNTS = (3, 30)
+B14_TITLE = "strong baselines: B1's chain (3 and 30 stages) against hand-written batching code"
+B14_LABELS = tuple(label for stages in STAGE_COUNTS for label in _labels(stages).values())
+
+
+def _trials(n: int, stages: int) -> tuple[dict[str, Trial], dict[str, str | None]]:
+    want = n * (n - 1) // 2 + stages * n
+    labels = _labels(stages)
+    makes: dict[str, Callable[[], Awaitable[Any]]] = {
+        "processor": pipeline(partial(processor_chain, n, stages)),
+        "item": pipeline(partial(chain, n, stages)),
+        "batch": partial(batch_chain, n, stages),
+        "lists": partial(list_chain, n, stages),
+        "drain": partial(draining_chain, n, stages),
+        "floor": partial(floor, n, stages),
+    }
+    trials = {labels[key]: timed(make, want) for key, make in makes.items()}
+    references: dict[str, str | None] = {label: labels["batch"] for label in labels.values()}
+    references[labels["batch"]] = None
+    return trials, references
+
+
+def _run_b14(config: Config) -> list[Row]:
+    rows: list[Row] = []
+    for stages, full in zip(STAGE_COUNTS, (200_000, 50_000), strict=True):
+        n = config.size(full, 1_000)
+        trials, references = _trials(n, stages)
+        rows += throughput_rows("B14", n, alternate(trials, config.rounds), references)
+    return rows
+
+
+B14 = Case("B14", B14_TITLE, B14_LABELS, _run_b14)
