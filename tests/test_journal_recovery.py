@@ -372,3 +372,48 @@ def test_the_command_line_resumes_a_failed_run_rerunning_its_failure_or_keeping_
         stored = read_journal_file(journal)
         assert stored is not None
         assert stored.runs[-1].failures == ([] if rerun else [("service", "failed", ("source", 6))])
+
+
+# -- a failure a hook answers for ---------------------------------------------------------------------
+
+
+async def test_an_inbox_failure_is_recorded_as_finished_with_failure_not_pending(tmp_path: Path) -> None:
+    import aiohttp
+    from aiohttp import web
+
+    from pipelines.web import Inbox, attach
+    from tests.web_helpers import item_chain, serving
+
+    async def parse(text: str) -> int:
+        return int(text)  # a bad request: ValueError, answered to that request alone
+
+    inbox, path = Inbox(), tmp_path / "j.db"
+    app = web.Application()
+    attach(app, lambda: Plumber(item_chain(inbox.source, ("parse", parse)), journal=path), inbox=inbox)
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            return web.json_response(await inbox.submit(request.query["x"]))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+
+    app.router.add_get("/work", handle)
+    answers = []
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+        for x in ("1", "2", "three", "4", "5"):  # one after the other: their positions are 0 to 4
+            async with session.get(f"{url}/work", params={"x": x}) as response:
+                answers.append((response.status, await response.text()))
+    assert answers == [
+        (200, "1"),
+        (200, "2"),
+        (400, "invalid literal for int() with base 10: 'three'"),
+        (200, "4"),
+        (200, "5"),
+    ]
+    stored = read_journal_file(path)
+    assert stored is not None
+    (run,) = stored.runs
+    assert run.state == "stopped"
+    assert run.failures == [("parse", "failed", ("requests", 2))]
+    assert run.roots == {"requests": (5, [])}  # every request is done: the bad one as failed, not pending
+    assert run.nodes["parse"] == 4  # a sink's count is what it finished: the bad request failed there
