@@ -331,6 +331,10 @@ def test_the_command_line_reruns_exactly_the_skipped_items_with_rerun_failed(tmp
     assert sorted(sink_lines(out)) == sorted(f"source/{i} {1000 + i}" for i in range(20) if i not in (4, 11, 17))
     down.unlink()  # the service is back
 
+    shown = run_cli("journal", journal)
+    assert shown.stdout.splitlines()[-1] == (
+        "  items that did not succeed: service skipped 3 (rerun or kept on resume: see --rerun-failed)"
+    )
     kept = run_cli("run", graph, "--journal", journal)
     assert kept.returncode == 0, kept.stderr
     assert f"{journal}: run 1 already completed; nothing to do" in kept.stdout
