@@ -267,6 +267,22 @@ def test_a_bad_recovery_property_names_the_node_and_the_value(value: Any, messag
     assert str(caught.value) == message
 
 
+def test_recovery_in_a_flow_and_per_outcome() -> None:
+    from pipelines.flow import apply_flow, parse_flow
+
+    graph = apply_flow(
+        parse_flow("a -> b[recovery=keep] -> c"),
+        {"a": {"coro": numbers, "args": {"n": 1}}, "b": {"coro": call_service}, "c": {"coro": Sink().record}},
+    )
+    assert parse_graph(graph, lambda x: x).nodes["b"].properties.recovery == (
+        ("failed", "keep"),
+        ("skipped", "keep"),
+        ("routed", "keep"),
+    )
+    spec = parse_graph(chain(Sink(), recovery={"skipped": "rerun"}), lambda x: x)
+    assert spec.nodes["service"].properties.recovery == (("skipped", "rerun"),)
+
+
 def test_recovery_is_not_part_of_the_graph_hash() -> None:
     from pipelines.journal.ids import graph_hash
 
