@@ -256,7 +256,7 @@ def _read(connection: sqlite3.Connection, name: str, with_items: bool) -> Stored
             "SELECT run, node, outcome, source, seq, item FROM failures ORDER BY rowid"
         ):
             run = by_id[check.run_id(run_id, "failures", by_id)]
-            run.failures.append(check.failure(run.id, node, outcome, source, seq, item))
+            run.failures.append(check.failure(run.id, node, outcome, source, seq, item, node_names))
     return StoredJournal(name, graph_hash, node_names, runs)
 
 
@@ -385,11 +385,13 @@ class _Check:
         return self.json(data, where, "JSON text (what the node's state dumped)")
 
     def failure(
-        self, run_id: int, node: object, outcome: object, source: object, seq: object, item: object
+        self, run_id: int, node: object, outcome: object, source: object, seq: object, item: object, nodes: list[str]
     ) -> tuple[str, str, tuple[Any, ...]]:
-        """One row of ``failures``: an item that ended at `node` with `outcome`."""
+        """One row of ``failures``: an item that ended at `node` (one of `nodes`) with `outcome`."""
         where = f"run {run_id}'s failures"
         name = self.node(node, f"a node's name in {where}")
+        if name not in nodes:
+            raise self.damaged(f"a node's name in {where}", name, f"one of the graph's nodes ({', '.join(nodes)})")
         if outcome not in RECOVERY_OUTCOMES:
             raise self.damaged(f"an outcome in {where}", outcome, "one of " + ", ".join(map(repr, RECOVERY_OUTCOMES)))
         assert isinstance(outcome, str)
