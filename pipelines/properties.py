@@ -12,6 +12,8 @@ from .types import OnError, Style
 
 __all__ = [
     "INPUT_POLICIES",
+    "RECOVERY_CHOICES",
+    "RECOVERY_OUTCOMES",
     "PROPERTY_NAMES",
     "SOURCE_ONLY_REJECTS",
     "NodeProperties",
@@ -27,6 +29,7 @@ PROPERTY_NAMES = (
     "on_error",
     "ordered",
     "queue_size",
+    "recovery",
     "retry",
     "route",
     "routes",
@@ -44,6 +47,7 @@ SOURCE_ONLY_REJECTS = (
     "max_workers",
     "on_error",
     "ordered",
+    "recovery",
     "retry",
     "route",
     "routes",
@@ -57,6 +61,10 @@ STYLES = ("processor", "item")
 INPUT_POLICIES = ("block", "drop_oldest", "latest")
 """What a node's full input does with one more item: make its producer wait (the default), or drop
 the oldest item waiting (a ring of `queue_size` items), or keep only the newest (a ring of one)."""
+RECOVERY_OUTCOMES = ("failed", "skipped", "routed")
+"""The outcomes of an item at a node that a journal's resume may redo (property 'recovery'): it
+failed (and failed the run, or a hook answered for it), it was skipped, it was routed to the error node."""
+RECOVERY_CHOICES = ("rerun", "keep")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +94,10 @@ class NodeProperties:
     """A function choosing where each output goes (pipelines.routing), or its name for coro_map."""
     routes: tuple[tuple[int, tuple[str, ...]], ...] = ()
     """Outcome descriptors 2..9 and the successors each reaches, in descriptor order (pipelines.routing)."""
+    recovery: tuple[tuple[str, str], ...] = ()
+    """What a resumed journaled run does with the items that ended here with one of
+    RECOVERY_OUTCOMES in the earlier run: (outcome, 'rerun' or 'keep') for those the user chose;
+    the others follow the run (pipelines.journal.recovery)."""
     given: frozenset[str] = frozenset()
 
 
@@ -163,6 +175,8 @@ def parse_properties(node: str, raw: object) -> NodeProperties:
             values[key] = raw[key]
     if raw.get("routes") is not None:
         values["routes"] = parse_routes(node, raw["routes"])
+    if raw.get("recovery") is not None:
+        values["recovery"] = parse_recovery(node, raw["recovery"])
     return NodeProperties(**values, given=frozenset(raw))
 
 
@@ -198,6 +212,26 @@ def parse_routes(node: str, raw: object) -> tuple[tuple[int, tuple[str, ...]], .
             seen[name] = descriptor
         routes[descriptor] = tuple(names)
     return tuple(sorted(routes.items()))
+
+
+def parse_recovery(node: str, raw: object) -> tuple[tuple[str, str], ...]:
+    """Check a ``recovery`` property: 'rerun' or 'keep' for every outcome, or a dict giving it per outcome."""
+    where = f"node {node!r}: property 'recovery'"
+    if isinstance(raw, str):
+        if raw not in RECOVERY_CHOICES:
+            raise GraphError(f"{where} must be 'rerun', 'keep' or a dict of them per outcome, got {raw!r}")
+        return tuple((outcome, raw) for outcome in RECOVERY_OUTCOMES)
+    if not isinstance(raw, Mapping):
+        raise GraphError(
+            f"{where} must be 'rerun', 'keep' or a dict of them per outcome ({', '.join(RECOVERY_OUTCOMES)}), "
+            f"got {_kind(raw)}"
+        )
+    for outcome, choice in raw.items():
+        if outcome not in RECOVERY_OUTCOMES:
+            raise GraphError(f"{where}: unknown outcome {outcome!r} (known outcomes: {', '.join(RECOVERY_OUTCOMES)})")
+        if choice not in RECOVERY_CHOICES:
+            raise GraphError(f"{where}: outcome {outcome!r} must be 'rerun' or 'keep', got {choice!r}")
+    return tuple((outcome, raw[outcome]) for outcome in RECOVERY_OUTCOMES if outcome in raw)
 
 
 def _descriptor(key: object) -> int | None:

@@ -82,7 +82,9 @@ class InputProcessor(Processor):
         """
         self._stopping = True
         if self._producing is not None:
-            self._producing.cancel()
+            # A put that handed its item to some successors but not yet all finishes first: half
+            # an item would leave a join downstream waiting for a member that never comes.
+            self._output.stop_after_put(self._producing)
 
     async def _body(self) -> None:
         try:
@@ -123,7 +125,19 @@ class InputProcessor(Processor):
 class SourceOutput:
     """The output queue of a source. `put()` waits while a successor's input is full."""
 
-    __slots__ = ("_drained", "_edges", "_index", "_ledger", "_name", "_pending", "_seq", "_single", "_valve")
+    __slots__ = (
+        "_drained",
+        "_edges",
+        "_index",
+        "_ledger",
+        "_name",
+        "_partial",
+        "_pending",
+        "_seq",
+        "_single",
+        "_stopping",
+        "_valve",
+    )
 
     def __init__(self, source: Processor, edges: list[Edge], valve: Valve) -> None:
         self._ledger: Ledger = source.ledger
@@ -134,6 +148,8 @@ class SourceOutput:
         self._seq = 0
         self._single = edges[0] if len(edges) == 1 else None
         self._pending = 0
+        self._partial = 0
+        self._stopping: runtime.Task[Any] | None = None
         self._drained: runtime.Future[None] | None = None
 
     def __repr__(self) -> str:
@@ -164,6 +180,15 @@ class SourceOutput:
         """Puts waiting for room in a successor's input (they are delivered before the source ends)."""
         return self._pending
 
+    def stop_after_put(self, producer: runtime.Task[Any]) -> None:
+        """Cancel `producer` (the source's coroutine) now, or, while a put has sent its item to
+        some successors and waits for room in another, once that put has sent it to all: the
+        put then raises CancelledError, as if the stop had come just after it."""
+        if self._partial:
+            self._stopping = producer
+        else:
+            producer.cancel()
+
     def seal(self) -> None:
         """The source has ended: refuse every put from now on (puts already waiting go through)."""
         if not self.ended:
@@ -184,7 +209,9 @@ class SourceOutput:
         """Send `item` to every successor, waiting while one of their inputs is full.
 
         Cancelling a blocked put is safe: successors that had room got the item, and it is
-        counted; when none had, the item was not sent at all. Several puts may wait at once
+        counted; when none had, the item was not sent at all. A stop (`InputProcessor.stop`) never
+        splits an item: a put that has given it to some successors first gives it to the rest,
+        then raises CancelledError. Several puts may wait at once
         (a source that puts from several tasks): each item keeps its own position. While the run
         is paused, put waits before the item takes its position.
         """
@@ -214,18 +241,32 @@ class SourceOutput:
         where an input is full."""
         ledger = self._ledger
         sent = start > 0 or not self._edges
+        partial = sent
         self._pending += 1
+        if partial:
+            self._partial += 1
         try:
             for edge in self._edges[start:]:
                 if not edge.put_nowait(envelope):
                     ledger.blocked_seconds += await edge.put_many([envelope])
                 sent = True
+                if not partial:
+                    partial = True
+                    self._partial += 1
         finally:
             if sent:
                 ledger.items_out += 1
+            if partial:
+                self._partial -= 1
             self._pending -= 1
             if not self._pending and self._drained is not None and not self._drained.done():
                 self._drained.set_result(None)
+        producer = self._stopping
+        if producer is not None and not self._partial:
+            self._stopping = None
+            if producer is runtime.current_task():
+                raise runtime.CancelledError  # the item is in the graph whole; the stop lands here
+            producer.cancel()
 
     def put_nowait(self, item: Any) -> None:
         """Send `item` to every successor now, or raise asyncio.QueueFull and send it to none.

@@ -91,3 +91,19 @@ async def write_hit(processor: Processor, q_elt: tuple[int], state: SQLiteOutput
     state.execute("INSERT INTO hits (item, value) VALUES (?, ?)", (json.dumps(processor.item_id), q_elt[0]))
     sys.stdout.write("+\n")
     sys.stdout.flush()
+
+
+class ServiceDown(Exception):
+    """What `call_service` raises for an item while its service is down."""
+
+
+async def call_service(processor: Processor, q_elt: tuple[int], down: str) -> int:
+    """Stands for a call to a service: fails for the items listed in the file `down` (one a line) while it exists."""
+    (x,) = q_elt
+    if str(x) in await asyncio.to_thread(_listed, down):
+        raise ServiceDown(f"service down for item {x}")
+    return 1000 + x
+
+
+def _listed(path: str) -> list[str]:
+    return Path(path).read_text().split() if os.path.exists(path) else []

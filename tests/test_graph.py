@@ -200,8 +200,8 @@ def test_unknown_property_lists_the_known_ones() -> None:
     assert_rejected(
         graph,
         "node 'rev': unknown property 'worker' (known properties: aggregate_inputs, executor, input, "
-        "max_workers, on_error, ordered, queue_size, retry, route, routes, setup, state, style, teardown, timeout, "
-        "workers)",
+        "max_workers, on_error, ordered, queue_size, recovery, retry, route, routes, setup, state, style, teardown, "
+        "timeout, workers)",
     )
 
 

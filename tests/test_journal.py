@@ -170,6 +170,47 @@ def test_the_graph_hash_sees_code_args_and_wiring_not_speed() -> None:
     assert digest(graph(props={"on_error": "skip"})) != base
 
 
+def test_the_graph_hash_sees_routes_and_lossy_inputs_only_where_they_are_used() -> None:
+    sink = Recorder()
+
+    def graph(props: dict[str, Any] | None = None, route_to: str = "out") -> dict[str, Any]:
+        return {
+            "nodes": {
+                "src": {"coro": numbers, "args": {"n": 5}},
+                "stage": {"coro": double, "properties": props or {}},
+                "out": {"coro": sink.record},
+                "other": {"coro": sink.record},
+            },
+            "graph": {"src": ["stage"], "stage": ["out", "other"], "out": None, "other": None},
+        }
+
+    def digest(g: dict[str, Any]) -> str:
+        return graph_hash(parse_graph(g, lambda x: x))
+
+    base = digest(graph())
+    # A graph that uses none of them hashes as before they existed: the journals written then stay valid.
+    assert base == "4d7476dfe14cd1c7"
+    assert digest(graph({"input": "block"})) == base
+    by_descriptor = digest(graph({"routes": {2: "out"}}))
+    assert (
+        len({base, by_descriptor, digest(graph({"routes": {2: "other"}})), digest(graph({"routes": {3: "out"}}))}) == 4
+    )
+    assert digest(graph({"routes": {"2": "out"}})) == by_descriptor  # the same routes, as JSON writes them
+    by_function = digest(graph({"route": first_successor}))
+    assert by_function not in (base, by_descriptor)
+    assert digest(graph({"route": other_successor})) != by_function
+    lossy = {digest(graph({"input": "drop_oldest"})), digest(graph({"input": "latest"}))}
+    assert len(lossy | {base}) == 3
+
+
+def first_successor(value: Any) -> str:
+    return "out"
+
+
+def other_successor(value: Any) -> str:
+    return "other"
+
+
 # -- resuming ------------------------------------------------------------------------------------
 
 

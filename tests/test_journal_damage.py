@@ -200,6 +200,23 @@ DAMAGES = [
         "UPDATE meta SET value = '{\"a\": 1}' WHERE key = 'nodes'",
         "the list of node names is {'a': 1}; expected a JSON array of the graph's node names",
     ),
+    # run 2's crash is recorded as the sink's failure (pipelines.journal.recovery)
+    (
+        "UPDATE failures SET outcome = 'lost'",
+        "an outcome in run 2's failures is 'lost'; expected one of 'failed', 'skipped', 'routed'",
+    ),
+    (
+        "UPDATE failures SET item = '[1]'",
+        "an item in run 2's failures is [1]; expected an item id: a JSON array [source, position, output index, ...]",
+    ),
+    (
+        "UPDATE failures SET run = 7",
+        "a run id in the failures rows is 7; expected the id of one of the journal's runs (1, 2)",
+    ),
+    (
+        "UPDATE failures SET node = 'nowhere'",
+        "a node's name in run 2's failures is 'nowhere'; expected one of the graph's nodes (src, three, out)",
+    ),
 ]
 
 

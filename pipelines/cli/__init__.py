@@ -2,6 +2,7 @@
 
     pipelines run FILE [--set node.arg=value ...]   run it, with live progress and a summary
     pipelines run FILE --journal PATH                the same, durable: run again to resume after a crash
+    pipelines run FILE --journal PATH --rerun-failed resume, and rerun the items that failed or were skipped
     pipelines run FILE --redis URL                   run the sources; the other nodes run in workers
     pipelines worker FILE --redis URL [--nodes a,b]  run nodes of a distributed run (pipelines.distributed)
     pipelines validate FILE                          exit 0, or 2 with one line saying what is wrong
@@ -137,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--new-run", action="store_true", help="with --journal: start a new run instead of resuming the last one"
     )
     run.add_argument(
+        "--rerun-failed",
+        action="store_true",
+        help="with --journal: on resume, rerun the items that failed, were skipped or were routed to an error "
+        "node in the last run, even if it completed, except where a node's 'recovery' property says 'keep' "
+        "(default: off, only the failures that failed the run are rerun)",
+    )
+    run.add_argument(
         "--redis",
         metavar="URL",
         default=None,
@@ -267,9 +275,11 @@ def _build(args: argparse.Namespace) -> Plumber:
     if getattr(args, "journal", None):
         if getattr(args, "redis", None):
             raise GraphError("--journal and --redis cannot be used together: a distributed run is not journaled")
-        extra["journal"] = Journal(args.journal, new_run=args.new_run)
+        extra["journal"] = Journal(args.journal, new_run=args.new_run, rerun_failed=args.rerun_failed)
     elif getattr(args, "new_run", False):
         raise GraphError("--new-run needs --journal PATH")
+    elif getattr(args, "rerun_failed", False):
+        raise GraphError("--rerun-failed needs --journal PATH")
     if getattr(args, "redis", None):
         with needs("redis", "--redis"):
             from ..distributed.cli import distributed_plumber
@@ -293,7 +303,8 @@ def _run(plumber: Plumber, args: argparse.Namespace) -> int:
         show(f"{journal.path}: run {journal.run_id} already completed; nothing to do (--new-run starts another)")
         return EXIT_OK
     if journal is not None and journal.resumed:
-        _error(f"{journal.path}: resuming run {journal.run_id}: {journal.done_before} source items were done")
+        rerun = f"; rerunning {len(journal.rerun)} that did not succeed" if journal.rerun else ""
+        _error(f"{journal.path}: resuming run {journal.run_id}: {journal.done_before} source items were done{rerun}")
     interactive = sys.stderr.isatty()
     interval = args.interval if args.interval is not None else (0.25 if interactive else 2.0)
     work: Callable[[], Coroutine[Any, Any, RunResult]] = partial(_run_with_progress, plumber, interactive, interval)

@@ -12,6 +12,11 @@ the envelopes they count are handed on, so a count never reaches 0 while somethi
 A resumed run skips done roots at the source (their positions still count), and a sink passes
 over an item it finished in an earlier attempt. Those are the only two places where a resumed run
 differs from a fresh one.
+
+An item that ends at a node without succeeding (settled 'failed', 'skipped' or 'routed') is
+recorded with its outcome and counted out like any other: its root can be done. A resume reruns
+it or keeps it as finished (pipelines.journal.recovery); to rerun it, its root is made not done
+again, so the sinks' records of such a root are kept even once it is done.
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from ..lineage import current_item
+from ..properties import RECOVERY_OUTCOMES
 from ..sources import InputProcessor
 from .ids import Root, graph_hash, root_function, root_names
 from .journal import Journal
 from .lock import JournalLock
 from .output import SQLiteOutput
+from .recovery import items_to_rerun, undone
 from .store import JournalError, RunRecord, read_journal_file
-from .writer import Batch, Writer
+from .writer import Batch, Failure, Writer
 
 if TYPE_CHECKING:
     from ..driver import Processor
@@ -65,9 +72,12 @@ class RunJournal:
         self.journal = journal
         names = root_names(spec)
         self._hash = graph_hash(spec)
+        self._spec = spec
+        self.root = root_function(names)
         # The file is this run's from now until it has ended: nobody else writes what is read here.
         self._lock = JournalLock.acquire(journal.path)
         self._snapshots: RunRecord | None = None
+        self._rerun: list[Root] = []
         try:
             self.resume = self._read(names)
             self._restore_states(spec)
@@ -75,13 +85,14 @@ class RunJournal:
             self._lock.release()
             raise
         self.idle = journal.already_completed
-        self.root = root_function(names)
         self.names = names
         self.counts: dict[Root, int] = {}
         self._recorded: set[Root] = set()
         self._done: list[Root] = []
         self._purge: list[Root] = []
-        self._spec = spec
+        self._failures: list[Failure] = []
+        self._failed_roots: set[Root] = set()
+        """The roots with an item that did not succeed somewhere: their sinks' records are kept."""
         self._processors: list[Processor] = []
         self._writer: Writer | None = None
         self._stateful: list[NodeTally] = []
@@ -100,11 +111,22 @@ class RunJournal:
         if last is None or journal.new_run:
             return None
         self._snapshots = last  # a completed run's states too: its teardowns see what the run folded
-        if last.state == "completed":
+        root = self.root
+        rerun, roots = items_to_rerun(self._spec, last, root, journal.rerun_failed)
+        if last.state == "completed" and not rerun:
             journal._set_status(last.id, resumed=False, completed=True, done=last.done)
             return None
         _check_roots(path, last, sorted(set(names.values())))
-        journal._set_status(last.id, resumed=True, completed=False, done=last.done)
+        by_source: dict[str, list[int]] = {}
+        for name, seq in roots:
+            by_source.setdefault(name, []).append(seq)
+        for name, seqs in by_source.items():
+            upto, above = last.roots[name]
+            last.roots[name] = undone(upto, above, seqs)
+        kept = {root(key) for _, _, key in last.failures} - set(roots)
+        last.failures = [failure for failure in last.failures if root(failure[2]) in kept]
+        self._rerun = roots
+        journal._set_status(last.id, resumed=True, completed=False, done=last.done, rerun=rerun)
         return last
 
     def _restore_states(self, spec: GraphSpec) -> None:
@@ -150,6 +172,7 @@ class RunJournal:
             sinks=sinks,
             snapshot=self._snapshot,
             schema=[statement for output in self._outputs() for statement in output.schema()],
+            rerun=self._rerun,
         )
         try:
             writer.open(asyncio.get_running_loop(), plumber.fail)
@@ -226,9 +249,15 @@ class RunJournal:
 
     # -- counting ----------------------------------------------------------------------------------
 
+    def failed(self, node: str, outcome: str, key: Key) -> None:
+        """The item `key` ended at `node` without succeeding: record it, with the next commit."""
+        root = self.root(key)
+        self._failures.append((node, outcome, key, root))
+        self._failed_roots.add(root)
+
     def root_done(self, root: Root) -> None:
         self._done.append(root)
-        if root in self._recorded:
+        if root in self._recorded and root not in self._failed_roots:
             self._recorded.discard(root)
             self._purge.append(root)
         if len(self._done) >= FLUSH_DONE:
@@ -254,7 +283,9 @@ class RunJournal:
             else:
                 del counts[root]
                 done.append(root)  # root_done(), inline: the common case
-                if recorded and root in recorded:
+                if self._failed_roots and root in self._failed_roots:
+                    records.append((key, root))  # kept with the root's failures: a rerun passes over it
+                elif recorded and root in recorded:
                     recorded.discard(root)
                     self._purge.append(root)
         future = self._hand_over(Batch(sink, records, len(keys), state, writes))
@@ -265,7 +296,8 @@ class RunJournal:
         assert self._writer is not None
         done, self._done = self._done, []
         purge, self._purge = self._purge, []
-        return self._writer.hand_over(batch, done, purge)
+        failures, self._failures = self._failures, []
+        return self._writer.hand_over(batch, done, purge, failures)
 
     def _snapshot(self) -> dict[str, int]:
         """Items each node finished in this attempt (read from the writer's thread: plain ints)."""
@@ -326,8 +358,9 @@ class NodeTally:
             self._run.root_done(root)
 
     def settled(self, key: Key, outcome: Outcome, value: Any, copies: int) -> None:
-        if outcome != "failed":  # a failed item fails the run: its root must stay to be redone
-            self.pass_on(key, copies)
+        if outcome in RECOVERY_OUTCOMES:  # recorded before its root can be done: a resume reruns or keeps it
+            self._run.failed(self.name, outcome, key)
+        self.pass_on(key, copies)
 
     def sent(self, key: Key, value: Any, copies: int) -> None:
         """A node that returns its output handed it on as `copies` envelopes."""

@@ -12,8 +12,11 @@ of all of them make one root, named after the first of those sources in name ord
 group can only be redone if every one of its members is sent again.
 
 The graph hash covers what decides the ids and what a sink receives: each node's name, coroutine,
-args, successors, error route, style and join setting, and the function that makes a stateful
-node's state (its snapshots are of that state). It leaves out what only changes how fast
+args, successors, error route, style and join setting, the function that makes a stateful
+node's state (its snapshots are of that state), where a node routes its outputs (its routing
+function and its descriptors: which successors get which items) and a lossy input's policy
+(which items are dropped). Each of the last three is hashed only when a node uses it, so the hash
+of a graph that does not stays what it was. It leaves out what only changes how fast
 the run goes (workers, queue sizes, retries, timeouts, executors). An argument that is not plain
 data (a connection, a file object) is represented by its type only.
 """
@@ -79,8 +82,17 @@ def graph_hash(spec: GraphSpec) -> str:
                 "style": node.style,
             }
         )
-        if node.state is not None:  # only then: the hash of a graph without state stays what it was
+        # Each only when used: the hash of a graph without them stays what it was (its journals stay valid).
+        if node.state is not None:
             described[-1]["state"] = _qualified(node.state.factory)
+        if node.route is not None:
+            described[-1]["route"] = _qualified(node.route)
+        if node.routes:
+            described[-1]["routes"] = {
+                str(descriptor): list(names) for descriptor, names in sorted(node.routes.items())
+            }
+        if node.properties.input != "block":
+            described[-1]["input"] = node.properties.input
     text = json.dumps(described, sort_keys=True, default=_plain)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

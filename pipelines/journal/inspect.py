@@ -1,8 +1,10 @@
-"""What `pipelines journal PATH` prints: the runs a journal holds, their state, per node the items finished."""
+"""What `pipelines journal PATH` prints: the runs a journal holds, their state, per node the items finished,
+and the items that did not succeed (pipelines.journal.recovery)."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 from .store import StoredJournal, done_count
 
@@ -27,6 +29,10 @@ def format_journal(stored: StoredJournal) -> str:
         lines.append(f"  {'node'.ljust(width)}  {'finished'.rjust(column)}")
         for name, figure in zip(names, figures, strict=True):
             lines.append(f"  {name.ljust(width)}  {figure.rjust(column)}")
+        if run.failures:
+            outcomes = Counter((node, outcome) for node, outcome, _ in run.failures)
+            shown = ", ".join(f"{node} {outcome} {count}" for (node, outcome), count in sorted(outcomes.items()))
+            lines.append(f"  items that did not succeed: {shown} (rerun or kept on resume: see --rerun-failed)")
     return "\n".join(lines)
 
 

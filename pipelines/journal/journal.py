@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from ..errors import PipelineStateError
 
@@ -20,6 +21,12 @@ class Journal:
     last run completed, nothing runs: `already_completed` says so. `new_run=True` starts a new run
     of the graph whatever the state of the last one.
 
+    Items that did not succeed at a node in the last run (they failed, were skipped, or were
+    routed to an error node) are rerun or kept as finished when it resumes, per node and outcome
+    (pipelines.journal.recovery): by default only the failures that failed the run are rerun;
+    `rerun_failed=True` reruns the others too (a completed run with such items is then resumed),
+    except where a node's `recovery` property says otherwise. Items that succeeded are never redone.
+
     `sync='normal'` survives the process being killed; `sync='full'` also survives a power loss
     (an fsync per group commit, much slower on most disks).
 
@@ -29,20 +36,25 @@ class Journal:
 
     A Journal serves one Plumber. After the Plumber is built: `run_id` (None until a new run is
     first written), `resumed`, `already_completed`, `done_before` (source items done before this
-    start), `skipped_at_sources` (items the sources were not let send, because they were done).
+    start), `skipped_at_sources` (items the sources were not let send, because they were done),
+    `rerun` (the ids of the items that did not succeed in the last run and are rerun, sorted).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, new_run: bool = False, sync: str = "normal") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, new_run: bool = False, sync: str = "normal", rerun_failed: bool = False
+    ) -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"Journal sync must be 'normal' or 'full', got {sync!r}")
         self.path = os.fspath(path)
         self.new_run = new_run
+        self.rerun_failed = rerun_failed
         self.sync = sync
         self.run_id: int | None = None
         self.resumed = False
         self.already_completed = False
         self.done_before = 0
         self.skipped_at_sources = 0
+        self.rerun: list[tuple[Any, ...]] = []
         self._claimed = False
 
     def __repr__(self) -> str:
@@ -53,8 +65,11 @@ class Journal:
             raise PipelineStateError(f"journal {self.path}: this Journal already serves a Plumber; make a new one")
         self._claimed = True
 
-    def _set_status(self, run_id: int, *, resumed: bool, completed: bool, done: int) -> None:
+    def _set_status(
+        self, run_id: int, *, resumed: bool, completed: bool, done: int, rerun: list[tuple[Any, ...]] | None = None
+    ) -> None:
         self.run_id = run_id
         self.resumed = resumed
         self.already_completed = completed
         self.done_before = done
+        self.rerun = rerun or []

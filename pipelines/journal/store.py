@@ -15,7 +15,11 @@ that graph, one after the other. For each run it keeps:
   at the end (work redone after a crash included);
 * ``states``: per stateful sink (pipelines.state), the last snapshot of its state: the snapshot's
   format and its JSON text, written in the transaction that records the items folded into it.
-  A snapshot of a format newer than this version reads is refused like a newer file.
+  A snapshot of a format newer than this version reads is refused like a newer file;
+* ``failures``: the items that ended at a node without succeeding there (their outcome 'failed',
+  'skipped' or 'routed', pipelines.journal.recovery), so that a resume can rerun them or keep them
+  as finished. A root with such a row keeps its sinks' ``finished`` rows, whatever its state: a
+  rerun passes over what its sinks finished.
 
 Checking a file reads its header bytes and then opens it read-only: a file that is not a journal,
 a journal of another graph or of a newer format is refused with a `JournalError` and left as it was.
@@ -39,11 +43,13 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import JournalError
+from ..properties import RECOVERY_OUTCOMES
 from ..state import STATE_FORMAT
 from ..types import Marker
 
 __all__ = [
     "APPLICATION_ID",
+    "FAILURES_SCHEMA",
     "FORMAT",
     "JournalError",
     "RunRecord",
@@ -74,6 +80,14 @@ STATE_SCHEMA = (
     "run INTEGER NOT NULL, node TEXT NOT NULL, format INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run, node))",
 )
 
+# The items that did not succeed at a node (pipelines.journal.recovery): added like `states`.
+FAILURES_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS failures ("
+    "run INTEGER NOT NULL, node TEXT NOT NULL, outcome TEXT NOT NULL, source TEXT NOT NULL, seq INTEGER NOT NULL, "
+    "item TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS failures_by_root ON failures (run, source, seq)",
+)
+
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE runs (
@@ -98,7 +112,7 @@ CREATE TABLE nodes (
     finished INTEGER NOT NULL,
     PRIMARY KEY (run, node)
 );
-""" + "\n".join(f"{statement};" for statement in STATE_SCHEMA)
+""" + "\n".join(f"{statement};" for statement in (*STATE_SCHEMA, *FAILURES_SCHEMA))
 
 
 @dataclass
@@ -120,6 +134,8 @@ class RunRecord:
     """Per sink: items finished (as in `nodes`)."""
     states: dict[str, Any] = field(default_factory=dict)
     """Per node with state: the last snapshot of it (the JSON data), written with the items folded into it."""
+    failures: list[tuple[str, str, tuple[Any, ...]]] = field(default_factory=list)
+    """(node, outcome, item id) of each item that ended at a node without succeeding, oldest first."""
 
     @property
     def done(self) -> int:
@@ -232,6 +248,15 @@ def _read(connection: sqlite3.Connection, name: str, with_items: bool) -> Stored
             run.states[check.node(node, f"a node's name in run {run.id}'s states")] = check.state(
                 run.id, node, version, data
             )
+    has_failures = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'failures'"
+    ).fetchone()
+    if has_failures:
+        for run_id, node, outcome, source, seq, item in connection.execute(
+            "SELECT run, node, outcome, source, seq, item FROM failures ORDER BY rowid"
+        ):
+            run = by_id[check.run_id(run_id, "failures", by_id)]
+            run.failures.append(check.failure(run.id, node, outcome, source, seq, item, node_names))
     return StoredJournal(name, graph_hash, node_names, runs)
 
 
@@ -359,9 +384,24 @@ class _Check:
             )
         return self.json(data, where, "JSON text (what the node's state dumped)")
 
-    def finished(self, run_id: int, sink: object, source: object, seq: object, item: object) -> tuple[Any, ...]:
+    def failure(
+        self, run_id: int, node: object, outcome: object, source: object, seq: object, item: object, nodes: list[str]
+    ) -> tuple[str, str, tuple[Any, ...]]:
+        """One row of ``failures``: an item that ended at `node` (one of `nodes`) with `outcome`."""
+        where = f"run {run_id}'s failures"
+        name = self.node(node, f"a node's name in {where}")
+        if name not in nodes:
+            raise self.damaged(f"a node's name in {where}", name, f"one of the graph's nodes ({', '.join(nodes)})")
+        if outcome not in RECOVERY_OUTCOMES:
+            raise self.damaged(f"an outcome in {where}", outcome, "one of " + ", ".join(map(repr, RECOVERY_OUTCOMES)))
+        assert isinstance(outcome, str)
+        return name, outcome, self.finished(run_id, "", source, seq, item, where)
+
+    def finished(
+        self, run_id: int, sink: object, source: object, seq: object, item: object, where: str = ""
+    ) -> tuple[Any, ...]:
         """One row of ``finished``: the item id a sink finished, whose root (source, seq) is not done."""
-        where = f"run {run_id}'s finished rows"
+        where = where or f"run {run_id}'s finished rows"
         if not isinstance(sink, str):
             raise self.damaged(f"a sink's name in {where}", sink, "a node's name (text)")
         if not isinstance(source, str):

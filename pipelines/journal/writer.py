@@ -31,9 +31,9 @@ from typing import Any
 
 from ..state import STATE_FORMAT
 from .ids import Root
-from .store import APPLICATION_ID, STATE_SCHEMA, JournalError, RunRecord, create_schema
+from .store import APPLICATION_ID, FAILURES_SCHEMA, STATE_SCHEMA, JournalError, RunRecord, create_schema
 
-__all__ = ["Batch", "Writer"]
+__all__ = ["Batch", "Failure", "Writer"]
 
 SNAPSHOT_INTERVAL = 1.0  # seconds between two writes of every node's count
 CHECKPOINT_COMMITS = 500  # fold the log into the file after this many commits
@@ -54,6 +54,10 @@ class Batch:
     """A sink with an SQLiteOutput: its writes (sql, parameters) for these items, run in the same transaction."""
 
 
+Failure = tuple[str, str, tuple[Any, ...], Root]
+"""(node, outcome, item id, its root): an item that ended at a node without succeeding there."""
+
+
 class Writer:
     """Owns the journal's connection and the done-root ranges of the run."""
 
@@ -69,6 +73,7 @@ class Writer:
         sinks: set[str],
         snapshot: Callable[[], dict[str, int]],
         schema: list[str] | None = None,
+        rerun: list[Root] | None = None,
     ) -> None:
         self._path = path
         self._graph_hash = graph_hash
@@ -78,6 +83,7 @@ class Writer:
         self._snapshot = snapshot
         self._schema = schema or []
         self._resume = resume
+        self._rerun = rerun or []
         self._upto: dict[str, int] = dict.fromkeys(root_names, 0)
         self._above: dict[str, list[list[int]]] = {name: [] for name in root_names}
         self._base: dict[str, int] = {}
@@ -98,6 +104,7 @@ class Writer:
         self._batches: list[Batch] = []
         self._done: list[Root] = []
         self._purge: list[Root] = []
+        self._failures: list[Failure] = []
         self._futures: list[asyncio.Future[None]] = []
         self._failed = False
         self._commits = 0
@@ -118,12 +125,16 @@ class Writer:
             raise self._error(exc) from exc
         self._checkpointer = _Checkpointer(self._path, loop, self._report)
 
-    def hand_over(self, batch: Batch | None, done: list[Root], purge: list[Root]) -> asyncio.Future[None] | None:
+    def hand_over(
+        self, batch: Batch | None, done: list[Root], purge: list[Root], failures: list[Failure] | None = None
+    ) -> asyncio.Future[None] | None:
         """Add to the next commit; with a batch, the future resolves once it is committed."""
         if batch is not None:
             self._batches.append(batch)
         self._done.extend(done)
         self._purge.extend(purge)
+        if failures:
+            self._failures.extend(failures)
         future = None
         if batch is not None:
             assert self._loop is not None
@@ -197,13 +208,21 @@ class Writer:
         connection.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does it
         now = time.time()
         connection.execute("BEGIN IMMEDIATE")
-        for statement in [*STATE_SCHEMA, *self._schema]:
+        for statement in [*STATE_SCHEMA, *FAILURES_SCHEMA, *self._schema]:
             connection.execute(statement)
         if self._resume is not None:
             connection.execute(
                 "UPDATE runs SET state = 'running', attempts = attempts + 1, updated = ? WHERE id = ?",
                 (now, self.run_id),
             )
+            if self._rerun:
+                # The items to rerun are not done any more, and their failures are forgotten: the
+                # rerun records them again if they fail again. Their sinks' rows stay, to pass over.
+                connection.executemany(
+                    "DELETE FROM failures WHERE run = ? AND source = ? AND seq = ?",
+                    [(self.run_id, *root) for root in self._rerun],
+                )
+                connection.execute("UPDATE runs SET progress = ? WHERE id = ?", (self._progress(), self.run_id))
         else:
             cursor = connection.execute(
                 "INSERT INTO runs (state, started, updated, attempts, progress) VALUES ('running', ?, ?, 1, ?)",
@@ -225,6 +244,7 @@ class Writer:
         batches, self._batches = self._batches, []
         done, self._done = self._done, []
         purge, self._purge = self._purge, []
+        failures, self._failures = self._failures, []
         rows: list[tuple[Any, ...]] = []
         states: dict[str, str] = {}
         statements: list[tuple[str, Any]] = []
@@ -243,6 +263,13 @@ class Writer:
         self._mark_all_done(done)
         if rows:
             statements.append(("INSERT INTO finished (run, sink, source, seq, item) VALUES (?, ?, ?, ?, ?)", rows))
+        if failures:
+            statements.append(
+                (
+                    "INSERT INTO failures (run, node, outcome, source, seq, item) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(run, node, outcome, *root, json.dumps(key)) for node, outcome, key, root in failures],
+                )
+            )
         if states:
             statements.append(
                 (
@@ -275,7 +302,15 @@ class Writer:
         if final_state is not None:
             statements.append(("UPDATE runs SET state = ? WHERE id = ?", [(final_state, run)]))
             if final_state == "completed":
-                statements.append(("DELETE FROM finished WHERE run = ?", [(run,)]))
+                # What the sinks finished is needed no more, except for the items that did not
+                # succeed somewhere: a later resume may rerun them and pass over what they finished.
+                statements.append(
+                    (
+                        "DELETE FROM finished WHERE run = ? AND NOT EXISTS (SELECT 1 FROM failures AS f "
+                        "WHERE f.run = finished.run AND f.source = finished.source AND f.seq = finished.seq)",
+                        [(run,)],
+                    )
+                )
         if not statements:
             return
         if len(statements) == 1 and len(statements[0][1]) == 1:
