@@ -19,6 +19,7 @@ goes on). Either way the ``node_event`` signal tells the listeners (pipelines.si
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -97,10 +98,27 @@ class NodeEvents:
             raise LookupError(f"node {self._node.name!r} has no event {event!r} (its events: {known})")
         return found
 
+    def check(self, event: str, params: Mapping[str, Any]) -> Callable[..., Any]:
+        """The handler of `event`, once it is known to take `params`: LookupError for an unknown
+        event, TypeError naming the handler's parameters when it cannot take these."""
+        handler = self.handler(event)
+        try:
+            signature = inspect.signature(handler)
+        except (TypeError, ValueError):  # no signature to tell: the call will
+            return handler
+        try:
+            signature.bind(self._node, **params)
+        except TypeError as exc:
+            raise TypeError(
+                f"event {event!r} of node {self._node.name!r} cannot take parameters {dict(params)!r}: {exc} "
+                f"(its handler is {getattr(handler, '__qualname__', handler)}{signature})"
+            ) from None
+        return handler
+
     async def send(self, event: str, params: Mapping[str, Any]) -> Any:
         """Handle `event` with `params` once no call of the node is in progress; return what the
         handler returns (or raise what it raises)."""
-        handler = self.handler(event)
+        handler = self.check(event, params)
         if self._state == "ended":
             raise self._ended()
         turn: runtime.Future[None] = runtime.new_future()

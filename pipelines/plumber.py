@@ -33,6 +33,7 @@ from . import runtime
 from .driver import Processor
 from .edges import Edge
 from .errors import GraphError, PipelineCancelled, PipelineError, PipelineStateError
+from .events import NodeEvents
 from .graph import DEFAULT_QUEUE_SIZE, GraphSpec, parse_graph
 from .hooks import bind_node_hooks, run_methods
 from .lossy import DroppingEdge, settle_drops
@@ -343,21 +344,26 @@ class Plumber:
         Waits until the handler it declares (property 'events', pipelines.events) has run and
         returns what it returns, or raises what it raises; the run goes on either way. Events
         reach a node in the order they are sent, never while one of its calls is in progress.
-        LookupError for an unknown node or event; PipelineStateError when the run or the node has
-        ended, or the run has not started.
+        LookupError for an unknown node or event, TypeError for parameters its handler cannot take,
+        PipelineStateError when the run or the node has ended, or the run has not started.
         """
+        events = self.check_event(node, event, **params)
+        return await events.send(event, params)
+
+    def check_event(self, node: str, event: str, /, **params: Any) -> NodeEvents:
+        """Raise what send_event() would refuse before it waits (see there); the node's events if none."""
         processor = self._node(node)
         events = processor.events
         if events is None:
             raise LookupError(
                 f"node {node!r} has no event {event!r} (its events: none; declare them in its property 'events')"
             )
-        events.handler(event)  # an unknown event is refused before anything waits
+        events.check(event, params)
         if self._state == "built":
             raise PipelineStateError("send_event() before the run started")
         if self._state in ENDED_STATES:
             raise PipelineStateError(f"send_event() after the run ended (state {self._state!r})")
-        return await events.send(event, params)
+        return events
 
     def _node(self, name: str) -> Processor:
         """The processor of node `name`; LookupError naming the nodes when there is none such."""
