@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from . import runtime
 from .calls import invoker
 from .errors import PipelineError, PipelineStateError
+from .events import NodeEvents
 from .executors import close_pool, open_pool
 from .hooks import NodeHooks
 from .ledger import Ledger, as_failure
@@ -34,6 +35,7 @@ from .routing import Router
 from .signals import Signals
 from .stats import NodeStats
 from .types import Envelope, Key
+from .valve import Valve
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
     from .graph import NodeSpec
     from .sources import SourceOutput
     from .standalone import HandRun
-    from .valve import Valve
+    from .worker import Take
 
 __all__ = ["NodeOutput", "Processor", "RunControl"]
 
@@ -129,6 +131,14 @@ class Processor:
         """A sink's return values (None excluded), kept when the Plumber collects outputs."""
         self.invoke: Callable[[Any], Any] = invoker(self, lambda: self._executor)
         """The node's function bound to its args (and style, and pool): ``invoke(arg)``."""
+        self.valve = Valve(control.valve if self.kind == "source" else None)
+        """Closed while the node itself is paused (`Plumber.pause(node)`): it takes no more items; a
+        source's also closes while the whole run is paused (pipelines.valve)."""
+        self.events: NodeEvents | None = None
+        """The custom events the node answers (property 'events', pipelines.events); None: none."""
+        if node.events:
+            self.events = NodeEvents(self, node.events)
+            self.invoke = self.events.guard(self.invoke)
         if hand is not None and type(self).__init__ is Processor.__init__:
             self._start_by_hand(hand)
 
@@ -364,6 +374,7 @@ class Processor:
             taken=unstarted,
             dropped_at_input=sum(edge.statistics().dropped for edge in inputs),
             latency_counts=tuple(ledger.latency_counts),
+            paused=self.valve.shut,
             queue_bound=sum(edge.maxsize for edge in inputs),
             blocked_seconds=ledger.blocked_seconds,
             rate=processed / elapsed if elapsed > 0 else 0.0,
@@ -497,10 +508,14 @@ class Processor:
                     self._control.fail(failure)
                     return
             set_up = True
+            if self.events is not None:
+                self.events.start()
             self._executor = open_pool(spec.name, spec.properties)
             await self._body()
             finished = True
         finally:
+            if self.events is not None:
+                self.events.end()
             for edge in self._outputs:
                 edge.close()
             if self._error_edge is not None:
@@ -530,11 +545,29 @@ class Processor:
             self._control.fail(failure)
 
     async def _body(self) -> None:
-        self._pool = Pool(self, self._joiner)
-        await self._pool.run()
+        pool = self._pool = Pool(self, self._joiner)
+        pool.read = self._held(pool.read)
+        await pool.run()
         joiner = self._joiner
         if joiner is not None and joiner.pending:
             await self._discard_incomplete(joiner)
+
+    def _held(self, read: Take) -> Take:
+        """`read` (the node's input, a batch at a time), waiting first while the node is paused.
+
+        Open, it adds no frame: the read's own coroutine is returned. A worker already waiting on
+        an empty input when the node is paused takes the batch that comes, and holds at its next read.
+        """
+        valve = self.valve
+
+        async def when_open(share: int) -> list[Envelope]:
+            await valve.wait_open()
+            return await read(share)
+
+        def take(share: int) -> Awaitable[list[Envelope]]:
+            return when_open(share) if valve.closed else read(share)
+
+        return take
 
     async def _discard_incomplete(self, joiner: Joiner) -> None:
         """At end-of-stream, the join groups that can never complete are discarded and counted."""

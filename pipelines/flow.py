@@ -64,6 +64,7 @@ NOT_OPTIONS = {
     "retry": "'retry' is not an option: write 'a * 3' for 3 attempts",
     "setup": "'setup' is not an option: a hook is a function, give it in the node's 'properties'",
     "teardown": "'teardown' is not an option: a hook is a function, give it in the node's 'properties'",
+    "events": "'events' is not an option: its handlers are functions, give them in the node's 'properties'",
     "state": "'state' is not an option: a state is made by a function, give it in the node's 'properties'",
     "route": "'route' is not an option: a routing function is given in the node's 'properties'",
     "routes": "'routes' is not an option: write the routes as outcomes, as in 'b (1 -> s, 2 -> big)'",

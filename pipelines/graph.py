@@ -99,6 +99,8 @@ class NodeSpec:
     """A sink's declared state (pipelines.state), passed to its function, setup and teardown as `state`."""
     route: Callable[[Any], Any] | None = None
     """The routing function (property 'route'), resolved."""
+    events: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    """The node's event handlers (property 'events'), resolved: ``await handler(processor, **params)``."""
     routes: dict[int, tuple[str, ...]] = field(default_factory=dict)
     """Outcome descriptors 2..9 and the successors reached only through each (property 'routes')."""
 
@@ -262,6 +264,16 @@ def _node_spec(name: str, index: int, node_d: object, coro_map: Callable[[Any], 
                 fn = functools.partial(fn, state=spec.state.value)
             _bind(name, hook, fn, (object(),), {})
             setattr(spec, hook, fn)
+    for event, value in props.events:
+        if spec.is_generator:
+            raise GraphError(
+                f"node {name!r}: property 'events' needs a node whose calls end between items; an async "
+                "generator's call spans its outputs (return the output, or send the events to another node)"
+            )
+        fn = _resolve(name, f"handler of event {event!r}", value, coro_map, always_map=False)
+        if inspect.isasyncgenfunction(fn):
+            raise GraphError(f"node {name!r}: handler of event {event!r} must be an async function, got {fn!r}")
+        spec.events[event] = fn
     if props.route is not None:
         spec.route = _routing_function(name, props.route, coro_map)
     spec.routes = dict(props.routes)

@@ -5,6 +5,9 @@ Lifecycle::
     Plumber(input_d, coro_map)     checks the graph (GraphError) and builds the processors
     create_pipeline()              starts one task per node on the running loop (original API)
     pause() / resume()             hold the sources at their next put, and let them go on
+    pause(node) / resume(node)     hold one node (it takes no more items), and let it go on
+    stop_source(node)              one source ends its stream; the rest of the run goes on
+    await send_event(node, e, **p) a custom event for one node, handled between its items
     await join()                   waits for the end; returns a RunResult or raises
     await run()                    create_pipeline() if needed, then join()
     await stop()                   sources stop, everything in flight drains, run() returns
@@ -30,6 +33,7 @@ from . import runtime
 from .driver import Processor
 from .edges import Edge
 from .errors import GraphError, PipelineCancelled, PipelineError, PipelineStateError
+from .events import NodeEvents
 from .graph import DEFAULT_QUEUE_SIZE, GraphSpec, parse_graph
 from .hooks import bind_node_hooks, run_methods
 from .lossy import DroppingEdge, settle_drops
@@ -247,16 +251,32 @@ class Plumber:
         self._state = "stopping"
         logger.info("stopping the sources; draining items in flight")
         self.signals.emit("stop_requested")
-        for processor in self._processors.values():
+        for name, processor in self._processors.items():
+            if processor.valve.shut:  # a paused node would hold the drain forever
+                processor.valve.open()
+                self.signals.emit("resumed", node=name)
             if isinstance(processor, InputProcessor):
                 processor.stop()
 
-    def pause(self) -> None:
+    def pause(self, node: str | None = None) -> None:
         """Hold every source at its next put; what is already in the graph goes on to the sinks.
 
         Nothing is lost: a held put sends its item after resume(). stop() and cancel() work while
         paused. Pausing a run that is paused or has ended does nothing.
+
+        With `node`, hold that node alone, from its next read of its input (a worker already
+        waiting on an empty input takes the batch that comes first): its input fills up to its
+        bound, then its producers wait; the rest of the graph keeps flowing. A paused source holds
+        at its next put. A node may be paused before the run starts. LookupError for an unknown node.
         """
+        if node is not None:
+            processor = self._node(node)
+            if processor.valve.shut or self._state in ENDED_STATES:
+                return
+            processor.valve.close()
+            logger.info("paused node %r", node)
+            self.signals.emit("paused", node=node)
+            return
         if self._state == "built":
             raise PipelineStateError("pause() before the run started")
         if self._valve.closed or self._state not in LIVE_STATES:
@@ -265,8 +285,19 @@ class Plumber:
         logger.info("paused the sources")
         self.signals.emit("paused")
 
-    def resume(self) -> None:
-        """Let the sources go on after pause(); does nothing when the run is not paused."""
+    def resume(self, node: str | None = None) -> None:
+        """Let the sources go on after pause(); does nothing when the run is not paused.
+
+        With `node`, let that node go on after pause(node) (whatever the run's own pause does).
+        """
+        if node is not None:
+            processor = self._node(node)
+            if not processor.valve.shut:
+                return
+            processor.valve.open()
+            logger.info("resumed node %r", node)
+            self.signals.emit("resumed", node=node)
+            return
         if not self._valve.closed:
             return
         self._valve.open()
@@ -275,8 +306,71 @@ class Plumber:
 
     @property
     def paused(self) -> bool:
-        """True between pause() and resume()."""
+        """True between pause() and resume() (of the whole run; see `paused_nodes` for single nodes)."""
         return self._valve.closed
+
+    @property
+    def paused_nodes(self) -> tuple[str, ...]:
+        """The nodes paused one by one (`pause(node)`), in the order of ``input_d['nodes']``."""
+        return tuple(name for name, processor in self._processors.items() if processor.valve.shut)
+
+    def stop_source(self, node: str) -> None:
+        """End the stream of source `node` now, as stop() does for every source; the rest goes on.
+
+        Its coroutine is cancelled where it is (an item not yet accepted is not sent); its
+        successors get end-of-stream once its items have drained, and the run ends as it would
+        have had the source returned (state 'completed' when nothing else happens). Only a source
+        can be stopped: for any other node, ValueError (pause it, or stop the run). Stopping a
+        source that has ended does nothing.
+        """
+        processor = self._node(node)
+        if not isinstance(processor, InputProcessor):
+            raise ValueError(
+                f"node {node!r} is not a source: only a source can be stopped (its stream ends); "
+                f"hold it with pause({node!r}), or stop the whole run with stop()"
+            )
+        if self._state == "built":
+            raise PipelineStateError("stop_source() before the run started")
+        if self._state not in LIVE_STATES or processor.stopped:
+            return
+        logger.info("stopping source %r", node)
+        self.signals.emit("source_stopped", node=node)
+        processor.valve.open()  # a source held at a put ends there, rather than wait for resume
+        processor.stop()
+
+    async def send_event(self, node: str, event: str, /, **params: Any) -> Any:
+        """Have node `node` handle the custom `event` with `params`, between two of its items.
+
+        Waits until the handler it declares (property 'events', pipelines.events) has run and
+        returns what it returns, or raises what it raises; the run goes on either way. Events
+        reach a node in the order they are sent, never while one of its calls is in progress.
+        LookupError for an unknown node or event, TypeError for parameters its handler cannot take,
+        PipelineStateError when the run or the node has ended, or the run has not started.
+        """
+        events = self.check_event(node, event, **params)
+        return await events.send(event, params)
+
+    def check_event(self, node: str, event: str, /, **params: Any) -> NodeEvents:
+        """Raise what send_event() would refuse before it waits (see there); the node's events if none."""
+        processor = self._node(node)
+        events = processor.events
+        if events is None:
+            raise LookupError(
+                f"node {node!r} has no event {event!r} (its events: none; declare them in its property 'events')"
+            )
+        events.check(event, params)
+        if self._state == "built":
+            raise PipelineStateError("send_event() before the run started")
+        if self._state in ENDED_STATES:
+            raise PipelineStateError(f"send_event() after the run ended (state {self._state!r})")
+        return events
+
+    def _node(self, name: str) -> Processor:
+        """The processor of node `name`; LookupError naming the nodes when there is none such."""
+        processor = self._processors.get(name) if isinstance(name, str) else None
+        if processor is None:
+            raise LookupError(f"unknown node {name!r} (nodes: {', '.join(self._processors)})")
+        return processor
 
     def cancel(self) -> None:
         """End the run now: every task is cancelled; teardown hooks still run."""

@@ -23,6 +23,7 @@ __all__ = [
 
 PROPERTY_NAMES = (
     "aggregate_inputs",
+    "events",
     "executor",
     "input",
     "max_workers",
@@ -42,6 +43,7 @@ PROPERTY_NAMES = (
 )
 # Properties about handling input items, which a source (a node without inputs) does not have.
 SOURCE_ONLY_REJECTS = (
+    "events",
     "executor",
     "input",
     "max_workers",
@@ -81,6 +83,8 @@ class NodeProperties:
     on_error: OnError = "fail"
     setup: Any = None
     teardown: Any = None
+    events: tuple[tuple[str, Any], ...] = ()
+    """The node's event handlers, by event name, as given (resolved in pipelines.graph)."""
     state: Any = None
     """A sink's state: a callable giving its initial value (pipelines.state)."""
     style: Style = "processor"
@@ -177,6 +181,11 @@ def parse_properties(node: str, raw: object) -> NodeProperties:
         values["routes"] = parse_routes(node, raw["routes"])
     if raw.get("recovery") is not None:
         values["recovery"] = parse_recovery(node, raw["recovery"])
+    if raw.get("events") is not None:
+        events = raw["events"]
+        if not isinstance(events, Mapping) or not all(isinstance(k, str) and k for k in events):
+            raise bad("events", "a dict of event names to handlers (async functions, or names coro_map resolves)")
+        values["events"] = tuple(events.items())
     return NodeProperties(**values, given=frozenset(raw))
 
 

@@ -5,7 +5,10 @@
 Events: ``run_started``, ``run_ended`` (with `state`), ``node_started``, ``node_ended``,
 ``item_retried`` (with `item`, `exception` and the `attempt` that failed), ``item_failed`` (an item
 that still failed after its retries, whatever its node's on_error then does, with `item` and
-`exception`), ``stop_requested``, ``paused`` and ``resumed``. A listener is a plain function
+`exception`), ``stop_requested``, ``paused`` and ``resumed`` (the whole run's sources, or with
+`node`, that node alone), ``source_stopped`` (with `node`: one source asked to end its stream) and
+``node_event`` (a custom event a node handled, pipelines.events: with `node`, the event's `name`,
+its `params`, and the `exception` its handler raised, if any). A listener is a plain function
 called at once with a `Signal`; an exception it raises is logged on the `pipelines` logger and
 never reaches the run or the other listeners. To do async work, start a task from the listener.
 """
@@ -34,6 +37,8 @@ EVENTS = (
     "stop_requested",
     "paused",
     "resumed",
+    "source_stopped",
+    "node_event",
 )
 
 Listener = Callable[["Signal"], object]
@@ -49,6 +54,10 @@ class Signal:
     exception: BaseException | None = None
     attempt: int | None = None
     state: RunState | None = None
+    name: str | None = None
+    """The name of a custom event (``node_event``)."""
+    params: dict[str, Any] | None = None
+    """The parameters of a custom event (``node_event``)."""
 
 
 class Signals:

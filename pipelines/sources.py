@@ -54,7 +54,7 @@ class InputProcessor(Processor):
         super().__init__(spec, env_vars, control, **original)
         self._stopping = False
         self._producing: runtime.Task[Any] | None = None
-        self._output = SourceOutput(self, [], self._control.valve)
+        self._output = SourceOutput(self, [], self.valve)
         if self._hand is not None:  # built by hand (pipelines.standalone): it starts now
             self._start_by_hand(self._hand)
 
@@ -65,15 +65,20 @@ class InputProcessor(Processor):
 
     def wire(self, inputs: list[Edge], outputs: list[Edge], error_edge: Edge | None, ports: dict[int, int]) -> None:
         super().wire(inputs, outputs, error_edge, ports)
-        self._output = SourceOutput(self, outputs, self._control.valve)
+        self._output = SourceOutput(self, outputs, self.valve)
 
     def install(self, hooks: NodeHooks) -> None:
         super().install(hooks)
         if hooks.admits is not None:
-            self._output = AdmittingSourceOutput(self, self._outputs, self._control.valve, hooks.admits)
+            self._output = AdmittingSourceOutput(self, self._outputs, self.valve, hooks.admits)
 
     def stop_producing(self) -> None:
         self.stop()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the source was asked to stop (stop())."""
+        return self._stopping
 
     def stop(self) -> None:
         """Stop producing: cancel the coroutine if it runs, or keep it from starting.

@@ -58,6 +58,8 @@ class NodeStats:
     dropped_at_input: int = 0
     """Items the node's lossy input (property 'input': 'drop_oldest' or 'latest') dropped to make room
     for newer ones, before the node took them: not counted in `items_in` (pipelines.lossy)."""
+    paused: bool = False
+    """The node itself is paused (`Plumber.pause(node)`): it takes no items, or a source puts none."""
 
     latency_counts: tuple[int, ...] = ()
     """Items finished, by time per item: the i-th counts those that took at most LATENCY_BOUNDS[i]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from typing import Any
@@ -213,6 +214,46 @@ async def test_pause_holds_the_source_resume_lets_it_go_and_stop_drains() -> Non
         sent = final["counts"]["numbers"]
         assert sent > held
         assert final["counts"] == {"numbers": sent, "double": sent, "keep": sent}  # drained, nothing lost
+
+
+async def test_a_node_paused_from_its_row_holds_alone_and_shows_it() -> None:
+    app = make_app(interval=0.1)
+    attach(app, lambda: Plumber(_endless_graph(), queue_size=4), hub=app[HUB])
+    async with serving(app) as url, browser_page() as page:
+        await page.goto(url + "/")
+        await expect(page.get_by_test_id("run-state")).to_have_text("running")
+        await count_above(page, "keep", 0)
+        badge = page.get_by_test_id("paused-keep")
+        await expect(badge).to_be_hidden()
+        await expect(page.get_by_test_id("resume-keep")).to_be_disabled()
+
+        await page.get_by_test_id("pause-keep").click()
+        await expect(badge).to_be_visible()
+        await expect(page.get_by_test_id("pause-keep")).to_be_disabled()
+        await expect(page.get_by_test_id("resume-keep")).to_be_enabled()
+        await expect(page.get_by_test_id("pause-double")).to_be_enabled()  # only that node is paused
+        await expect(page.get_by_test_id("paused-double")).to_be_hidden()
+        await expect(page.get_by_test_id("box-keep")).to_have_class(re.compile(r"\bpaused\b"))
+        # keep takes nothing: its input fills to its bound, then the nodes before it wait too
+        await expect(page.get_by_test_id("queue-keep")).to_have_text("4 / 4")
+        await expect(page.get_by_test_id("queue-double")).to_have_text("4 / 4")
+        held = await snapshot(page)
+        await updates_reach(page, held["updates"] + 3)
+        later = await snapshot(page)
+        assert (later["state"], later["counts"]) == ("running", held["counts"])  # the run goes on, held
+
+        await page.get_by_test_id("resume-keep").click()
+        await expect(badge).to_be_hidden()
+        await expect(page.get_by_test_id("box-keep")).not_to_have_class(re.compile(r"\bpaused\b"))
+        await count_above(page, "keep", held["counts"]["keep"])
+        await expect(page.get_by_test_id("pause-keep")).to_be_enabled()
+
+
+def _endless_graph() -> dict[str, Any]:
+    return {
+        "nodes": {"numbers": {"coro": numbers}, "double": {"coro": double}, "keep": {"coro": keep}},
+        "graph": {"numbers": ["double"], "double": ["keep"], "keep": None},
+    }
 
 
 async def test_a_server_with_a_token_wants_it_in_the_page_address() -> None:

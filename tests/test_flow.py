@@ -190,7 +190,15 @@ def test_options_allow_a_trailing_comma_and_empty_brackets() -> None:
 
 def test_options_are_the_scalar_properties() -> None:
     assert {"aggregate_inputs", "on_error", "ordered", "queue_size", "style", "timeout", "workers"} <= set(OPTION_NAMES)
-    assert set(OPTION_NAMES) == set(PROPERTY_NAMES) - {"retry", "route", "routes", "setup", "state", "teardown"}
+    assert set(OPTION_NAMES) == set(PROPERTY_NAMES) - {
+        "events",
+        "retry",
+        "route",
+        "routes",
+        "setup",
+        "state",
+        "teardown",
+    }
 
 
 def test_compatible_repeats_are_fine() -> None:

@@ -199,7 +199,7 @@ def test_unknown_property_lists_the_known_ones() -> None:
     graph["nodes"]["rev"]["properties"] = {"worker": 2}
     assert_rejected(
         graph,
-        "node 'rev': unknown property 'worker' (known properties: aggregate_inputs, executor, input, "
+        "node 'rev': unknown property 'worker' (known properties: aggregate_inputs, events, executor, input, "
         "max_workers, on_error, ordered, queue_size, recovery, retry, route, routes, setup, state, style, teardown, "
         "timeout, workers)",
     )

@@ -151,3 +151,132 @@ def test_only_loopback_binds_go_without_a_token(host: str, loopback: bool) -> No
         assert token is not None
         assert len(token) >= 32
         assert required_token(host, None) != token  # made up anew, never a fixed default
+
+
+def controlled_graph(scales: list[int]) -> dict[str, Any]:
+    """The endless graph, whose node 'double' answers the event 'scale' (and 'broken', which raises)."""
+
+    async def scale(processor: Processor, factor: int) -> None:
+        scales.append(factor)
+
+    async def broken(processor: Processor) -> None:
+        raise OSError("the model file is gone")
+
+    graph = endless_graph()
+    graph["nodes"]["double"]["properties"]["events"] = {"scale": scale, "broken": broken}
+    return graph
+
+
+async def test_one_node_is_paused_resumed_and_sent_events_over_http() -> None:
+    scales: list[int] = []
+    app = make_app()
+    attach(app, lambda: Plumber(controlled_graph(scales), queue_size=8), hub=app[HUB])
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+        plumber = app[PLUMBER]
+        await until(lambda: plumber.stats()["keep"].completed > 20, limit=100_000)
+        assert await call(session, "POST", f"{url}/api/nodes/keep/pause") == (
+            200,
+            {"run": "r1", "node": "keep", "paused": True},
+        )
+        # keep takes nothing more: its input fills to its bound, and the nodes before it wait
+        await until(lambda: plumber.stats()["keep"].queue_depth == 8 and plumber.stats()["keep"].in_flight == 0)
+        _, first = await call(session, "GET", f"{url}/api/stats")
+        await yield_now(200)
+        _, again = await call(session, "GET", f"{url}/api/stats")
+        assert again["nodes"]["keep"]["completed"] == first["nodes"]["keep"]["completed"]
+        assert (again["nodes"]["keep"]["paused"], again["nodes"]["double"]["paused"]) == (True, False)
+        assert (again["paused"], again["paused_nodes"]) == (False, ["keep"])
+        assert await call(session, "POST", f"{url}/api/nodes/double/events/scale", json={"factor": 3}) == (
+            200,
+            {"run": "r1", "node": "double", "event": "scale", "handled": True},
+        )
+        assert scales == [3]
+        assert await call(session, "POST", f"{url}/api/nodes/keep/resume") == (
+            200,
+            {"run": "r1", "node": "keep", "paused": False},
+        )
+        done = first["nodes"]["keep"]["completed"]
+        await until(lambda: plumber.stats()["keep"].completed > done + 20, limit=100_000)
+        assert await call(session, "POST", f"{url}/api/nodes/numbers/stop") == (
+            200,
+            {"run": "r1", "node": "numbers", "stopped": True},
+        )
+        await plumber.join()
+        stats = plumber.stats()
+        assert plumber.state == "completed"
+        assert stats["keep"].completed == stats["numbers"].items_out  # the stream ended and everything drained
+
+
+async def test_node_control_refusals_name_the_culprit() -> None:
+    scales: list[int] = []
+    app = make_app()
+    attach(app, lambda: Plumber(controlled_graph(scales), queue_size=8), hub=app[HUB])
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+        plumber = app[PLUMBER]
+        await until(lambda: plumber.stats()["keep"].completed > 5, limit=100_000)
+        api = f"{url}/api/nodes"
+        assert await call(session, "POST", f"{api}/nope/pause") == (
+            404,
+            {"error": "unknown node 'nope' (nodes: numbers, double, keep)"},
+        )
+        assert await call(session, "POST", f"{api}/double/stop") == (
+            400,
+            {
+                "error": "node 'double' is not a source: only a source can be stopped (its stream ends); "
+                "hold it with pause('double'), or stop the whole run with stop()"
+            },
+        )
+        assert await call(session, "POST", f"{api}/double/events/reload") == (
+            404,
+            {"error": "node 'double' has no event 'reload' (its events: 'scale', 'broken')"},
+        )
+        assert await call(session, "POST", f"{api}/keep/events/scale") == (
+            404,
+            {"error": "node 'keep' has no event 'scale' (its events: none; declare them in its property 'events')"},
+        )
+        status, body = await call(session, "POST", f"{api}/double/events/scale", json={"size": 3})
+        assert status == 400
+        assert body["error"].startswith("event 'scale' of node 'double' cannot take parameters {'size': 3}: ")
+        assert await call(session, "POST", f"{api}/double/events/scale", json=[3]) == (
+            400,
+            {"error": "the body must be a JSON object of the event's parameters, got list"},
+        )
+        assert await call(session, "POST", f"{api}/double/events/scale", data=b"{not json") == (
+            400,
+            {"error": "the body must be a JSON object of the event's parameters (or empty)"},
+        )
+        assert await call(session, "POST", f"{api}/double/events/broken") == (
+            500,
+            {"error": "node 'double': the handler of event 'broken' raised OSError('the model file is gone')"},
+        )
+        assert scales == []
+        assert plumber.state == "running"  # nothing refused stopped the run, and the server serves on
+        await plumber.stop()
+        assert await call(session, "POST", f"{api}/double/events/scale", json={"factor": 2}) == (
+            409,
+            {"error": "send_event() after the run ended (state 'stopped')"},
+        )
+
+
+async def test_with_a_token_every_node_call_must_carry_it() -> None:
+    scales: list[int] = []
+    app = make_app(token="s3cret")
+    attach(app, lambda: Plumber(controlled_graph(scales)), hub=app[HUB])
+    refused = (401, {"error": "this server requires a token"})
+    paths = ["nodes/keep/pause", "nodes/keep/resume", "nodes/numbers/stop", "nodes/double/events/scale"]
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+        for path in paths:
+            assert await call(session, "POST", f"{url}/api/{path}", json={"factor": 2}) == refused
+            wrong = {"Authorization": "Bearer nope"}
+            assert await call(session, "POST", f"{url}/api/{path}", json={"factor": 2}, headers=wrong) == refused
+        plumber = app[PLUMBER]
+        assert (plumber.state, plumber.paused_nodes, scales) == ("running", (), [])  # no refused call did anything
+        good = {"Authorization": "Bearer s3cret"}
+        status, body = await call(session, "POST", f"{url}/api/nodes/keep/pause", headers=good)
+        assert (status, body["paused"]) == (200, True)
+        status, body = await call(session, "POST", f"{url}/api/nodes/keep/resume", params={"token": "s3cret"})
+        assert (status, body["paused"]) == (200, False)
+        status, body = await call(
+            session, "POST", f"{url}/api/nodes/double/events/scale", json={"factor": 2}, headers=good
+        )
+        assert (status, scales) == (200, [2])

@@ -102,6 +102,7 @@ class RunEntry:
             "run": self.id,
             "state": plumber.state,
             "paused": plumber.paused,
+            "paused_nodes": list(plumber.paused_nodes),
             "elapsed": self.elapsed,
             "nodes": nodes,
             "failures": list(self.failures),
@@ -151,7 +152,10 @@ class Hub:
             entry.sample()  # the final figures: the history adds up to the final stats
 
         listeners: list[tuple[str, Callable[[Signal], None]]] = [("item_failed", failed), ("run_ended", ended)]
-        listeners += [(event, changed) for event in ("run_started", "run_ended", "paused", "resumed", "stop_requested")]
+        listeners += [
+            (event, changed)
+            for event in ("run_started", "run_ended", "paused", "resumed", "stop_requested", "source_stopped")
+        ]
         for event, listener in listeners:
             plumber.signals.connect(event, listener)
         self._listeners[entry.id] = listeners

@@ -666,7 +666,11 @@
       bp.dataset.testid = "backpressure-" + n.name;
       bp.title = "A successor's input queue is full: this node waits to send";
       bp.hidden = true;
-      nameWrap.append(dot, name, bp);
+      var pausedBadge = make("span", "badge badge-paused", "paused");
+      pausedBadge.dataset.testid = "paused-" + n.name;
+      pausedBadge.title = "This node is paused: it takes no more items, and its input fills up";
+      pausedBadge.hidden = true;
+      nameWrap.append(dot, name, pausedBadge, bp);
       nameCell.appendChild(nameWrap);
 
       nameCell.dataset.label = "Node";
@@ -690,6 +694,25 @@
         retried: numCell("retried-" + n.name, "Retried"),
         latency: numCell("latency-" + n.name, "Latency"),
       };
+      var controlCell = make("td", "node-controls");
+      controlCell.dataset.label = "Control";
+      var nodePause = make("button", "btn btn-small", "Pause");
+      nodePause.type = "button";
+      nodePause.dataset.testid = "pause-" + n.name;
+      nodePause.title = "Pause node " + n.name + " alone";
+      nodePause.disabled = true;
+      var nodeResume = make("button", "btn btn-small", "Resume");
+      nodeResume.type = "button";
+      nodeResume.dataset.testid = "resume-" + n.name;
+      nodeResume.title = "Let node " + n.name + " go on";
+      nodeResume.disabled = true;
+      nodePause.addEventListener("click", function () {
+        nodeControl(n.name, "pause");
+      });
+      nodeResume.addEventListener("click", function () {
+        nodeControl(n.name, "resume");
+      });
+      controlCell.append(nodePause, nodeResume);
       tr.append(
         nameCell,
         cells.rate,
@@ -701,9 +724,14 @@
         cells.skipped,
         cells.dropped,
         cells.retried,
-        cells.latency
+        cells.latency,
+        controlCell
       );
       cells.bp = bp;
+      cells.pausedBadge = pausedBadge;
+      cells.pause = nodePause;
+      cells.resume = nodeResume;
+      cells.paused = false;
       cells.queueText = queueText;
       cells.meter = meter;
       cells.fill = fill;
@@ -746,7 +774,6 @@ function fillLevel(depth, bound) {
       if (!view.asked) watch();
       return;
     }
-    applyState(stats.state, stats.paused, stats.elapsed);
     var boundsChanged = false;
     for (var name in stats.nodes) {
       var s = stats.nodes[name];
@@ -778,6 +805,8 @@ function fillLevel(depth, bound) {
         row.failed.classList.toggle("bad", s.failed > 0);
         row.skipped.classList.toggle("warn", s.skipped > 0);
         row.bp.hidden = !s.backpressure;
+        row.paused = !!s.paused;
+        row.pausedBadge.hidden = !s.paused;
         if (s.queue_bound) {
           row.queueText.textContent = queueText(held, s, " / ");
           row.meter.hidden = false;
@@ -804,6 +833,7 @@ function fillLevel(depth, bound) {
         box.bar.style.display = s.queue_bound ? "" : "none";
         box.g.classList.toggle("backpressure", !!s.backpressure);
         box.g.classList.toggle("troubled", s.failed > 0);
+        box.g.classList.toggle("paused", !!s.paused);
       }
       var chart = view.charts[name];
       if (chart) {
@@ -816,6 +846,7 @@ function fillLevel(depth, bound) {
         }
       }
     }
+    applyState(stats.state, stats.paused, stats.elapsed); // after the rows: their buttons follow their state
     var chartsEnded = !LIVE[stats.state];
     if (boundsChanged || chartsEnded !== view.chartsEnded) {
       view.chartsEnded = chartsEnded;
@@ -840,6 +871,11 @@ function fillLevel(depth, bound) {
     el.pause.disabled = view.busy || state !== "running" || view.paused;
     el.resume.disabled = view.busy || !live || !view.paused;
     el.stop.disabled = view.busy || state !== "running";
+    for (var name in view.rows) {
+      var row = view.rows[name];
+      row.pause.disabled = view.busy || !live || row.paused;
+      row.resume.disabled = view.busy || !live || !row.paused;
+    }
   }
 
   // -- failures -----------------------------------------------------------------------------
@@ -881,12 +917,21 @@ function fillLevel(depth, bound) {
   // -- controls -----------------------------------------------------------------------------
 
   function control(action) {
+    post(action, action);
+  }
+
+  // Pause or resume one node: "/api/nodes/<node>/pause" or ".../resume".
+  function nodeControl(name, action) {
+    post("nodes/" + encodeURIComponent(name) + "/" + action, action + " " + name);
+  }
+
+  function post(path, action) {
     if (!view.runId || view.busy) return;
     view.busy = true;
     updateButtons();
     setError("");
     var headers = token ? { Authorization: "Bearer " + token } : {};
-    fetch("/api/" + action + "?run=" + encodeURIComponent(view.runId), { method: "POST", headers: headers })
+    fetch("/api/" + path + "?run=" + encodeURIComponent(view.runId), { method: "POST", headers: headers })
       .then(function (response) {
         return response.json().then(function (body) {
           if (!response.ok) throw new Error(body && body.error ? body.error : "HTTP " + response.status);
