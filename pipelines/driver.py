@@ -549,7 +549,7 @@ class Processor:
         pool.read = self._held(pool.read)
         await pool.run()
         joiner = self._joiner
-        if joiner is not None and joiner.pending:
+        if joiner is not None and (joiner.pending or joiner.abandoned):
             await self._discard_incomplete(joiner)
 
     def _held(self, read: Take) -> Take:
@@ -572,7 +572,9 @@ class Processor:
     async def _discard_incomplete(self, joiner: Joiner) -> None:
         """At end-of-stream, the join groups that can never complete are discarded and counted."""
         keys = joiner.drain()
-        logger.warning("node %r: %d join groups never completed and were discarded", self.name, len(keys))
+        logger.warning(
+            "node %r: %d join groups never completed and were discarded", self.name, len(keys) + joiner.abandoned
+        )
         ledger = self.ledger
         released = ledger.hooks.released
         out: list[Envelope] = []

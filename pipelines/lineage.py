@@ -37,9 +37,12 @@ class Joiner:
     source's name is left out of the key, so that the n-th items of different sources meet.
     A group is released once every input has reported its key, with an item or a tombstone;
     the state kept is therefore bounded by the items in flight between the fork and the join.
+    Once an input has ended (`input_ended`), it counts as having reported a tombstone for every
+    key it did not give: a group waiting for it is discarded as soon as the other inputs have
+    reported, rather than held to the end of the stream.
     """
 
-    __slots__ = ("_groups", "_key_length", "_ports", "_width", "_zip")
+    __slots__ = ("_ended", "_groups", "_key_length", "_ports", "_width", "_zip", "abandoned")
 
     def __init__(self, ports: Mapping[int, int], *, zip_mode: bool, key_length: int) -> None:
         self._ports = dict(ports)
@@ -48,6 +51,9 @@ class Joiner:
         self._key_length = key_length
         # key -> [value per port..., count of ports reported, key of the first input's item]
         self._groups: dict[Any, list[Any]] = {}
+        self._ended: list[int] = []
+        self.abandoned = 0
+        """Groups discarded because an input had ended without their item."""
 
     @property
     def pending(self) -> int:
@@ -68,6 +74,11 @@ class Joiner:
         group = self._groups.get(match_key)
         if group is None:
             group = [_MISSING] * width + [0, key]
+            for ended in self._ended:  # it never gives this key: as if its tombstone had come
+                group[ended] = DROPPED
+            if self._ended:
+                group[width] = len(self._ended)
+                self.abandoned += 1
             self._groups[match_key] = group
         port = self._ports[producer]
         if group[port] is not _MISSING:
@@ -90,6 +101,22 @@ class Joiner:
         """Whether an item with `key` from `producer` already waits in its group (a duplicate would not fit)."""
         group = self._groups.get(key[1:] if self._zip else key)
         return group is not None and group[self._ports[producer]] is not _MISSING
+
+    def input_ended(self, port: int) -> list[Any]:
+        """The input at `port` has ended (closed, and all it held taken): it gives no more keys, so
+        from now on it counts as a tombstone in every group without its item. Returns the keys of
+        the groups that this completes (to discard now: each lacks the item of `port`)."""
+        self._ended.append(port)
+        width = self._width
+        complete = []
+        for match_key, group in self._groups.items():
+            if group[port] is _MISSING:
+                group[port] = DROPPED
+                group[width] += 1
+                self.abandoned += 1
+                if group[width] == width:
+                    complete.append(match_key)
+        return [self._groups.pop(match_key)[width + 1] for match_key in complete]
 
     def drain(self) -> list[Any]:
         """At end-of-stream, discard the groups that will never complete; return their keys."""

@@ -292,10 +292,23 @@ class JoinTake:
 
     A group one of whose inputs dropped the item is discarded here (counted, and a tombstone sent
     on where a join waits downstream). A zip join has one input edge per source, and reads the one
-    that is behind, so that a fast source is held back by its bound instead of filling the groups.
+    that is behind, so that a fast source is held back by its bound instead of filling the groups;
+    once one of them has ended, the groups it will never complete are discarded at once (and their
+    tombstones sent on), so that a join downstream waiting for them is not held up to the end.
     """
 
-    __slots__ = ("_arrivals", "_cancel_safe", "_emit", "_held", "_inputs", "_joiner", "_ledger", "_released")
+    __slots__ = (
+        "_abandoned",
+        "_arrivals",
+        "_cancel_safe",
+        "_emit",
+        "_ended",
+        "_held",
+        "_inputs",
+        "_joiner",
+        "_ledger",
+        "_released",
+    )
 
     def __init__(self, node: Processor, joiner: Joiner, emit: Callable[[list[Envelope], list[Any]], Awaitable[None]]):
         self._joiner = joiner
@@ -306,6 +319,9 @@ class JoinTake:
         self._held = node.ledger.hooks.held
         self._released = node.ledger.hooks.released
         self._cancel_safe = all(isinstance(edge, MemoryEdge) for edge in self._inputs)
+        self._ended: set[int] = set()
+        self._abandoned: list[Key] = []
+        """Keys of the groups discarded because an input ended, not yet counted and passed on."""
 
     async def __call__(self, share: int) -> list[Envelope]:
         joiner = self._joiner
@@ -314,6 +330,18 @@ class JoinTake:
         released = self._released
         while True:
             batch = await self._next(share)
+            if self._abandoned:
+                dropped: list[Envelope] = []
+                for key in self._abandoned:
+                    if released is not None:
+                        released(key)
+                    ledger.items_in += 1
+                    ledger.drop(key, dropped)
+                self._abandoned.clear()
+                if dropped:
+                    await self._emit(dropped, [])
+                if not batch:
+                    continue  # the discards of an input that ended: read on (the end is an empty read alone)
             if not batch:
                 return []
             groups: list[Envelope] = []
@@ -344,6 +372,13 @@ class JoinTake:
         arrivals = self._arrivals
         while True:
             live = [i for i, edge in enumerate(inputs) if not (edge.closed and edge.empty())]
+            if len(live) + len(self._ended) < len(inputs):
+                for i in range(len(inputs)):
+                    if i not in live and i not in self._ended:
+                        self._ended.add(i)
+                        self._abandoned += self._joiner.input_ended(i)
+                if self._abandoned:
+                    return []  # the caller passes the discards on first, then reads again
             if not live:
                 return []
             if len(live) < len(inputs):

@@ -7,9 +7,12 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from pipelines import Plumber, Processor
 
+from .conftest import LOOP_FACTORIES
 from .helpers import collector, source_of
 
 
@@ -178,3 +181,57 @@ async def test_a_zip_join_ends_with_its_shortest_input_and_never_blocks_a_shared
     assert sorted(j2) == [(f"s{i}", i, -i) for i in range(short)]
     # every position of a and b that s never reached is a group discarded and counted
     assert (result["j2"].items_in, result["j2"].completed, result["j2"].dropped) == (1000, short, 1000 - short)
+
+
+@settings(max_examples=60, deadline=None)
+@example(a=2, b=7, bounds=(1, 1, 1), workers=1, order=("a", "x", "b", "z", "j"))  # hung: z held b's 2..6
+@example(a=2, b=7, bounds=(2, 2, 2), workers=1, order=("a", "x", "b", "z", "j"))
+@given(
+    order=st.permutations(["a", "b", "x", "z", "j"]),
+    a=st.integers(0, 12),
+    b=st.integers(0, 12),
+    bounds=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3)),
+    workers=st.sampled_from([None, 1, 2]),
+)
+@pytest.mark.parametrize("loop", sorted(LOOP_FACTORIES))
+def test_a_zip_whose_output_meets_one_of_its_sources_again_never_waits_for_what_cannot_come(
+    loop: str, order: list[str], a: int, b: int, bounds: tuple[int, int, int], workers: int | None
+) -> None:
+    """a -> x; (x, b) -> z, a zip; (z, b) -> j. Once a ran out, b's later items can never pair at z:
+    z discards those groups as they come and sends their tombstones on, so j discards its halves
+    instead of waiting for z while b, blocked on j's full input, can never end (it used to hang)."""
+    pairs: list[Any] = []
+
+    async def x(processor: Processor, q_elt: tuple[int]) -> int:
+        return q_elt[0] * 10
+
+    async def z(processor: Processor, q_elt: tuple[int, int]) -> int:
+        return sum(q_elt)  # b's item and x's
+
+    async def j(processor: Processor, q_elt: tuple[Any, ...]) -> None:
+        pairs.append(tuple(sorted(q_elt)))  # b's item and z's, in the order of 'graph'; b's is the smaller
+
+    bx, bz, bj = bounds
+    x_props: dict[str, Any] = {"queue_size": bx}
+    if workers is not None:
+        x_props["workers"] = workers
+    graph = {
+        "nodes": {
+            "a": {"coro": source_of(list(range(a)))},
+            "b": {"coro": source_of([100 + i for i in range(b)])},
+            "x": {"coro": x, "properties": x_props},
+            "z": {"coro": z, "properties": {"queue_size": bz}},
+            "j": {"coro": j, "properties": {"queue_size": bj}},
+        },
+    }
+    successors = {"a": ["x"], "b": ["z", "j"], "x": ["z"], "z": ["j"], "j": None}
+    graph["graph"] = {name: successors[name] for name in order}  # the order of the inputs of z and j
+    plumber = Plumber(graph)
+    with asyncio.Runner(loop_factory=LOOP_FACTORIES[loop]) as runner:
+        result = runner.run(asyncio.wait_for(plumber.run(), 30))
+    paired = min(a, b)
+    assert sorted(pairs) == [(100 + i, 100 + 11 * i) for i in range(paired)]
+    stats = result["j"]
+    assert (stats.completed, stats.in_flight) == (paired, 0)
+    assert stats.items_in == stats.completed + stats.dropped
+    assert result["z"].completed == paired
