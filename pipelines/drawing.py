@@ -31,7 +31,6 @@ import networkx as nx
 
 from .graph import GraphSpec, NodeSpec
 from .plumber import Plumber
-from .properties import INPUT_POLICIES
 
 __all__ = ["to_ascii", "to_dot", "to_mermaid"]
 
@@ -106,18 +105,25 @@ def _route_labels(spec: NodeSpec) -> dict[str, str]:
     return {target: str(descriptor) for descriptor, targets in spec.routes.items() for target in targets}
 
 
-def _edges(spec: GraphSpec) -> Iterator[tuple[str, str, str]]:
-    """Every edge as (from, to, kind): each node's data edges, then its error route. The kind of a data
-    edge is 'data', the descriptor of the route it is, or, into a node with a lossy input, the
-    policy ('drop_oldest', 'latest')."""
+def _edges(spec: GraphSpec) -> Iterator[tuple[str, str, str, str | None]]:
+    """Every edge as (from, to, line, label): each node's data edges, then its error route.
+
+    `line` is 'solid' for data, 'dashed' for an error route, 'dotted' into a lossy input; `label`
+    is the descriptor of a route, 'on_error', the lossy input's policy, or None.
+    """
     for name, node_spec in spec.nodes.items():
         labels = _route_labels(node_spec)
         for succ in node_spec.successors:
             policy = spec.nodes[succ].properties.input
-            yield name, succ, labels.get(succ, "data" if policy == "block" else policy)
+            if succ in labels:
+                yield name, succ, "solid", labels[succ]
+            elif policy != "block":
+                yield name, succ, "dotted", policy
+            else:
+                yield name, succ, "solid", None
         target = _error_route(node_spec)
         if target is not None:
-            yield name, target, "error"
+            yield name, target, "dashed", "on_error"
 
 
 # -- Mermaid -----------------------------------------------------------------------------------
@@ -188,15 +194,13 @@ def to_mermaid(graph: Plumber | GraphSpec) -> str:
         label = _mermaid_text(first) + (f"<br/>{_mermaid_text(second)}" if second else "")
         opening, closing = _mermaid_shape(node_spec)
         lines.append(f'{INDENT}{ids[name]}{opening}"{label}"{closing}')
-    for source, target, kind in _edges(spec):
-        if kind == "data":
+    for source, target, line, tag in _edges(spec):
+        if tag is None:
             arrow = "-->"
-        elif kind == "error":
-            arrow = "-. on_error .->"
-        elif kind in INPUT_POLICIES:
-            arrow = f"-. {kind} .->"
+        elif line == "solid":
+            arrow = f'-->|"{tag}"|'
         else:
-            arrow = f'-->|"{kind}"|'
+            arrow = f"-. {tag} .->"  # Mermaid has one broken line, for dashed and dotted alike
         lines.append(f"{INDENT}{ids[source]} {arrow} {ids[target]}")
     return "\n".join(lines) + "\n"
 
@@ -251,15 +255,9 @@ def to_dot(graph: Plumber | GraphSpec) -> str:
     for name, node_spec in spec.nodes.items():
         attrs = _dot_attributes(node_spec)
         lines.append(f'{INDENT}"{_dot_text(name)}"' + (f" [{', '.join(attrs)}]" if attrs else "") + ";")
-    for source, target, kind in _edges(spec):
-        if kind == "data":
-            style = ""
-        elif kind == "error":
-            style = ' [style=dashed, label="on_error"]'
-        elif kind in INPUT_POLICIES:
-            style = f' [style=dotted, label="{kind}"]'
-        else:
-            style = f' [label="{kind}"]'
+    for source, target, line, label in _edges(spec):
+        attrs = ([] if line == "solid" else [f"style={line}"]) + ([] if label is None else [f'label="{label}"'])
+        style = f" [{', '.join(attrs)}]" if attrs else ""
         lines.append(f'{INDENT}"{_dot_text(source)}" -> "{_dot_text(target)}"{style};')
     lines.append("}")
     return "\n".join(lines) + "\n"
