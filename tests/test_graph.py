@@ -145,7 +145,8 @@ def test_a_function_that_may_take_two_arguments_gets_no_hint() -> None:
     for fn in (either, varargs):
         graph = good()
         graph["nodes"]["rev"]["coro"] = fn
-        Plumber(graph)  # accepted as (processor, q_elt): nothing says it was not meant that way
+        node_spec = Plumber(graph).nodes[1].spec  # accepted: nothing says it was not meant that way
+        assert (node_spec.name, node_spec.style) == ("rev", "processor")  # called as f(processor, q_elt)
 
 
 def test_a_coro_that_is_not_a_function() -> None:
