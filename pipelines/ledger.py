@@ -203,9 +203,9 @@ def as_failure(exc: BaseException, task: runtime.Task[Any], what: str) -> BaseEx
         return exc
     if isinstance(exc, HookFailed):
         raise exc
-    if isinstance(exc, runtime.CancelledError):
-        if task.cancelling():
-            raise exc
+    if runtime.is_cancellation(exc):
+        if task.cancelling() or not isinstance(exc, runtime.CancelledError):
+            raise exc  # trio raises Cancelled only for a scope really cancelled
         # The coroutine raised CancelledError of its own (say, awaiting a future someone
         # cancelled): that is a failure of the item, not a cancellation of the run.
         failure = PipelineError(f"{what}: the coroutine raised CancelledError though the run was not cancelled")

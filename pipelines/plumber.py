@@ -167,6 +167,11 @@ class Plumber:
             raise PipelineStateError(
                 "create_pipeline() needs a running event loop: call it from a coroutine, or use run()"
             ) from None
+        if not runtime.hosted():
+            raise PipelineStateError(
+                "create_pipeline() starts the nodes as tasks with no owner, which only asyncio allows; "
+                "under trio, use `await plumber.run()`"
+            )
         for started in run_methods(self._hooks, "run_started"):
             started(self)  # the journal raises JournalError when its file cannot be written: nothing started
         for processor in self._processors.values():
@@ -210,17 +215,20 @@ class Plumber:
         if self._run_called:
             raise PipelineStateError("run() was already called on this Plumber; a Plumber runs once")
         self._run_called = True
-        if self._state == "built":
-            self.create_pipeline()
-        done = self._done
-        if done is None:
-            raise PipelineStateError(f"this Plumber cannot run (state {self._state!r})")
-        try:
-            await runtime.shield(done)
-        except runtime.CancelledError:
-            self.cancel()
-            await self._wait_finished()
-            raise
+        async with runtime.hosting():  # under trio, the nursery that owns the run's tasks
+            if self._state == "built":
+                self.create_pipeline()
+            done = self._done
+            if done is None:
+                raise PipelineStateError(f"this Plumber cannot run (state {self._state!r})")
+            try:
+                await runtime.shield(done)
+            except BaseException as exc:
+                if not runtime.is_cancellation(exc):
+                    raise
+                self.cancel()
+                await self._wait_finished()
+                raise
         return self._outcome()
 
     async def join(self) -> RunResult:

@@ -133,7 +133,7 @@ class Pool:
         self._task = runtime.current_task()
         self._call_soon = runtime.call_soon_of_running_loop()
         try:
-            async with runtime.TaskGroup() as group:
+            async with runtime.task_group() as group:
                 self._group = group
                 for _ in range((self.fixed or 1) - 1):
                     self._start(extra=False)

@@ -93,7 +93,7 @@ class InputProcessor(Processor):
 
     async def _body(self) -> None:
         try:
-            await self._produce()
+            await runtime.cancel_region(self._produce())
         finally:
             self._output.seal()
         if not self._control.cancelled and self._output.pending:
@@ -117,7 +117,7 @@ class InputProcessor(Processor):
                 await produced
         except BaseException as exc:
             self._producing = None
-            if isinstance(exc, runtime.CancelledError) and self._stopping and not self._control.cancelled:
+            if runtime.is_cancellation(exc) and self._stopping and not self._control.cancelled:
                 task.uncancel()  # the stop we asked for: end normally, so the rest drains
                 return
             failure = self.as_failure(exc, task)  # re-raises a cancellation that is the run's own
@@ -270,7 +270,7 @@ class SourceOutput:
         if producer is not None and not self._partial:
             self._stopping = None
             if producer is runtime.current_task():
-                raise runtime.CancelledError  # the item is in the graph whole; the stop lands here
+                await runtime.raise_cancelled(producer)  # the item is in the graph whole; the stop lands here
             producer.cancel()
 
     def put_nowait(self, item: Any) -> None:

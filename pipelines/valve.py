@@ -58,5 +58,5 @@ class Valve:
         """Wait until the valve is open (cancellable: a cancelled wait sends nothing)."""
         while self.closed:
             if self._opened is None:
-                self._opened = runtime.Event()
+                self._opened = runtime.new_event()
             await self._opened.wait()

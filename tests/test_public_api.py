@@ -38,8 +38,8 @@ def test_the_library_logs_under_the_pipelines_logger() -> None:
 
 def test_the_core_does_not_import_the_integrations() -> None:
     code = (
-        "import sys, pipelines; print(sorted(m for m in sys.modules if m in ('yaml', 'rich')"
-        " or m.split('.')[:2] in (['pipelines', 'cli'], ['pipelines', 'testing'])))"
+        "import sys, pipelines; print(sorted(m for m in sys.modules if m in ('yaml', 'rich', 'trio', 'anyio')"
+        " or m.split('.')[:2] in (['pipelines', 'cli'], ['pipelines', 'testing'], ['pipelines', 'trio_runtime'])))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout == "[]\n"

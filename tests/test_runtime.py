@@ -21,12 +21,30 @@ from pipelines.runtime import clock, current_task, new_future, shield, spawn, wa
         ("QueueFull", asyncio.QueueFull),
         ("Task", asyncio.Task),
         ("TaskGroup", asyncio.TaskGroup),
-        ("sleep", asyncio.sleep),
-        ("timeout", asyncio.timeout),
     ],
 )
 def test_the_aliases_are_asyncios(name: str, expected: Any) -> None:
     assert getattr(runtime, name) is expected
+
+
+async def test_on_asyncio_the_factories_make_asyncios_own_objects() -> None:
+    assert runtime.library() == "asyncio"
+    assert type(runtime.new_event()) is asyncio.Event
+    assert type(runtime.task_group()) is asyncio.TaskGroup
+    assert type(runtime.timeout(1)) is asyncio.Timeout
+    nap = runtime.sleep(0)
+    assert nap.cr_code is asyncio.sleep.__code__  # type: ignore[attr-defined]
+    await nap
+    assert runtime.hosted()
+    coro = asyncio.sleep(0)
+    assert runtime.cancel_region(coro) is coro  # no frame added on asyncio
+    await coro
+
+
+def test_without_a_running_loop_the_library_is_unknown_and_events_are_asyncios() -> None:
+    with pytest.raises(RuntimeError, match=r"^no running event loop$"):
+        runtime.library()
+    assert type(runtime.new_event()) is asyncio.Event  # made before the loop runs, as asyncio allows
 
 
 async def test_new_future_is_a_pending_future_of_the_running_loop() -> None:
