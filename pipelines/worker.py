@@ -385,7 +385,11 @@ class JoinTake:
                 # An input has ended: no group beyond what it gave can complete, so the others are
                 # only drained, from whichever has items, never waiting on one while another is
                 # full (its producer may be the one everything else depends on).
-                return await self._drain(live, share)
+                batch = await self._drain(live, share)
+                if batch:
+                    return batch
+                continue  # another input ended meanwhile (its read gave nothing): only the last end is the node's
+
             i = min(live, key=arrivals.__getitem__)
             batch = await inputs[i].get_many(share)
             if batch:

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-import uvloop
 
-LOOP_FACTORIES = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+from .backends import LOOPS as LOOP_FACTORIES
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:

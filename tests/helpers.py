@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+
+import anyio
+import anyio.lowlevel
 
 from pipelines import Processor
 
@@ -42,7 +44,7 @@ async def add_one(processor: Processor, q_elt: tuple[Any, ...]) -> Any:
 
 async def yield_now(times: int) -> None:
     for _ in range(times):
-        await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
 
 async def until(condition: Any, limit: int = 1000) -> None:
@@ -50,5 +52,5 @@ async def until(condition: Any, limit: int = 1000) -> None:
     for _ in range(limit):
         if condition():
             return
-        await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
     raise AssertionError("condition never became true")

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pipelines import Plumber, Processor
+from pipelines import Plumber, Processor, RunResult
 
-from .conftest import LOOP_FACTORIES
-from .helpers import collector, source_of
+from .backends import BACKENDS, run_on, trio_twins
+from .helpers import collector, source_of, until
 
 
 def diamond(items: list[Any], left: Any, right: Any, sink: Any, **join_props: Any) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def with_random_latency(tag: str, seed: int) -> Any:
 
     async def branch(processor: Processor, q_elt: tuple[int]) -> tuple[str, int]:
         for _ in range(rng.randrange(4)):
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         return (tag, q_elt[0])
 
     return branch
@@ -53,7 +54,7 @@ async def test_diamond_with_random_latency_never_mismatches_a_pair() -> None:
 async def test_an_item_dropped_on_one_branch_discards_its_group_and_blocks_nothing() -> None:
     async def drop_sevens(processor: Processor, q_elt: tuple[int]) -> int | None:
         for _ in range(q_elt[0] % 3):
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         return None if q_elt[0] % 7 == 0 else q_elt[0]
 
     seen, sink = collector()
@@ -90,7 +91,7 @@ async def test_merge_without_aggregation_delivers_each_input_alone() -> None:
 
 async def test_a_join_deeper_than_one_step_pairs_through_chains() -> None:
     async def plus(processor: Processor, q_elt: tuple[int]) -> int:
-        await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return q_elt[0] + 100
 
     seen, sink = collector()
@@ -135,7 +136,7 @@ async def test_expanding_node_upstream_of_both_branches() -> None:
             yield (q_elt[0], i)
 
     async def tag(processor: Processor, q_elt: tuple[Any]) -> Any:
-        await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return ("t", *q_elt[0])
 
     seen, sink = collector()
@@ -193,7 +194,7 @@ async def test_a_zip_join_ends_with_its_shortest_input_and_never_blocks_a_shared
     bounds=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3)),
     workers=st.sampled_from([None, 1, 2]),
 )
-@pytest.mark.parametrize("loop", sorted(LOOP_FACTORIES))
+@pytest.mark.parametrize("loop", BACKENDS)
 def test_a_zip_whose_output_meets_one_of_its_sources_again_never_waits_for_what_cannot_come(
     loop: str, order: list[str], a: int, b: int, bounds: tuple[int, int, int], workers: int | None
 ) -> None:
@@ -227,11 +228,63 @@ def test_a_zip_whose_output_meets_one_of_its_sources_again_never_waits_for_what_
     successors = {"a": ["x"], "b": ["z", "j"], "x": ["z"], "z": ["j"], "j": None}
     graph["graph"] = {name: successors[name] for name in order}  # the order of the inputs of z and j
     plumber = Plumber(graph)
-    with asyncio.Runner(loop_factory=LOOP_FACTORIES[loop]) as runner:
-        result = runner.run(asyncio.wait_for(plumber.run(), 30))
+
+    async def main() -> RunResult:
+        with anyio.fail_after(30):
+            return await plumber.run()
+
+    result = run_on(loop, main)
     paired = min(a, b)
     assert sorted(pairs) == [(100 + i, 100 + 11 * i) for i in range(paired)]
     stats = result["j"]
     assert (stats.completed, stats.in_flight) == (paired, 0)
     assert stats.items_in == stats.completed + stats.dropped
     assert result["z"].completed == paired
+
+
+async def test_a_zip_draining_its_inputs_ends_only_when_the_last_of_them_ends() -> None:
+    """a is empty, so the zip of (a, b, c) only drains b and c. c ends while the zip waits on both,
+    b still open: the zip reads on, so b, whose items fill the zip's input of 1, is never left
+    waiting for room (it was: c's end was taken for the zip's own, and the run hung)."""
+    c_may_end = anyio.Event()
+    b_may_put = anyio.Event()
+
+    async def a(processor: Processor, output_q: Any) -> None:
+        return
+
+    async def b(processor: Processor, output_q: Any) -> None:
+        await b_may_put.wait()
+        for i in range(20):
+            await output_q.put(i)
+
+    async def c(processor: Processor, output_q: Any) -> None:
+        await output_q.put(100)
+        await output_q.put(101)
+        await c_may_end.wait()
+
+    async def j(processor: Processor, q_elt: tuple[int, ...]) -> None:
+        raise AssertionError(f"nothing can pair, yet {q_elt} did")
+
+    nodes = {"a": {"coro": a}, "b": {"coro": b}, "c": {"coro": c}, "j": {"coro": j, "properties": {"queue_size": 1}}}
+    plumber = Plumber({"nodes": nodes, "graph": {"a": ["j"], "b": ["j"], "c": ["j"], "j": None}})
+    from_b, from_c = plumber.processor("j").inputs[1:]
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            group.start_soon(plumber.run)
+            # The zip has taken c's two items and waits on b and c at once.
+            await until(lambda: from_b.statistics().waiting_getters == from_c.statistics().waiting_getters == 1)
+            assert plumber.stats()["c"].items_out == 2
+            c_may_end.set()
+            await anyio.wait_all_tasks_blocked()
+            # c has ended; the zip reads on, from b alone.
+            assert from_c.closed
+            assert (from_b.statistics().waiting_getters, from_c.statistics().waiting_getters) == (1, 0)
+            b_may_put.set()
+    stats = plumber.stats()
+    assert plumber.state == "completed"
+    assert (stats["b"].items_out, stats["c"].items_out) == (20, 2)
+    # a zip pairs by position: b's 20 positions (c's two among them) are 20 groups, every one discarded
+    assert (stats["j"].items_in, stats["j"].completed, stats["j"].dropped) == (20, 0, 20)
+
+
+globals().update(trio_twins(globals()))

@@ -1,0 +1,91 @@
+"""The async libraries the core runs on, for tests: asyncio and uvloop (pytest-asyncio runs every
+async test on both, see conftest.py) and trio, through anyio.
+
+A test module whose async tests are written with anyio's primitives (anyio.Event, anyio.sleep,
+task groups) gets a trio twin of each, ``test_x_on_trio``, by ending with
+``globals().update(trio_twins(globals()))``; a test that is about asyncio itself is named in
+`asyncio_only` with the reason, so that what does not run on trio is written down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import anyio
+import uvloop
+
+T = TypeVar("T")
+
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+BACKENDS = (*LOOPS, "trio")
+"""Where the core runs: asyncio's own loop, uvloop, and trio."""
+
+
+def run_on(backend: str, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run `main()` to its end on `backend` (one of BACKENDS) and return what it returns."""
+    if backend == "trio":
+        return anyio.run(main, backend="trio")
+    with asyncio.Runner(loop_factory=LOOPS[backend]) as runner:
+        return runner.run(main())
+
+
+def on_trio(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """A synchronous test that runs the async `test` under trio, with the same arguments."""
+
+    @functools.wraps(test)
+    def twin(*args: Any, **kwargs: Any) -> None:
+        anyio.run(functools.partial(test, *args, **kwargs), backend="trio")
+
+    twin.__name__ = twin.__qualname__ = f"{test.__name__}_on_trio"
+    return twin
+
+
+def trio_twins(namespace: dict[str, Any], *, asyncio_only: dict[str, str] | None = None) -> dict[str, Any]:
+    """A trio twin (`on_trio`) of every ``async def test_*`` in `namespace`, but those named in
+    `asyncio_only` (test name: why it is about asyncio alone)."""
+    asyncio_only = asyncio_only or {}
+    unknown = sorted(set(asyncio_only) - set(namespace))
+    assert not unknown, f"asyncio_only names no test of this module: {unknown}"
+    twins: dict[str, Any] = {}
+    for name, obj in list(namespace.items()):
+        if name.startswith("test_") and inspect.iscoroutinefunction(obj) and name not in asyncio_only:
+            twin = on_trio(obj)
+            twins[twin.__name__] = twin
+    return twins
+
+
+class Background:
+    """A call running in a task group: `await result()` waits for its end and returns or raises what it did.
+
+    Only an Exception is kept for `result()`; a cancellation goes on up, as it must.
+    """
+
+    def __init__(self, group: anyio.abc.TaskGroup, call: Callable[[], Awaitable[Any]]) -> None:
+        self._ended = anyio.Event()
+        self._value: Any = None
+        self._error: Exception | None = None
+        self.scope = anyio.CancelScope()
+        """Cancel it to cancel the call (`scope.cancelled_caught` tells whether it was)."""
+        group.start_soon(self._run, call)
+
+    async def _run(self, call: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            with self.scope:
+                self._value = await call()
+        except Exception as exc:
+            self._error = exc
+        finally:
+            self._ended.set()
+
+    async def result(self) -> Any:
+        await self._ended.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
