@@ -72,11 +72,11 @@ _cancellations: tuple[type[BaseException], ...] = (asyncio.CancelledError,)
 def _foreign() -> Any:
     """The trio backend, for a caller with no asyncio loop running; RuntimeError when trio runs none either."""
     global _trio, _cancellations
-    if _trio is not None:
-        return _trio
     trio = sys.modules.get("trio")  # not imported: nothing can be running under trio
     if trio is None or not trio.lowlevel.in_trio_run():
         raise RuntimeError("no running event loop")
+    if _trio is not None:
+        return _trio
     from . import trio_runtime
 
     _trio = trio_runtime
@@ -126,7 +126,7 @@ def new_future() -> asyncio.Future[Any]:
 
 def new_event() -> asyncio.Event:
     """An event of the running library (asyncio's where none runs): set, clear, is_set, wait."""
-    if _get_running_loop() is None and "trio" in sys.modules and sys.modules["trio"].lowlevel.in_trio_run():
+    if _get_running_loop() is None and (trio := sys.modules.get("trio")) is not None and trio.lowlevel.in_trio_run():
         return cast("asyncio.Event", _foreign().Event())
     return asyncio.Event()
 

@@ -367,9 +367,9 @@ async def hosting() -> AsyncIterator[Host]:
     """
     host = Host()
     error: BaseException | None = None
+    reset = _host.set(host)  # before the host's tasks start: a trio task sees its spawner's context
     async with trio.open_nursery() as outer:
         await outer.start(host.serve)
-        reset = _host.set(host)
         try:
             yield host
         except BaseException as exc:

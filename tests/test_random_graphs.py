@@ -1,26 +1,28 @@
 """Property: any DAG gives the same sink outputs as a plain synchronous evaluation of the graph.
 
-Random graphs of up to 12 nodes with random workers, bounds, ordering, filters, expanding
-(async generator) nodes, merges, joins and routing nodes (pipelines.routing: a routing function, or
-routed returns with a routed-only successor). The reference evaluates the graph node by node with
-plain lists, pairing join inputs by lineage exactly as the contract says.
+On asyncio, uvloop and trio alike. Random graphs of up to 12 nodes with random workers, bounds,
+ordering, filters, expanding (async generator) nodes, merges, joins and routing nodes
+(pipelines.routing: a routing function, or routed returns with a routed-only successor). The
+reference evaluates the graph node by node with plain lists, pairing join inputs by lineage exactly
+as the contract says.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter, defaultdict
 from functools import partial
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import networkx as nx
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipelines import GraphError, Plumber, Processor, Routed, route
+from pipelines import GraphError, Plumber, Processor, Routed, RunResult, route
 
-from .conftest import LOOP_FACTORIES
+from .backends import BACKENDS, run_on
 
 
 def flat(value: Any) -> int:
@@ -68,7 +70,7 @@ def make_node(kind: str, seed: int, routing: Routing | None = None) -> Any:
     wrap: Any = (lambda value: value) if routing is None or routing[0] != "pick" else partial(pick, *routing[1:])
 
     async def mapper(processor: Processor, q_elt: tuple[Any, ...]) -> Any:
-        await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return wrap(transform(seed, q_elt))
 
     async def filt(processor: Processor, q_elt: tuple[Any, ...]) -> Any:
@@ -78,7 +80,7 @@ def make_node(kind: str, seed: int, routing: Routing | None = None) -> Any:
     async def expand(processor: Processor, q_elt: tuple[Any, ...]) -> Any:
         out = transform(seed, q_elt)
         for i in range(out % 3):
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             yield wrap(out + i)
 
     return {"map": mapper, "filter": filt, "expand": expand}[kind]
@@ -194,7 +196,7 @@ def random_graphs(draw: st.DrawFn) -> Case:
     return graph, kinds, sources, routings
 
 
-@pytest.mark.parametrize("loop", sorted(LOOP_FACTORIES))
+@pytest.mark.parametrize("loop", BACKENDS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(case=random_graphs())
 def test_random_dags_match_a_synchronous_reference(loop: str, case: Any) -> None:
@@ -214,8 +216,12 @@ def test_random_dags_match_a_synchronous_reference(loop: str, case: Any) -> None
         # The only graphs refused are joins that cannot pair by lineage (checked in test_graph.py).
         assume("cannot pair its inputs by lineage" not in str(exc))
         raise
-    with asyncio.Runner(loop_factory=LOOP_FACTORIES[loop]) as runner:
-        result = runner.run(asyncio.wait_for(plumber.run(), 30))
+
+    async def main() -> RunResult:
+        with anyio.fail_after(30):
+            return await plumber.run()
+
+    result = run_on(loop, main)
     expected = reference(graph, kinds, sources, plumber, routings)
     assert {n: seen[n] for n in sinks} == {n: expected.get(n, Counter()) for n in sinks}
     for stats in result.stats.values():
@@ -259,7 +265,7 @@ def random_zips(draw: st.DrawFn) -> Case:
     return graph, kinds, sources, {}
 
 
-@pytest.mark.parametrize("loop", sorted(LOOP_FACTORIES))
+@pytest.mark.parametrize("loop", BACKENDS)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=random_zips())
 def test_zip_joins_over_shared_short_and_empty_sources_end_and_match_the_reference(loop: str, case: Any) -> None:
