@@ -6,10 +6,13 @@ import asyncio
 import re
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from pipelines import PipelineCancelled, PipelineError, PipelineStateError, Plumber, Processor, RunResult
 
+from .backends import Background, our_tasks_left, trio_twins
 from .helpers import add_one, chain, collector, source_of, until
 
 
@@ -96,7 +99,7 @@ async def test_slow_sink_throttles_the_source() -> None:
         leads.append(put - q_elt[0])
         tasks_seen.add(len(asyncio.all_tasks()))
         for _ in range(3):
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
 
     graph = chain(
         "inp",
@@ -121,8 +124,8 @@ async def test_slow_sink_throttles_the_source() -> None:
 
 
 async def test_stats_during_the_run_show_queues_and_in_flight() -> None:
-    release = asyncio.Event()
-    entered = asyncio.Event()
+    release = anyio.Event()
+    entered = anyio.Event()
 
     async def gated(processor: Processor, q_elt: tuple[int]) -> int:
         entered.set()
@@ -138,28 +141,29 @@ async def test_stats_during_the_run_show_queues_and_in_flight() -> None:
         props={"g": {"queue_size": 5, "workers": 2}},
     )
     plumber = Plumber(graph)
-    plumber.create_pipeline()
-    await entered.wait()
-    edge = plumber.processor("g").inputs[0]
-    await until(lambda: edge.qsize() == 5 and plumber.stats()["g"].in_flight == 2)
-    stats = plumber.stats()
-    g = stats["g"]
-    assert (g.queue_bound, g.completed, g.workers) == (5, 0, 2)
-    # Each of the two (blocked) workers is in one item; the items they took and have not started
-    # are queued, with those of the full edge.
-    assert g.in_flight == g.items_in == 2
-    assert g.queue_depth >= 5
-    # Every item the source put is queued at g or in the hands of one of its two workers.
-    assert stats["inp"].items_out == g.queue_depth + g.in_flight
-    release.set()
-    result = await plumber.join()
+    async with anyio.create_task_group() as group:
+        running = Background(group, plumber.run)
+        await entered.wait()
+        edge = plumber.processor("g").inputs[0]
+        await until(lambda: edge.qsize() == 5 and plumber.stats()["g"].in_flight == 2)
+        stats = plumber.stats()
+        g = stats["g"]
+        assert (g.queue_bound, g.completed, g.workers) == (5, 0, 2)
+        # Each of the two (blocked) workers is in one item; the items they took and have not started
+        # are queued, with those of the full edge.
+        assert g.in_flight == g.items_in == 2
+        assert g.queue_depth >= 5
+        # Every item the source put is queued at g or in the hands of one of its two workers.
+        assert stats["inp"].items_out == g.queue_depth + g.in_flight
+        release.set()
+    result = await running.result()
     assert len(seen) == 50
     assert result["g"].in_flight == 0
 
 
 async def test_stop_drains_everything_the_sources_put() -> None:
     seen: list[int] = []
-    enough = asyncio.Event()
+    enough = anyio.Event()
 
     async def endless(processor: Processor, output_q: Any) -> None:
         i = 0
@@ -171,13 +175,14 @@ async def test_stop_drains_everything_the_sources_put() -> None:
         seen.append(q_elt[0])
         if len(seen) == 500:
             enough.set()
-        await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
     plumber = Plumber(chain("inp", "a", "out", coros={"inp": endless, "a": add_one, "out": sink}))
-    running = asyncio.ensure_future(plumber.run())
-    await enough.wait()
-    await plumber.stop()
-    result = await running
+    async with anyio.create_task_group() as group:
+        running = Background(group, plumber.run)
+        await enough.wait()
+        await plumber.stop()
+    result = await running.result()
     assert result.state == "stopped"
     assert plumber.state == "stopped"
     put = result["inp"].items_out
@@ -187,45 +192,46 @@ async def test_stop_drains_everything_the_sources_put() -> None:
 
 
 async def test_cancel_ends_everything_and_run_raises() -> None:
-    entered = asyncio.Event()
+    entered = anyio.Event()
 
     async def stuck(processor: Processor, q_elt: tuple[int]) -> None:
         entered.set()
-        await asyncio.Event().wait()
+        await anyio.Event().wait()
 
     plumber = Plumber(chain("inp", "s", coros={"inp": source_of(list(range(1000))), "s": stuck}))
-    running = asyncio.ensure_future(plumber.run())
-    await entered.wait()
-    plumber.cancel()
+    async with anyio.create_task_group() as group:
+        running = Background(group, plumber.run)
+        await entered.wait()
+        plumber.cancel()
     with pytest.raises(PipelineCancelled, match=r"^the run was cancelled with \d+ items queued or in flight$"):
-        await running
+        await running.result()
     assert plumber.state == "cancelled"
 
 
 async def test_cancelling_the_caller_of_run_cancels_the_run() -> None:
-    entered = asyncio.Event()
+    entered = anyio.Event()
     torn_down: list[str] = []
 
     async def stuck(processor: Processor, q_elt: tuple[int]) -> None:
         entered.set()
-        await asyncio.Event().wait()
+        await anyio.Event().wait()
 
     async def teardown(processor: Processor) -> None:
         torn_down.append(processor.name)
 
     graph = chain("inp", "s", coros={"inp": source_of([1, 2]), "s": stuck}, props={"s": {"teardown": teardown}})
     plumber = Plumber(graph)
-    running = asyncio.ensure_future(plumber.run())
-    await entered.wait()
-    running.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await running
+    async with anyio.create_task_group() as group:
+        running = Background(group, plumber.run)
+        await entered.wait()
+        running.scope.cancel()
+    assert running.scope.cancelled_caught  # run() raised the cancellation: it was not swallowed
     assert plumber.state == "cancelled"
     assert torn_down == ["s"]
 
 
 async def test_async_with_cancels_what_still_runs_on_exit() -> None:
-    started = asyncio.Event()
+    started = anyio.Event()
 
     async def endless(processor: Processor, output_q: Any) -> None:
         started.set()
@@ -329,13 +335,13 @@ async def test_a_base_exception_from_setup_or_teardown_fails_the_run_like_any_er
     assert isinstance(info.value.__cause__, type(raised))
     assert plumber.state == "failed"
     assert done == ["mid"]  # every other node's teardown still ran
-    assert [t for t in asyncio.all_tasks() if t.get_name().startswith("pipelines:")] == []
+    assert our_tasks_left() == []
 
 
 async def test_ordered_workers_keep_input_order() -> None:
     async def jitter(processor: Processor, q_elt: tuple[int]) -> int:
         for _ in range((q_elt[0] * 7919) % 5):
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         return q_elt[0]
 
     seen, sink = collector()
@@ -353,7 +359,7 @@ async def test_ordered_workers_keep_input_order() -> None:
 async def test_unordered_workers_run_concurrently() -> None:
     running = 0
     peak = 0
-    gate = asyncio.Event()
+    gate = anyio.Event()
 
     async def slow(processor: Processor, q_elt: tuple[int]) -> int:
         nonlocal running, peak
@@ -379,7 +385,7 @@ async def test_unordered_workers_run_concurrently() -> None:
 
 
 async def test_cancelling_a_join_leaves_the_run_going() -> None:
-    release = asyncio.Event()
+    release = anyio.Event()
 
     async def gated(processor: Processor, q_elt: tuple[int]) -> int:
         await release.wait()
@@ -398,3 +404,17 @@ async def test_cancelling_a_join_leaves_the_run_going() -> None:
     result = await plumber.join()
     assert result.state == "completed"
     assert seen == [(1,), (2,)]
+
+
+globals().update(
+    trio_twins(
+        globals(),
+        asyncio_only={
+            "test_create_pipeline_then_join_in_the_original_style": "create_pipeline() is asyncio-only",
+            "test_run_after_create_pipeline_waits_for_the_same_run": "create_pipeline() is asyncio-only",
+            "test_async_with_cancels_what_still_runs_on_exit": "create_pipeline() is asyncio-only",
+            "test_cancelling_a_join_leaves_the_run_going": "create_pipeline() and join() are asyncio-only",
+            "test_slow_sink_throttles_the_source": "it counts asyncio's tasks",
+        },
+    )
+)
