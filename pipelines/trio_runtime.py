@@ -389,15 +389,15 @@ def _the_host(what: str) -> Host:
     host = _host.get()
     if host is None:
         raise RuntimeError(
-            f"{what} starts a task with no owner, which only asyncio allows; under trio, start the graph "
-            "with `await plumber.run()` (it owns its tasks)"
+            f"{what} has no owner, which only asyncio allows; under trio, start the graph with "
+            "`await plumber.run()` (it owns its tasks)"
         )
     return host
 
 
 def spawn(coro: Coroutine[Any, Any, Any], name: str | None = None) -> Task:
     try:
-        host = _the_host("starting a pipelines task outside Plumber.run()")
+        host = _the_host("a task started outside Plumber.run()")
     except RuntimeError:
         coro.close()
         raise
@@ -421,7 +421,7 @@ def call_soon_of_running_loop() -> Callable[[Callable[[], object]], object]:
 
 
 def call_later(delay: float, callback: Callable[[], object]) -> Callable[[], None]:
-    host = _the_host("call_later()")
+    host = _the_host("a timer set outside Plumber.run()")
     assert host.nursery is not None
     scope = trio.CancelScope()
 

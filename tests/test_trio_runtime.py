@@ -1,0 +1,305 @@
+"""pipelines.trio_runtime: a plumber under trio (through anyio), with the semantics it has on asyncio.
+
+Each test runs its graph under ``anyio.run(..., backend="trio")``; those on virtual time pass
+trio's MockClock, which jumps to the next deadline whenever every task is blocked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+import trio
+import trio.testing
+
+from pipelines import PipelineError, PipelineStateError, Plumber, Processor, RetryPolicy, runtime
+
+from .backends import Background, our_tasks_left
+from .helpers import add_one, chain, collector, source_of, until
+from .test_executors import square_with_pid
+
+
+def on_trio(main: Callable[[], Awaitable[Any]], *, virtual: bool = False) -> Any:
+    options = {"clock": trio.testing.MockClock(autojump_threshold=0)} if virtual else {}
+    return anyio.run(main, backend="trio", backend_options=options)
+
+
+def endless_source(started: anyio.Event | None = None) -> Any:
+    async def endless(processor: Processor, output_q: Any) -> None:
+        i = 0
+        while True:
+            await output_q.put(i)
+            if started is not None:
+                started.set()
+            i += 1
+
+    return endless
+
+
+def test_a_plumber_inside_a_task_group_is_cancelled_with_its_scope() -> None:
+    """The user's scope ends: the run is cancelled (teardown runs), and the cancellation goes on up."""
+    torn_down: list[str] = []
+    left: list[str] = ["not checked"]
+
+    async def teardown(processor: Processor) -> None:
+        await anyio.lowlevel.checkpoint()  # teardown may await: it runs shielded, to its end
+        torn_down.append(processor.name)
+
+    _, sink = collector()
+    graph = chain("inp", "out", coros={"inp": endless_source(), "out": sink}, props={"out": {"teardown": teardown}})
+    plumber = Plumber(graph)
+
+    async def main() -> bool:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(plumber.run)
+                await until(lambda: plumber.stats()["out"].items_in > 100)
+                scope.cancel()
+        left[:] = our_tasks_left()
+        return scope.cancelled_caught
+
+    assert on_trio(main) is True
+    assert plumber.state == "cancelled"
+    assert torn_down == ["out"]
+    assert left == []
+
+
+def test_a_deadline_around_run_cancels_the_run_and_is_not_swallowed() -> None:
+    async def ticks(processor: Processor, output_q: Any) -> None:
+        i = 0
+        while True:
+            await anyio.sleep(1)
+            await output_q.put(i)
+            i += 1
+
+    seen, sink = collector()
+    plumber = Plumber(chain("inp", "out", coros={"inp": ticks, "out": sink}))
+
+    async def main() -> tuple[bool, float]:
+        with anyio.move_on_after(5.5) as scope:
+            await plumber.run()
+        return scope.cancelled_caught, anyio.current_time()
+
+    cancelled, now = on_trio(main, virtual=True)
+    assert cancelled is True
+    assert now == 5.5  # virtual time: the deadline fired exactly when due
+    assert plumber.state == "cancelled"
+    assert seen == [(i,) for i in range(5)]  # put at 1, 2, 3, 4 and 5 s; the sixth was due at 6 s
+
+
+def test_create_pipeline_under_trio_names_run_instead() -> None:
+    plumber = Plumber(chain("inp", "out", coros={"inp": source_of([1]), "out": collector()[1]}))
+
+    async def main() -> None:
+        plumber.create_pipeline()
+
+    message = (
+        "create_pipeline() starts the nodes as tasks with no owner, which only asyncio allows; "
+        "under trio, use `await plumber.run()`"
+    )
+    with pytest.raises(PipelineStateError, match=f"^{re.escape(message)}$"):
+        on_trio(main)
+    assert plumber.state == "built"
+
+
+def test_pause_resume_and_stop_source_hold_and_end_the_sources() -> None:
+    started = anyio.Event()
+    seen, sink = collector()
+    plumber = Plumber(chain("inp", "out", coros={"inp": endless_source(started), "out": sink}))
+
+    async def main() -> Any:
+        async with anyio.create_task_group() as group:
+            running = Background(group, plumber.run)
+            await started.wait()
+            plumber.pause()
+            await anyio.wait_all_tasks_blocked()
+            held = plumber.stats()["inp"].items_out
+            await anyio.wait_all_tasks_blocked()
+            assert plumber.stats()["inp"].items_out == held  # nothing moves while paused
+            assert len(seen) == held  # and what was put has drained to the sink
+            plumber.resume()
+            await until(lambda: plumber.stats()["inp"].items_out > held + 10)
+            plumber.stop_source("inp")
+        return await running.result()
+
+    result = on_trio(main)
+    assert result.state == "completed"
+    assert seen == [(i,) for i in range(result["inp"].items_out)]
+
+
+def test_a_failing_node_fails_the_run_with_its_own_exception() -> None:
+    async def boom(processor: Processor, q_elt: tuple[int]) -> int:
+        if q_elt[0] == 7:
+            raise KeyError("seven")
+        return q_elt[0]
+
+    plumber = Plumber(chain("inp", "b", "out", coros={"inp": source_of(list(range(100))), "b": boom, "out": add_one}))
+    with pytest.raises(KeyError, match="seven") as info:
+        on_trio(plumber.run)
+    assert info.value.__notes__ == ["pipelines: node 'b' failed on item (7,)"]
+    assert plumber.state == "failed"
+
+
+def test_retries_back_off_and_timeouts_fire_on_trios_clock() -> None:
+    attempts: list[tuple[int, float]] = []
+
+    async def flaky(processor: Processor, q_elt: tuple[int]) -> int:
+        attempts.append((q_elt[0], trio.current_time()))
+        if len([a for a in attempts if a[0] == q_elt[0]]) < 3:
+            raise ConnectionError("try again")
+        return q_elt[0]
+
+    async def slow(processor: Processor, q_elt: tuple[int]) -> int:
+        await anyio.sleep(10 if q_elt[0] == 1 else 0)
+        return q_elt[0]
+
+    seen, sink = collector()
+    retry = RetryPolicy(max_attempts=3, backoff_factor=1.0)
+    graph = chain(
+        "inp",
+        "flaky",
+        "slow",
+        "out",
+        coros={"inp": source_of([0, 1, 2]), "flaky": flaky, "slow": slow, "out": sink},
+        props={
+            "flaky": {"retry": retry, "workers": 1},
+            "slow": {"timeout": 2.0, "on_error": "skip"},
+        },
+    )
+
+    async def main() -> Any:
+        result = await Plumber(graph).run()
+        return result, trio.current_time()
+
+    result, now = on_trio(main, virtual=True)
+    # each item: tried at once, then after 1 s, then after 2 s (backoff 1 * 2**(n-1)); one worker
+    assert attempts == [(0, 0.0), (0, 1.0), (0, 3.0), (1, 3.0), (1, 4.0), (1, 6.0), (2, 6.0), (2, 7.0), (2, 9.0)]
+    assert result["flaky"].retried == 6
+    assert sorted(seen) == [(0,), (2,)]  # item 1 timed out at 'slow' and was skipped
+    assert (result["slow"].skipped, result["slow"].completed) == (1, 2)
+    # the last item left 'flaky' at 9 s; item 1 timed out at 8 s (its 10 s sleep would have ended at 16 s)
+    assert now == 9.0
+
+
+def test_elastic_workers_grow_while_items_wait_behind_suspended_calls() -> None:
+    async def io(processor: Processor, q_elt: tuple[int]) -> int:
+        await anyio.sleep(1)
+        return q_elt[0]
+
+    seen, sink = collector()
+    graph = chain("inp", "io", "out", coros={"inp": source_of(list(range(40))), "io": io, "out": sink})
+
+    async def main() -> Any:
+        result = await Plumber(graph).run()
+        return result, trio.current_time()
+
+    result, now = on_trio(main, virtual=True)
+    assert sorted(seen) == [(i,) for i in range(40)]
+    assert result["io"].peak_workers > 1
+    assert now < 40  # the calls overlapped: one worker alone would have taken 40 s
+
+
+def test_a_process_pool_node_runs_its_function_in_other_processes_under_trio() -> None:
+    seen, sink = collector()
+    graph = chain(
+        "inp",
+        "work",
+        "out",
+        coros={"inp": source_of(list(range(20))), "work": square_with_pid, "out": sink},
+        props={"work": {"executor": "process", "max_workers": 2}},
+    )
+    result = on_trio(Plumber(graph).run)
+    assert sorted(square for ((square, _),) in seen) == [i * i for i in range(20)]
+    assert os.getpid() not in {pid for ((_, pid),) in seen}
+    assert result["work"].completed == 20
+
+
+def test_send_event_reaches_a_node_between_its_items() -> None:
+    handled: list[Any] = []
+
+    async def scale(processor: Processor, q_elt: tuple[int]) -> int:
+        return q_elt[0]
+
+    async def on_set(processor: Processor, factor: int) -> str:
+        handled.append(factor)
+        return f"factor {factor}"
+
+    started = anyio.Event()
+    graph = chain(
+        "inp",
+        "s",
+        "out",
+        coros={"inp": endless_source(started), "s": scale, "out": collector()[1]},
+        props={"s": {"events": {"set": on_set}}},
+    )
+    plumber = Plumber(graph)
+
+    async def main() -> Any:
+        async with anyio.create_task_group() as group:
+            running = Background(group, plumber.run)
+            await started.wait()
+            answer = await plumber.send_event("s", "set", factor=3)
+            await plumber.stop()
+        return answer, (await running.result()).state
+
+    assert on_trio(main) == ("factor 3", "stopped")
+    assert handled == [3]
+
+
+def test_a_thread_pool_node_keeps_to_its_bound() -> None:
+    """max_workers=2: never more than two calls at once, on trio as on asyncio."""
+    lock = threading.Lock()
+    running = [0]
+    peak = [0]
+
+    threads: set[str] = set()
+
+    def call(item: int) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            threads.add(threading.current_thread().name)
+        with lock:
+            running[0] -= 1
+        return item
+
+    graph = chain(
+        "inp",
+        "t",
+        "out",
+        coros={"inp": source_of(list(range(200))), "t": call, "out": collector()[1]},
+        props={"t": {"executor": "thread", "max_workers": 2}},
+    )
+    result = on_trio(Plumber(graph).run)
+    assert result["t"].completed == 200
+    assert 1 <= peak[0] <= 2
+    assert all(name.startswith("pipelines:t") for name in threads)  # the node's own pool
+
+
+def test_a_task_started_outside_a_run_is_one_clear_line() -> None:
+    async def main() -> None:
+        runtime.spawn(anyio.lowlevel.checkpoint())
+
+    message = (
+        "a task started outside Plumber.run() has no owner, which only asyncio allows; "
+        "under trio, start the graph with `await plumber.run()` (it owns its tasks)"
+    )
+    with pytest.raises(RuntimeError, match=f"^{re.escape(message)}$"):
+        on_trio(main)
+
+
+def test_the_run_error_names_the_node_of_a_cancelled_task_as_on_asyncio() -> None:
+    """A BaseException from a node's own code fails the run, as on asyncio, and every task ends."""
+
+    async def bad(processor: Processor, q_elt: tuple[int]) -> None:
+        raise SystemExit(4)
+
+    plumber = Plumber(chain("inp", "b", coros={"inp": source_of([1]), "b": bad}))
+    with pytest.raises(PipelineError, match=r"^node 'b': the coroutine raised SystemExit\(4\)"):
+        on_trio(plumber.run)
