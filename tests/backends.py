@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import anyio
-import sniffio
 import uvloop
 
 T = TypeVar("T")
@@ -60,23 +59,6 @@ def trio_twins(namespace: dict[str, Any], *, asyncio_only: dict[str, str] | None
             twin = on_trio(obj)
             twins[twin.__name__] = twin
     return twins
-
-
-def our_tasks_left() -> list[str]:
-    """The names of the tasks started by pipelines that still run, on the library running the caller."""
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        names: list[str] = []
-        tasks = [trio.lowlevel.current_root_task()]
-        while tasks:
-            task = tasks.pop()
-            if task is not None:
-                names += [task.name] if task.name.startswith("pipelines:") else []
-                tasks += [child for nursery in task.child_nurseries for child in nursery.child_tasks]
-        return names
-    current = asyncio.current_task()
-    return [t.get_name() for t in asyncio.all_tasks() if t is not current and t.get_name().startswith("pipelines:")]
 
 
 class Background:

@@ -11,8 +11,9 @@ import anyio.lowlevel
 import pytest
 
 from pipelines import PipelineCancelled, PipelineError, PipelineStateError, Plumber, Processor, RunResult
+from pipelines.testing import leftover_tasks
 
-from .backends import Background, our_tasks_left, trio_twins
+from .backends import Background, trio_twins
 from .helpers import add_one, chain, collector, source_of, until
 
 
@@ -335,7 +336,7 @@ async def test_a_base_exception_from_setup_or_teardown_fails_the_run_like_any_er
     assert isinstance(info.value.__cause__, type(raised))
     assert plumber.state == "failed"
     assert done == ["mid"]  # every other node's teardown still ran
-    assert our_tasks_left() == []
+    assert leftover_tasks() == []
 
 
 async def test_ordered_workers_keep_input_order() -> None:

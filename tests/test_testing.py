@@ -22,6 +22,8 @@ from pipelines.testing import (
     virtual_time,
 )
 
+from .backends import trio_twins
+
 pytest_plugins = ["pytester"]
 
 
@@ -387,3 +389,21 @@ def test_the_fixtures_refuse_a_test_on_another_loop_scope(pytester: pytest.Pytes
             "module-scoped loop*"
         ]
     )
+
+
+globals().update(
+    trio_twins(
+        globals(),
+        asyncio_only={
+            "test_virtual_time_runs_a_slow_sink_at_once_and_measures_it_exactly": "virtual_time() is asyncio's "
+            "(on trio: MockClock, see test_trio_runtime.py)",
+            "test_retries_back_off_exactly_in_virtual_time": "the virtual_clock fixture is asyncio's",
+            "test_timeouts_fire_exactly_in_virtual_time": "the virtual_clock fixture is asyncio's",
+            "test_virtual_time_says_it_needs_asyncios_loop": "about asyncio's loops",
+            "test_make_plumber_fixture_cancels_what_runs": "make_plumber is a pytest-asyncio fixture",
+            "test_virtual_time_keeps_timers_already_scheduled_in_place": "virtual_time() is asyncio's",
+            "test_virtual_time_waits_for_executor_work_in_real_time": "virtual_time() is asyncio's",
+            "test_virtual_time_still_talks_over_loopback": "virtual_time() is asyncio's",
+        },
+    )
+)

@@ -19,8 +19,9 @@ import trio
 import trio.testing
 
 from pipelines import PipelineError, PipelineStateError, Plumber, Processor, RetryPolicy, runtime
+from pipelines.testing import leftover_tasks
 
-from .backends import Background, our_tasks_left
+from .backends import Background
 from .helpers import add_one, chain, collector, source_of, until
 from .test_executors import square_with_pid
 
@@ -61,7 +62,7 @@ def test_a_plumber_inside_a_task_group_is_cancelled_with_its_scope() -> None:
                 group.start_soon(plumber.run)
                 await until(lambda: plumber.stats()["out"].items_in > 100)
                 scope.cancel()
-        left[:] = our_tasks_left()
+        left[:] = leftover_tasks()
         return scope.cancelled_caught
 
     assert on_trio(main) is True

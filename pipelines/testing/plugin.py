@@ -34,7 +34,18 @@ __all__ = ["leftover_tasks"]
 
 
 def leftover_tasks() -> list[str]:
-    """Names of the tasks of pipelines still pending on the running loop."""
+    """Names of the tasks of pipelines still pending on the running loop (or in the running trio run)."""
+    if asyncio._get_running_loop() is None:
+        import trio  # no asyncio loop runs the caller: trio does (RuntimeError when neither does)
+
+        names: list[str] = []
+        tasks = [trio.lowlevel.current_root_task()]
+        while tasks:
+            task = tasks.pop()
+            if task is not None:
+                names += [task.name] if task.name.startswith("pipelines:") else []
+                tasks += [child for nursery in task.child_nurseries for child in nursery.child_tasks]
+        return sorted(names)
     current = asyncio.current_task()
     return sorted(
         t.get_name()
