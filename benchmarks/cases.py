@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .backends import B15
 from .distributed import B8
 from .fanout import B2
 from .harness import Case
@@ -19,4 +20,4 @@ from .web_load import B10
 
 __all__ = ["CASES"]
 
-CASES: dict[str, Case] = {case.id: case for case in (B1, B2, B3, B4, B5, B6, B7, B8, B9, B10, B11, B12, B13, B14)}
+CASES: dict[str, Case] = {case.id: case for case in (B1, B2, B3, B4, B5, B6, B7, B8, B9, B10, B11, B12, B13, B14, B15)}
