@@ -5,6 +5,7 @@
     PipelineError                     root of everything pipelines raises itself
     ├── GraphError (ValueError)       the graph dict is malformed; raised while building, before anything runs
     ├── PipelineStateError (RuntimeError)  a call that does not fit the plumber's state (run twice, stop before start)
+    ├── AsyncioOnlyError (RuntimeError)  a part that runs on asyncio alone was called under trio; says what to use
     ├── RouteError (ValueError)       a node routed an output to a name that is not one of its successors
     ├── PipelineCancelled             the run was ended by Plumber.cancel(); its items were not all delivered
     ├── JournalError                  a journal file that cannot be used (pipelines.journal)
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 __all__ = [
     "describe_failure",
+    "AsyncioOnlyError",
     "DeliveryError",
     "DistributedError",
     "GraphError",
@@ -55,6 +57,11 @@ class GraphError(PipelineError, ValueError):
 
 class PipelineStateError(PipelineError, RuntimeError):
     """A call that does not fit the plumber's state, such as starting a plumber twice."""
+
+
+class AsyncioOnlyError(PipelineError, RuntimeError):
+    """A part that runs on asyncio alone (create_pipeline(), streams, the journal, aiohttp, socket.io,
+    Redis) was called under trio. The message names it and what to use instead."""
 
 
 class RouteError(PipelineError, ValueError):

@@ -168,9 +168,8 @@ class Plumber:
                 "create_pipeline() needs a running event loop: call it from a coroutine, or use run()"
             ) from None
         if not runtime.hosted():
-            raise PipelineStateError(
-                "create_pipeline() starts the nodes as tasks with no owner, which only asyncio allows; "
-                "under trio, use `await plumber.run()`"
+            runtime.require_asyncio(
+                "create_pipeline() (it starts the nodes as tasks with no owner)", "use `await plumber.run()`"
             )
         for started in run_methods(self._hooks, "run_started"):
             started(self)  # the journal raises JournalError when its file cannot be written: nothing started

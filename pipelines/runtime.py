@@ -44,6 +44,7 @@ __all__ = [
     "new_event",
     "new_future",
     "raise_cancelled",
+    "require_asyncio",
     "run_in_executor",
     "sleep",
     "spawn",
@@ -93,6 +94,15 @@ def library() -> str:
         return "asyncio"
     _foreign()
     return "trio"
+
+
+def require_asyncio(what: str, instead: str) -> None:
+    """Raise AsyncioOnlyError when the caller runs under trio: `what` runs on asyncio alone, `instead`
+    says what to do. One check, where such a part is first used in a run."""
+    if _get_running_loop() is None and (trio := sys.modules.get("trio")) is not None and trio.lowlevel.in_trio_run():
+        from .errors import AsyncioOnlyError
+
+        raise AsyncioOnlyError(f"{what} runs on asyncio only, not under trio; {instead}")
 
 
 def is_cancellation(exc: BaseException) -> bool:

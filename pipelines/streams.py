@@ -174,6 +174,10 @@ class Stream:
         if self._entered:
             raise PipelineStateError("this stream was already started; a stream runs once, open another")
         self._entered = True
+        runtime.require_asyncio(
+            "pipelines.stream() and open_stream()",
+            "give the graph a source of your own (an async generator node) and `await Plumber(graph).run()`",
+        )
         self._plumber.create_pipeline()
         return self
 

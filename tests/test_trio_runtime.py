@@ -18,7 +18,8 @@ import pytest
 import trio
 import trio.testing
 
-from pipelines import PipelineError, PipelineStateError, Plumber, Processor, RetryPolicy, runtime
+from pipelines import PipelineError, Plumber, Processor, RetryPolicy, runtime
+from pipelines.errors import AsyncioOnlyError
 from pipelines.testing import leftover_tasks
 
 from .backends import Background
@@ -101,10 +102,10 @@ def test_create_pipeline_under_trio_names_run_instead() -> None:
         plumber.create_pipeline()
 
     message = (
-        "create_pipeline() starts the nodes as tasks with no owner, which only asyncio allows; "
-        "under trio, use `await plumber.run()`"
+        "create_pipeline() (it starts the nodes as tasks with no owner) runs on asyncio only, not under trio; "
+        "use `await plumber.run()`"
     )
-    with pytest.raises(PipelineStateError, match=f"^{re.escape(message)}$"):
+    with pytest.raises(AsyncioOnlyError, match=f"^{re.escape(message)}$"):
         on_trio(main)
     assert plumber.state == "built"
 
@@ -304,3 +305,31 @@ def test_the_run_error_names_the_node_of_a_cancelled_task_as_on_asyncio() -> Non
     plumber = Plumber(chain("inp", "b", coros={"inp": source_of([1]), "b": bad}))
     with pytest.raises(PipelineError, match=r"^node 'b': the coroutine raised SystemExit\(4\)"):
         on_trio(plumber.run)
+
+
+def test_a_stream_under_trio_says_it_runs_on_asyncio_only() -> None:
+    from pipelines import open_stream
+
+    async def main() -> None:
+        graph = {"nodes": {"inp": {}, "out": {"coro": add_one}}, "graph": {"inp": ["out"], "out": None}}
+        async with open_stream(graph):
+            raise AssertionError("a stream ran under trio")
+
+    message = (
+        "pipelines.stream() and open_stream() runs on asyncio only, not under trio; give the graph a source of "
+        "your own (an async generator node) and `await Plumber(graph).run()`"
+    )
+    with pytest.raises(AsyncioOnlyError, match=f"^{re.escape(message)}$"):
+        on_trio(main)
+
+
+def test_a_journal_under_trio_says_it_runs_on_asyncio_only(tmp_path: Any) -> None:
+    graph = chain("inp", "out", coros={"inp": source_of([1, 2]), "out": collector()[1]})
+    plumber = Plumber(graph, journal=tmp_path / "run.journal")
+    message = (
+        "the journal runs on asyncio only, not under trio; run this graph under asyncio "
+        "(`asyncio.run(plumber.run())`) to make it durable"
+    )
+    with pytest.raises(AsyncioOnlyError, match=f"^{re.escape(message)}$"):
+        on_trio(plumber.run)
+    assert plumber.state == "built"  # nothing started

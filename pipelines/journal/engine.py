@@ -30,6 +30,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from .. import runtime
 from ..lineage import current_item
 from ..properties import RECOVERY_OUTCOMES
 from ..sources import InputProcessor
@@ -175,6 +176,9 @@ class RunJournal:
             rerun=self._rerun,
         )
         try:
+            runtime.require_asyncio(
+                "the journal", "run this graph under asyncio (`asyncio.run(plumber.run())`) to make it durable"
+            )
             writer.open(asyncio.get_running_loop(), plumber.fail)
         except BaseException:
             self._lock.release()

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from .. import runtime
 from ..errors import ItemDropped, PipelineError, Unavailable, describe_failure
 from ..types import ENDED_STATES, LIVE_STATES
 
@@ -230,6 +231,7 @@ class Inbox:
 
     async def source(self, processor: Processor, output_q: Any) -> None:
         """The coroutine of the inbox's node: puts each submitted item into the graph, in order."""
+        runtime.require_asyncio("pipelines.web (aiohttp)", "serve the graph from an asyncio app")
         if self._plumber is None:
             raise PipelineError(
                 f"source {processor.name!r}: this Inbox is not bound to the run; call inbox.bind(plumber) "
