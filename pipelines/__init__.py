@@ -1,7 +1,7 @@
 """pipelines: asyncio producer-consumer graphs with bounded queues, joins by lineage and clean ends."""
 
 from .drawing import to_ascii, to_dot, to_mermaid
-from .errors import GraphError, PipelineCancelled, PipelineError, PipelineStateError, RouteError
+from .errors import AsyncioOnlyError, GraphError, PipelineCancelled, PipelineError, PipelineStateError, RouteError
 from .failure import Failure
 from .files import load_graph
 from .flow import parse_flow
@@ -17,6 +17,7 @@ from .stats import NodeStats, RunResult
 from .streams import Stream, open_stream, stream
 
 __all__ = [
+    "AsyncioOnlyError",
     "Failure",
     "GraphError",
     "InputProcessor",

@@ -136,6 +136,7 @@ def test_the_wiki_has_its_pages_and_home_links_them() -> None:
         "Observability",
         "Live-feeds",
         "Routing",
+        "Backends",
     }
     assert pages == expected
     home = (ROOT / "wiki" / "Home.md").read_text()
