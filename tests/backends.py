@@ -10,13 +10,16 @@ task groups) gets a trio twin of each, ``test_x_on_trio``, by ending with
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import anyio
+import trio.testing
 import uvloop
+
+from pipelines import Plumber
+from pipelines.testing import leftover_tasks
 
 T = TypeVar("T")
 
@@ -36,14 +39,56 @@ def run_on(backend: str, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return runner.run(main())
 
 
+class TrioVirtualClock:
+    """The `virtual_clock` of a trio twin: trio's MockClock, which jumps to the next deadline
+    whenever every task is blocked (the twin runs on it), seen as pipelines.testing's VirtualClock."""
+
+    def __init__(self) -> None:
+        self._start = anyio.current_time()
+
+    @property
+    def elapsed(self) -> float:
+        return anyio.current_time() - self._start
+
+
 def on_trio(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """A synchronous test that runs the async `test` under trio, with the same arguments."""
+    """A synchronous test that runs the async `test` under trio, with the same arguments.
 
-    @functools.wraps(test)
-    def twin(*args: Any, **kwargs: Any) -> None:
-        anyio.run(functools.partial(test, *args, **kwargs), backend="trio")
+    The two fixtures of pipelines.testing, which are pytest-asyncio's, have trio counterparts
+    here: `make_plumber` builds Plumbers that are closed at the end, after which no task of
+    pipelines may be left; `virtual_clock` runs the test on trio's MockClock.
+    """
+    signature = inspect.signature(test)
+    ours = [name for name in signature.parameters if name in ("make_plumber", "virtual_clock")]
 
+    def twin(**kwargs: Any) -> None:
+        async def main() -> None:
+            built: list[Plumber] = []
+
+            def make_plumber(*args: Any, **options: Any) -> Plumber:
+                built.append(Plumber(*args, **options))
+                return built[-1]
+
+            given = {"make_plumber": make_plumber, "virtual_clock": TrioVirtualClock()}
+            try:
+                await test(**kwargs, **{name: given[name] for name in ours})
+            finally:
+                for plumber in built:
+                    await plumber.aclose()
+            assert leftover_tasks() == []
+
+        options = {"clock": trio.testing.MockClock(autojump_threshold=0)} if "virtual_clock" in ours else {}
+        anyio.run(main, backend="trio", backend_options=options)
+
+    twin.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p for name, p in signature.parameters.items() if name not in ours]
+    )
     twin.__name__ = twin.__qualname__ = f"{test.__name__}_on_trio"
+    twin.__module__ = test.__module__
+    twin.__doc__ = test.__doc__
+    marks = [mark for mark in getattr(test, "pytestmark", []) if mark.name != "asyncio"]  # pytest-asyncio's
+    if marks:
+        twin.pytestmark = marks  # type: ignore[attr-defined]
     return twin
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+
+import anyio
 
 from pipelines import Plumber, Processor
 
-from .helpers import chain, collector, until, yield_now
+from .backends import Background, trio_twins
+from .helpers import chain, collector, until
 
 
-def gated_source(go: asyncio.Event, items: list[Any]) -> Any:
+def gated_source(go: anyio.Event, items: list[Any]) -> Any:
     """A source that puts `items` at once (no put waits: they fit the bound) once `go` is set."""
 
     async def source(processor: Processor, output_q: Any) -> None:
@@ -26,7 +28,7 @@ def waiting_getters(plumber: Plumber, node: str) -> int:
 
 
 async def test_every_idle_worker_of_a_node_takes_over_what_waits_behind_a_busy_one(make_plumber: Any) -> None:
-    go, release = asyncio.Event(), asyncio.Event()
+    go, release = anyio.Event(), anyio.Event()
     entered: list[int] = []
 
     async def work(processor: Processor, q_elt: tuple[int]) -> int:
@@ -43,24 +45,25 @@ async def test_every_idle_worker_of_a_node_takes_over_what_waits_behind_a_busy_o
         props={"w": {"workers": 3}},
     )
     plumber = make_plumber(graph)
-    running = asyncio.ensure_future(plumber.run())
-    await until(lambda: waiting_getters(plumber, "w") == 1 and plumber.stats()["w"].workers == 3)
-    go.set()
-    await until(lambda: len(entered) == 3)
-    # one worker read the six; while it waits in item 0, the idle ones take over the next items
-    assert entered == [0, 1, 2]
-    stats = plumber.stats()["w"]
-    # three items are being worked on; the other three wait, queued in the node, for a free worker
-    assert (stats.items_in, stats.in_flight, stats.queue_depth) == (3, 3, 3)
-    release.set()
-    result = await running
+    async with anyio.create_task_group() as group:
+        running = Background(group, plumber.run)
+        await until(lambda: waiting_getters(plumber, "w") == 1 and plumber.stats()["w"].workers == 3)
+        go.set()
+        await until(lambda: len(entered) == 3)
+        # one worker read the six; while it waits in item 0, the idle ones take over the next items
+        assert entered == [0, 1, 2]
+        stats = plumber.stats()["w"]
+        # three items are being worked on; the other three wait, queued in the node, for a free worker
+        assert (stats.items_in, stats.in_flight, stats.queue_depth) == (3, 3, 3)
+        release.set()
+    result = await running.result()
     assert sorted(seen) == [(i,) for i in range(6)]
     assert (result["w"].items_in, result["w"].completed) == (6, 6)
 
 
 async def test_ordered_workers_emit_in_input_order_when_later_items_finish_first(make_plumber: Any) -> None:
-    go = asyncio.Event()
-    gates = [asyncio.Event() for _ in range(4)]
+    go = anyio.Event()
+    gates = [anyio.Event() for _ in range(4)]
     entered: list[int] = []
     done: list[int] = []
 
@@ -79,27 +82,28 @@ async def test_ordered_workers_emit_in_input_order_when_later_items_finish_first
         props={"w": {"workers": 4, "ordered": True}},
     )
     plumber = make_plumber(graph)
-    running = asyncio.ensure_future(plumber.run())
-    await until(lambda: waiting_getters(plumber, "w") == 1 and plumber.stats()["w"].workers == 4)
-    go.set()
-    await until(lambda: len(entered) == 4)
-    assert entered == [0, 1, 2, 3]  # one item in each worker, started in input order
-    for i in (3, 2, 1):
-        gates[i].set()
-        await until(lambda i=i: done[-1:] == [i])
-    await yield_now(50)
-    # three finished, but the first is still being worked on: nothing may go out before it
-    assert seen == []
-    stats = plumber.stats()["w"]
-    assert (stats.items_in, stats.completed, stats.in_flight) == (4, 3, 1)
-    gates[0].set()
-    await running
+    async with anyio.create_task_group() as group:
+        running = Background(group, plumber.run)
+        await until(lambda: waiting_getters(plumber, "w") == 1 and plumber.stats()["w"].workers == 4)
+        go.set()
+        await until(lambda: len(entered) == 4)
+        assert entered == [0, 1, 2, 3]  # one item in each worker, started in input order
+        for i in (3, 2, 1):
+            gates[i].set()
+            await until(lambda i=i: done[-1:] == [i])
+        await anyio.wait_all_tasks_blocked()
+        # three finished, but the first is still being worked on: nothing may go out before it
+        assert seen == []
+        stats = plumber.stats()["w"]
+        assert (stats.items_in, stats.completed, stats.in_flight) == (4, 3, 1)
+        gates[0].set()
+    await running.result()
     assert done == [3, 2, 1, 0]
     assert seen == [(0,), (1,), (2,), (3,)]
 
 
 async def test_an_idle_consumer_gets_outputs_before_the_batch_ends(make_plumber: Any) -> None:
-    go, hold = asyncio.Event(), asyncio.Event()
+    go, hold = anyio.Event(), anyio.Event()
 
     async def work(processor: Processor, q_elt: tuple[int]) -> int:
         if q_elt[0] == 1:
@@ -115,16 +119,17 @@ async def test_an_idle_consumer_gets_outputs_before_the_batch_ends(make_plumber:
         props={"w": {"workers": 1}},
     )
     plumber = make_plumber(graph)
-    running = asyncio.ensure_future(plumber.run())
-    await until(lambda: waiting_getters(plumber, "w") == 1 and waiting_getters(plumber, "out") == 1)
-    go.set()
-    await until(lambda: seen == [(0,)])
-    # 'w' is still inside the batch of three it took; the idle sink already has the first output
-    stats = plumber.stats()["w"]
-    # the item it is in, and the one after it, not started: queued in the node, not in flight
-    assert (stats.items_in, stats.completed, stats.in_flight, stats.queue_depth) == (2, 0, 2, 1)
-    hold.set()
-    await running
+    async with anyio.create_task_group() as group:
+        running = Background(group, plumber.run)
+        await until(lambda: waiting_getters(plumber, "w") == 1 and waiting_getters(plumber, "out") == 1)
+        go.set()
+        await until(lambda: seen == [(0,)])
+        # 'w' is still inside the batch of three it took; the idle sink already has the first output
+        stats = plumber.stats()["w"]
+        # the item it is in, and the one after it, not started: queued in the node, not in flight
+        assert (stats.items_in, stats.completed, stats.in_flight, stats.queue_depth) == (2, 0, 2, 1)
+        hold.set()
+    await running.result()
     assert seen == [(0,), (1,), (2,)]
 
 
@@ -133,7 +138,7 @@ async def test_a_zip_join_holds_a_fast_source_back_by_its_bound() -> None:
     count = 40
     put = {"fast": 0, "slow": 0}
     leads: list[int] = []
-    paired = [asyncio.Event() for _ in range(count)]
+    paired = [anyio.Event() for _ in range(count)]
     depths: list[tuple[int, int, int, int]] = []
 
     async def fast(processor: Processor, output_q: Any) -> None:
@@ -182,3 +187,6 @@ async def test_a_zip_join_holds_a_fast_source_back_by_its_bound() -> None:
     # to the end while the slow one waits for its first pair): it is held back by its bound
     assert bound <= max(leads) <= 2 * bound
     assert (result["zip"].items_in, result["zip"].completed, result["zip"].dropped) == (count, count, 0)
+
+
+globals().update(trio_twins(globals()))
