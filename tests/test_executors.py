@@ -12,6 +12,7 @@ import pytest
 from pipelines import GraphError, Plumber, Processor
 from pipelines.testing import assert_counts, run_graph
 
+from .backends import trio_twins
 from .helpers import collector, source_of
 
 _lock = threading.Lock()
@@ -173,3 +174,6 @@ def test_a_timeout_on_a_pool_node_is_refused() -> None:
     }
     with pytest.raises(GraphError, match=r"^node 'f': 'timeout' cannot stop a call in a pool"):
         Plumber(graph)
+
+
+globals().update(trio_twins(globals()))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+
+import anyio.lowlevel
 
 from pipelines import Plumber, Processor
 
+from .backends import trio_twins
 from .helpers import chain, collector, source_of
 
 
@@ -22,7 +24,7 @@ async def test_a_generator_node_is_held_back_by_the_bounded_queues() -> None:
 
     async def slow_sink(processor: Processor, q_elt: tuple[int]) -> None:
         leads.append(produced - len(leads))
-        await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
     graph = chain(
         "inp",
@@ -60,3 +62,6 @@ async def test_a_generator_node_retries_without_sending_twice() -> None:
     result = await Plumber(graph).run()
     assert seen == [(i,) for i in range(25)]
     assert (attempts, result["g"].retried, result["g"].items_out) == (2, 1, 25)
+
+
+globals().update(trio_twins(globals()))

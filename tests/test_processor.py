@@ -13,6 +13,7 @@ import pytest
 
 from pipelines import GraphError, InputProcessor, PipelineError, Plumber, Processor, node
 
+from .backends import trio_twins
 from .helpers import add_one, chain, collector, source_of
 
 
@@ -452,3 +453,11 @@ def test_nodes_gives_the_same_processors_in_the_same_order_each_time() -> None:
     assert [p.name for p in first] == ["inp", "add", "out"]
     assert len(first) == len(second) == 3
     assert all(a is b for a, b in zip(first, second, strict=True))
+
+
+globals().update(
+    trio_twins(
+        globals(),
+        asyncio_only={"test_processors_keep_the_original_properties": "create_pipeline() is asyncio-only"},
+    )
+)

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
+import anyio.lowlevel
 import pytest
 from aiohttp import web
 
@@ -17,6 +19,7 @@ from pipelines import Failure, GraphError, Plumber, Routed, RouteError, node, pa
 from pipelines.flow import apply_flow
 from pipelines.web import PLUMBER, Inbox, ItemDropped, attach
 
+from .backends import trio_twins
 from .helpers import until
 from .web_helpers import serving
 
@@ -87,7 +90,7 @@ async def test_routing_with_several_workers_loses_and_repeats_nothing() -> None:
     @node
     async def jittery(x: int) -> Any:
         for _ in range(random.Random(x).randrange(4)):
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         return size_route(x)
 
     sinks = Sinks()
@@ -106,7 +109,7 @@ async def test_an_ordered_routing_node_keeps_input_order_on_each_route() -> None
     @node
     async def slow_first(x: int) -> Any:
         for _ in range((N - x) % 5):
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         return size_route(x)
 
     sinks = Sinks()
@@ -173,7 +176,7 @@ async def test_an_item_routed_away_from_a_join_discards_its_group_and_blocks_not
     @node
     async def parity(x: int) -> Any:
         for _ in range(x % 3):
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         return route(x, "odd" if x % 2 else "even")
 
     @node
@@ -468,7 +471,7 @@ async def test_an_inbox_request_routed_to_a_branch_is_answered_by_its_sink() -> 
 
     @node
     async def decide(x: int) -> Any:
-        await asyncio.sleep(random.random() / 1000)
+        await anyio.sleep(random.random() / 1000)
         if x % 3 == 0:
             return route(x, "double")
         if x % 3 == 1:
@@ -839,3 +842,16 @@ def test_only_a_node_that_routes_gets_a_router() -> None:
         "big": False,
         "small": False,
     }
+
+
+globals().update(
+    trio_twins(
+        globals(),
+        asyncio_only={
+            "test_an_inbox_request_routed_to_a_branch_is_answered_by_its_sink": "pipelines.web is asyncio-only",
+            "test_an_inbox_request_routed_away_from_a_join_is_answered_as_dropped": "pipelines.web is asyncio-only",
+            "test_a_journaled_run_with_routes_resumes_without_repeating_anything": "the journal is asyncio-only",
+            "test_a_crashed_journaled_run_with_routes_resumes": "the journal is asyncio-only",
+        },
+    )
+)
