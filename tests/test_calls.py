@@ -3,16 +3,18 @@ outputs and their keys, plain functions in a thread pool."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from pipelines import Plumber, Processor, Signal
 from pipelines.testing import VirtualClock
 
+from .backends import trio_twins
 from .helpers import chain, collector, source_of
 
 
@@ -50,7 +52,7 @@ async def test_each_failed_attempt_is_retried_after_its_backoff_and_counted(virt
 
 @pytest.mark.asyncio(loop_factories=["asyncio"])
 async def test_a_timeout_ends_an_attempt_and_the_next_attempt_can_succeed(virtual_clock: VirtualClock) -> None:
-    never = asyncio.Event()
+    never = anyio.Event()
     attempts: list[float] = []
 
     async def hangs_once(processor: Processor, q_elt: tuple[int]) -> int:
@@ -84,7 +86,7 @@ async def test_a_timeout_on_a_generator_bounds_the_wait_for_each_output(
 ) -> None:
     async def paced(processor: Processor, q_elt: tuple[float]) -> Any:
         for i, pause in enumerate(q_elt[0]):
-            await asyncio.sleep(pause)
+            await anyio.sleep(pause)
             yield (i, virtual_clock.elapsed)
 
     seen, sink = collector()
@@ -245,3 +247,6 @@ async def test_a_plain_function_in_a_thread_is_retried_and_skipped_like_a_corout
     assert sorted(result.outputs["out"]) == [0, 2, 4, 6, 10]
     # a plain function is called with the item itself
     assert [r.getMessage() for r in caplog.records] == ["node 'f': skipped item 4 after OSError('disk busy on 4')"]
+
+
+globals().update(trio_twins(globals()))

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from pipelines import Failure, Plumber, Processor, RetryPolicy
 from pipelines.testing import VirtualClock
 
+from .backends import Background, trio_twins
 from .helpers import add_one, chain, collector, source_of
 
 
@@ -35,8 +37,8 @@ async def test_fail_raises_the_original_exception_with_a_note() -> None:
 
 async def test_fail_releases_a_producer_blocked_on_a_full_queue() -> None:
     cancelled: list[str] = []
-    blocked = asyncio.Event()
-    release = asyncio.Event()
+    blocked = anyio.Event()
+    release = anyio.Event()
 
     async def source(processor: Processor, output_q: Any) -> None:
         try:
@@ -44,7 +46,7 @@ async def test_fail_releases_a_producer_blocked_on_a_full_queue() -> None:
                 if output_q.full():
                     blocked.set()
                 await output_q.put(i)
-        except asyncio.CancelledError:
+        except anyio.get_cancelled_exc_class():
             cancelled.append("source")
             raise
 
@@ -54,11 +56,12 @@ async def test_fail_releases_a_producer_blocked_on_a_full_queue() -> None:
 
     graph = chain("inp", "f", coros={"inp": source, "f": fail_when_released}, props={"f": {"queue_size": 2}})
     plumber = Plumber(graph)
-    running = asyncio.ensure_future(plumber.run())
-    await blocked.wait()
-    release.set()
+    async with anyio.create_task_group() as group:
+        running = Background(group, plumber.run)
+        await blocked.wait()
+        release.set()
     with pytest.raises(KeyError, match="late"):
-        await running
+        await running.result()
     assert cancelled == ["source"]
 
 
@@ -155,7 +158,7 @@ async def test_retry_only_on_the_listed_exceptions() -> None:
 
 @pytest.mark.asyncio(loop_factories=["asyncio"])
 async def test_timeout_per_item(virtual_clock: VirtualClock) -> None:
-    never = asyncio.Event()
+    never = anyio.Event()
 
     async def maybe_hangs(processor: Processor, q_elt: tuple[int]) -> int:
         if q_elt[0] == 2:
@@ -256,3 +259,6 @@ def test_retry_policy_delays_grow_exponentially_to_the_cap() -> None:
 def test_retry_policy_rejects_bad_values(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         RetryPolicy(**kwargs)
+
+
+globals().update(trio_twins(globals()))
