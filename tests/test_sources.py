@@ -6,10 +6,13 @@ import asyncio
 import re
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from pipelines import PipelineError, Plumber, Processor
 
+from .backends import trio_twins
 from .helpers import add_one, chain, collector, source_of
 
 
@@ -25,7 +28,7 @@ async def test_a_join_of_independent_sources_holds_back_the_fast_one() -> None:
 
     async def slow(processor: Processor, q_elt: tuple[int]) -> int:
         for _ in range(3):
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         return q_elt[0]
 
     pairs: list[tuple[int, int]] = []
@@ -52,7 +55,9 @@ async def test_a_join_of_independent_sources_holds_back_the_fast_one() -> None:
 
 async def test_concurrent_puts_from_one_source_keep_distinct_keys() -> None:
     async def source(processor: Processor, output_q: Any) -> None:
-        await asyncio.gather(*(output_q.put(i) for i in range(200)))
+        async with anyio.create_task_group() as group:
+            for i in range(200):
+                group.start_soon(output_q.put, i)
 
     seen, sink = collector()
     graph = {
@@ -91,3 +96,6 @@ async def test_a_source_raising_another_base_exception_fails_the_run_in_the_same
         await Plumber(chain("inp", "out", coros={"inp": source, "out": sink})).run()
     assert isinstance(info.value.__cause__, Stop)
     assert info.value.__notes__ == ["pipelines: source 'inp' failed after putting 1 items"]
+
+
+globals().update(trio_twins(globals()))
