@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import anyio
+import anyio.abc
 import trio.testing
 import uvloop
 
@@ -71,7 +73,12 @@ def on_trio(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Non
 
             given = {"make_plumber": make_plumber, "virtual_clock": TrioVirtualClock()}
             try:
-                await test(**kwargs, **{name: given[name] for name in ours})
+                async with anyio.create_task_group() as group:
+                    reset = _twin_group.set(group)
+                    try:
+                        await test(**kwargs, **{name: given[name] for name in ours})
+                    finally:
+                        _twin_group.reset(reset)
             finally:
                 for plumber in built:
                     await plumber.aclose()
@@ -106,6 +113,18 @@ def trio_twins(namespace: dict[str, Any], *, asyncio_only: dict[str, str] | None
     return twins
 
 
+_twin_group: ContextVar[anyio.abc.TaskGroup | None] = ContextVar("twin_group", default=None)
+
+
+def started(call: Callable[[], Awaitable[T]]) -> Any:
+    """`call()` started in the background: an asyncio task under pytest-asyncio, a `Background` in the
+    task group of a trio twin. Either is awaited for its result, and has done() and cancel()."""
+    group = _twin_group.get()
+    if group is None:
+        return asyncio.ensure_future(call())
+    return Background(group, call)
+
+
 class Background:
     """A call running in a task group: `await result()` waits for its end and returns or raises what it did.
 
@@ -131,6 +150,12 @@ class Background:
 
     def done(self) -> bool:
         return self._ended.is_set()
+
+    def cancel(self) -> None:
+        self.scope.cancel()
+
+    def __await__(self) -> Any:
+        return self.result().__await__()
 
     async def result(self) -> Any:
         await self._ended.wait()

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter, defaultdict
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines import Failure, PipelineStateError, Plumber, Processor
+from pipelines import Failure, PipelineStateError, Plumber, Processor, RunResult
 
-from .conftest import LOOP_FACTORIES
+from .backends import BACKENDS, run_on, started, trio_twins
 from .helpers import collector, source_of, until, yield_now
 
 Event = tuple[Any, ...]
@@ -105,7 +106,7 @@ def drop_fail_diamond_graph() -> dict[str, Any]:
         return ("a", q_elt[0])
 
     async def b(processor: Processor, q_elt: tuple[int]) -> tuple[str, int]:
-        await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return ("b", q_elt[0])
 
     async def j(processor: Processor, q_elt: tuple[Any, Any]) -> Any:
@@ -324,7 +325,7 @@ class Holding(Recorder):
         return SinkLog(self, node.name)
 
 
-def gated_source(go: asyncio.Event, put: asyncio.Event) -> Any:
+def gated_source(go: anyio.Event, put: anyio.Event) -> Any:
     async def source(processor: Processor, output_q: Any) -> None:
         await output_q.put(0)
         await go.wait()
@@ -336,24 +337,24 @@ def gated_source(go: asyncio.Event, put: asyncio.Event) -> Any:
 
 
 async def test_an_awaitable_from_finished_holds_the_sink_until_it_resolves(make_plumber: Any) -> None:
-    go, put = asyncio.Event(), asyncio.Event()
+    go, put = anyio.Event(), anyio.Event()
     seen, sink = collector()
-    commit = asyncio.get_running_loop().create_future()
-    hook = Holding([commit])
+    commit = anyio.Event()
+    hook = Holding([commit.wait()])
     graph = {
         "nodes": {"src": {"coro": gated_source(go, put)}, "out": {"coro": sink}},
         "graph": {"src": ["out"], "out": None},
     }
     plumber = make_plumber(graph, hooks=[hook])
-    running = asyncio.ensure_future(plumber.run())
+    running = started(plumber.run)
     await until(lambda: hook.calls == [[key(0)]])
     go.set()
     await put.wait()
-    await yield_now(50)
+    await anyio.wait_all_tasks_blocked()
     # three items wait in the sink's input; its worker waits for the commit of the first batch
     assert seen == [(0,)]
     assert (plumber.stats()["out"].queue_depth, plumber.stats()["out"].items_in) == (3, 1)
-    commit.set_result(None)
+    commit.set()
     result = await running
     assert seen == [(0,), (1,), (2,), (3,)]
     assert hook.calls == [[key(0)], [key(1), key(2), key(3)]]
@@ -361,48 +362,47 @@ async def test_an_awaitable_from_finished_holds_the_sink_until_it_resolves(make_
 
 
 async def test_the_sink_waits_for_the_finished_awaitable_of_every_hook(make_plumber: Any) -> None:
-    go, put = asyncio.Event(), asyncio.Event()
+    go, put = anyio.Event(), anyio.Event()
     seen, sink = collector()
-    loop = asyncio.get_running_loop()
-    first_commit, second_commit = loop.create_future(), loop.create_future()
-    first, second = Holding([first_commit]), Holding([second_commit])
+    first_commit, second_commit = anyio.Event(), anyio.Event()
+    first, second = Holding([first_commit.wait()]), Holding([second_commit.wait()])
     graph = {
         "nodes": {"src": {"coro": gated_source(go, put)}, "out": {"coro": sink}},
         "graph": {"src": ["out"], "out": None},
     }
-    running = asyncio.ensure_future(make_plumber(graph, hooks=[first, second]).run())
+    running = started(make_plumber(graph, hooks=[first, second]).run)
     await until(lambda: second.calls == [[key(0)]])
     go.set()
     await put.wait()
-    second_commit.set_result(None)
-    await yield_now(50)
+    second_commit.set()
+    await anyio.wait_all_tasks_blocked()
     assert seen == [(0,)]  # the first hook's commit is still pending
-    first_commit.set_result(None)
+    first_commit.set()
     await running
     assert seen == [(0,), (1,), (2,), (3,)]
     assert first.calls == second.calls == [[key(0)], [key(1), key(2), key(3)]]
 
 
 async def test_run_returns_only_once_the_awaitable_of_run_ended_resolves(make_plumber: Any) -> None:
-    closing = asyncio.get_running_loop().create_future()
+    closing = anyio.Event()
     ended: list[str] = []
 
     class Closing:
         def run_ended(self, plumber: Plumber, state: str) -> Any:
             ended.append(state)
-            return closing
+            return closing.wait()
 
     seen, sink = collector()
     plumber = make_plumber(
         {"nodes": {"src": {"coro": source_of([1, 2])}, "out": {"coro": sink}}, "graph": {"src": ["out"], "out": None}},
         hooks=[Closing()],
     )
-    running = asyncio.ensure_future(plumber.run())
+    running = started(plumber.run)
     await until(lambda: ended == ["completed"])
-    await yield_now(50)
+    await anyio.wait_all_tasks_blocked()
     assert not running.done()
     assert seen == [(1,), (2,)]
-    closing.set_result(None)
+    closing.set()
     result = await running
     assert result.state == "completed"
 
@@ -659,7 +659,7 @@ def chains_and_diamonds(draw: st.DrawFn) -> tuple[dict[str, Any], list[list[str]
 
         async def fn(processor: Processor, q_elt: tuple[Any, ...], drops: set[int] = drops) -> Any:
             for _ in range(q_elt[0] % 3):
-                await asyncio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             return None if q_elt[0] in drops else q_elt[0]
 
         workers = draw(st.integers(1, 3))
@@ -726,15 +726,19 @@ def ends_along(path: list[str], item: Any, outcome_at: dict[tuple[str, Any], lis
     return ended
 
 
-@pytest.mark.parametrize("loop", sorted(LOOP_FACTORIES))
+@pytest.mark.parametrize("loop", BACKENDS)
 @settings(max_examples=40, deadline=None)
 @given(case=chains_and_diamonds())
 def test_every_item_ends_once_on_each_path_and_the_hook_counts_match_the_stats(loop: str, case: Any) -> None:
     graph, paths, count = case
     hook = Recorder()
     plumber = Plumber(graph, hooks=[hook])
-    with asyncio.Runner(loop_factory=LOOP_FACTORIES[loop]) as runner:
-        result = runner.run(asyncio.wait_for(plumber.run(), 30))
+
+    async def main() -> RunResult:
+        with anyio.fail_after(30):
+            return await plumber.run()
+
+    result = run_on(loop, main)
 
     outcome_at: dict[tuple[str, Any], list[Event]] = defaultdict(list)
     for node, method, *args in hook.log[1:-1]:
@@ -866,3 +870,11 @@ async def test_without_a_claims_hook_the_first_failure_fails_the_run() -> None:
     plumber = Plumber(graph, hooks=[Recorder()])
     with pytest.raises(ValueError, match=r"^odd 1\npipelines: node 'half' failed on item 1$"):
         await plumber.run()
+
+
+globals().update(
+    trio_twins(
+        globals(),
+        asyncio_only={"test_add_hook_after_the_run_started_is_an_error": "create_pipeline() is asyncio-only"},
+    )
+)

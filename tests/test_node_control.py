@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from pipelines import GraphError, PipelineStateError, Plumber, Processor
 from pipelines.signals import Signal
 
+from .backends import started, trio_twins
 from .helpers import source_of, until
 
 N = 30
@@ -57,8 +60,8 @@ def waiting_putters(plumber: Plumber, node: str) -> int:
 
 
 async def test_a_paused_node_holds_its_branch_alone_and_resume_delivers_everything() -> None:
-    called = asyncio.Event()
-    release = asyncio.Event()
+    called = anyio.Event()
+    release = anyio.Event()
 
     async def second(processor: Processor, output_q: Any) -> None:
         await output_q.put(0)
@@ -77,7 +80,7 @@ async def test_a_paused_node_holds_its_branch_alone_and_resume_delivers_everythi
     signals: list[tuple[str, str | None]] = []
     for event in ("paused", "resumed"):
         plumber.signals.connect(event, lambda signal: signals.append((signal.event, signal.node)))
-    running = asyncio.ensure_future(plumber.run())
+    running = started(plumber.run)
     await called.wait()
     plumber.pause("a2")
     plumber.pause("a2")  # a second pause does nothing
@@ -106,7 +109,7 @@ async def test_a_node_paused_before_the_run_takes_nothing_until_resumed() -> Non
     graph, seen1, seen2 = with_sinks(two_chains(source_of(list(range(N))), source_of(list(range(N)))))
     plumber = Plumber(graph, queue_size=BOUND)
     plumber.pause("a2")
-    running = asyncio.ensure_future(plumber.run())
+    running = started(plumber.run)
     await until(
         lambda: len(seen1) == N and plumber.stats()["a2"].queue_depth == BOUND and waiting_putters(plumber, "a2")
     )
@@ -122,16 +125,16 @@ async def test_a_paused_source_puts_nothing_and_the_run_pause_is_a_separate_hold
     graph, seen1, seen2 = with_sinks(two_chains(source_of(list(range(N))), source_of(list(range(N)))))
     plumber = Plumber(graph, queue_size=BOUND)
     plumber.pause("s2")
-    running = asyncio.ensure_future(plumber.run())
+    running = started(plumber.run)
     await until(lambda: len(seen1) == N)
     assert (plumber.stats()["s2"].items_out, plumber.stats()["s2"].paused) == (0, True)
     plumber.pause()
     plumber.resume("s2")  # the run's pause still holds it
-    await asyncio.sleep(0)
+    await anyio.lowlevel.checkpoint()
     assert (plumber.stats()["s2"].items_out, plumber.stats()["s2"].paused) == (0, False)
     plumber.pause("s2")
     plumber.resume()  # and now its own
-    await asyncio.sleep(0)
+    await anyio.lowlevel.checkpoint()
     assert plumber.stats()["s2"].items_out == 0
     plumber.resume("s2")
     result = await running
@@ -143,7 +146,7 @@ async def test_stop_while_a_node_is_paused_resumes_it_so_the_run_drains() -> Non
     graph, _, seen2 = with_sinks(two_chains(source_of(list(range(N))), source_of(list(range(N)))))
     plumber = Plumber(graph, queue_size=BOUND)
     plumber.pause("a2")
-    running = asyncio.ensure_future(plumber.run())
+    running = started(plumber.run)
     await until(lambda: waiting_putters(plumber, "a2") == 1)
     await plumber.stop()
     result = await running
@@ -164,7 +167,7 @@ async def test_stopping_a_source_ends_its_stream_and_the_run_completes() -> None
     plumber = Plumber(graph, queue_size=BOUND)
     stopped: list[str | None] = []
     plumber.signals.connect("source_stopped", lambda signal: stopped.append(signal.node))
-    running = asyncio.ensure_future(plumber.run())
+    running = started(plumber.run)
     await until(lambda: len(seen1) >= 10)
     plumber.stop_source("s1")
     plumber.stop_source("s1")  # a second stop does nothing
@@ -224,13 +227,13 @@ async def test_events_reach_the_node_in_order_with_their_params_and_never_during
         calls["now"] += 1
         calls["peak"] = max(calls["peak"], calls["now"])
         for _ in range(3):
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         calls["now"] -= 1
         return q_elt[0]
 
     async def threshold(processor: Processor, value: int) -> str:
         handled.append(("threshold", value, calls["now"]))
-        await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         handled.append(("threshold", value, calls["now"]))
         return f"threshold {value}"
 
@@ -241,7 +244,7 @@ async def test_events_reach_the_node_in_order_with_their_params_and_never_during
     plumber = Plumber(graph, queue_size=BOUND)
     signals: list[Signal] = []
     plumber.signals.connect("node_event", signals.append)
-    running = asyncio.ensure_future(plumber.run())
+    running = started(plumber.run)
     await until(lambda: len(seen) >= 20 and calls["now"] > 0)
     answers = await asyncio.gather(
         plumber.send_event("f", "threshold", value=1),
@@ -268,7 +271,7 @@ async def test_events_reach_the_node_in_order_with_their_params_and_never_during
 
 async def test_an_event_handler_that_raises_fails_the_sender_not_the_run() -> None:
     async def work(processor: Processor, q_elt: tuple[int]) -> int:
-        await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return q_elt[0]
 
     async def broken(processor: Processor, path: str) -> None:
@@ -278,7 +281,7 @@ async def test_an_event_handler_that_raises_fails_the_sender_not_the_run() -> No
     plumber = Plumber(graph, queue_size=BOUND)
     signals: list[Signal] = []
     plumber.signals.connect("node_event", signals.append)
-    running = asyncio.ensure_future(plumber.run())
+    running = started(plumber.run)
     await until(lambda: len(seen) >= 5)
     with pytest.raises(LookupError) as unknown:
         await plumber.send_event("f", "relaod")
@@ -312,3 +315,14 @@ def test_events_are_declared_with_handlers_and_checked_when_the_graph_is_built()
         build({"coro": gen, "properties": {"events": {"reload": work}}})
     with pytest.raises(GraphError, match="events"):
         Plumber({"nodes": {"s": {"coro": source_of([1]), "properties": {"events": {"x": work}}}}, "graph": {"s": None}})
+
+
+globals().update(
+    trio_twins(
+        globals(),
+        asyncio_only={
+            "test_events_reach_the_node_in_order_with_their_params_and_never_during_a_call": "it sends three "
+            "events at once with asyncio.gather, whose tasks start in order (trio starts a batch in any order)",
+        },
+    )
+)

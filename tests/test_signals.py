@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from pipelines import Plumber, Processor
 from pipelines.signals import Signal, Signals
 
+from .backends import started, trio_twins
 from .helpers import chain, collector, source_of
 
 
@@ -71,18 +73,18 @@ async def test_retries_and_failures_are_announced_with_the_item() -> None:
 
 
 async def test_stop_is_announced() -> None:
-    started = asyncio.Event()
+    putting = anyio.Event()
 
     async def endless(processor: Processor, output_q: Any) -> None:
         while True:
-            started.set()
+            putting.set()
             await output_q.put(0)
 
     _, sink = collector()
     plumber = Plumber(chain("inp", "out", coros={"inp": endless, "out": sink}))
     seen = record(plumber, "stop_requested", "run_ended")
-    running = asyncio.ensure_future(plumber.run())
-    await started.wait()
+    running = started(plumber.run)
+    await putting.wait()
     await plumber.stop()
     await running
     assert seen == [("stop_requested", None, None, None, None), ("run_ended", None, None, None, "stopped")]
@@ -122,3 +124,6 @@ def test_connect_checks_the_event_and_the_listener() -> None:
     signals.disconnect("run_started", listener)
     signals.emit("run_started")
     assert seen == ["run_started"]
+
+
+globals().update(trio_twins(globals()))
