@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from pipelines import Failure, NodeStats, Plumber, Processor
 
+from .backends import started as in_background
+from .backends import trio_twins
 from .helpers import collector, source_of, until, yield_now
 
 COUNTED = ("items_in", "completed", "dropped", "skipped", "failed", "in_flight", "items_out")
@@ -118,7 +121,7 @@ async def test_drops_skips_routes_and_passing_tombstones_are_each_counted_where_
 
 @pytest.mark.parametrize(("workers", "started"), [(None, [0, 1, 2]), (1, [0])])
 async def test_in_flight_counts_the_items_being_worked_on(workers: int | None, started: list[int]) -> None:
-    release = asyncio.Event()
+    release = anyio.Event()
     entered: list[int] = []
 
     async def source(processor: Processor, output_q: Any) -> None:
@@ -136,7 +139,7 @@ async def test_in_flight_counts_the_items_being_worked_on(workers: int | None, s
             "graph": {"src": ["out"], "out": None},
         }
     )
-    running = asyncio.ensure_future(plumber.run())
+    running = in_background(plumber.run)
     await until(lambda: entered == started)
     await yield_now(20)
     assert entered == started
@@ -201,3 +204,6 @@ async def test_a_skip_and_a_route_are_logged_with_the_item_and_the_exception(
     assert [(f.node, f.item) for f in failures] == [("r", (1,))]
     assert counted(result["s"]) == (5, 3, 0, 2, 0, 0, 3)
     assert counted(result["r"]) == (3, 2, 0, 0, 1, 0, 2)
+
+
+globals().update(trio_twins(globals()))

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from pipelines import PipelineStateError, Plumber, Processor
 
+from .backends import started, trio_twins
 from .helpers import add_one, chain, source_of, until, yield_now
 
 
-def endless_chain(seen: list[int], sink_gate: asyncio.Event | None = None) -> Plumber:
+def endless_chain(seen: list[int], sink_gate: anyio.Event | None = None) -> Plumber:
     async def endless(processor: Processor, output_q: Any) -> None:
         i = 0
         while True:
@@ -23,7 +26,7 @@ def endless_chain(seen: list[int], sink_gate: asyncio.Event | None = None) -> Pl
         if sink_gate is not None:
             await sink_gate.wait()
         seen.append(q_elt[0])
-        await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
     return Plumber(chain("inp", "a", "out", coros={"inp": endless, "a": add_one, "out": sink}), queue_size=10)
 
@@ -38,7 +41,7 @@ async def test_pause_holds_the_sources_and_resume_loses_nothing() -> None:
     events: list[str] = []
     for event in ("paused", "resumed"):
         plumber.signals.connect(event, lambda signal: events.append(signal.event))
-    running = asyncio.ensure_future(plumber.run())
+    running = started(plumber.run)
     await until(lambda: len(seen) >= 100)
     plumber.pause()
     assert plumber.paused
@@ -61,9 +64,9 @@ async def test_pause_holds_the_sources_and_resume_loses_nothing() -> None:
 
 async def test_stop_while_paused_drains_and_ends_stopped() -> None:
     seen: list[int] = []
-    gate = asyncio.Event()
+    gate = anyio.Event()
     plumber = endless_chain(seen, gate)
-    running = asyncio.ensure_future(plumber.run())
+    running = started(plumber.run)
     await until(lambda: plumber.stats()["inp"].items_out >= 15)
     plumber.pause()
     plumber.pause()  # a second pause does nothing
@@ -80,7 +83,7 @@ async def test_stop_while_paused_drains_and_ends_stopped() -> None:
 
 async def test_put_nowait_while_paused_is_full_and_sends_nothing() -> None:
     outcomes: list[str] = []
-    resumed = asyncio.Event()
+    resumed = anyio.Event()
 
     async def source(processor: Processor, output_q: Any) -> None:
         output_q.put_nowait("before")
@@ -98,7 +101,7 @@ async def test_put_nowait_while_paused_is_full_and_sends_nothing() -> None:
         seen.append(q_elt[0])
 
     plumber = Plumber(chain("inp", "out", coros={"inp": source, "out": sink}))
-    running = asyncio.ensure_future(plumber.run())
+    running = started(plumber.run)
     await resumed.wait()
     await yield_now(50)
     assert seen == ["before"]
@@ -159,3 +162,6 @@ async def test_settled_reports_where_each_item_ends() -> None:
         ("out", ("inp", 2), "result", 30),
         ("out", ("inp", 4), "result", 50),
     ]
+
+
+globals().update(trio_twins(globals()))
