@@ -130,6 +130,10 @@ class HandRun:
 
     def start(self, processor: Processor) -> None:
         """Wire the node to its edges and start its tasks on the running loop."""
+        runtime.require_asyncio(
+            f"Processor {self.name!r} built by hand (over asyncio queues)",
+            "put the node in a graph and run it with Plumber",
+        )
         try:
             self._done = runtime.new_future()
         except RuntimeError:

@@ -333,3 +333,19 @@ def test_a_journal_under_trio_says_it_runs_on_asyncio_only(tmp_path: Any) -> Non
     with pytest.raises(AsyncioOnlyError, match=f"^{re.escape(message)}$"):
         on_trio(plumber.run)
     assert plumber.state == "built"  # nothing started
+
+
+def test_a_processor_built_by_hand_under_trio_says_it_runs_on_asyncio_only() -> None:
+    import asyncio
+
+    from pipelines.processor import Processor as HandProcessor
+
+    async def main() -> None:
+        HandProcessor(name="rev", coro=add_one, input_srcs=[asyncio.Queue()], output_dests=[asyncio.Queue()])
+
+    message = (
+        "Processor 'rev' built by hand (over asyncio queues) runs on asyncio only, not under trio; "
+        "put the node in a graph and run it with Plumber"
+    )
+    with pytest.raises(AsyncioOnlyError, match=f"^{re.escape(message)}$"):
+        on_trio(main)
