@@ -349,3 +349,32 @@ def test_a_processor_built_by_hand_under_trio_says_it_runs_on_asyncio_only() -> 
     )
     with pytest.raises(AsyncioOnlyError, match=f"^{re.escape(message)}$"):
         on_trio(main)
+
+
+def test_a_distributed_run_under_trio_says_it_runs_on_asyncio_only() -> None:
+    from pipelines.distributed import RedisTransport
+
+    graph = chain("inp", "out", coros={"inp": source_of([1]), "out": collector()[1]})
+    plumber = RedisTransport("redis://127.0.0.1:6379/0").plumber(graph)  # run() would connect; it stops first
+    message = (
+        "the Redis transport (redis.asyncio) runs on asyncio only, not under trio; "
+        "run a distributed graph under asyncio (`asyncio.run(...)`)"
+    )
+    with pytest.raises(AsyncioOnlyError, match=f"^{re.escape(message)}$"):
+        on_trio(plumber.run)
+    assert plumber.state == "built"
+
+
+def test_an_inbox_under_trio_says_it_runs_on_asyncio_only() -> None:
+    from pipelines.web import Inbox
+
+    inbox = Inbox()
+    graph = {
+        "nodes": {"inbox": {"coro": inbox.source}, "out": {"coro": add_one}},
+        "graph": {"inbox": ["out"], "out": None},
+    }
+    plumber = Plumber(graph)
+    inbox.bind(plumber)
+    with pytest.raises(AsyncioOnlyError, match=r"^pipelines\.web \(aiohttp\) runs on asyncio only, not under trio; "):
+        on_trio(plumber.run)
+    assert plumber.state == "failed"

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from .. import runtime
 from ..errors import PipelineStateError
 from ..graph import DEFAULT_QUEUE_SIZE
 from ..plumber import Plumber
@@ -70,6 +71,9 @@ class DistributedPlumber(Plumber):
         """
         if self.state != "built":
             raise PipelineStateError("run() was already called on this Plumber; a Plumber runs once")
+        runtime.require_asyncio(
+            "the Redis transport (redis.asyncio)", "run a distributed graph under asyncio (`asyncio.run(...)`)"
+        )
         session = self._session
         await session.open()
         failure: BaseException | None = None

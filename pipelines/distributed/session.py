@@ -47,7 +47,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .. import runtime
 from ..errors import GraphError, PipelineCancelled
 from ..signals import Signal
 from ..stats import NodeStats
@@ -168,7 +167,6 @@ class Session:
     def node_task(self, node: Processor) -> Coroutine[Any, Any, None]:
         """A node given to this process runs here; any other is stood for by a task that ends
         when that node is done everywhere."""
-        runtime.require_asyncio("the Redis transport (redis.asyncio)", "run distributed graphs under asyncio")
         if node.name in self.local:
             return node.run()
         return self.watch(node.name)
