@@ -14,6 +14,8 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,6 +30,7 @@ from pipelines.testing import VirtualClock
 from pipelines.transport import MemoryTransport
 from pipelines.web import Inbox, ItemDropped
 
+from .backends import started, trio_twins
 from .helpers import until
 
 FRAMES = 200
@@ -47,16 +50,15 @@ class Camera:
         self.edges: list[Any] = []
 
     async def source(self, processor: Any, output_q: Any) -> None:
-        loop = asyncio.get_running_loop()
         for frame in range(self.frames):
             await output_q.put(frame)
             self.newest = frame
-            self.put_at.append(loop.time())
+            self.put_at.append(anyio.current_time())
             self.deepest = max([self.deepest, *(edge.qsize() for edge in self.edges)])
             if self.period is None:
-                await asyncio.sleep(0)  # as fast as the loop allows, letting the consumer run
+                await anyio.lowlevel.checkpoint()  # as fast as the loop allows, letting the consumer run
             else:
-                await asyncio.sleep(self.period)
+                await anyio.sleep(self.period)
 
 
 class Viewer:
@@ -73,7 +75,7 @@ class Viewer:
         if frame != self.camera.newest:
             self.stale.append((frame, self.camera.newest))
         self.seen.append(frame)
-        await asyncio.sleep(self.work)
+        await anyio.sleep(self.work)
 
 
 def camera_graph(camera: Camera, viewer: Viewer, **properties: Any) -> dict[str, Any]:
@@ -205,9 +207,8 @@ async def test_a_dropped_item_leaves_a_tombstone_when_a_join_waits_downstream() 
 
 async def test_a_waiting_consumer_is_woken_by_a_put() -> None:
     edge = LossyEdge("v", 2)
-    taking = asyncio.ensure_future(edge.get_many())
-    await asyncio.sleep(0)
-    assert edge.statistics().waiting_getters == 1
+    taking = started(edge.get_many)
+    await until(lambda: edge.statistics().waiting_getters == 1)
     edge.put_nowait(envelope(0))
     assert await taking == [envelope(0)]
 
@@ -258,7 +259,7 @@ async def test_a_join_after_a_lossy_input_discards_the_groups_of_dropped_items(v
 
     @node
     async def detect(frame: int) -> str:
-        await asyncio.sleep(WORK)
+        await anyio.sleep(WORK)
         return f"d{frame}"
 
     @node
@@ -303,7 +304,7 @@ async def test_a_lossy_input_of_a_join_discards_the_group(virtual_clock: Virtual
 
     async def pair(processor: Any, q_elt: tuple[Any, ...]) -> None:
         pairs.append(q_elt)
-        await asyncio.sleep(WORK)
+        await anyio.sleep(WORK)
 
     graph = {
         "nodes": {
@@ -383,14 +384,14 @@ async def test_an_item_the_input_dropped_is_finished_for_the_journal(tmp_path: P
     async def frames() -> Any:
         for frame in range(300):
             yield frame
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
 
     async def view(processor: Any, q_elt: tuple[int]) -> None:
         if attempt == 0 and len(seen[0]) == 20:
             raise Crash(q_elt[0])
         seen[attempt].append(q_elt[0])
         for _ in range(5):  # slower than the source: it drops
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
 
     class Drops:
         """A hook noting the frames the viewer's input dropped, per attempt."""
@@ -564,7 +565,7 @@ async def test_a_zip_join_of_two_lossy_cameras_pairs_only_frames_of_one_position
 
     async def pair(processor: Any, q_elt: tuple[Any, ...]) -> None:
         pairs.append(q_elt)
-        await asyncio.sleep(WORK)
+        await anyio.sleep(WORK)
 
     graph = {
         "nodes": {
@@ -604,7 +605,7 @@ async def test_a_stream_through_a_lossy_input_ends_with_the_items_not_dropped() 
     @node
     async def slow(x: int) -> int:
         for _ in range(3):
-            await asyncio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         return x
 
     graph = {
@@ -614,3 +615,18 @@ async def test_a_stream_through_a_lossy_input_ends_with_the_items_not_dropped() 
     # the feed never waits on a lossy input: every item is in before `slow` takes one, and the
     # newest pushes the others out; the stream counts them settled and ends
     assert [y async for y in stream(graph, range(1000))] == [999]
+
+
+globals().update(
+    trio_twins(
+        globals(),
+        asyncio_only={
+            "test_an_inbox_request_whose_item_the_input_dropped_is_answered_item_dropped": "pipelines.web is "
+            "asyncio-only",
+            "test_an_item_the_input_dropped_is_finished_for_the_journal": "the journal is asyncio-only",
+            "test_a_woken_consumer_cancelled_hands_the_tombstones_on": "asyncio's cancel after a wake-up undoes it; "
+            "trio's does not (tests/test_edges.py)",
+            "test_a_stream_through_a_lossy_input_ends_with_the_items_not_dropped": "streams are asyncio-only",
+        },
+    )
+)
