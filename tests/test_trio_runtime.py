@@ -378,3 +378,44 @@ def test_an_inbox_under_trio_says_it_runs_on_asyncio_only() -> None:
     with pytest.raises(AsyncioOnlyError, match=r"^pipelines\.web \(aiohttp\) runs on asyncio only, not under trio; "):
         on_trio(plumber.run)
     assert plumber.state == "failed"
+
+
+def test_zero_backoff_still_lets_other_tasks_run_between_attempts() -> None:
+    """As on asyncio (tests/test_policies.py): 1,000 retries with no backoff never hold the run. trio
+    runs the tasks of one scheduling batch in any order, so another task runs at least once in every
+    two attempts (asyncio's order gives once between every two)."""
+    turns = 0
+    seen: list[int] = []
+    stop = anyio.Event()
+
+    async def other_task() -> None:
+        nonlocal turns
+        while not stop.is_set():
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    async def flaky(processor: Processor, q_elt: tuple[str]) -> str:
+        seen.append(turns)
+        if len(seen) <= 1000:
+            raise ConnectionError("not yet")
+        return q_elt[0]
+
+    graph = chain(
+        "one",
+        "flaky",
+        "keep",
+        coros={"one": source_of(["x"]), "flaky": flaky, "keep": collector()[1]},
+        props={"flaky": {"retry": RetryPolicy(max_attempts=1001, backoff_factor=0)}},
+    )
+
+    async def main() -> Any:
+        async with anyio.create_task_group() as group:
+            group.start_soon(other_task)
+            try:
+                return await Plumber(graph).run()
+            finally:
+                stop.set()
+
+    result = on_trio(main)
+    assert (result["flaky"].retried, len(seen)) == (1000, 1001)
+    assert all(seen[i + 2] > seen[i] for i in range(len(seen) - 2))
