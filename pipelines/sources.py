@@ -110,9 +110,11 @@ class InputProcessor(Processor):
             # an 'item' style source takes only its args; the original style gets (processor, output_q)
             produced = spec.coro(**spec.args) if spec.style == "item" else self.invoke(port)
             if inspect.isasyncgen(produced):
+                offer = port.offer
                 async with contextlib.aclosing(produced) as agen:
                     async for item in agen:
-                        await port.put(item)
+                        if not offer(item):
+                            await port.put(item)
             else:
                 await produced
         except BaseException as exc:
@@ -232,6 +234,18 @@ class SourceOutput:
         if full >= 0:
             await self._send(envelope, full)
 
+    def offer(self, item: Any) -> bool:
+        """`put`'s fast path, without a coroutine: send `item` now if the run is open and the
+        source's one successor has room (True); else send nothing (False: `await put(item)` then)."""
+        single = self._single
+        if single is None or self._valve.closed:
+            return False
+        if single.put_nowait(((self._name, self._seq), item, self._index)):
+            self._seq += 1
+            self._ledger.items_out += 1
+            return True
+        return False
+
     def _offer(self, envelope: Any) -> int:
         """Hand `envelope` to the successors while they have room: -1 when all had (it is counted),
         else the index of the first that had none, from which `_send` goes on."""
@@ -338,6 +352,9 @@ class AdmittingSourceOutput(SourceOutput):
 
     def _admit(self, key: tuple[str, int]) -> bool:
         return self._admits(key)
+
+    def offer(self, item: Any) -> bool:
+        return False  # every item goes through `put`, which lets the hooks hear it enter
 
     def _taking_edge(self) -> MemoryEdge:
         raise PipelineError(
