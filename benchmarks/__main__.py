@@ -1,4 +1,4 @@
-"""python -m benchmarks [--smoke] [--rounds K] [--only B1,B3]: measure, then print the table."""
+"""python -m benchmarks [--smoke] [--rounds K] [--only B1,B3] [--loop uvloop]: measure, then print the table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import time
 
 from .cases import CASES
-from .harness import Config
+from .harness import LOOPS, Config, use_loop
 from .report import Row, format_table, machine_line
 
 
@@ -16,6 +16,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that every case runs")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per figure (default 5)")
     parser.add_argument("--only", default="", help=f"comma-separated cases to run, of {','.join(CASES)}")
+    parser.add_argument(
+        "--loop", default="asyncio", choices=LOOPS, help="the event loop of every row that names none (default asyncio)"
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -29,6 +32,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     config = Config(rounds=args.rounds, smoke=args.smoke)
+    use_loop(args.loop)
     rows: list[Row] = []
     for case_id in args.only:
         case = CASES[case_id]

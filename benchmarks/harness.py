@@ -26,7 +26,9 @@ __all__ = [
     "Trial",
     "Unavailable",
     "alternate",
+    "default_loop",
     "loop_factory",
+    "use_loop",
     "optional",
     "timed",
 ]
@@ -99,6 +101,25 @@ def alternate(trials: Mapping[str, Trial], rounds: int) -> dict[str, Result]:
     return {label: missing.get(label) or Samples(tuple(values[label])) for label in labels}
 
 
+LOOPS = ("asyncio", "uvloop")
+
+_default_loop = "asyncio"
+
+
+def use_loop(name: str) -> None:
+    """Run every trial that names no loop of its own on `name` ('asyncio' or 'uvloop'):
+    ``python -m benchmarks --loop uvloop``."""
+    global _default_loop
+    if name not in LOOPS:
+        raise ValueError(f"unknown loop {name!r}; the loops are {', '.join(LOOPS)}")
+    _default_loop = name
+
+
+def default_loop() -> str:
+    """The loop of the trials that name none (see `use_loop`)."""
+    return _default_loop
+
+
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     """A factory of fresh event loops: 'asyncio' or 'uvloop' (Unavailable when not installed)."""
     if name == "asyncio":
@@ -115,7 +136,7 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 def timed(
     make: Callable[[], Awaitable[Any]],
     expected: Any,
-    loop: str = "asyncio",
+    loop: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Trial:
     """A trial timing one run on a fresh event loop (in wall seconds, or by another `clock`, such as
@@ -127,7 +148,7 @@ def timed(
     """
 
     def trial() -> float:
-        factory = loop_factory(loop)
+        factory = loop_factory(loop or _default_loop)
         gc.collect()
         with asyncio.Runner(loop_factory=factory) as runner:
             work = make()

@@ -26,8 +26,8 @@ def expected(n: int) -> int:
     return n * (n - 1) // 2 + STAGES * n
 
 
-def pipelines_trials(n: int, loop: str = "asyncio") -> dict[str, Trial]:
-    """The two pipelines styles and the hand-written chain, on `loop`."""
+def pipelines_trials(n: int, loop: str | None = None) -> dict[str, Trial]:
+    """The two pipelines styles and the hand-written chain, on `loop` (by default, the run's loop)."""
     want = expected(n)
     return {
         PROCESSOR: timed(pipeline(partial(processor_chain, n, STAGES)), want, loop),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from .harness import Result, Samples, Unavailable
+from .harness import Result, Samples, Unavailable, default_loop
 
 __all__ = [
     "Row",
@@ -68,7 +68,7 @@ def machine_line(rounds: int) -> str:
         f"{platform.system()} {platform.machine()}",
         f"{platform.python_implementation()} {platform.python_version()}",
         f"pipelines {_version('aiopipelines')} at {_commit()}",
-        f"loop: asyncio (uvloop {_version('uvloop')} in B7)",
+        f"loop: {default_loop()} (B4, B7: asyncio and uvloop {_version('uvloop')}; B5, B9 memory: asyncio)",
         f"aiostream {_version('aiostream')}, pypeln {_version('pypeln')}",
         f"median of {rounds} alternating rounds, a fresh event loop each",
     ]

@@ -121,6 +121,12 @@ class NodeSpec:
     def style(self) -> Style:
         return self.properties.style
 
+    @property
+    def bare(self) -> bool:
+        """Whether the node's function takes each input as it is: an 'item' style node, or a join
+        (its groups are tuples already); else as the one-item tuple ``q_elt`` of the original style."""
+        return self.properties.style == "item" or self.join_mode is not None
+
 
 @dataclass(slots=True)
 class GraphSpec:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -110,9 +111,15 @@ class InputProcessor(Processor):
             # an 'item' style source takes only its args; the original style gets (processor, output_q)
             produced = spec.coro(**spec.args) if spec.style == "item" else self.invoke(port)
             if inspect.isasyncgen(produced):
+                offer = port.fast_path()
                 async with contextlib.aclosing(produced) as agen:
-                    async for item in agen:
-                        await port.put(item)
+                    if offer is None:
+                        async for item in agen:
+                            await port.put(item)
+                    else:
+                        async for item in agen:
+                            if not offer(item):
+                                await port.put(item)
             else:
                 await produced
         except BaseException as exc:
@@ -232,6 +239,24 @@ class SourceOutput:
         if full >= 0:
             await self._send(envelope, full)
 
+    def fast_path(self) -> Callable[[Any], bool] | None:
+        """`put`'s fast path, called without a coroutine: ``offer(item)`` sends `item` now if the
+        run is open and the source's one successor has room (True), else sends nothing (False:
+        ``await put(item)`` then). None when every put must go the whole way (several successors,
+        or a hook that hears each item enter)."""
+        return self._offer_one if self._single is not None else None
+
+    def _offer_one(self, item: Any) -> bool:
+        single = self._single
+        assert single is not None
+        if self._valve.closed:
+            return False
+        if single.put_nowait(((self._name, self._seq), item, self._index)):
+            self._seq += 1
+            self._ledger.items_out += 1
+            return True
+        return False
+
     def _offer(self, envelope: Any) -> int:
         """Hand `envelope` to the successors while they have room: -1 when all had (it is counted),
         else the index of the first that had none, from which `_send` goes on."""
@@ -338,6 +363,9 @@ class AdmittingSourceOutput(SourceOutput):
 
     def _admit(self, key: tuple[str, int]) -> bool:
         return self._admits(key)
+
+    def fast_path(self) -> Callable[[Any], bool] | None:
+        return None  # every item goes through `put`, which lets the hooks hear it enter
 
     def _taking_edge(self) -> MemoryEdge:
         raise PipelineError(

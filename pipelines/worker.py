@@ -16,7 +16,7 @@ What differs between nodes is chosen when the worker starts, not tested per item
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -141,32 +141,23 @@ class Worker:
 
     async def _loop(self) -> None:
         node = self._node
-        spec = node.spec
         ledger = node.ledger
         pool, member, extra = self._pool, self._member, self._extra
-        call, step = self._call, self._step
-        on_result = self._on_result
-        note = self._finished.append if self._finished is not None else None
-        index = spec.index
-        bare = spec.style == "item" or spec.join_mode is not None
-        is_sink = not node.outputs
-        idle = node.outputs[0].idle_consumers if node.outputs and self._gate is None else None
-        task = runtime.current_task()
+        handle = self._handler()
         clock = runtime.clock()
-        # Reused for every piece: an edge copies what it is given. Another worker may hand them on.
-        out = member.out
-        errors = member.errors
-        append = out.append
         read = pool.read
         emit = self._emit
         gate = self._gate
         counts_out = self._counts_out
         finished = self._finished
+        # Reused for every piece: an edge copies what it is given. Another worker may hand them on.
+        out = member.out
+        errors = member.errors
         while True:
             if pool.has_stranded:
                 stranded = pool.stranded()
                 if stranded is not None:
-                    await self._emit(*stranded)
+                    await emit(*stranded)
             if pool.live == 1 and not pool.busy and not extra:
                 # The only worker, and in no piece: no one to share with, so it reads the input itself.
                 rest = pool.begin(member, await read(1))
@@ -178,49 +169,13 @@ class Worker:
             size = len(member.batch)
             started = clock()
             ledger.items_in += size  # in flight from now: stats() shows them so
-            many = size > 1
-            passed = not_done = 0
-            for key, value, _ in rest:
-                if value is DROPPED:
-                    passed += 1
-                    ledger.tombstone(key, out)
-                    continue
-                arg = value if bare else (value,)
-                try:
-                    if step is None:
-                        result = await call(arg)
-                    else:
-                        result = await step(key, arg, out, errors, turn)
-                        if result is HANDLED:
-                            continue
-                        if result is PASSED_OVER:
-                            passed += 1
-                            continue
-                except BaseException as exc:
-                    not_done += 1
-                    if not ledger.fail(key, arg, exc, task, out, errors):
-                        pool.finished(member)
-                        return
-                    continue
-                if is_sink:
-                    if on_result is not None:
-                        on_result(key, result)
-                    if note is not None:
-                        note(key)
-                    continue
-                if result is None:
-                    not_done += 1
-                    ledger.drop(key, out)
-                    continue
-                append((key, result, index))
-                if idle and many:
-                    # The consumer downstream is idle: give it what is ready now.
-                    member.emitting = True  # waiting for room is not waiting on I/O: keep the rest
-                    await self._emit(out, errors)
-                    pool.handed_on(member)
-            elapsed = clock() - started
+            counts = await handle(rest, size > 1, turn)
+            if counts is None:  # an item's failure ends the run
+                pool.finished(member)
+                return
+            passed, not_done = counts
             handled = size - pool.finished(member) - passed
-            ledger.timed(elapsed, handled)
+            ledger.timed(clock() - started, handled)
             # Count the batch, hand its outputs on (in turn, for an ordered node), commit a sink's items.
             if passed:
                 ledger.items_in -= passed  # tombstones, and items finished before a crash: not items here
@@ -233,6 +188,137 @@ class Worker:
                 await emit(out, errors)
             if finished:
                 await self._commit(finished)
+
+    # -- the items of a piece, by the node's role ----------------------------------------------
+    #
+    # Each handles the items of one piece in order and returns (tombstones and items passed over,
+    # items that gave no output), or None when an item's failure ends the run. The two lean ones
+    # serve the common roles (a node that returns its output, a sink that only consumes) with the
+    # fewest steps per item; `_any_items` serves every node.
+
+    def _handler(self) -> Callable[[Iterator[Envelope], bool, Turn | None], Awaitable[tuple[int, int] | None]]:
+        if self._step is not None:
+            return self._any_items
+        if self._node.outputs:
+            return self._mapped_items
+        if self._on_result is None and self._finished is None:
+            return self._consumed_items
+        return self._any_items
+
+    async def _mapped_items(self, rest: Iterator[Envelope], many: bool, turn: Turn | None) -> tuple[int, int] | None:
+        """A node that returns its output: call, keep the output."""
+        node = self._node
+        ledger = node.ledger
+        call = self._call
+        bare = node.spec.bare
+        index = node.spec.index
+        member = self._member
+        out, errors = member.out, member.errors
+        append = out.append
+        idle = node.outputs[0].idle_consumers if self._gate is None else ()
+        passed = not_done = 0
+        for key, value, _ in rest:
+            if value is DROPPED:
+                passed += 1
+                ledger.tombstone(key, out)
+                continue
+            try:
+                result = await call(value if bare else (value,))
+            except BaseException as exc:
+                not_done += 1
+                if not ledger.fail(key, value if bare else (value,), exc, runtime.current_task(), out, errors):
+                    return None
+                continue
+            if result is None:
+                not_done += 1
+                ledger.drop(key, out)
+                continue
+            append((key, result, index))
+            if idle and many:
+                await self._hand_on_early()
+        return passed, not_done
+
+    async def _consumed_items(self, rest: Iterator[Envelope], many: bool, turn: Turn | None) -> tuple[int, int] | None:
+        """A sink whose results nobody keeps or hears: call."""
+        node = self._node
+        ledger = node.ledger
+        call = self._call
+        bare = node.spec.bare
+        member = self._member
+        passed = not_done = 0
+        for key, value, _ in rest:
+            if value is DROPPED:
+                passed += 1
+                ledger.tombstone(key, member.out)
+                continue
+            try:
+                await call(value if bare else (value,))
+            except BaseException as exc:
+                not_done += 1
+                if not ledger.fail(
+                    key, value if bare else (value,), exc, runtime.current_task(), member.out, member.errors
+                ):
+                    return None
+        return passed, not_done
+
+    async def _any_items(self, rest: Iterator[Envelope], many: bool, turn: Turn | None) -> tuple[int, int] | None:
+        """Any node: a step (a generator, a node that routes, a sink whose hooks admit each item) or a
+        call, a sink's results kept and told."""
+        node = self._node
+        ledger = node.ledger
+        call, step = self._call, self._step
+        on_result = self._on_result
+        note = self._finished.append if self._finished is not None else None
+        bare = node.spec.bare
+        index = node.spec.index
+        is_sink = not node.outputs
+        member = self._member
+        out, errors = member.out, member.errors
+        append = out.append
+        idle = node.outputs[0].idle_consumers if node.outputs and self._gate is None else ()
+        passed = not_done = 0
+        for key, value, _ in rest:
+            if value is DROPPED:
+                passed += 1
+                ledger.tombstone(key, out)
+                continue
+            arg = value if bare else (value,)
+            try:
+                if step is None:
+                    result = await call(arg)
+                else:
+                    result = await step(key, arg, out, errors, turn)
+                    if result is HANDLED:
+                        continue
+                    if result is PASSED_OVER:
+                        passed += 1
+                        continue
+            except BaseException as exc:
+                not_done += 1
+                if not ledger.fail(key, arg, exc, runtime.current_task(), out, errors):
+                    return None
+                continue
+            if is_sink:
+                if on_result is not None:
+                    on_result(key, result)
+                if note is not None:
+                    note(key)
+                continue
+            if result is None:
+                not_done += 1
+                ledger.drop(key, out)
+                continue
+            append((key, result, index))
+            if idle and many:
+                await self._hand_on_early()
+        return passed, not_done
+
+    async def _hand_on_early(self) -> None:
+        """The consumer downstream is idle: give it what is ready now, in the middle of the piece."""
+        member = self._member
+        member.emitting = True  # waiting for room is not waiting on I/O: keep the rest
+        await self._emit(member.out, member.errors)
+        self._pool.handed_on(member)
 
     async def _emit_in_turn(self, turn: Turn, out: list[Envelope], errors: list[Any]) -> None:
         """Hand an ordered node's outputs on when their turn comes."""
@@ -389,7 +475,6 @@ class JoinTake:
                 if batch:
                     return batch
                 continue  # another input ended meanwhile (its read gave nothing): only the last end is the node's
-
             i = min(live, key=arrivals.__getitem__)
             batch = await inputs[i].get_many(share)
             if batch:

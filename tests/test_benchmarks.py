@@ -19,12 +19,12 @@ ROOT = Path(__file__).parent.parent
 OPTIONAL = ("aiostream", "pypeln", "uvloop")
 
 
-def smoke_run(shadows: Path | None = None) -> subprocess.CompletedProcess[str]:
+def smoke_run(shadows: Path | None = None, *more: str) -> subprocess.CompletedProcess[str]:
     env = None
     if shadows is not None:
         env = {**os.environ, "PYTHONPATH": str(shadows)}
     return subprocess.run(
-        [sys.executable, "-W", "error", "-m", "benchmarks", "--smoke", "--rounds", "1"],
+        [sys.executable, "-W", "error", "-m", "benchmarks", "--smoke", "--rounds", "1", *more],
         capture_output=True,
         text=True,
         timeout=50,
@@ -71,7 +71,15 @@ def test_smoke_run_without_the_optional_packages(tmp_path: Path) -> None:
         assert cells[1].startswith("unavailable") == hidden, (label, cells)
 
 
-@pytest.mark.parametrize("argv", [["--only", "B99"], ["--rounds", "0"]])
+def test_the_loop_of_every_row_can_be_uvloop() -> None:
+    proc = smoke_run(None, "--loop", "uvloop", "--only", "B1,B14")
+    assert proc.returncode == 0, proc.stderr
+    assert "; loop: uvloop (" in proc.stdout.splitlines()[0]
+    rows = table_rows(proc.stdout)
+    assert {case for case, _ in rows} == {"B1", "B14"}
+
+
+@pytest.mark.parametrize("argv", [["--only", "B99"], ["--rounds", "0"], ["--loop", "curio"]])
 def test_bad_arguments_are_refused(argv: list[str]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", *argv], capture_output=True, text=True, timeout=50, cwd=ROOT, check=False

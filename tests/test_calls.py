@@ -3,6 +3,7 @@ outputs and their keys, plain functions in a thread pool."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Any
@@ -12,7 +13,7 @@ import anyio.lowlevel
 import pytest
 
 from pipelines import Plumber, Processor, Signal
-from pipelines.testing import VirtualClock
+from pipelines.testing import VirtualClock, run_node
 
 from .backends import trio_twins
 from .helpers import chain, collector, source_of
@@ -247,6 +248,76 @@ async def test_a_plain_function_in_a_thread_is_retried_and_skipped_like_a_corout
     assert sorted(result.outputs["out"]) == [0, 2, 4, 6, 10]
     # a plain function is called with the item itself
     assert [r.getMessage() for r in caplog.records] == ["node 'f': skipped item 4 after OSError('disk busy on 4')"]
+
+
+# -- binding a node's args: by position where the function takes them right after the item ------
+
+
+async def _labelled(x: int, a: str, b: str, c: str = "c") -> str:
+    return f"{x}{a}{b}{c}"
+
+
+async def _keyword_only(x: int, *, a: str, b: str) -> str:
+    return f"{x}{a}{b}"
+
+
+async def _var_keyword(x: int, **kw: str) -> str:
+    return f"{x}" + "".join(f"{k}={v}" for k, v in sorted(kw.items()))
+
+
+async def _after_a_default(x: int, a: str = "A", b: str = "B") -> str:
+    return f"{x}{a}{b}"
+
+
+class _Callable:
+    async def __call__(self, x: int, a: str) -> str:
+        return f"{x}{a}!"
+
+
+@pytest.mark.parametrize(
+    ("coro", "args", "expected"),
+    [
+        (_labelled, {"b": "B", "a": "A"}, ["0ABc", "1ABc"]),  # given out of order
+        (_labelled, {"a": "A", "b": "B", "c": "C"}, ["0ABC", "1ABC"]),
+        (_labelled, {"c": "C", "b": "B", "a": "A"}, ["0ABC", "1ABC"]),
+        (_keyword_only, {"b": "B", "a": "A"}, ["0AB", "1AB"]),
+        (_var_keyword, {"z": "1", "y": "2"}, ["0y=2z=1", "1y=2z=1"]),
+        (_after_a_default, {"b": "b"}, ["0Ab", "1Ab"]),  # not right after the item: by keyword
+        (_after_a_default, {"a": "a"}, ["0aB", "1aB"]),
+        (_Callable(), {"a": "a"}, ["0a!", "1a!"]),
+        (functools.partial(_labelled, c="p"), {"a": "A", "b": "B"}, ["0ABp", "1ABp"]),
+    ],
+)
+async def test_a_nodes_args_reach_the_parameters_they_name(
+    coro: Any, args: dict[str, str], expected: list[str]
+) -> None:
+    run = await run_node(coro, [0, 1], properties={"style": "item"}, **args)
+    assert run.outputs == expected
+    assert run.failures == []
+
+
+async def _original(processor: Processor, q_elt: tuple[int], a: str, b: str = "b") -> str:
+    return f"{processor.name}:{q_elt[0]}{a}{b}"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [({"a": "A"}, ["node:0Ab", "node:1Ab"]), ({"b": "B", "a": "A"}, ["node:0AB", "node:1AB"])],
+)
+async def test_an_original_style_nodes_args_reach_the_parameters_they_name(
+    args: dict[str, str], expected: list[str]
+) -> None:
+    out, sink = collector()
+    graph = {
+        "nodes": {
+            "feed": {"coro": source_of([0, 1])},
+            "node": {"coro": _original, "args": args},
+            "sink": {"coro": sink},
+        },
+        "graph": {"feed": ["node"], "node": ["sink"], "sink": None},
+    }
+    await Plumber(graph).run()
+    assert out == [(value,) for value in expected]
 
 
 globals().update(trio_twins(globals()))

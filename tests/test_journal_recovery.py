@@ -359,7 +359,8 @@ def test_the_command_line_reruns_exactly_the_skipped_items_with_rerun_failed(tmp
     rerun = run_cli("run", graph, "--journal", journal, "--rerun-failed")
     assert rerun.returncode == 0, rerun.stderr
     assert f"{journal}: resuming run 1: 17 source items were done; rerunning 3 that did not succeed" in rerun.stderr
-    assert sink_lines(out)[17:] == ["source/4 1004", "source/11 1011", "source/17 1017"]  # exactly those, once
+    # exactly those, once (in any order: the service node's calls overlap in its elastic pool)
+    assert sorted(sink_lines(out)[17:]) == ["source/11 1011", "source/17 1017", "source/4 1004"]
     again = run_cli("run", graph, "--journal", journal, "--rerun-failed")
     assert f"{journal}: run 1 already completed; nothing to do" in again.stdout
     assert len(sink_lines(out)) == 20
