@@ -117,8 +117,8 @@ def _run_b15(config: Config) -> list[Row]:
     want = expected(n)
     make = pipeline(partial(chain, n, STAGES))
     trials = {
-        ASYNCIO: timed(make, want),
-        DIRECT: _direct(timed(make, want)),
+        ASYNCIO: timed(make, want, "asyncio"),  # the rows name their loop: not moved by --loop
+        DIRECT: _direct(timed(make, want, "asyncio")),
         TRIO: optional("trio", lambda: timed_on_trio(make, want)),
     }
     results = alternate(trials, config.rounds)
