@@ -148,6 +148,21 @@ class ResultQueue(runtime.Queue[Any]):
         self.discarded = 0
         """Values the sink returned that were discarded, oldest first, because nobody read them."""
 
+    async def get(self) -> Any:
+        """Take the oldest value, waiting for one (asyncio only: under trio, use `get_nowait`)."""
+        if self.empty():
+            runtime.require_asyncio(
+                "waiting on a sink's output_queue (an asyncio.Queue)",
+                "take what it holds with get_nowait(), or build the Plumber with collect_outputs=True",
+            )
+        return await super().get()
+
+    async def put(self, item: Any) -> None:
+        """Add `item`, waiting for room (asyncio only: under trio, use `put_nowait`)."""
+        if self.full():
+            runtime.require_asyncio("waiting on a sink's output_queue (an asyncio.Queue)", "use put_nowait()")
+        await super().put(item)
+
     def offer(self, value: Any) -> None:
         """Add a value the sink returned, discarding the oldest when full."""
         if self.full():

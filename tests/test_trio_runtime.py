@@ -419,3 +419,25 @@ def test_zero_backoff_still_lets_other_tasks_run_between_attempts() -> None:
     result = on_trio(main)
     assert (result["flaky"].retried, len(seen)) == (1000, 1001)
     assert all(seen[i + 2] > seen[i] for i in range(len(seen) - 2))
+
+
+def test_a_sinks_output_queue_gives_its_values_now_and_says_waiting_is_asyncios() -> None:
+    async def times_ten(processor: Processor, q_elt: tuple[int]) -> int:
+        return q_elt[0] * 10
+
+    plumber = Plumber(chain("inp", "out", coros={"inp": source_of([0, 1, 2]), "out": times_ten}))
+    results = plumber.processor("out").output_queue
+
+    async def main() -> list[int]:
+        await plumber.run()
+        values = [results.get_nowait() for _ in range(results.qsize())]
+        await results.get()  # empty now: it would wait
+        return values
+
+    message = (
+        "waiting on a sink's output_queue (an asyncio.Queue) runs on asyncio only, not under trio; "
+        "take what it holds with get_nowait(), or build the Plumber with collect_outputs=True"
+    )
+    with pytest.raises(AsyncioOnlyError, match=f"^{re.escape(message)}$"):
+        on_trio(main)
+    assert results.empty()  # the three values were taken before
