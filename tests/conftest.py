@@ -35,15 +35,18 @@ class _Recorder(logging.Handler):
 
 @pytest.fixture(autouse=True)
 def asyncio_reports_nothing() -> Iterator[None]:
-    """Fail the test when asyncio reports a task destroyed while pending, or an exception never retrieved."""
+    """Fail the test when asyncio reports a task destroyed while pending, or an exception never retrieved;
+    or when the trio backend reports an exception in a callback it ran."""
     recorder = _Recorder()
-    logger = logging.getLogger("asyncio")
-    logger.addHandler(recorder)
+    loggers = [logging.getLogger("asyncio"), logging.getLogger("pipelines.trio_runtime")]
+    for logger in loggers:
+        logger.addHandler(recorder)
     try:
         yield
         gc.collect()
     finally:
-        logger.removeHandler(recorder)
+        for logger in loggers:
+            logger.removeHandler(recorder)
     assert recorder.messages == []
 
 
