@@ -441,3 +441,124 @@ def test_a_sinks_output_queue_gives_its_values_now_and_says_waiting_is_asyncios(
     with pytest.raises(AsyncioOnlyError, match=f"^{re.escape(message)}$"):
         on_trio(main)
     assert results.empty()  # the three values were taken before
+
+
+# -- the primitives themselves, as the core uses them -------------------------------------------
+
+
+def test_a_future_is_awaited_for_its_value_and_a_cancelled_waiter_cancels_it_unless_shielded() -> None:
+    async def main() -> None:
+        fut = runtime.new_future()
+        assert not fut.done()
+        async with anyio.create_task_group() as group:
+            group.start_soon(lambda: anyio.lowlevel.checkpoint())
+            fut.set_result("x")
+        assert await fut == "x"
+
+        waited = runtime.new_future()
+        with anyio.move_on_after(1):
+            await waited  # as asyncio's `await fut`: the waiter's cancellation cancels the future
+        assert waited.cancelled()
+
+        shielded = runtime.new_future()
+        with anyio.move_on_after(1):
+            await runtime.shield(shielded)
+        assert not shielded.done()  # left as it was, for whoever else waits on it
+        shielded.set_result(7)
+        assert await runtime.shield(shielded) == 7
+
+    on_trio(main, virtual=True)
+
+
+def test_wait_through_cancel_waits_to_the_end_then_raises_the_cancellation() -> None:
+    events: list[str] = []
+
+    async def main() -> bool:
+        fut = runtime.new_future()
+
+        async def finish_later() -> None:
+            await anyio.sleep(5)
+            events.append("finished")
+            fut.set_result(None)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(finish_later)
+            with anyio.move_on_after(1) as scope:
+                await runtime.wait_through_cancel(fut, on_cancel=lambda: events.append("cancelled"))
+                events.append("not reached")
+            events.append(f"raised at {anyio.current_time()}")
+        return scope.cancelled_caught
+
+    assert on_trio(main, virtual=True) is True
+    assert events == ["cancelled", "finished", "raised at 5.0"]
+
+
+def test_first_of_keeps_what_every_get_that_returned_took() -> None:
+    async def main() -> list[int]:
+        first, second, never = runtime.new_future(), runtime.new_future(), runtime.new_future()
+
+        async def get(fut: Any, items: list[int]) -> list[int]:
+            await fut
+            return items
+
+        async def both_at_once() -> None:
+            await anyio.sleep(1)
+            first.set_result(None)
+            second.set_result(None)  # woken in the same turn: both gets return before the others are cancelled
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(both_at_once)
+            taken = await runtime.first_of([get(first, [1, 2]), get(never, [9]), get(second, [3])])
+        assert never.cancelled()  # the get still waiting was cancelled, and took nothing
+        return taken
+
+    assert on_trio(main, virtual=True) == [1, 2, 3]
+
+
+def test_an_event_sets_clears_and_wakes_every_waiter() -> None:
+    async def main() -> list[str]:
+        event = runtime.new_event()
+        woken: list[str] = []
+
+        async def wait(name: str) -> None:
+            await event.wait()
+            woken.append(name)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(wait, "a")
+            group.start_soon(wait, "b")
+            await anyio.wait_all_tasks_blocked()
+            assert woken == []
+            event.set()
+        assert event.is_set()
+        event.clear()
+        assert not event.is_set()
+        with anyio.move_on_after(1) as scope:
+            await event.wait()
+        assert scope.cancelled_caught  # cleared: a new wait waits again
+        return sorted(woken)
+
+    assert on_trio(main, virtual=True) == ["a", "b"]
+
+
+def test_call_soon_runs_in_order_at_the_next_turn_and_call_later_can_be_cancelled() -> None:
+    calls: list[tuple[str, float]] = []
+
+    def note(what: str) -> Callable[[], None]:
+        return lambda: calls.append((what, anyio.current_time()))
+
+    async def main() -> None:
+        async with runtime.hosting():  # what Plumber.run() opens: the owner of timers and of the call_soon pump
+            runtime.call_soon(note("one"))
+            runtime.call_soon(note("two"))
+            assert calls == []  # not before the caller yields
+            await anyio.wait_all_tasks_blocked()
+            assert calls == [("one", 0.0), ("two", 0.0)]
+            runtime.call_later(2, note("later"))
+            cancel = runtime.call_later(3, note("cancelled"))
+            cancel()
+            await anyio.sleep(5)
+            assert runtime.clock()() == anyio.current_time() == 5.0
+        assert calls[2:] == [("later", 2.0)]
+
+    on_trio(main, virtual=True)
