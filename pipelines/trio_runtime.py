@@ -238,10 +238,19 @@ class Task:
         self._outcome.add_done_callback(lambda _: callback(self))
 
     async def wait(self, *, cancel_on_abort: bool) -> None:
-        await self._outcome.wait(cancel_on_abort=False)
+        """Park the caller until the task is done; with `cancel_on_abort`, a cancelled caller cancels
+        the task (asyncio's `await task`), else leaves it running (asyncio's shield)."""
+        try:
+            await self._outcome.wait(cancel_on_abort=False)
+        except trio.Cancelled:
+            if cancel_on_abort:
+                self.cancel()
+            raise
 
     def __await__(self) -> Any:
-        return self._outcome.__await__()
+        if not self._outcome.done():
+            yield from self.wait(cancel_on_abort=True).__await__()
+        return self._outcome.result()
 
     async def run(self, coro: Coroutine[Any, Any, Any], keep: bool) -> None:
         """Run `coro` in this task's scope. With `keep` (a task of its own, as asyncio's), its

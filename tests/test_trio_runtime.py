@@ -562,3 +562,31 @@ def test_call_soon_runs_in_order_at_the_next_turn_and_call_later_can_be_cancelle
         assert calls[2:] == [("later", 2.0)]
 
     on_trio(main, virtual=True)
+
+
+def test_awaiting_a_task_gives_its_result_and_a_cancelled_awaiter_cancels_the_task_unless_shielded() -> None:
+    async def main() -> None:
+        async with runtime.hosting():
+            assert await runtime.spawn(_seven()) == 7
+
+            forever = runtime.spawn(anyio.sleep_forever(), name="pipelines:forever")
+            with anyio.move_on_after(1):
+                await forever  # as asyncio's `await task`: the awaiter's cancellation cancels the task
+            await runtime.wait_through_cancel(forever)
+            assert forever.cancelled()
+
+            kept = runtime.spawn(anyio.sleep(5), name="pipelines:kept")
+            with anyio.move_on_after(1):
+                await runtime.shield(kept)
+            assert not kept.done()  # shielded: it runs on
+            await runtime.wait_through_cancel(kept)
+            assert kept.done()
+            assert not kept.cancelled()
+            assert anyio.current_time() == 6.0  # started at 1 s, after the first wait; slept 5 s
+
+    on_trio(main, virtual=True)
+
+
+async def _seven() -> int:
+    await anyio.lowlevel.checkpoint()
+    return 7
