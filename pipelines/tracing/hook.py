@@ -14,8 +14,16 @@ none). Tombstones are not items: they make no span. The traces still open are ke
 `max_open` (the oldest is forgotten beyond it, and its later spans are not made), so memory stays
 bounded whatever runs.
 
-Cost: with no Tracing installed, or with ``sample=0``, nothing is called per item. Installed, each
-node pays one call per item that only tests an int in a small dict unless the item is sampled.
+Cost: with no Tracing installed, or with ``sample=0``, nothing is called per item. Installed, a
+source pays one call per item (a countdown to the next sampled one); the other nodes hear only
+the items at the positions of the open traces (the ``positions`` of their node hooks,
+pipelines.hooks), so an item that is not sampled costs them an ``in`` test, and a sink one call. A span is made
+where the item's path at the node ends, already finished: with the OpenTelemetry SDK's tracer
+provider, it is built directly (the SDK's ``ReadableSpan``) and handed to the provider's span
+processors, a few microseconds instead of the tens a span started and ended through the tracer
+costs; span processors then hear it end (``on_end``), not start. The provider's sampler decides at
+the root of each trace, and the trace's other spans follow that decision, as they do under the
+SDK's default sampler (``ParentBased``). With another provider the spans go through its tracer.
 Spans do not cross processes: in a distributed run each process traces the items its own sources
 emit.
 """
@@ -28,9 +36,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, StatusCode, Tracer, TracerProvider
+from opentelemetry.trace import SpanContext, TracerProvider
 
 from ..types import Key, Outcome, RunState
+from .spans import Spans, spans_of
 
 if TYPE_CHECKING:
     from ..driver import Processor
@@ -40,7 +49,22 @@ if TYPE_CHECKING:
 __all__ = ["Tracing"]
 
 _FAILED_OUTCOMES = ("skipped", "routed", "failed")
+Root = tuple[str, int]
 Handed = dict[tuple[str, Key], tuple[SpanContext, int]]
+"""Per (node, key): the span of the item's path there, and when it ended (the next span's start)."""
+
+
+class _Trace:
+    """One sampled item's open trace: the spans its paths made so far, by node and key."""
+
+    __slots__ = ("expanded", "handed", "item")
+
+    def __init__(self, source: str, key: Key, item: str, span: SpanContext, now: int) -> None:
+        self.item = item
+        """repr of the source item's key: the item attribute of every span whose key is the same."""
+        self.handed: Handed = {(source, key): (span, now)}
+        self.expanded: set[tuple[str, Key]] = set()
+        """(generator node, input key) whose outputs had spans: its 'expanded' end makes none."""
 
 
 class Tracing:
@@ -69,20 +93,21 @@ class Tracing:
         self._provider = tracer_provider
         self._random = random.Random(seed)
         self._max_open = max_open
-        self._tracer: Tracer | None = None
+        self._spans: Spans | None = None
         self._spec: GraphSpec | None = None
-        self._traces: dict[Key, Handed] = {}
+        self._traces: dict[Root, _Trace] = {}
         """The open traces, by the source item's key (source, position); oldest first."""
         self._positions: dict[int, int] = {}
-        """How many open traces have each position: the cheap test every node makes per item."""
+        """How many open traces have each position. Every node but a source hears only the items
+        at these positions (the ``positions`` of its node hooks, tested by the core)."""
 
     # -- the run methods ----------------------------------------------------------------------
 
     def run_started(self, plumber: Plumber) -> None:
-        self._tracer = trace.get_tracer("pipelines", tracer_provider=self._provider)
+        self._spans = spans_of(trace.get_tracer("pipelines", tracer_provider=self._provider))
         self._spec = plumber.spec
         self._traces.clear()
-        self._positions.clear()
+        self._positions.clear()  # cleared, not replaced: every node's hooks name it
 
     def run_ended(self, plumber: Plumber, state: RunState) -> None:
         self._traces.clear()
@@ -109,20 +134,18 @@ class Tracing:
 
     def _begin(self, source: str, key: Key) -> None:
         """Item `key` enters the graph, sampled: the root span of its trace."""
-        tracer = self._tracer
-        assert tracer is not None
-        now = time.time_ns()
-        span = tracer.start_span(
-            source,
-            start_time=now,
-            attributes={"pipelines.node": source, "pipelines.item": repr(key), "pipelines.outcome": "sent"},
-        )
-        span.end(end_time=now)
-        root = key[:2]
+        spans = self._spans
+        assert spans is not None
+        root: Root = (key[0], key[1])
         traces = self._traces
         if root in traces:
             return
-        traces[root] = {(source, key): (span.get_span_context(), now)}
+        now = time.time_ns()
+        item = repr(key)
+        span = spans.root(source, item, now)
+        if span is None:
+            return  # the provider's sampler left this trace out
+        traces[root] = _Trace(source, key, item, span, now)
         positions = self._positions
         positions[root[1]] = positions.get(root[1], 0) + 1
         if len(traces) > self._max_open:
@@ -134,36 +157,34 @@ class Tracing:
             else:
                 del positions[oldest[1]]
 
-    def _end(self, node: str, inputs: tuple[str, ...], key: Key, outcome: str, value: Any) -> None:
+    def _end(self, node: str, inputs: tuple[str, ...], key: Key, outcome: str, value: Any) -> _Trace | None:
         """Item `key`'s path at `node` ended with `outcome`: its span, if the item is traced."""
-        handed = self._traces.get(key[:2])
-        if handed is None:
-            return  # another source's item at the same position, or a trace forgotten
+        traced = self._traces.get(key[:2])  # a key's first two members are its root
+        if traced is None:
+            return None  # another source's item at the same position, or a trace forgotten
+        handed = traced.handed
         found = _handed_to(handed, inputs, key)
         if not found:
-            return  # a tombstone's path, or one that began before the trace did
-        tracer = self._tracer
-        assert tracer is not None
-        (parent, started), *others = found
+            return None  # a tombstone's path, or one that began before the trace did
+        spans = self._spans
+        assert spans is not None
+        parent, started = found[0]
+        links = [context for context, _ in found[1:]] if len(found) > 1 else _NO_LINKS
+        failure = value if outcome in _FAILED_OUTCOMES and isinstance(value, BaseException) else None
+        item = traced.item if len(key) == 2 else repr(key)
         now = time.time_ns()
-        span = tracer.start_span(
-            node,
-            context=trace.set_span_in_context(NonRecordingSpan(parent)),
-            links=[Link(context) for context, _ in others],
-            start_time=started,
-            attributes={"pipelines.node": node, "pipelines.item": repr(key), "pipelines.outcome": outcome},
-        )
-        if outcome in _FAILED_OUTCOMES and isinstance(value, BaseException):
-            span.record_exception(value, timestamp=now)
-            span.set_status(Status(StatusCode.ERROR, f"{type(value).__name__}: {value}"))
-        span.end(end_time=now)
-        handed[node, key] = (span.get_span_context(), now)
+        span = spans.child(node, item, outcome, parent, links, started, now, failure)
+        handed[node, key] = (span, now)
+        return traced
+
+
+_NO_LINKS: list[SpanContext] = []
 
 
 def _handed_to(handed: Handed, inputs: tuple[str, ...], key: Key) -> list[tuple[SpanContext, int]]:
     """The spans of the inputs that handed `key` on (or the item it was made from, after a generator)."""
     while len(key) >= 2:
-        found = [entry for entry in (handed.get((name, key)) for name in inputs) if entry is not None]
+        found = [entry for name in inputs if (entry := handed.get((name, key))) is not None]
         if found:
             return found
         key = key[:-1]
@@ -193,35 +214,36 @@ class _SourceHooks:
 
 
 class _NodeHooks:
-    """The node methods of a node with inputs: end the span of each traced item's path here."""
+    """The node methods of a node with inputs: end the span of each traced item's path here.
 
-    __slots__ = ("result", "sent", "settled")
+    `positions` are those of the open traces: the core calls these methods only for their items.
+    """
+
+    __slots__ = ("positions", "result", "sent", "settled")
 
     def __init__(self, tracing: Tracing, name: str, inputs: tuple[str, ...], is_sink: bool, is_generator: bool) -> None:
-        positions = tracing._positions
         end = tracing._end
-        expanded: set[tuple[str, Key]] = set()
+        self.positions = tracing._positions
 
         def sent(key: Key, value: Any, copies: int) -> None:
-            if key[1] in positions:
-                if is_generator:
-                    expanded.add((name, key[:-1]))
-                end(name, inputs, key, "sent", None)
+            traced = end(name, inputs, key, "sent", None)
+            if is_generator and traced is not None:
+                traced.expanded.add((name, key[:-1]))
 
         def result(key: Key, value: Any) -> None:
-            if key[1] in positions:
-                if is_generator and len(key) > 2:
-                    expanded.add((name, key[:-1]))
-                end(name, inputs, key, "result", None)
+            traced = end(name, inputs, key, "result", None)
+            if is_generator and len(key) > 2 and traced is not None:
+                traced.expanded.add((name, key[:-1]))
 
         def settled(key: Key, outcome: Outcome, value: Any, copies: int) -> None:
             if outcome == "passed":
                 return
-            if outcome == "expanded" and (name, key) in expanded:
-                expanded.discard((name, key))
-                return  # its outputs had spans
-            if key[1] in positions:
-                end(name, inputs, key, outcome, value)
+            if outcome == "expanded":
+                traced = tracing._traces.get(key[:2])  # its root
+                if traced is not None and (name, key) in traced.expanded:
+                    traced.expanded.discard((name, key))
+                    return  # its outputs had spans
+            end(name, inputs, key, outcome, value)
 
         self.sent = None if is_sink else sent
         self.result = result if is_sink else None
