@@ -254,9 +254,12 @@ def test_on_any_dag_each_item_is_one_trace_whose_spans_follow_its_inputs(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    plumber = Plumber(graph, hooks=[Tracing(sample=1.0, tracer_provider=provider)])
+    tracing = Tracing(sample=1.0, tracer_provider=provider)
+    check = OpenAtEnd(tracing)
+    plumber = Plumber(graph, hooks=[check, tracing])
     asyncio.run(plumber.run())
     provider.shutdown()
+    assert check.open == [0]  # every trace closed once its item's paths had all ended
     spans = exporter.get_finished_spans()
     assert len(spans) == items * len(names)  # a span per item per node: every node joins its inputs
     traces = by_trace(spans)
@@ -466,3 +469,83 @@ async def test_a_run_inside_a_span_makes_its_traces_children_of_it(way: str) -> 
     assert {s.context.trace_id for s in spans} == {context.trace_id}  # type: ignore[union-attr]
     roots = [s for s in spans if s.name == "source"]
     assert [parent_id(s) for s in roots] == [context.span_id] * 3
+
+
+# -- a trace closes once its item's paths have all ended ----------------------------------------
+
+
+class OpenAtEnd:
+    """A hook installed before the Tracing: how many traces it still held open when the run ended."""
+
+    def __init__(self, tracing: Tracing) -> None:
+        self.tracing = tracing
+        self.open: list[int] = []
+
+    def run_ended(self, plumber: Plumber, state: str) -> None:
+        self.open.append(self.tracing.open_traces)
+
+
+@node
+async def letters() -> AsyncIterator[str]:
+    for ch in "abcdefg":
+        yield ch
+
+
+@node
+async def after_a_while(x: int) -> int:
+    for _ in range(x % 3):
+        await asyncio.sleep(0)
+    return x
+
+
+@node
+async def by_parity(x: int) -> Any:
+    from pipelines import route
+
+    return route(x, "odd" if x % 2 else "even")
+
+
+def zipped() -> dict[str, Any]:
+    """Two independent sources paired by position (the letters run out of partners), then routed by parity."""
+    return {
+        "nodes": {
+            "nums": {"coro": numbers, "args": {"n": 5}},
+            "chars": {"coro": letters},
+            "slow": {"coro": after_a_while, "properties": {"workers": 3}},
+            "zip": {"coro": pair},
+            "first": {"coro": lambda_first},
+            "split": {"coro": by_parity, "properties": {"routes": {2: "odd", 3: "even"}}},
+            "odd": {"coro": keep},
+            "even": {"coro": keep},
+        },
+        "graph": {
+            "nums": ["slow"],
+            "chars": ["zip"],
+            "slow": ["zip"],
+            "zip": ["first"],
+            "first": ["split"],
+            "split": ["odd", "even"],
+            "odd": None,
+            "even": None,
+        },
+    }
+
+
+@node
+async def lambda_first(both: tuple[Any, Any]) -> Any:
+    return both[1] if isinstance(both[0], str) else both[0]
+
+
+@pytest.mark.parametrize("make_graph", [lambda: diamond(30), failing_graph, zipped], ids=["diamond", "failing", "zip"])
+async def test_every_trace_is_closed_when_the_run_ends(
+    make_graph: Any, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracing = Tracing(sample=1.0, tracer_provider=provider)
+    check = OpenAtEnd(tracing)
+    result = await Plumber(make_graph(), hooks=[check, tracing], collect_outputs=True).run()
+    assert result.state == "completed"
+    if make_graph is zipped:
+        assert {name: sorted(out) for name, out in result.outputs.items()} == {"odd": [1, 3], "even": [0, 2, 4]}
+        assert result["zip"].dropped == 2  # 'f' and 'g' had no partner
+    assert check.open == [0]
+    assert len(exporter.get_finished_spans()) > 20

@@ -16,6 +16,7 @@ import traceback
 from types import MappingProxyType
 from typing import Any
 
+from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace import Tracer as SdkTracer
@@ -49,7 +50,8 @@ class SdkSpans:
 
     def root(self, name: str, item: str, now: int) -> SpanContext | None:
         # As the tracer does for a span started without a context: the current span, if any, is its parent.
-        parent: SpanContext | None = trace.get_current_span().get_span_context()
+        current = context_api.get_current()
+        parent: SpanContext | None = trace.get_current_span(current).get_span_context()
         if parent is not None and parent.is_valid:
             trace_id = parent.trace_id
             random_id = _RANDOM_TRACE_ID if parent.trace_flags & _RANDOM_TRACE_ID else 0
@@ -58,7 +60,7 @@ class SdkSpans:
             trace_id = self._ids.generate_trace_id()
             random_id = self._random
         attributes = attributes_of(name, item, "sent")
-        sampled = self._sampler.should_sample(None, trace_id, name, SpanKind.INTERNAL, attributes, ())
+        sampled = self._sampler.should_sample(current, trace_id, name, SpanKind.INTERNAL, attributes, ())
         if sampled.decision is Decision.DROP:
             return None
         is_sampled = sampled.decision is Decision.RECORD_AND_SAMPLE
@@ -70,7 +72,7 @@ class SdkSpans:
                 context,
                 parent,
                 self._resource,
-                MappingProxyType(dict(sampled.attributes or {})),
+                sampled.attributes,  # the sampler's read-only copy of them
                 start_time=now,
                 end_time=now,
                 instrumentation_info=self._info,
