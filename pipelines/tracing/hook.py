@@ -10,20 +10,18 @@ the node, the item's key and the outcome ('sent', 'result', or how it was settle
 'skipped', 'routed', 'failed', 'expanded'); an item that failed there records its exception.
 
 An async generator node makes one span per output it yields (one, 'expanded', when it yields
-none). Tombstones are not items: they make no span. The traces still open are kept up to
-`max_open` (the oldest is forgotten beyond it, and its later spans are not made), so memory stays
-bounded whatever runs.
+none). Tombstones are not items: they make no span. A trace is closed once all its item's paths
+have ended: the hook counts the envelopes of each traced item from the copies its node methods
+hear (a join's members count as one once their group is complete). At most `max_open` traces are
+open (beyond, the oldest is forgotten and its later spans are not made), so memory stays bounded
+whatever runs, even if an item vanishes unheard (another hook passed it over).
 
 Cost: with no Tracing installed, or with ``sample=0``, nothing is called per item. Installed, a
 source pays one call per item (a countdown to the next sampled one); the other nodes hear only
 the items at the positions of the open traces (the ``positions`` of their node hooks,
-pipelines.hooks), so an item that is not sampled costs them an ``in`` test, and a sink one call. A span is made
-where the item's path at the node ends, already finished: with the OpenTelemetry SDK's tracer
-provider, it is built directly (the SDK's ``ReadableSpan``) and handed to the provider's span
-processors, a few microseconds instead of the tens a span started and ended through the tracer
-costs; span processors then hear it end (``on_end``), not start. The provider's sampler decides at
-the root of each trace, and the trace's other spans follow that decision, as they do under the
-SDK's default sampler (``ParentBased``). With another provider the spans go through its tracer.
+pipelines.hooks), so an item that is not sampled costs them an ``in`` test, and a sink one call.
+A span is made where the item's path at the node ends, already finished (pipelines.tracing.spans:
+with the SDK's tracer provider, it is built directly and handed to the provider's span processors).
 Spans do not cross processes: in a distributed run each process traces the items its own sources
 emit.
 """
