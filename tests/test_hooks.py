@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines import Failure, PipelineStateError, Plumber, Processor
+from pipelines import Failure, PipelineStateError, Plumber, Processor, route
 
 from .conftest import LOOP_FACTORIES
 from .helpers import collector, source_of, until, yield_now
@@ -931,6 +931,58 @@ async def test_a_hook_with_positions_hears_only_their_items_and_another_hook_sti
     assert (methods[("j", "held")], methods[("j", "released")]) == (2 * 6, 6)
     assert [event[2] for event in heard if event[:2] == ("out", "result")] == [key(0)]
     assert sorted(k for event in heard if event[:2] == ("errors", "finished") for k in event[2]) == [key(2), key(12)]
+
+
+def routing_diamond_graph() -> dict[str, Any]:
+    """src -> (b, j); b routes odd items to 'odd' (into the join j) and even ones to the sink 'even'."""
+
+    async def parity(x: int) -> Any:
+        return route(x, "odd" if x % 2 else "even")
+
+    async def tag(x: int) -> tuple[str, int]:
+        return ("odd", x)
+
+    async def keep(x: Any) -> Any:
+        return x
+
+    item = {"style": "item"}
+    return {
+        "nodes": {
+            "src": {"coro": source_of(list(range(12)))},
+            "b": {"coro": parity, "properties": {**item, "routes": {2: "odd", 3: "even"}}},
+            "odd": {"coro": tag, "properties": item},
+            "even": {"coro": keep, "properties": item},
+            "j": {"coro": keep, "properties": item},
+        },
+        "graph": {"src": ["b", "j"], "b": ["odd", "even"], "odd": ["j"], "even": None, "j": None},
+    }
+
+
+async def test_a_hook_with_positions_hears_only_their_items_where_outputs_are_routed() -> None:
+    positions = {0, 3, 4, 9}
+    log: list[Event] = []
+    await Plumber(routing_diamond_graph(), hooks=[Picky(positions, "picky", log), Recorder("full", log)]).run()
+    everything = tagged(log, "full")
+    assert tagged(log, "picky") == heard_at(everything, positions)
+    alone = Picky(positions)
+    await Plumber(routing_diamond_graph(), hooks=[alone]).run()
+    assert per_item(alone.log) == per_item(heard_at(everything, positions))
+    # 0 and 4 go to 'even', and a tombstone for each through 'odd' to the join; 3 and 9 through 'odd' to the join
+    assert Counter(event[:2] for event in alone.log if len(event) > 2 and event[1] != "finished") == {
+        ("src", "admits"): 4,
+        ("b", "sent"): 4,
+        ("odd", "sent"): 2,
+        ("odd", "settled"): 2,
+        ("even", "admits"): 2,
+        ("even", "result"): 2,
+        ("j", "held"): 8,
+        ("j", "released"): 4,
+        ("j", "settled"): 2,
+        ("j", "admits"): 2,
+        ("j", "result"): 2,
+    }
+    assert sorted(alone.finished_keys("even")) == [key(0), key(4)]
+    assert sorted(alone.finished_keys("j")) == [key(3), key(9)]
 
 
 async def test_a_hook_with_positions_installed_alone_hears_only_their_items() -> None:
