@@ -446,7 +446,7 @@ class Processor:
             for key, value, _ in out:
                 if value is not DROPPED:
                     told(key, value, fan)
-        else:  # a hook that hears only some items: the test without a call for the others
+        elif positions:  # a hook that hears only some items: the test without a call for the others
             for key, value, _ in out:
                 if value is not DROPPED and key[1] in positions:
                     told(key, value, fan)
