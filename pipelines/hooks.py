@@ -52,6 +52,21 @@ pipelines.lossy, is settled 'dropped' on the task of the producer whose put push
                                       returned awaitable holds the sink's worker back until it resolves:
                                       the journal's commit, so that a crash redoes at most one batch.
 
+Hearing only some items: the object ``node_hooks`` returned may have a ``positions`` attribute, a
+container (a set, a dict, anything ``in`` works on) of source positions. Then the node methods of
+that object are called only for an item whose key's position (``key[1]``: the position at its
+source of the item it comes from, whatever node made it since) is in the container; any other
+item is admitted, not claimed, and left out of the keys ``finished`` hears (it is not called when
+none is left). A position says nothing of the source: an object that hears items of several
+sources may be called for another source's item at the same position, and tells them apart by
+``key[0]``. The core reads the container at each item, so the hook may add and remove positions
+as the run goes (Tracing adds the position of each item it samples). On an item's usual path
+(``sent``, ``result``, and ``settled`` for a drop or a tombstone) the core makes the test itself,
+so an item the object does not hear costs it an ``in`` test, not a call; while the container is
+empty, a node handing on a batch of outputs tests it once for the batch. ``positions`` None, or
+no such attribute: every item is heard. With several hooks, the positions of one filter only
+that hook's methods.
+
 A run with no hook makes no call and no test for them per item: the worker loop of each node is
 put together once, when the run starts, with only the steps its installed hooks need. An
 exception raised by a node method fails the run, as a bug in the pipeline would.
@@ -59,7 +74,7 @@ exception raised by a node method fails the run, as a bug in the pipeline would.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -69,7 +84,7 @@ if TYPE_CHECKING:
     from .driver import Processor
     from .plumber import Plumber
 
-__all__ = ["NO_HOOKS", "Hook", "NodeHooks", "bind_node_hooks", "run_methods"]
+__all__ = ["NO_HOOKS", "Filtered", "Hook", "NodeHooks", "bind_node_hooks", "run_methods", "unfiltered"]
 
 Admits = Callable[[Key], bool]
 Sent = Callable[[Key, Any, int], None]
@@ -78,6 +93,10 @@ Settled = Callable[[Key, Outcome, Any, int], None]
 Result = Callable[[Key, Any], None]
 Finished = Callable[[list[Key]], Awaitable[None] | None]
 Claims = Callable[[Key, BaseException], bool]
+
+
+Positions = Container[int]
+"""The source positions of the items a node-hooks object hears of (its ``positions``)."""
 
 
 class Hook(Protocol):
@@ -90,7 +109,11 @@ class Hook(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class NodeHooks:
-    """The node methods installed for one node, each None when no hook defines it."""
+    """The node methods installed for one node, each None when no hook defines it.
+
+    Each may be called for any item: a method of an object that declared ``positions`` comes as a
+    `Filtered` (or, for `finished`, a function) that tests the item's position first.
+    """
 
     admits: Admits | None = None
     sent: Sent | None = None
@@ -107,21 +130,72 @@ NO_HOOKS = NodeHooks()
 _NAMES = tuple(f.name for f in fields(NodeHooks))
 
 
+class Filtered:
+    """A node method of an object that declared ``positions``: calling it calls `method` only for
+    an item whose position (``key[1]``) is in `positions`, and otherwise returns `otherwise` (True
+    for ``admits``: the item passes; False for ``claims``: not claimed; None for the others).
+
+    A caller on an item's usual path may take the two apart (`unfiltered`) and make the test
+    itself, so that an item the hook does not hear costs no call.
+    """
+
+    __slots__ = ("method", "otherwise", "positions")
+
+    def __init__(self, method: Callable[..., Any], positions: Positions, otherwise: bool | None = None) -> None:
+        self.method = method
+        self.positions = positions
+        self.otherwise = otherwise
+
+    def __call__(self, key: Key, *args: Any) -> Any:
+        if key[1] in self.positions:
+            return self.method(key, *args)
+        return self.otherwise
+
+    def __repr__(self) -> str:
+        return f"Filtered({self.method!r})"
+
+
+def unfiltered(method: Callable[..., Any]) -> tuple[Callable[..., Any], Positions | None]:
+    """A node method as its hook defined it, and the positions it hears (None: every item).
+
+    For a caller that tests ``key[1] in positions`` itself before calling the method.
+    """
+    if type(method) is Filtered:
+        return method.method, method.positions
+    return method, None
+
+
 def bind_node_hooks(node: Processor, hooks: Sequence[object]) -> NodeHooks:
-    """Ask each hook for its node methods for `node`; combine those several hooks define."""
+    """Ask each hook for its node methods for `node`; combine those several hooks define.
+
+    The methods of an object with ``positions`` are filtered by them (see the module docstring).
+    """
     found: dict[str, list[Callable[..., Any]]] = {name: [] for name in _NAMES}
     for hook in hooks:
         make = getattr(hook, "node_hooks", None)
         per_node = make(node) if make is not None else None
         if per_node is None:
             continue
+        positions = getattr(per_node, "positions", None)
         for name in _NAMES:
             method = getattr(per_node, name, None)
             if method is not None:
-                found[name].append(method)
+                found[name].append(method if positions is None else _filtered(name, method, positions))
     if not any(found.values()):
         return NO_HOOKS
     return NodeHooks(**{name: _combine(name, methods) for name, methods in found.items()})
+
+
+def _filtered(name: str, method: Callable[..., Any], positions: Positions) -> Callable[..., Any]:
+    """`method`, called only for the items whose position is in `positions`."""
+    if name == "finished":
+
+        def finished(keys: list[Key]) -> Awaitable[None] | None:
+            heard = [key for key in keys if key[1] in positions]
+            return method(heard) if heard else None
+
+        return finished
+    return Filtered(method, positions, True if name == "admits" else False if name == "claims" else None)
 
 
 def _combine(name: str, methods: list[Callable[..., Any]]) -> Callable[..., Any] | None:
@@ -150,6 +224,17 @@ def _combine(name: str, methods: list[Callable[..., Any]]) -> Callable[..., Any]
             return _all_of(waits) if waits else None
 
         return finished
+
+    if any(type(method) is Filtered for method in methods):
+        told = [unfiltered(method) for method in methods]
+
+        def each_heard(key: Key, *args: Any) -> None:
+            position = key[1]
+            for method, positions in told:
+                if positions is None or position in positions:
+                    method(key, *args)
+
+        return each_heard
 
     def each(*args: Any) -> None:
         for method in methods:

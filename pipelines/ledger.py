@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import runtime
 from .errors import PipelineError
 from .failure import Failure
-from .hooks import NO_HOOKS, Claims, NodeHooks, Settled
+from .hooks import NO_HOOKS, Claims, NodeHooks, Positions, Settled, unfiltered
 from .lineage import DROPPED
 from .stats import LATENCY_BOUNDS
 from .types import Envelope, Key
@@ -46,8 +46,10 @@ class Ledger:
         "_kind",
         "_name",
         "_on_error",
+        "_positions",
         "_routes",
         "_settled",
+        "_settled_plain",
         "_signals",
         "_tombstones",
         "blocked_seconds",
@@ -77,6 +79,8 @@ class Ledger:
         self._routes = 0
         self.hooks: NodeHooks = NO_HOOKS
         self._settled: Settled | None = None
+        self._settled_plain: Settled | None = None
+        self._positions: Positions | None = None
         self._claims: Claims | None = None
         self.items_in = 0
         self.items_out = 0
@@ -104,6 +108,11 @@ class Ledger:
         self.hooks = hooks
         self._settled = hooks.settled
         self._claims = hooks.claims
+        # A drop and a tombstone are on an item's usual path: a hook's positions are tested here, not by a call.
+        if hooks.settled is not None:
+            self._settled_plain, self._positions = unfiltered(hooks.settled)
+        else:
+            self._settled_plain, self._positions = None, None
 
     @property
     def in_flight(self) -> int:
@@ -115,16 +124,18 @@ class Ledger:
         """A tombstone reached a node that is not a join: it passes through on its way to one."""
         if self._forward:
             out.append((key, DROPPED, self._index))
-        if self._settled is not None:
-            self._settled(key, "passed", None, self._tombstones)
+        settled = self._settled_plain
+        if settled is not None and (self._positions is None or key[1] in self._positions):
+            settled(key, "passed", None, self._tombstones)
 
     def drop(self, key: Key, out: list[Envelope]) -> None:
         """The item produced nothing (None returned, or its join group discarded)."""
         self.dropped += 1
         if self._forward:
             out.append((key, DROPPED, self._index))
-        if self._settled is not None:
-            self._settled(key, "dropped", None, self._tombstones)
+        settled = self._settled_plain
+        if settled is not None and (self._positions is None or key[1] in self._positions):
+            settled(key, "dropped", None, self._tombstones)
 
     def fail(
         self, key: Key, arg: Any, exc: BaseException, task: runtime.Task[Any], out: list[Envelope], errors: list[Any]

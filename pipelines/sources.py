@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -111,15 +111,16 @@ class InputProcessor(Processor):
             # an 'item' style source takes only its args; the original style gets (processor, output_q)
             produced = spec.coro(**spec.args) if spec.style == "item" else self.invoke(port)
             if inspect.isasyncgen(produced):
-                offer = port.fast_path()
+                hand = port.fast_path()
                 async with contextlib.aclosing(produced) as agen:
-                    if offer is None:
+                    if hand is None:
                         async for item in agen:
                             await port.put(item)
                     else:
                         async for item in agen:
-                            if not offer(item):
-                                await port.put(item)
+                            waiting = hand(item)
+                            if waiting is not None:
+                                await waiting
             else:
                 await produced
         except BaseException as exc:
@@ -239,23 +240,31 @@ class SourceOutput:
         if full >= 0:
             await self._send(envelope, full)
 
-    def fast_path(self) -> Callable[[Any], bool] | None:
-        """`put`'s fast path, called without a coroutine: ``offer(item)`` sends `item` now if the
-        run is open and the source's one successor has room (True), else sends nothing (False:
-        ``await put(item)`` then). None when every put must go the whole way (several successors,
-        or a hook that hears each item enter)."""
-        return self._offer_one if self._single is not None else None
+    def fast_path(self) -> Callable[[Any], Awaitable[None] | None] | None:
+        """`put` without a coroutine where none is needed: ``hand(item)`` sends `item` to every
+        successor that has room now and returns None when all had; otherwise it returns what to
+        await to finish the put (as `put` would have waited). None when every put must go the
+        whole way (a hook hears each item enter)."""
+        return self._hand if self._single is None else self._hand_one
 
-    def _offer_one(self, item: Any) -> bool:
-        single = self._single
-        assert single is not None
+    def _hand(self, item: Any) -> Awaitable[None] | None:
         if self._valve.closed:
-            return False
-        if single.put_nowait(((self._name, self._seq), item, self._index)):
-            self._seq += 1
+            return self.put(item)
+        envelope = ((self._name, self._seq), item, self._index)
+        self._seq += 1
+        full = self._offer(envelope)
+        return None if full < 0 else self._send(envelope, full)
+
+    def _hand_one(self, item: Any) -> Awaitable[None] | None:
+        """`_hand` for a source with one successor: the common case, in fewer steps."""
+        if self._valve.closed:
+            return self.put(item)
+        envelope = ((self._name, self._seq), item, self._index)
+        self._seq += 1
+        if self._single.put_nowait(envelope):  # type: ignore[union-attr]  # one successor: never None here
             self._ledger.items_out += 1
-            return True
-        return False
+            return None
+        return self._send(envelope, 0)
 
     def _offer(self, envelope: Any) -> int:
         """Hand `envelope` to the successors while they have room: -1 when all had (it is counted),
@@ -364,7 +373,7 @@ class AdmittingSourceOutput(SourceOutput):
     def _admit(self, key: tuple[str, int]) -> bool:
         return self._admits(key)
 
-    def fast_path(self) -> Callable[[Any], bool] | None:
+    def fast_path(self) -> Callable[[Any], Awaitable[None] | None] | None:
         return None  # every item goes through `put`, which lets the hooks hear it enter
 
     def _taking_edge(self) -> MemoryEdge:

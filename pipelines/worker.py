@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import runtime
 from .calls import HANDLED, PASSED_OVER, Expansion, with_retries
 from .edges import MemoryEdge
+from .hooks import unfiltered
 from .ledger import guarded
 from .lineage import DISCARDED, DROPPED, Joiner
 from .types import Envelope, Key
@@ -343,8 +344,20 @@ def _value_step(node: Processor) -> Callable[[Key, Any], None] | None:
     """What a sink does with each value it returns or yields: keep it, tell the hooks."""
     collected = node.collected
     told = node.ledger.hooks.result
+    positions = None
+    if told is not None:
+        told, positions = unfiltered(told)  # a hook that hears only some items: tested here, without a call
     if collected is None:
-        return told
+        if told is None or positions is None:
+            return told
+        heard = told
+        only = positions
+
+        def on_heard(key: Key, value: Any) -> None:
+            if key[1] in only:
+                heard(key, value)
+
+        return on_heard
     keep = collected.append
     if told is None:
         return lambda key, value: None if value is None else keep(value)
@@ -352,7 +365,8 @@ def _value_step(node: Processor) -> Callable[[Key, Any], None] | None:
     def on_value(key: Key, value: Any) -> None:
         if value is not None:
             keep(value)
-        told(key, value)
+        if positions is None or key[1] in positions:
+            told(key, value)
 
     return on_value
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines import Failure, PipelineStateError, Plumber, Processor, RunResult
+from pipelines import Failure, PipelineStateError, Plumber, Processor, RunResult, route
 
 from .backends import BACKENDS, run_on, started, trio_twins
 from .helpers import collector, source_of, until, yield_now
@@ -872,9 +873,250 @@ async def test_without_a_claims_hook_the_first_failure_fails_the_run() -> None:
         await plumber.run()
 
 
+# -- positions: a hook that hears only some items -----------------------------------------------
+
+
+class Picky(Recorder):
+    """A recorder whose node methods declare `positions`: it hears only the items at those positions."""
+
+    def __init__(self, positions: Any, tag: str | None = None, log: list[Event] | None = None, refuse: Any = None):
+        super().__init__(tag, log, refuse)
+        self.positions = positions
+
+    def node_hooks(self, node: Processor) -> NodeLog:
+        log = NodeLog(self, node.name)
+        log.positions = self.positions  # type: ignore[attr-defined]
+        return log
+
+
+def heard_at(events: list[Event], positions: Any) -> list[Event]:
+    """`events` (node, method, *arguments) as a hook with `positions` hears them: the items at those
+    positions only, `finished` with the keys left (not at all when none is)."""
+    heard: list[Event] = []
+    for event in events:
+        if len(event) < 3:
+            heard.append(event)  # a run method
+        elif event[1] == "finished":
+            keys = tuple(k for k in event[2] if k[1] in positions)
+            if keys:
+                heard.append((event[0], "finished", keys))
+        elif event[2][1] in positions:
+            heard.append(event)
+    return heard
+
+
+def per_item(events: list[Event]) -> Counter[Event]:
+    """The node method calls about one item among `events`, counted (``finished`` is about a batch)."""
+    return Counter(event for event in events if len(event) > 2 and event[1] != "finished")
+
+
+def tagged(log: list[Event], tag: str) -> list[Event]:
+    return [event[1:] for event in log if event[0] == tag]
+
+
+@pytest.mark.parametrize("picky_first", [True, False])
+async def test_a_hook_with_positions_hears_only_their_items_and_another_hook_still_hears_all(
+    picky_first: bool,
+) -> None:
+    positions = {0, 2, 3, 7, 12, 19, 40}
+    log: list[Event] = []
+    picky, full = Picky(positions, "picky", log), Recorder("full", log)
+    await Plumber(drop_fail_diamond_graph(), hooks=[picky, full] if picky_first else [full, picky]).run()
+    alone = Recorder()
+    await Plumber(drop_fail_diamond_graph(), hooks=[alone]).run()
+
+    everything = tagged(log, "full")
+    assert Counter(everything) == Counter(alone.log)  # the other hook is not filtered
+    heard = tagged(log, "picky")
+    assert heard == heard_at(everything, positions)  # the same calls, in the same order, for those items
+    assert {event[2][1] for event in heard if len(event) > 2 and event[1] != "finished"} == positions - {40}
+    methods = Counter(event[:2] for event in heard if len(event) > 2)
+    # of those, m drops 3, 7 and 19, f routes 2 and 12 to 'errors': only 0 reaches 'out'; the join
+    # holds the six (an item or its tombstone from each side) and releases each group once
+    assert (methods[("j", "held")], methods[("j", "released")]) == (2 * 6, 6)
+    assert [event[2] for event in heard if event[:2] == ("out", "result")] == [key(0)]
+    assert sorted(k for event in heard if event[:2] == ("errors", "finished") for k in event[2]) == [key(2), key(12)]
+
+
+def routing_diamond_graph() -> dict[str, Any]:
+    """src -> (b, j); b routes odd items to 'odd' (into the join j) and even ones to the sink 'even'."""
+
+    async def parity(x: int) -> Any:
+        return route(x, "odd" if x % 2 else "even")
+
+    async def tag(x: int) -> tuple[str, int]:
+        return ("odd", x)
+
+    async def keep(x: Any) -> Any:
+        return x
+
+    item = {"style": "item"}
+    return {
+        "nodes": {
+            "src": {"coro": source_of(list(range(12)))},
+            "b": {"coro": parity, "properties": {**item, "routes": {2: "odd", 3: "even"}}},
+            "odd": {"coro": tag, "properties": item},
+            "even": {"coro": keep, "properties": item},
+            "j": {"coro": keep, "properties": item},
+        },
+        "graph": {"src": ["b", "j"], "b": ["odd", "even"], "odd": ["j"], "even": None, "j": None},
+    }
+
+
+async def test_a_hook_with_positions_hears_only_their_items_where_outputs_are_routed() -> None:
+    positions = {0, 3, 4, 9}
+    log: list[Event] = []
+    await Plumber(routing_diamond_graph(), hooks=[Picky(positions, "picky", log), Recorder("full", log)]).run()
+    everything = tagged(log, "full")
+    assert tagged(log, "picky") == heard_at(everything, positions)
+    alone = Picky(positions)
+    await Plumber(routing_diamond_graph(), hooks=[alone]).run()
+    assert per_item(alone.log) == per_item(heard_at(everything, positions))
+    # 0 and 4 go to 'even', and a tombstone for each through 'odd' to the join; 3 and 9 through 'odd' to the join
+    assert Counter(event[:2] for event in alone.log if len(event) > 2 and event[1] != "finished") == {
+        ("src", "admits"): 4,
+        ("b", "sent"): 4,
+        ("odd", "sent"): 2,
+        ("odd", "settled"): 2,
+        ("even", "admits"): 2,
+        ("even", "result"): 2,
+        ("j", "held"): 8,
+        ("j", "released"): 4,
+        ("j", "settled"): 2,
+        ("j", "admits"): 2,
+        ("j", "result"): 2,
+    }
+    assert sorted(alone.finished_keys("even")) == [key(0), key(4)]
+    assert sorted(alone.finished_keys("j")) == [key(3), key(9)]
+
+
+async def test_a_hook_with_positions_installed_alone_hears_only_their_items() -> None:
+    positions = {0, 2, 3, 7, 12, 19}
+    alone = Picky(positions)
+    await Plumber(drop_fail_diamond_graph(), hooks=[alone]).run()
+    full = Recorder()
+    await Plumber(drop_fail_diamond_graph(), hooks=[full]).run()
+    assert per_item(alone.log) == per_item(heard_at(full.log, positions))
+    assert sorted(alone.finished_keys("out")) == [key(0)]
+    assert sorted(alone.finished_keys("errors")) == [key(2), key(12)]
+    settled = Counter((event[0], event[3]) for event in alone.log if len(event) > 2 and event[1] == "settled")
+    assert settled == {
+        ("m", "dropped"): 3,
+        ("f", "passed"): 3,
+        ("f", "routed"): 2,
+        ("a", "passed"): 5,
+        ("b", "passed"): 5,
+        ("j", "dropped"): 5,
+    }
+
+
+async def test_positions_the_hook_changes_during_the_run_are_heard_from_then_on() -> None:
+    """The Tracing pattern: the source's methods hear every item and pick some; the other nodes hear those."""
+    picked: set[int] = set()
+
+    class Picking(Recorder):
+        def node_hooks(self, node: Processor) -> NodeLog:
+            log = NodeLog(self, node.name)
+            if node.name != "src":
+                log.positions = picked  # type: ignore[attr-defined]
+            return log
+
+        def admit(self, node: str, key: Any) -> bool:
+            if key[1] % 3 == 0:
+                picked.add(key[1])
+            return True
+
+    log: list[Event] = []
+    hook, full = Picking("picking", log), Recorder("full", log)
+    await Plumber(drop_fail_diamond_graph(), hooks=[hook, full]).run()
+    assert picked == {0, 3, 6, 9, 12, 15, 18}
+    everything = tagged(log, "full")
+    heard = tagged(log, "picking")
+    assert [e for e in heard if e[0] == "src"] == [e for e in everything if e[0] == "src"]
+    others = [e for e in everything if len(e) < 3 or e[0] != "src"]
+    assert [e for e in heard if len(e) < 3 or e[0] != "src"] == heard_at(others, picked)
+
+
+async def test_an_item_a_hook_with_positions_does_not_hear_is_admitted() -> None:
+    seen, sink = collector()
+    graph = {
+        "nodes": {"src": {"coro": source_of(list(range(8)))}, "out": {"coro": sink}},
+        "graph": {"src": ["out"], "out": None},
+    }
+    refusing = Picky({1, 4, 6}, refuse=lambda node, k: node == "src")  # refuses every item it hears
+    result = await Plumber(graph, hooks=[refusing]).run()
+    assert seen == [(x,) for x in (0, 2, 3, 5, 7)]
+    assert refusing.at("src") == [("admits", key(x)) for x in (1, 4, 6)]
+    assert result["src"].items_out == 5
+
+
+class PickyClaims(Claims):
+    def __init__(self, mine: set[int], positions: set[int], heard: list[Event]) -> None:
+        super().__init__(mine, heard)
+        self.positions = positions
+
+    def node_hooks(self, node: Processor) -> ClaimsAt:
+        at = ClaimsAt(self, node.name)
+        at.positions = self.positions  # type: ignore[attr-defined]
+        return at
+
+
+async def test_a_failure_at_a_position_a_claiming_hook_does_not_hear_is_not_claimed() -> None:
+    heard: list[Event] = []
+    graph, _ = odd_refused_diamond(10)
+    # it would claim every failure, but hears only 1 and 3; the other hook claims none and hears all
+    plumber = Plumber(graph, hooks=[PickyClaims({1, 3, 5}, {1, 3}, heard), Claims(set(), heard)])
+    with pytest.raises(ValueError, match=r"^odd 5\npipelines: node 'half' failed on item 5$"):
+        await plumber.run()
+    assert [event[2][1] for event in heard if event[1] == "claims"] == [1, 1, 3, 3, 5]
+    assert plumber.stats()["half"].failed == 3
+
+
+async def test_positions_none_is_no_filter() -> None:
+    log: list[Event] = []
+    await Plumber(drop_fail_diamond_graph(), hooks=[Picky(None, "none", log), Recorder("full", log)]).run()
+    assert Counter(tagged(log, "none")) == Counter(tagged(log, "full"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    positions=st.sets(st.integers(0, 7), max_size=8),
+    other=st.sets(st.integers(0, 7), max_size=8) | st.none(),
+    order=st.permutations([0, 1, 2]),
+)
+def test_each_hook_hears_the_items_at_its_own_positions_on_every_kind_of_node(
+    positions: set[int], other: set[int] | None, order: list[int]
+) -> None:
+    log: list[Event] = []
+    hooks = [Picky(positions, "a", log), Picky(other, "b", log), Recorder("all", log)]
+    plumber = Plumber(every_kind_of_node_graph(), hooks=[hooks[i] for i in order], collect_outputs=True)
+    result = asyncio.run(plumber.run())
+    assert result.outputs == {"out": [8, 10], "gs": [1, 3, 4, 5], "errors": ["r"]}
+    everything = tagged(log, "all")
+    assert unbalanced(everything, plumber) == {}
+    assert tagged(log, "a") == heard_at(everything, positions)
+    assert tagged(log, "b") == (everything if other is None else heard_at(everything, other))
+
+    # installed alone, where the core tests the positions itself rather than the combined method
+    alone = Picky(positions)
+    result = asyncio.run(Plumber(every_kind_of_node_graph(), hooks=[alone], collect_outputs=True).run())
+    assert result.outputs == {"out": [8, 10], "gs": [1, 3, 4, 5], "errors": ["r"]}
+    expected = heard_at(everything, positions)
+    assert per_item(alone.log) == per_item(expected)
+    for sink in ("out", "gs", "errors"):  # the same keys, in batches that may differ from run to run
+        assert sorted(alone.finished_keys(sink)) == sorted(
+            k for e in expected if e[:2] == (sink, "finished") for k in e[2]
+        )
+
+
 globals().update(
     trio_twins(
         globals(),
-        asyncio_only={"test_add_hook_after_the_run_started_is_an_error": "create_pipeline() is asyncio-only"},
+        asyncio_only={
+            "test_add_hook_after_the_run_started_is_an_error": "create_pipeline() is asyncio-only",
+            "test_a_hook_with_positions_hears_only_their_items_and_another_hook_still_hears_all": "it compares "
+            "two runs' logs event by event, the sinks' finished batches included: asyncio batches both runs "
+            "alike, trio's scheduling order (random within a turn) batches them differently",
+        },
     )
 )

@@ -10,9 +10,9 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from pipelines import PipelineError, Plumber, Processor
+from pipelines import PipelineError, Plumber, Processor, node
 
-from .backends import trio_twins
+from .backends import started, trio_twins
 from .helpers import add_one, chain, collector, source_of
 
 
@@ -96,6 +96,76 @@ async def test_a_source_raising_another_base_exception_fails_the_run_in_the_same
         await Plumber(chain("inp", "out", coros={"inp": source, "out": sink})).run()
     assert isinstance(info.value.__cause__, Stop)
     assert info.value.__notes__ == ["pipelines: source 'inp' failed after putting 1 items"]
+
+
+# -- a source that yields its items (an async generator) to several successors -----------------
+
+
+def _branches(fast: list[int], slow: list[int], marks: dict[int, anyio.Event]) -> dict[str, Any]:
+    """An endless generator source feeding a sink that keeps up (setting `marks[n]` once it has
+    n items) and one that falls behind."""
+
+    @node
+    async def endless() -> Any:
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+    @node
+    async def keep_up(x: int) -> None:
+        fast.append(x)
+        mark = marks.get(len(fast))
+        if mark is not None:
+            mark.set()
+
+    @node
+    async def fall_behind(x: int) -> None:
+        slow.append(x)
+        await anyio.lowlevel.checkpoint()  # the source fills this one's input while it gives the loop away
+
+    return {
+        "nodes": {
+            "source": {"coro": endless},
+            "fast": {"coro": keep_up},
+            "slow": {"coro": fall_behind, "properties": {"workers": 1}},
+        },
+        "graph": {"source": ["fast", "slow"], "fast": None, "slow": None},
+    }
+
+
+@pytest.mark.parametrize("queue_size", [1, 3, 100])
+async def test_a_stopped_generator_source_gives_every_successor_the_same_whole_items(queue_size: int) -> None:
+    fast: list[int] = []
+    slow: list[int] = []
+    enough = anyio.Event()
+    plumber = Plumber(_branches(fast, slow, {300: enough}), queue_size=queue_size)
+    running = started(plumber.run)
+    await enough.wait()
+    await plumber.stop()
+    result = await running
+    put = result["source"].items_out
+    assert put >= 300
+    assert fast == slow == list(range(put))  # no item reached one successor and not the other
+
+
+async def test_a_paused_generator_source_with_several_successors_resumes_without_a_gap() -> None:
+    fast: list[int] = []
+    slow: list[int] = []
+    enough, more = anyio.Event(), anyio.Event()
+    plumber = Plumber(_branches(fast, slow, {200: enough, 400: more}), queue_size=5)
+    running = started(plumber.run)
+    await enough.wait()
+    plumber.pause()
+    paused_at = plumber.stats()["source"].items_out
+    assert paused_at < 400  # bounded: what the source put is in the two inputs of 5 or in hand
+    plumber.resume()
+    await more.wait()  # the source went on where it was
+    await plumber.stop()
+    result = await running
+    put = result["source"].items_out
+    assert put >= 400
+    assert fast == slow == list(range(put))
 
 
 globals().update(trio_twins(globals()))

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry import trace as otel
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import StatusCode
 
 from pipelines import Plumber, node
@@ -252,9 +254,12 @@ def test_on_any_dag_each_item_is_one_trace_whose_spans_follow_its_inputs(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    plumber = Plumber(graph, hooks=[Tracing(sample=1.0, tracer_provider=provider)])
+    tracing = Tracing(sample=1.0, tracer_provider=provider)
+    check = OpenAtEnd(tracing)
+    plumber = Plumber(graph, hooks=[check, tracing])
     asyncio.run(plumber.run())
     provider.shutdown()
+    assert check.open == [0]  # every trace closed once its item's paths had all ended
     spans = exporter.get_finished_spans()
     assert len(spans) == items * len(names)  # a span per item per node: every node joins its inputs
     traces = by_trace(spans)
@@ -283,3 +288,264 @@ async def test_beyond_max_open_the_oldest_trace_is_forgotten_and_no_span_is_orph
     made = {span_id(s) for s in spans}
     assert all(s.parent.span_id in made for s in spans if s.parent is not None)
     assert all(link.context.span_id in made for s in spans for link in s.links)
+
+
+# -- spans built for the SDK are those its tracer makes -------------------------------------------
+
+
+class ThroughProvider(otel.TracerProvider):
+    """An implementation of the OpenTelemetry API that is not the SDK's own: every span it makes is
+    started and ended through an SDK provider's tracer, as a vendor's wrapper would."""
+
+    def __init__(self, inner: TracerProvider) -> None:
+        self.inner = inner
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Any = None,
+    ) -> otel.Tracer:
+        return ThroughTracer(
+            self.inner.get_tracer(instrumenting_module_name, instrumenting_library_version, schema_url, attributes)
+        )
+
+
+class ThroughTracer(otel.Tracer):
+    def __init__(self, inner: otel.Tracer) -> None:
+        self.inner = inner
+
+    def start_span(self, *args: Any, **kwargs: Any) -> otel.Span:
+        return self.inner.start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.start_as_current_span(*args, **kwargs)
+
+
+def failing_graph() -> dict[str, Any]:
+    """A skip, a generator, a node routing its failures to an error node, and a join."""
+
+    @node
+    async def refuse_zero(x: int) -> int:
+        if x == 0:
+            raise ArithmeticError("zero")
+        return x
+
+    return {
+        "nodes": {
+            "source": {"coro": numbers, "args": {"n": 8}},
+            "check": {"coro": no_threes},
+            "split": {"coro": halves},
+            "strict": {"coro": refuse_zero, "properties": {"on_error": "errors"}},
+            "other": {"coro": twice},
+            "join": {"coro": pair},
+            "errors": {"coro": explain},
+            "sink": {"coro": keep},
+        },
+        "graph": {
+            "source": ["check"],
+            "check": ["split"],
+            "split": ["strict", "other"],
+            "strict": ["join"],
+            "other": ["join"],
+            "join": ["sink"],
+            "errors": None,
+            "sink": None,
+        },
+    }
+
+
+def described(spans: tuple[ReadableSpan, ...]) -> list[tuple[Any, ...]]:
+    """Each span as what an exporter would send of it, its ids replaced by the (name, item) they name."""
+    names = {span_id(s): (s.name, s.attributes["pipelines.item"]) for s in spans}  # type: ignore[index]
+    traces = {s.context.trace_id for s in spans}  # type: ignore[union-attr]
+    roots = {s.context.trace_id: names[span_id(s)] for s in spans if s.parent is None}  # type: ignore[union-attr]
+    assert len(roots) == len(traces)  # one root per trace
+    shown = []
+    for s in spans:
+        assert s.context is not None
+        assert s.context.trace_flags.sampled
+        assert s.start_time is not None
+        assert s.end_time is not None
+        assert s.end_time >= s.start_time
+        shown.append(
+            (
+                s.name,
+                dict(s.attributes or {}),
+                roots[s.context.trace_id],
+                names[s.parent.span_id] if s.parent is not None else None,
+                s.parent.trace_id == s.context.trace_id if s.parent is not None else None,
+                [names[link.context.span_id] for link in s.links],
+                [link.context.trace_id == s.context.trace_id for link in s.links],
+                s.start_time == s.end_time if s.parent is None else None,  # a root: the moment the item left
+                s.kind,
+                s.status.status_code,
+                s.status.description,
+                [
+                    (e.name, {k: v for k, v in (e.attributes or {}).items() if k != "exception.stacktrace"})
+                    for e in s.events
+                ],
+                [e.timestamp == s.end_time for e in s.events],
+                [str(e.attributes["exception.stacktrace"]).splitlines()[-1] for e in s.events],  # type: ignore[index]
+                s.instrumentation_scope,
+                s.resource.attributes,
+                s.dropped_attributes,
+                s.dropped_events,
+                s.dropped_links,
+            )
+        )
+    return sorted(shown, key=repr)
+
+
+def started_at_handing(spans: tuple[ReadableSpan, ...]) -> bool:
+    """Whether each span but a root starts when its parent ended (the moment the item was handed on)."""
+    by_id = {span_id(s): s for s in spans}
+    return all(s.start_time == by_id[s.parent.span_id].end_time for s in spans if s.parent is not None)
+
+
+@pytest.mark.parametrize("make_graph", [lambda: diamond(6), failing_graph])
+async def test_the_spans_built_for_the_sdk_are_those_its_tracer_makes(make_graph: Any) -> None:
+    made = {}
+    for way in ("built", "through the tracer"):
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        given = provider if way == "built" else ThroughProvider(provider)
+        await Plumber(make_graph(), hooks=[Tracing(sample=1.0, tracer_provider=given)]).run()
+        provider.shutdown()
+        spans = exporter.get_finished_spans()
+        assert started_at_handing(spans)
+        made[way] = described(spans)
+    assert len(made["built"]) > 20
+    assert made["built"] == made["through the tracer"]
+
+
+async def test_the_spans_of_a_failure_record_its_exception_as_the_sdk_does(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    await Plumber(failing_graph(), hooks=[Tracing(sample=1.0, tracer_provider=provider)]).run()
+    [routed] = [s for s in exporter.get_finished_spans() if s.attributes["pipelines.outcome"] == "routed"]  # type: ignore[index]
+    assert routed.status.status_code is StatusCode.ERROR
+    assert routed.status.description == "ArithmeticError: zero"
+    [event] = routed.events
+    assert event.name == "exception"
+    assert event.timestamp == routed.end_time
+    assert event.attributes is not None
+    assert {k: v for k, v in event.attributes.items() if k != "exception.stacktrace"} == {
+        "exception.type": "ArithmeticError",
+        "exception.message": "zero",
+        "exception.escaped": "False",
+    }
+    stack = str(event.attributes["exception.stacktrace"])
+    assert stack.startswith("Traceback (most recent call last):\n")
+    assert stack.endswith('    raise ArithmeticError("zero")\nArithmeticError: zero\n')
+
+
+@pytest.mark.parametrize("way", ["built", "through the tracer"])
+async def test_a_provider_whose_sampler_records_nothing_gets_no_span(way: str) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    given = provider if way == "built" else ThroughProvider(provider)
+    result = await Plumber(diamond(10), hooks=[Tracing(sample=1.0, tracer_provider=given)]).run()
+    provider.shutdown()
+    assert result["sink"].completed == 10
+    assert exporter.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize("way", ["built", "through the tracer"])
+async def test_a_run_inside_a_span_makes_its_traces_children_of_it(way: str) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    given = provider if way == "built" else ThroughProvider(provider)
+    with provider.get_tracer("app").start_as_current_span("request") as request:
+        await Plumber(diamond(3), hooks=[Tracing(sample=1.0, tracer_provider=given)]).run()
+    provider.shutdown()
+    spans = [s for s in exporter.get_finished_spans() if s.name != "request"]
+    assert len(spans) == 3 * 5
+    context = request.get_span_context()
+    assert {s.context.trace_id for s in spans} == {context.trace_id}  # type: ignore[union-attr]
+    roots = [s for s in spans if s.name == "source"]
+    assert [parent_id(s) for s in roots] == [context.span_id] * 3
+
+
+# -- a trace closes once its item's paths have all ended ----------------------------------------
+
+
+class OpenAtEnd:
+    """A hook installed before the Tracing: how many traces it still held open when the run ended."""
+
+    def __init__(self, tracing: Tracing) -> None:
+        self.tracing = tracing
+        self.open: list[int] = []
+
+    def run_ended(self, plumber: Plumber, state: str) -> None:
+        self.open.append(self.tracing.open_traces)
+
+
+@node
+async def letters() -> AsyncIterator[str]:
+    for ch in "abcdefg":
+        yield ch
+
+
+@node
+async def after_a_while(x: int) -> int:
+    for _ in range(x % 3):
+        await asyncio.sleep(0)
+    return x
+
+
+@node
+async def by_parity(x: int) -> Any:
+    from pipelines import route
+
+    return route(x, "odd" if x % 2 else "even")
+
+
+def zipped() -> dict[str, Any]:
+    """Two independent sources paired by position (the letters run out of partners), then routed by parity."""
+    return {
+        "nodes": {
+            "nums": {"coro": numbers, "args": {"n": 5}},
+            "chars": {"coro": letters},
+            "slow": {"coro": after_a_while, "properties": {"workers": 3}},
+            "zip": {"coro": pair},
+            "first": {"coro": lambda_first},
+            "split": {"coro": by_parity, "properties": {"routes": {2: "odd", 3: "even"}}},
+            "odd": {"coro": keep},
+            "even": {"coro": keep},
+        },
+        "graph": {
+            "nums": ["slow"],
+            "chars": ["zip"],
+            "slow": ["zip"],
+            "zip": ["first"],
+            "first": ["split"],
+            "split": ["odd", "even"],
+            "odd": None,
+            "even": None,
+        },
+    }
+
+
+@node
+async def lambda_first(both: tuple[Any, Any]) -> Any:
+    return both[1] if isinstance(both[0], str) else both[0]
+
+
+@pytest.mark.parametrize("make_graph", [lambda: diamond(30), failing_graph, zipped], ids=["diamond", "failing", "zip"])
+async def test_every_trace_is_closed_when_the_run_ends(
+    make_graph: Any, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracing = Tracing(sample=1.0, tracer_provider=provider)
+    check = OpenAtEnd(tracing)
+    result = await Plumber(make_graph(), hooks=[check, tracing], collect_outputs=True).run()
+    assert result.state == "completed"
+    if make_graph is zipped:
+        assert {name: sorted(out) for name, out in result.outputs.items()} == {"odd": [1, 3], "even": [0, 2, 4]}
+        assert result["zip"].dropped == 2  # 'f' and 'g' had no partner
+    assert check.open == [0]
+    assert len(exporter.get_finished_spans()) > 20

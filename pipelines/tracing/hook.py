@@ -10,12 +10,18 @@ the node, the item's key and the outcome ('sent', 'result', or how it was settle
 'skipped', 'routed', 'failed', 'expanded'); an item that failed there records its exception.
 
 An async generator node makes one span per output it yields (one, 'expanded', when it yields
-none). Tombstones are not items: they make no span. The traces still open are kept up to
-`max_open` (the oldest is forgotten beyond it, and its later spans are not made), so memory stays
-bounded whatever runs.
+none). Tombstones are not items: they make no span. A trace is closed once all its item's paths
+have ended: the hook counts the envelopes of each traced item from the copies its node methods
+hear (a join's members count as one once their group is complete). At most `max_open` traces are
+open (beyond, the oldest is forgotten and its later spans are not made), so memory stays bounded
+whatever runs, even if an item vanishes unheard (another hook passed it over).
 
-Cost: with no Tracing installed, or with ``sample=0``, nothing is called per item. Installed, each
-node pays one call per item that only tests an int in a small dict unless the item is sampled.
+Cost: with no Tracing installed, or with ``sample=0``, nothing is called per item. Installed, a
+source pays one call per item (a countdown to the next sampled one); the other nodes hear only
+the items at the positions of the open traces (the ``positions`` of their node hooks,
+pipelines.hooks), so an item that is not sampled costs them an ``in`` test, and a sink one call.
+A span is made where the item's path at the node ends, already finished (pipelines.tracing.spans:
+with the SDK's tracer provider, it is built directly and handed to the provider's span processors).
 Spans do not cross processes: in a distributed run each process traces the items its own sources
 emit.
 """
@@ -28,9 +34,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, StatusCode, Tracer, TracerProvider
+from opentelemetry.trace import SpanContext, TracerProvider
 
 from ..types import Key, Outcome, RunState
+from .spans import Spans, spans_of
 
 if TYPE_CHECKING:
     from ..driver import Processor
@@ -40,7 +47,24 @@ if TYPE_CHECKING:
 __all__ = ["Tracing"]
 
 _FAILED_OUTCOMES = ("skipped", "routed", "failed")
+Root = tuple[str, int]
 Handed = dict[tuple[str, Key], tuple[SpanContext, int]]
+"""Per (node, key): the span of the item's path there, and when it ended (the next span's start)."""
+
+
+class _Trace:
+    """One sampled item's open trace: the spans its paths made so far, by node and key, and how
+    many of its envelopes are still on their way (the trace closes when none is left)."""
+
+    __slots__ = ("alive", "expanded", "handed", "item")
+
+    def __init__(self, source: str, key: Key, item: str, span: SpanContext, now: int, alive: int) -> None:
+        self.alive = alive
+        self.item = item
+        """repr of the source item's key: the item attribute of every span whose key is the same."""
+        self.handed: Handed = {(source, key): (span, now)}
+        self.expanded: set[tuple[str, Key]] = set()
+        """(generator node, input key) whose outputs had spans: its 'expanded' end makes none."""
 
 
 class Tracing:
@@ -69,20 +93,21 @@ class Tracing:
         self._provider = tracer_provider
         self._random = random.Random(seed)
         self._max_open = max_open
-        self._tracer: Tracer | None = None
+        self._spans: Spans | None = None
         self._spec: GraphSpec | None = None
-        self._traces: dict[Key, Handed] = {}
+        self._traces: dict[Root, _Trace] = {}
         """The open traces, by the source item's key (source, position); oldest first."""
         self._positions: dict[int, int] = {}
-        """How many open traces have each position: the cheap test every node makes per item."""
+        """How many open traces have each position. Every node but a source hears only the items
+        at these positions (the ``positions`` of its node hooks, tested by the core)."""
 
     # -- the run methods ----------------------------------------------------------------------
 
     def run_started(self, plumber: Plumber) -> None:
-        self._tracer = trace.get_tracer("pipelines", tracer_provider=self._provider)
+        self._spans = spans_of(trace.get_tracer("pipelines", tracer_provider=self._provider))
         self._spec = plumber.spec
         self._traces.clear()
-        self._positions.clear()
+        self._positions.clear()  # cleared, not replaced: every node's hooks name it
 
     def run_ended(self, plumber: Plumber, state: RunState) -> None:
         self._traces.clear()
@@ -94,8 +119,17 @@ class Tracing:
         assert self._spec is not None
         spec = self._spec.nodes[node.name]
         if spec.is_source:
-            return _SourceHooks(self, spec.name)
+            return _SourceHooks(self, spec.name, len(spec.successors))
+        if spec.join_mode is not None:
+            return _JoinHooks(
+                self, spec.name, spec.inputs, spec.is_sink, spec.is_generator, spec.join_mode, spec.key_length
+            )
         return _NodeHooks(self, spec.name, spec.inputs + spec.error_sources, spec.is_sink, spec.is_generator)
+
+    @property
+    def open_traces(self) -> int:
+        """How many traces are open now: sampled items some of whose paths have not ended yet."""
+        return len(self._traces)
 
     # -- spans --------------------------------------------------------------------------------
 
@@ -107,63 +141,69 @@ class Tracing:
         u = 1.0 - self._random.random()  # in (0, 1]
         return int(math.log(u) / math.log1p(-self.sample)) + 1
 
-    def _begin(self, source: str, key: Key) -> None:
-        """Item `key` enters the graph, sampled: the root span of its trace."""
-        tracer = self._tracer
-        assert tracer is not None
-        now = time.time_ns()
-        span = tracer.start_span(
-            source,
-            start_time=now,
-            attributes={"pipelines.node": source, "pipelines.item": repr(key), "pipelines.outcome": "sent"},
-        )
-        span.end(end_time=now)
-        root = key[:2]
+    def _begin(self, source: str, key: Key, fan: int) -> None:
+        """Item `key` enters the graph, sampled, as `fan` envelopes: the root span of its trace."""
+        spans = self._spans
+        assert spans is not None
+        root: Root = (key[0], key[1])
         traces = self._traces
         if root in traces:
             return
-        traces[root] = {(source, key): (span.get_span_context(), now)}
+        now = time.time_ns()
+        item = repr(key)
+        span = spans.root(source, item, now)
+        if span is None or not fan:
+            return  # the provider's sampler left this trace out, or the item goes nowhere
+        traces[root] = _Trace(source, key, item, span, now, fan)
         positions = self._positions
         positions[root[1]] = positions.get(root[1], 0) + 1
         if len(traces) > self._max_open:
-            oldest = next(iter(traces))
-            del traces[oldest]
-            left = positions[oldest[1]] - 1
-            if left:
-                positions[oldest[1]] = left
-            else:
-                del positions[oldest[1]]
+            self._close(next(iter(traces)))
 
-    def _end(self, node: str, inputs: tuple[str, ...], key: Key, outcome: str, value: Any) -> None:
-        """Item `key`'s path at `node` ended with `outcome`: its span, if the item is traced."""
-        handed = self._traces.get(key[:2])
-        if handed is None:
-            return  # another source's item at the same position, or a trace forgotten
+    def _close(self, root: Root) -> None:
+        """Forget the trace of `root`: its item's paths have all ended (or it is the oldest beyond max_open)."""
+        del self._traces[root]
+        positions = self._positions
+        left = positions[root[1]] - 1
+        if left:
+            positions[root[1]] = left
+        else:
+            del positions[root[1]]
+
+    def _count(self, key: Key, traced: _Trace, change: int) -> None:
+        """`change` envelopes more (or fewer) of the item of `key` are on their way."""
+        traced.alive += change
+        if traced.alive <= 0:
+            self._close(key[:2])  # a key's first two members are its root
+
+    def _end(self, traced: _Trace, node: str, inputs: tuple[str, ...], key: Key, outcome: str, value: Any) -> None:
+        """Item `key`'s path at `node` ended with `outcome`: its span."""
+        handed = traced.handed
         found = _handed_to(handed, inputs, key)
         if not found:
-            return  # a tombstone's path, or one that began before the trace did
-        tracer = self._tracer
-        assert tracer is not None
-        (parent, started), *others = found
+            return  # a tombstone's path
+        spans = self._spans
+        assert spans is not None
+        parent, started = found[0]
+        links = [context for context, _ in found[1:]] if len(found) > 1 else _NO_LINKS
+        failure = value if outcome in _FAILED_OUTCOMES and isinstance(value, BaseException) else None
+        item = traced.item if len(key) == 2 else repr(key)
         now = time.time_ns()
-        span = tracer.start_span(
-            node,
-            context=trace.set_span_in_context(NonRecordingSpan(parent)),
-            links=[Link(context) for context, _ in others],
-            start_time=started,
-            attributes={"pipelines.node": node, "pipelines.item": repr(key), "pipelines.outcome": outcome},
-        )
-        if outcome in _FAILED_OUTCOMES and isinstance(value, BaseException):
-            span.record_exception(value, timestamp=now)
-            span.set_status(Status(StatusCode.ERROR, f"{type(value).__name__}: {value}"))
-        span.end(end_time=now)
-        handed[node, key] = (span.get_span_context(), now)
+        span = spans.child(node, item, outcome, parent, links, started, now, failure)
+        handed[node, key] = (span, now)
+
+
+_NO_LINKS: list[SpanContext] = []
 
 
 def _handed_to(handed: Handed, inputs: tuple[str, ...], key: Key) -> list[tuple[SpanContext, int]]:
     """The spans of the inputs that handed `key` on (or the item it was made from, after a generator)."""
+    if len(inputs) == 1:  # most nodes: one lookup
+        entry = handed.get((inputs[0], key))
+        if entry is not None:
+            return [entry]
     while len(key) >= 2:
-        found = [entry for entry in (handed.get((name, key)) for name in inputs) if entry is not None]
+        found = [entry for name in inputs if (entry := handed.get((name, key))) is not None]
         if found:
             return found
         key = key[:-1]
@@ -175,7 +215,7 @@ class _SourceHooks:
 
     __slots__ = ("admits",)
 
-    def __init__(self, tracing: Tracing, name: str) -> None:
+    def __init__(self, tracing: Tracing, name: str, fan: int) -> None:
         countdown = tracing._gap()
         begin = tracing._begin
         gap = tracing._gap
@@ -186,43 +226,109 @@ class _SourceHooks:
             if countdown:
                 return True
             countdown = gap()
-            begin(name, key)
+            begin(name, key, fan)
             return True
 
         self.admits = admits
 
 
 class _NodeHooks:
-    """The node methods of a node with inputs: end the span of each traced item's path here."""
+    """The node methods of a node with inputs: end the span of each traced item's path here, and
+    count its envelopes (those handed on, less the one that ended here).
 
-    __slots__ = ("result", "sent", "settled")
+    `positions` are those of the open traces: the core calls these methods only for their items
+    (and another source's items at the same positions, which find no trace).
+    """
+
+    __slots__ = ("finished", "positions", "result", "sent", "settled")
 
     def __init__(self, tracing: Tracing, name: str, inputs: tuple[str, ...], is_sink: bool, is_generator: bool) -> None:
-        positions = tracing._positions
+        traces = tracing._traces
         end = tracing._end
-        expanded: set[tuple[str, Key]] = set()
+        count = tracing._count
+        handed_on = 0 if is_generator else -1  # a generator's input ends apart, with 'expanded'
+        self.positions = tracing._positions
 
         def sent(key: Key, value: Any, copies: int) -> None:
-            if key[1] in positions:
-                if is_generator:
-                    expanded.add((name, key[:-1]))
-                end(name, inputs, key, "sent", None)
+            traced = traces.get(key[:2])  # a key's first two members are its root
+            if traced is None:
+                return  # another source's item at the same position, or a trace forgotten
+            end(traced, name, inputs, key, "sent", None)
+            if is_generator:
+                traced.expanded.add((name, key[:-1]))
+            count(key, traced, copies + handed_on)
 
         def result(key: Key, value: Any) -> None:
-            if key[1] in positions:
-                if is_generator and len(key) > 2:
-                    expanded.add((name, key[:-1]))
-                end(name, inputs, key, "result", None)
+            traced = traces.get(key[:2])
+            if traced is None:
+                return
+            end(traced, name, inputs, key, "result", None)
+            if not is_generator:
+                count(key, traced, -1)  # a generator's items end in `finished`, after all they yield
 
         def settled(key: Key, outcome: Outcome, value: Any, copies: int) -> None:
-            if outcome == "passed":
+            traced = traces.get(key[:2])
+            if traced is None:
                 return
-            if outcome == "expanded" and (name, key) in expanded:
-                expanded.discard((name, key))
-                return  # its outputs had spans
-            if key[1] in positions:
-                end(name, inputs, key, outcome, value)
+            if outcome == "expanded" and (name, key) in traced.expanded:
+                traced.expanded.discard((name, key))  # its outputs had spans
+            elif outcome != "passed":  # a tombstone is no item: no span
+                end(traced, name, inputs, key, outcome, value)
+            count(key, traced, copies - 1)
+
+        def finished(keys: list[Key]) -> None:
+            for key in keys:
+                traced = traces.get(key[:2])
+                if traced is not None:
+                    count(key, traced, -1)
 
         self.sent = None if is_sink else sent
         self.result = result if is_sink else None
         self.settled = settled
+        self.finished = finished if is_sink and is_generator else None
+
+
+class _JoinHooks(_NodeHooks):
+    """A join's node methods: its members are counted as one envelope once their group is complete."""
+
+    __slots__ = ("held", "released")
+
+    def __init__(
+        self,
+        tracing: Tracing,
+        name: str,
+        inputs: tuple[str, ...],
+        is_sink: bool,
+        is_generator: bool,
+        join_mode: str,
+        key_length: int,
+    ) -> None:
+        super().__init__(tracing, name, inputs, is_sink, is_generator)
+        traces = tracing._traces
+        count = tracing._count
+        zip_mode = join_mode == "zip"
+        members: dict[Key, list[Key]] = {}
+        """Per group (as the join matches it), the keys of the traced members it holds."""
+
+        def held(key: Key) -> None:
+            traced = traces.get(key[:2])
+            if traced is None:
+                return
+            match = key[1:] if zip_mode else key
+            if len(match) != key_length:
+                count(key, traced, -1)  # a tombstone no group can wait for: the join drops it
+            else:
+                members.setdefault(match, []).append(key)
+
+        def released(key: Key) -> None:
+            group = members.pop(key[1:] if zip_mode else key, ())
+            traced = traces.get(key[:2])
+            if traced is not None:
+                traced.alive += 1  # the group, now one item of the group's key, before its members go
+            for member in group:
+                member_trace = traces.get(member[:2])
+                if member_trace is not None:
+                    count(member, member_trace, -1)
+
+        self.held = held
+        self.released = released
