@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from .spans import attributes_of, status_of
 
@@ -30,6 +30,7 @@ __all__ = ["SdkSpans"]
 
 _RANDOM_TRACE_ID = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # the W3C level 2 flag, in recent APIs
 _NO_ATTRIBUTES: Any = MappingProxyType({})
+_UNSET = Status(StatusCode.UNSET)
 
 
 class SdkSpans:
@@ -97,36 +98,20 @@ class SdkSpans:
         context = SpanContext(
             parent.trace_id, self._ids.generate_span_id(), False, parent.trace_flags, parent.trace_state
         )
-        if failure is None:
-            events: tuple[Event, ...] = ()
-            span = ReadableSpan(
-                name,
-                context,
-                parent,
-                self._resource,
-                MappingProxyType(attributes_of(name, item, outcome)),
-                links=[Link(linked, _NO_ATTRIBUTES) for linked in links] if links else (),
-                start_time=start,
-                end_time=end,
-                instrumentation_info=self._info,
-                instrumentation_scope=self._scope,
-            )
-        else:
-            events = (_exception_event(failure, end),)
-            span = ReadableSpan(
-                name,
-                context,
-                parent,
-                self._resource,
-                MappingProxyType(attributes_of(name, item, outcome)),
-                events,
-                [Link(linked, _NO_ATTRIBUTES) for linked in links] if links else (),
-                status=status_of(failure),
-                start_time=start,
-                end_time=end,
-                instrumentation_info=self._info,
-                instrumentation_scope=self._scope,
-            )
+        span = ReadableSpan(
+            name,
+            context,
+            parent,
+            self._resource,
+            MappingProxyType(attributes_of(name, item, outcome)),
+            () if failure is None else (_exception_event(failure, end),),
+            [Link(linked, _NO_ATTRIBUTES) for linked in links] if links else (),
+            status=_UNSET if failure is None else status_of(failure),
+            start_time=start,
+            end_time=end,
+            instrumentation_info=self._info,
+            instrumentation_scope=self._scope,
+        )
         self._on_end(span)
         return context
 
