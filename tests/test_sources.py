@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from typing import Any
 
@@ -107,10 +108,8 @@ def _branches(fast: list[int], slow: list[int], marks: dict[int, anyio.Event]) -
 
     @node
     async def endless() -> Any:
-        i = 0
-        while True:
+        for i in itertools.count():  # never gives the loop away: it fills the slow one's input
             yield i
-            i += 1
 
     @node
     async def keep_up(x: int) -> None:
