@@ -1,16 +1,20 @@
 """B11 observability: B1's graph with metrics scraped every second, and with tracing at 1%.
 
-Timed in CPU seconds of the process (its threads included: the scraper's, the span exporter's),
-not wall time: what is measured is the work metrics and tracing add, and on a shared machine the
-wall time of a CPU-bound run mostly measures the other tenants.
+Timed in CPU seconds of the process (its threads included: the span exporter's), not wall time:
+what is measured is the work metrics and tracing add, and on a shared machine the wall time of a
+CPU-bound run mostly measures the other tenants. The scraper is a process of its own, as
+Prometheus is: what the run pays is answering the scrapes, not making them. (A scraping thread in
+the run's own process would make the run hand the GIL to it every few milliseconds while it
+waits for an answer, a cost no real deployment has.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -35,28 +39,39 @@ SAMPLE = 0.01
 NONE = 1e-12  # installed, and in practice never samples: what the hook costs per item by itself
 
 
+_SCRAPE = """
+import sys, time, urllib.request
+url, every = sys.argv[1], float(sys.argv[2])
+while True:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        if b"pipelines_node_items_in_total" not in response.read():
+            sys.exit("the scrape did not show the node counters")
+    print("scraped", flush=True)
+    time.sleep(every)
+"""
+
+
 class _Scraper:
-    """A thread that GETs a /metrics URL at once, then every SCRAPE_EVERY seconds, as Prometheus would."""
+    """A process that GETs a /metrics URL at once, then every SCRAPE_EVERY seconds, as Prometheus would."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.scrapes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._scrape, name="bench-scraper", daemon=True)
-        self._thread.start()
-
-    def _scrape(self) -> None:
-        while True:
-            with urllib.request.urlopen(self.url, timeout=10) as response:
-                if b"pipelines_node_items_in_total" not in response.read():
-                    raise AssertionError("the scrape did not show the node counters")
-            self.scrapes += 1
-            if self._stop.wait(SCRAPE_EVERY):
-                return
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _SCRAPE, url, str(SCRAPE_EVERY)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        """End the scraper; raise AssertionError if a scrape it made was wrong."""
+        failed = self._process.poll() not in (None, 0)
+        self._process.terminate()
+        out, err = self._process.communicate()
+        self.scrapes = out.count("scraped")
+        if failed:
+            raise AssertionError(f"the metrics scraper failed: {err.strip()}")
 
 
 def _make(n: int, metrics: bool, sample: float | None) -> Callable[[], Awaitable[int]]:
