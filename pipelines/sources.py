@@ -113,14 +113,10 @@ class InputProcessor(Processor):
             if inspect.isasyncgen(produced):
                 hand = port.fast_path()
                 async with contextlib.aclosing(produced) as agen:
-                    if hand is None:
-                        async for item in agen:
-                            await port.put(item)
-                    else:
-                        async for item in agen:
-                            waiting = hand(item)
-                            if waiting is not None:
-                                await waiting
+                    async for item in agen:
+                        waiting = hand(item)
+                        if waiting is not None:
+                            await waiting
             else:
                 await produced
         except BaseException as exc:
@@ -240,11 +236,10 @@ class SourceOutput:
         if full >= 0:
             await self._send(envelope, full)
 
-    def fast_path(self) -> Callable[[Any], Awaitable[None] | None] | None:
+    def fast_path(self) -> Callable[[Any], Awaitable[None] | None]:
         """`put` without a coroutine where none is needed: ``hand(item)`` sends `item` to every
         successor that has room now and returns None when all had; otherwise it returns what to
-        await to finish the put (as `put` would have waited). None when every put must go the
-        whole way (a hook hears each item enter)."""
+        await to finish the put (as `put` would have waited)."""
         return self._hand if self._single is None else self._hand_one
 
     def _hand(self, item: Any) -> Awaitable[None] | None:
@@ -373,8 +368,24 @@ class AdmittingSourceOutput(SourceOutput):
     def _admit(self, key: tuple[str, int]) -> bool:
         return self._admits(key)
 
-    def fast_path(self) -> Callable[[Any], Awaitable[None] | None] | None:
-        return None  # every item goes through `put`, which lets the hooks hear it enter
+    def fast_path(self) -> Callable[[Any], Awaitable[None] | None]:
+        return self._hand_admitted
+
+    def _hand_admitted(self, item: Any) -> Awaitable[None] | None:
+        """`_hand`, letting the hooks hear the item enter first (they may pass it over)."""
+        if self._valve.closed:
+            return self.put(item)
+        key = (self._name, self._seq)
+        self._seq += 1
+        if not self._admits(key):
+            return None
+        envelope = (key, item, self._index)
+        single = self._single
+        if single is not None and single.put_nowait(envelope):
+            self._ledger.items_out += 1
+            return None
+        full = self._offer(envelope)
+        return None if full < 0 else self._send(envelope, full)
 
     def _taking_edge(self) -> MemoryEdge:
         raise PipelineError(
