@@ -396,17 +396,9 @@ class AdmittingSourceOutput(SourceOutput):
     async def put(self, item: Any) -> None:
         while self._valve.closed:
             await self._valve.wait_open()
-        key = (self._name, self._seq)
-        self._seq += 1
-        if not self._admits(key):
-            return
-        envelope = (key, item, self._index)
-        if self._single is not None and self._single.put_nowait(envelope):
-            self._ledger.items_out += 1
-            return
-        full = self._offer(envelope)
-        if full >= 0:
-            await self._send(envelope, full)
+        waiting = self._hand_admitted(item)  # the valve is open: it hands the item on, or starts to
+        if waiting is not None:
+            await waiting
 
 
 class _Ended:
