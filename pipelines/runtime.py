@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from asyncio import _get_running_loop
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from types import ModuleType
@@ -45,6 +44,7 @@ __all__ = [
     "new_future",
     "raise_cancelled",
     "require_asyncio",
+    "running_loop",
     "run_in_executor",
     "sleep",
     "spawn",
@@ -63,6 +63,19 @@ Event = asyncio.Event
 Future = asyncio.Future
 Task = asyncio.Task
 TaskGroup = asyncio.TaskGroup  # the type; `task_group()` makes one
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The asyncio (or uvloop) loop running the caller; None when none does (under trio, or no loop).
+
+    asyncio's own `get_running_loop()`, which raises where there is none: it keeps to asyncio's
+    public API (its `_get_running_loop` is private).
+    """
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
 
 _trio: ModuleType | None = None
 """pipelines.trio_runtime, once a trio run has needed it."""
@@ -90,7 +103,7 @@ def library() -> str:
 
     RuntimeError when none runs. A plumber's run asks once, at its start.
     """
-    if _get_running_loop() is not None:
+    if running_loop() is not None:
         return "asyncio"
     _foreign()
     return "trio"
@@ -99,7 +112,7 @@ def library() -> str:
 def require_asyncio(what: str, instead: str) -> None:
     """Raise AsyncioOnlyError when the caller runs under trio: `what` runs on asyncio alone, `instead`
     says what to do. One check, where such a part is first used in a run."""
-    if _get_running_loop() is None and (trio := sys.modules.get("trio")) is not None and trio.lowlevel.in_trio_run():
+    if running_loop() is None and (trio := sys.modules.get("trio")) is not None and trio.lowlevel.in_trio_run():
         from .errors import AsyncioOnlyError
 
         raise AsyncioOnlyError(f"{what} runs on asyncio only, not under trio; {instead}")
@@ -116,19 +129,19 @@ def hosting() -> AbstractAsyncContextManager[Any]:
     asyncio needs nothing (its tasks belong to the loop); trio gets a nursery, shielded, so that
     a cancellation from outside reaches the run through the Plumber, which ends every task first.
     """
-    if _get_running_loop() is not None:
+    if running_loop() is not None:
         return contextlib.nullcontext()
     return cast("AbstractAsyncContextManager[Any]", _foreign().hosting())
 
 
 def hosted() -> bool:
     """Whether the caller may start tasks: always on asyncio, inside `hosting()` on trio."""
-    return _get_running_loop() is not None or _foreign().hosted()
+    return running_loop() is not None or _foreign().hosted()
 
 
 def new_future() -> asyncio.Future[Any]:
     """A future of the running loop."""
-    loop = _get_running_loop()
+    loop = running_loop()
     if loop is None:
         return cast("asyncio.Future[Any]", _foreign().new_future())
     return loop.create_future()
@@ -136,35 +149,35 @@ def new_future() -> asyncio.Future[Any]:
 
 def new_event() -> asyncio.Event:
     """An event of the running library (asyncio's where none runs): set, clear, is_set, wait."""
-    if _get_running_loop() is None and (trio := sys.modules.get("trio")) is not None and trio.lowlevel.in_trio_run():
+    if running_loop() is None and (trio := sys.modules.get("trio")) is not None and trio.lowlevel.in_trio_run():
         return cast("asyncio.Event", _foreign().Event())
     return asyncio.Event()
 
 
 def task_group() -> asyncio.TaskGroup:
     """A task group of the running library: ``async with``, create_task; failures in an exception group."""
-    if _get_running_loop() is None:
+    if running_loop() is None:
         return cast("asyncio.TaskGroup", _foreign().TaskGroup())
     return asyncio.TaskGroup()
 
 
 def sleep(delay: float) -> Coroutine[Any, Any, None]:
     """Sleep `delay` seconds of the running library's clock."""
-    if _get_running_loop() is None:
+    if running_loop() is None:
         return cast("Coroutine[Any, Any, None]", _foreign().sleep(delay))
     return asyncio.sleep(delay)
 
 
 def timeout(delay: float | None) -> asyncio.Timeout:
     """``async with timeout(s):`` raises TimeoutError when the block takes more than `s` seconds."""
-    if _get_running_loop() is None:
+    if running_loop() is None:
         return cast("asyncio.Timeout", _foreign().timeout(delay))
     return asyncio.timeout(delay)
 
 
 def spawn(coro: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task[T]:
     """Start `coro` as a task of the running loop (under trio: of the run hosting the caller)."""
-    loop = _get_running_loop()
+    loop = running_loop()
     if loop is None:
         return cast("asyncio.Task[T]", _foreign().spawn(coro, name))
     return loop.create_task(coro, name=name)
@@ -172,7 +185,7 @@ def spawn(coro: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task
 
 def current_task() -> asyncio.Task[Any]:
     """The task running the caller (the core calls it only from inside its own tasks)."""
-    if _get_running_loop() is None:
+    if running_loop() is None:
         return cast("asyncio.Task[Any]", _foreign().current_task())
     task = asyncio.current_task()
     assert task is not None, "called outside a task"
@@ -186,21 +199,21 @@ def cancel_region(coro: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
     catch and `uncancel`); on trio, where a cancellation holds for the rest of its scope, `coro`
     gets a scope of its own. A source's coroutine runs so, to be stopped while its node drains.
     """
-    if _get_running_loop() is None:
+    if running_loop() is None:
         return cast("Coroutine[Any, Any, None]", _foreign().cancel_region(coro))
     return coro
 
 
 async def raise_cancelled(task: asyncio.Task[Any]) -> NoReturn:
     """Raise, in `task` (the caller's own), the cancellation a `task.cancel()` would have brought."""
-    if _get_running_loop() is None:
+    if running_loop() is None:
         await _foreign().raise_cancelled(task)
     raise asyncio.CancelledError
 
 
 def clock() -> Callable[[], float]:
     """The running loop's monotonic clock (virtual under pipelines.testing's virtual time)."""
-    loop = _get_running_loop()
+    loop = running_loop()
     if loop is None:
         _foreign()
         return cast("Callable[[], float]", sys.modules["trio"].current_time)
@@ -213,7 +226,7 @@ async def wait_through_cancel(fut: asyncio.Future[Any], on_cancel: Callable[[], 
     `on_cancel` is called at each cancellation of the caller. Used for cleanup that must run to
     its end (teardown hooks, the tasks of a run being cancelled); its own time bound lies in `fut`.
     """
-    if _get_running_loop() is None:
+    if running_loop() is None:
         await _foreign().wait_through_cancel(fut, on_cancel)
         return
     cancelled = False
@@ -230,14 +243,14 @@ async def wait_through_cancel(fut: asyncio.Future[Any], on_cancel: Callable[[], 
 
 async def shield(fut: asyncio.Future[T]) -> T:
     """Wait for `fut` without cancelling it when the caller is cancelled."""
-    if _get_running_loop() is None:
+    if running_loop() is None:
         return cast("T", await _foreign().shield(fut))
     return await asyncio.shield(fut)
 
 
 def run_in_executor(executor: Any, call: Callable[[], T]) -> asyncio.Future[T]:
     """Run the plain function `call` in `executor`; the future resolves on the running loop."""
-    loop = _get_running_loop()
+    loop = running_loop()
     if loop is None:
         return cast("asyncio.Future[T]", _foreign().run_in_executor(executor, call))
     return loop.run_in_executor(executor, call)
@@ -245,7 +258,7 @@ def run_in_executor(executor: Any, call: Callable[[], T]) -> asyncio.Future[T]:
 
 def call_soon(callback: Callable[[], object]) -> None:
     """Call `callback()` when the running loop next turns."""
-    loop = _get_running_loop()
+    loop = running_loop()
     if loop is None:
         _foreign().call_soon(callback)
     else:
@@ -254,7 +267,7 @@ def call_soon(callback: Callable[[], object]) -> None:
 
 def call_soon_of_running_loop() -> Callable[[Callable[[], object]], object]:
     """The running loop's `call_soon`, to keep for calls from one place many times."""
-    loop = _get_running_loop()
+    loop = running_loop()
     if loop is None:
         return cast("Callable[[Callable[[], object]], object]", _foreign().call_soon_of_running_loop())
     return loop.call_soon
@@ -262,7 +275,7 @@ def call_soon_of_running_loop() -> Callable[[Callable[[], object]], object]:
 
 def call_later(delay: float, callback: Callable[[], object]) -> Callable[[], None]:
     """Call `callback()` in `delay` seconds of the running loop's clock; returns what cancels the call."""
-    loop = _get_running_loop()
+    loop = running_loop()
     if loop is None:
         return cast("Callable[[], None]", _foreign().call_later(delay, callback))
     return loop.call_later(delay, callback).cancel
@@ -274,7 +287,7 @@ async def first_of(gets: list[Coroutine[Any, Any, list[T]]]) -> list[T]:
     Every get that returned is kept (their lists are joined); the others are cancelled, which for
     a cancel-safe get means they took nothing.
     """
-    if _get_running_loop() is None:
+    if running_loop() is None:
         return cast("list[T]", await _foreign().first_of(gets))
     tasks = [asyncio.ensure_future(get) for get in gets]
     try:

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .. import runtime
+
 if TYPE_CHECKING:
     from ..plumber import Plumber
     from .virtual_time import VirtualClock
@@ -35,7 +37,7 @@ __all__ = ["leftover_tasks"]
 
 def leftover_tasks() -> list[str]:
     """Names of the tasks of pipelines still pending on the running loop (or in the running trio run)."""
-    if asyncio._get_running_loop() is None:
+    if runtime.running_loop() is None:
         import trio  # no asyncio loop runs the caller: trio does (RuntimeError when neither does)
 
         names: list[str] = []
