@@ -35,6 +35,7 @@ as the journal and the web Inbox do, through the public hook methods only.
 from __future__ import annotations
 
 import collections
+import contextlib
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import SimpleNamespace, TracebackType
@@ -128,9 +129,11 @@ class Stream:
         self._open: dict[int, int] = {}  # position -> its envelopes alive in the graph + its results unread
         self._buffer: collections.deque[tuple[int, Any]] = collections.deque()  # (position, result), unread
         self._holds: list[runtime.Future[None]] = []  # sinks held until the reader takes some results
-        self._arrived = runtime.Event()  # the feeder: an item was sent, or the input closed
-        self._room = runtime.Event()  # senders: fewer than max_pending items pending, or the run ended
-        self._readable = runtime.Event()  # readers: results came, or the run ended
+        self._arrived = runtime.new_event()  # the feeder: an item was sent, or the input closed
+        self._room = runtime.new_event()  # senders: fewer than max_pending items pending, or the run ended
+        self._readable = runtime.new_event()  # readers: results came, or the run ended
+        self._host: contextlib.AbstractAsyncContextManager[Any] | None = None
+        """What owns the run's tasks while the block runs (a nursery under trio: runtime.hosting)."""
 
     def __repr__(self) -> str:
         return f"<Stream entry={self._entry!r} {self._plumber.state} pending={self._pending}/{self._max}>"
@@ -174,28 +177,39 @@ class Stream:
         if self._entered:
             raise PipelineStateError("this stream was already started; a stream runs once, open another")
         self._entered = True
-        runtime.require_asyncio(
-            "pipelines.stream() and open_stream()",
-            "give the graph a source of your own (an async generator node) and `await Plumber(graph).run()`",
-        )
-        self._plumber.create_pipeline()
+        host = runtime.hosting()
+        await host.__aenter__()
+        try:
+            self._plumber.create_pipeline()
+        except BaseException as exc:
+            await host.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._host = host
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         """End the run: normally when every item sent was read, else by cancelling; raise its failure."""
+        host, self._host = self._host, None
+        try:
+            await self._end_run(exc)
+        finally:
+            if host is not None:
+                await host.__aexit__(None, None, None)  # every task of the run has ended by now
+
+    async def _end_run(self, exc: BaseException | None) -> None:
         plumber = self._plumber
         cancelled_here = False
         if plumber.state == "running" and exc is None and self._items is None and not self._pending:
             self._end_input("the `async with` block was left")  # nothing is left in the graph: the run ends
             try:
                 await plumber.join()
-            except runtime.CancelledError:
-                await plumber.aclose()
-                raise
-            except BaseException:
-                pass  # the run's own failure: raised below
+            except BaseException as error:
+                if runtime.is_cancellation(error):
+                    await plumber.aclose()
+                    raise
+                # the run's own failure: raised below
         else:
             cancelled_here = plumber.state in LIVE_STATES
             await plumber.aclose()  # cancels what still runs; waits until every task has ended
@@ -465,6 +479,10 @@ async def stream(
             "stream(graph, items): items must be an iterable or an async iterable, got None "
             "(to send items one at a time, use `async with open_stream(graph) as run`)"
         )
+    runtime.require_asyncio(  # under trio, an async generator must not yield inside the run's nursery
+        "pipelines.stream()",
+        "use `async with open_stream(graph, items=...) as run: async for result in run: ...`",
+    )
     run = open_stream(
         graph,
         coro_map,

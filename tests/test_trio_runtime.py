@@ -307,17 +307,94 @@ def test_the_run_error_names_the_node_of_a_cancelled_task_as_on_asyncio() -> Non
         on_trio(plumber.run)
 
 
-def test_a_stream_under_trio_says_it_runs_on_asyncio_only() -> None:
+_STREAMED = {"nodes": {"inp": {}, "out": {"coro": add_one}}, "graph": {"inp": ["out"], "out": None}}
+
+
+def test_open_stream_under_trio_feeds_and_reads_in_order() -> None:
     from pipelines import open_stream
 
+    async def main() -> tuple[list[Any], list[Any], int]:
+        async with open_stream(_STREAMED, max_pending=3) as run, anyio.create_task_group() as group:
+
+            async def feed() -> None:
+                for i in range(20):
+                    await run.send(i)  # waits while 3 are pending: the reader below makes room
+                run.close()
+
+            group.start_soon(feed)
+            got = [result async for result in run]
+        async with open_stream(_STREAMED, items=range(5)) as fed:
+            pairs = [pair async for pair in fed.results(with_inputs=True)]
+        return got, pairs, run.plumber.stats()["out"].completed
+
+    got, pairs, completed = on_trio(main)
+    assert sorted(got) == [i + 1 for i in range(20)]
+    assert sorted(pairs) == [(i, i + 1) for i in range(5)]
+    assert completed == 20
+
+
+def test_open_stream_under_trio_left_early_cancels_the_run_and_leaves_no_task() -> None:
+    from pipelines import open_stream
+
+    async def main() -> tuple[list[Any], str, list[str]]:
+        async with open_stream(_STREAMED, items=range(1000)) as run:
+            got = []
+            async for result in run:
+                got.append(result)
+                if len(got) == 3:
+                    break
+        return got, run.plumber.state, leftover_tasks()
+
+    got, state, left = on_trio(main)
+    assert got == [1, 2, 3]
+    assert state == "cancelled"
+    assert left == []
+
+
+def test_open_stream_under_trio_raises_the_runs_own_exception() -> None:
+    from pipelines import open_stream
+
+    async def fails(processor: Processor, q_elt: tuple[int]) -> int:
+        if q_elt[0] == 2:
+            raise ValueError("two is bad")
+        return q_elt[0]
+
+    graph = {"nodes": {"inp": {}, "out": {"coro": fails}}, "graph": {"inp": ["out"], "out": None}}
+
     async def main() -> None:
-        graph = {"nodes": {"inp": {}, "out": {"coro": add_one}}, "graph": {"inp": ["out"], "out": None}}
-        async with open_stream(graph):
-            raise AssertionError("a stream ran under trio")
+        async with open_stream(graph, items=range(5)) as run:
+            async for _ in run:
+                pass
+
+    with pytest.raises(ValueError, match=r"^two is bad\npipelines: node 'out' failed on item \(2,\)$"):
+        on_trio(main)
+
+
+def test_open_stream_under_trio_is_cancelled_with_the_callers_scope() -> None:
+    from pipelines import open_stream
+
+    async def main() -> tuple[bool, str]:
+        with anyio.move_on_after(0.05) as scope:
+            async with open_stream(_STREAMED) as run:
+                await run.send(1)
+                await anyio.sleep_forever()  # the scope's deadline cancels the block and the run with it
+        return scope.cancelled_caught, run.plumber.state
+
+    caught, state = on_trio(main, virtual=True)
+    assert caught  # the cancellation reached the caller's scope: not swallowed
+    assert state == "cancelled"
+
+
+def test_stream_under_trio_says_to_use_open_stream() -> None:
+    from pipelines import stream
+
+    async def main() -> None:
+        async for _ in stream(_STREAMED, [1, 2]):
+            raise AssertionError("a stream() generator ran under trio")
 
     message = (
-        "pipelines.stream() and open_stream() runs on asyncio only, not under trio; give the graph a source of "
-        "your own (an async generator node) and `await Plumber(graph).run()`"
+        "pipelines.stream() runs on asyncio only, not under trio; use `async with open_stream(graph, items=...) "
+        "as run: async for result in run: ...`"
     )
     with pytest.raises(AsyncioOnlyError, match=f"^{re.escape(message)}$"):
         on_trio(main)
