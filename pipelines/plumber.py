@@ -106,8 +106,9 @@ class Plumber:
             if processor.spec.properties.input != "block"
         }
         self._collect_outputs = collect_outputs
+        zips = _zips_downstream(self._spec)
         for name in self._spec.nodes:
-            reason = _outside_items_refused(self._spec, name)
+            reason = _outside_items_refused(self._spec, name, zips[name])
             if reason is not None:
                 self._processors[name].refuse_input(reason)
         self._journal: Journal | None = None
@@ -540,14 +541,32 @@ class Plumber:
         )
 
 
-def _outside_items_refused(graph: GraphSpec, name: str) -> str | None:
+def _zips_downstream(graph: GraphSpec) -> dict[str, str | None]:
+    """For each node, a zip join its items reach (a join of independent sources), or None.
+
+    One pass from the sinks up (the graph has no cycle), so that a graph of thousands of nodes is
+    not walked once per node.
+    """
+    reached: dict[str, str | None] = {}
+    for name in reversed(list(nx.topological_sort(graph.digraph))):
+        reached[name] = None
+        for later in graph.digraph.successors(name):
+            if graph.nodes[later].join_mode == "zip":
+                reached[name] = later
+                break
+            if reached[later] is not None:
+                reached[name] = reached[later]
+                break
+    return reached
+
+
+def _outside_items_refused(graph: GraphSpec, name: str, zip_downstream: str | None) -> str | None:
     """Why node `name`'s input_queue cannot take items from outside the run, or None when it can."""
     node = graph.nodes[name]
     if node.join_mode is not None:
         return "it joins its inputs by lineage, and an item from outside has no partner; put into a source"
-    for later in nx.descendants(graph.digraph, name):
-        if graph.nodes[later].join_mode == "zip":
-            return f"its items reach node {later!r}, a join of independent sources that pairs items by position"
+    if zip_downstream is not None:
+        return f"its items reach node {zip_downstream!r}, a join of independent sources that pairs items by position"
     return None
 
 

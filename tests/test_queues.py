@@ -10,7 +10,7 @@ import pytest
 from pipelines import PipelineError, PipelineStateError, Plumber, Processor
 from pipelines.queues import ResultQueue
 
-from .helpers import chain, source_of
+from .helpers import add_one, chain, collector, source_of
 
 
 async def double(processor: Processor, q_elt: tuple[int]) -> int:
@@ -151,6 +151,48 @@ async def test_a_join_input_queue_refuses_items_from_outside() -> None:
     with pytest.raises(PipelineError, match="node 'pair': put on its input_queue is not possible: it joins"):
         queue.put_nowait((1, 2))
     await plumber.run()
+
+
+def test_nodes_whose_items_reach_a_zip_refuse_items_from_outside_and_the_others_take_them() -> None:
+    """a -> m1 -> m2 -> zip <- b; m2 -> tail; c -> free. An item put into m1 or m2 would have no
+    position among a's items, so the zip could not pair it: both refuse, naming the zip; `tail`
+    (after the fork) and `free` (never reaching it) take items."""
+    graph = {
+        "nodes": {
+            "a": {"coro": source_of([1])},
+            "b": {"coro": source_of([2])},
+            "c": {"coro": source_of([3])},
+            "m1": {"coro": add_one},
+            "m2": {"coro": add_one},
+            "zip": {"coro": collector()[1]},
+            "tail": {"coro": collector()[1]},
+            "free": {"coro": collector()[1]},
+        },
+        "graph": {
+            "a": ["m1"],
+            "m1": ["m2"],
+            "m2": ["zip", "tail"],
+            "b": ["zip"],
+            "c": ["free"],
+            "zip": None,
+            "tail": None,
+            "free": None,
+        },
+    }
+    plumber = Plumber(graph)
+    refused = {}
+    for name in ("m1", "m2", "tail", "free"):
+        queue = plumber.processor(name).input_queue
+        assert queue is not None
+        try:
+            queue.put_nowait(0)
+        except PipelineError as exc:
+            refused[name] = str(exc)
+    reason = "a join of independent sources that pairs items by position"
+    assert refused == {
+        "m1": f"node 'm1': put on its input_queue is not possible: its items reach node 'zip', {reason}",
+        "m2": f"node 'm2': put on its input_queue is not possible: its items reach node 'zip', {reason}",
+    }
 
 
 async def test_a_durable_run_refuses_items_from_outside(tmp_path: Any) -> None:
