@@ -93,7 +93,17 @@ class MemoryEdge:
     put has added only the items it had room for before it blocked.
     """
 
-    __slots__ = ("_backlog", "_getters", "_items", "_open_producers", "_putters", "_told", "maxsize", "name")
+    __slots__ = (
+        "_backlog",
+        "_getters",
+        "_items",
+        "_new_future",
+        "_open_producers",
+        "_putters",
+        "_told",
+        "maxsize",
+        "name",
+    )
 
     def __init__(self, name: str, maxsize: int, producers: int = 1) -> None:
         if maxsize < 1:
@@ -107,6 +117,8 @@ class MemoryEdge:
         self._backlog: Callable[[], object] | None = None
         self._told = True
         """Nothing to tell on_backlog's listener: there is none, or no consumer took since it was told."""
+        self._new_future: Callable[[], runtime.Future[None]] | None = None
+        """The running loop's future maker, bound at the first wait (an edge may be built before its run)."""
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -253,7 +265,12 @@ class MemoryEdge:
         while not self._items:
             if self._open_producers <= 0:
                 return []
-            await self._wait_as_consumer()
+            fut = self._consumer_waits()
+            try:
+                await fut
+            except BaseException:
+                self._consumer_cancelled(fut)
+                raise
         buffer = self._items
         self._told = self._backlog is None
         limit = -(-len(buffer) // share)
@@ -304,16 +321,28 @@ class MemoryEdge:
     async def _wait_as_consumer(self) -> None:
         """Wait until a producer adds items or the last one closes. Cancel-safe: a consumer
         cancelled after it was woken hands the wake-up on, so that no item waits unseen."""
-        fut = runtime.new_future()
-        self._getters.append(fut)
+        fut = self._consumer_waits()
         try:
             await fut
         except BaseException:
-            if fut in self._getters:
-                self._getters.remove(fut)
-            elif not self.empty() or self._open_producers <= 0:  # empty(): a subclass may hold more than items
-                self._wake(self._getters, 1)
+            self._consumer_cancelled(fut)
             raise
+
+    def _consumer_waits(self) -> runtime.Future[None]:
+        """A consumer's wait, queued: what a producer's items (or the last close) resolve."""
+        make = self._new_future
+        if make is None:
+            make = self._new_future = runtime.future_maker()
+        fut = make()
+        self._getters.append(fut)
+        return fut
+
+    def _consumer_cancelled(self, fut: runtime.Future[None]) -> None:
+        """A consumer waiting on `fut` was cancelled: if it had been woken, the wake-up goes on."""
+        if fut in self._getters:
+            self._getters.remove(fut)
+        elif not self.empty() or self._open_producers <= 0:  # empty(): a subclass may hold more than items
+            self._wake(self._getters, 1)
 
     @staticmethod
     def _wake(waiters: deque[runtime.Future[None]], count: int) -> None:

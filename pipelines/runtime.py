@@ -147,6 +147,14 @@ def new_future() -> asyncio.Future[Any]:
     return loop.create_future()
 
 
+def future_maker() -> Callable[[], asyncio.Future[Any]]:
+    """What makes a future of the running loop, to keep where futures are made many times in a run."""
+    loop = running_loop()
+    if loop is None:
+        return cast("Callable[[], asyncio.Future[Any]]", _foreign().new_future)
+    return loop.create_future
+
+
 def new_event() -> asyncio.Event:
     """An event of the running library (asyncio's where none runs): set, clear, is_set, wait."""
     if running_loop() is None and (trio := sys.modules.get("trio")) is not None and trio.lowlevel.in_trio_run():
