@@ -93,11 +93,18 @@ class Ledger:
         self.busy_seconds = 0.0
         self.latency_counts = [0] * (len(LATENCY_BOUNDS) + 1)
 
-    def timed(self, seconds: float, items: int) -> None:
-        """A worker spent `seconds` on a batch and finished `items` of it (once per batch)."""
+    def piece_done(self, seconds: float, handled: int, passed: int, not_done: int, counts_out: bool) -> None:
+        """A worker spent `seconds` on a piece: `handled` items of it finished here, `not_done` of them
+        gave no output (or failed); `passed` tombstones and items passed over were not items here.
+        `counts_out`: the node's outputs are counted here (a generator counts its own)."""
         self.busy_seconds += seconds
-        if items > 0:
-            self.latency_counts[bisect_left(LATENCY_BOUNDS, seconds / items)] += items
+        if handled > 0:
+            self.latency_counts[bisect_left(LATENCY_BOUNDS, seconds / handled)] += handled
+        if passed:
+            self.items_in -= passed
+        self.completed += handled - not_done
+        if counts_out:
+            self.items_out += handled - not_done
 
     def wire(self, fan: int, error_route: bool) -> None:
         """The node hands each output on as `fan` envelopes; `error_route`: it has an error node."""

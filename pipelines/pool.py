@@ -91,8 +91,9 @@ class Pool:
         self._reading = False
         self._ended = False
         self._armed = False
-        self._calm = 0
-        """Pieces to start without a look: grows while looks find no worker suspended mid-piece."""
+        self.calm = 0
+        """Pieces to start without a look: grows while looks find no worker suspended mid-piece, and is
+        0 once one does. A calm node's workers do not hand outputs on in the middle of a piece."""
         self._skip = 0
         self._missed = False
         """Items arrived while every worker in a piece was handing outputs on."""
@@ -137,7 +138,12 @@ class Pool:
                 self._group = group
                 for _ in range((self.fixed or 1) - 1):
                     self._start(extra=False)
-                await self._new_worker(extra=False).run()  # the first runs in the node's own task
+                member = Member()
+                first = self._new_worker(member, extra=False)
+                try:
+                    await first.loop()  # the first runs in the node's own task
+                finally:
+                    self.left(member)
         except BaseExceptionGroup as errors:
             if len(errors.exceptions) == 1:
                 raise errors.exceptions[0] from None  # the one exception itself, as a node without a pool raises
@@ -150,8 +156,7 @@ class Pool:
             for listen in self._listeners:
                 listen(None)
 
-    def _new_worker(self, *, extra: bool) -> Worker:
-        member = Member()
+    def _new_worker(self, member: Member, *, extra: bool) -> Worker:
         self._members.append(member)
         self.live += 1
         self.peak = max(self.peak, self.live)
@@ -161,7 +166,14 @@ class Pool:
         assert self._group is not None
         if self._task is not None and self._task.cancelling():
             return  # the node is being cancelled (the run failed or was cancelled): no new worker
-        self._group.create_task(self._new_worker(extra=extra).run())
+        member = Member()
+        self._group.create_task(self._run_worker(self._new_worker(member, extra=extra), member))
+
+    async def _run_worker(self, worker: Worker, member: Member) -> None:
+        try:
+            await worker.loop()
+        finally:
+            self.left(member)
 
     def left(self, member: Member) -> None:
         """A worker ended (end of input, or an extra worker with nothing to do)."""
@@ -189,6 +201,13 @@ class Pool:
 
     # -- taking work --------------------------------------------------------------------------
 
+    async def piece(self, member: Member, *, extra: bool) -> Iterator[Envelope] | None:
+        """The next piece of a worker (as `take`). A worker alone in its pool and in no piece reads the
+        input itself (`begin`): there is no one to share with."""
+        if self.live == 1 and not self.busy and not extra:
+            return self.begin(member, await self.read(1))
+        return await self.take(member, extra=extra)
+
     async def take(self, member: Member, *, extra: bool) -> Iterator[Envelope] | None:
         """Start the next piece of a worker: the unstarted half of a suspended worker's piece, else a
         batch from the input. Returns the iterator the worker works through (which the pool may cut
@@ -210,7 +229,8 @@ class Pool:
                 finally:
                     self._reading = False
                 if batch and self._waiting:
-                    self._wake(1)  # an idle worker reads on, or takes over what this one leaves
+                    # Idle workers take over what this one leaves, or (one of them) read on.
+                    self._wake(len(batch))
                 return self.begin(member, batch)
             if extra:
                 return None
@@ -337,20 +357,20 @@ class Pool:
         self._armed = False
         if self._group is None:
             return
-        calling = 0
-        unstarted = stranded = False
+        calling = unstarted = 0
+        stranded = False
         for member in self._members:
             if member.rest is not None and not member.emitting:
                 calling += 1
-                unstarted = unstarted or length_hint(member.rest) > 0
+                unstarted += length_hint(member.rest)
                 stranded = stranded or bool(member.out or member.errors)
         if not calling:
             # The common case of a node that never suspends: its pieces are done in one go. The
             # next looks come later and later (every 64th piece at most), or when items arrive.
-            self._calm = min(2 * self._calm + 1, _CALMEST)
-            self._skip = self._calm
+            self.calm = min(2 * self.calm + 1, _CALMEST)
+            self._skip = self.calm
             return
-        self._calm = self._skip = 0  # a worker is suspended mid-piece: look at every piece
+        self.calm = self._skip = 0  # a worker is suspended mid-piece: look at every piece
         if stranded and self.gate is None:
             self.has_stranded = True
         else:
@@ -358,7 +378,11 @@ class Pool:
         waits_at_input = calling == self.live and not self._reading and not self._ended and not self._empty()
         if not (unstarted or stranded or waits_at_input):
             return
-        if self._waiting:
-            self._wake(1)
-        elif self.fixed is None and self.live < self.cap:
-            self._start(extra=True)
+        # A worker for each item waiting behind the suspended ones (at least one for their outputs,
+        # or for the input): waiting workers first, then new ones up to the cap.
+        wanted = max(unstarted, 1)
+        woken = min(wanted, len(self._waiting))
+        self._wake(woken)
+        if self.fixed is None:
+            for _ in range(min(wanted - woken, self.cap - self.live)):
+                self._start(extra=True)

@@ -16,7 +16,7 @@ What differs between nodes is chosen when the worker starts, not tested per item
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sized
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -45,12 +45,15 @@ class Worker:
     """One consumer of a node: its loop, and the steps chosen for its node when it starts."""
 
     __slots__ = (
+        "_bare",
         "_call",
         "_counts_out",
         "_emit",
         "_extra",
         "_finished",
         "_gate",
+        "_idle",
+        "_index",
         "_member",
         "_node",
         "_on_result",
@@ -78,6 +81,10 @@ class Worker:
         )
         self._on_result = _value_step(node) if is_sink else None
         self._step = self._special_step(node)
+        self._bare = spec.bare
+        self._index = spec.index
+        # Truthy while the consumer downstream waits: outputs ready may go on in the middle of a piece.
+        self._idle: Sized = node.outputs[0].idle_consumers if node.outputs and self._gate is None else ()
 
     def _flagged(self, emit: Emit) -> Emit:
         """`emit`, marked on the pool's record: a worker waiting for room downstream keeps its items."""
@@ -132,38 +139,88 @@ class Worker:
 
         return admitted
 
-    async def run(self) -> None:
+    def loop(self) -> Awaitable[None]:
         """Take a piece of work, handle each item, hand the outputs on; until the input ends, a failure
-        ends the run, or (an extra worker) there is nothing to do."""
-        try:
-            await self._loop()
-        finally:
-            self._pool.left(self._member)
+        ends the run, or (an extra worker) there is nothing to do. The pool calls it, once."""
+        if self._step is None and self._node.outputs:
+            return self._mapped_loop()
+        return self._loop()
 
-    async def _loop(self) -> None:
-        node = self._node
-        ledger = node.ledger
+    async def _mapped_loop(self) -> None:
+        """The loop of a node that returns its output (most nodes): call each item, keep the output.
+
+        The items' steps are written out in the loop, not in a call per piece: the hot path of a
+        chain. The piece is taken as `Pool.piece` takes it, also written out.
+        """
+        ledger = self._node.ledger
         pool, member, extra = self._pool, self._member, self._extra
-        handle = self._handler()
         clock = runtime.clock()
         read = pool.read
         emit = self._emit
         gate = self._gate
+        call, bare, index, idle = self._call, self._bare, self._index, self._idle
         counts_out = self._counts_out
-        finished = self._finished
         # Reused for every piece: an edge copies what it is given. Another worker may hand them on.
         out = member.out
         errors = member.errors
+        append = out.append
         while True:
             if pool.has_stranded:
                 stranded = pool.stranded()
                 if stranded is not None:
                     await emit(*stranded)
             if pool.live == 1 and not pool.busy and not extra:
-                # The only worker, and in no piece: no one to share with, so it reads the input itself.
                 rest = pool.begin(member, await read(1))
             else:
                 rest = await pool.take(member, extra=extra)
+            if rest is None:
+                return
+            turn = member.turn
+            size = len(member.batch)
+            many = size > 1
+            started = clock()
+            ledger.items_in += size  # in flight from now: stats() shows them so
+            passed = not_done = 0
+            for key, value, _ in rest:
+                if value is DROPPED:
+                    passed += 1
+                    ledger.tombstone(key, out)
+                    continue
+                try:
+                    result = await call(value if bare else (value,))
+                except BaseException as exc:
+                    not_done += 1
+                    if not ledger.fail(key, value if bare else (value,), exc, runtime.current_task(), out, errors):
+                        pool.finished(member)
+                        return
+                    continue
+                if result is None:
+                    not_done += 1
+                    ledger.drop(key, out)
+                    continue
+                append((key, result, index))
+                if idle and many and not pool.calm:
+                    await self._hand_on_early()
+            handled = size - pool.finished(member) - passed
+            ledger.piece_done(clock() - started, handled, passed, not_done, counts_out)
+            if gate is not None and turn is not None:
+                await self._emit_in_turn(turn, out, errors)
+            elif out or errors:
+                await emit(out, errors)
+
+    async def _loop(self) -> None:
+        """The loop of any other node: a sink, a generator, a node that routes its outputs."""
+        ledger = self._node.ledger
+        pool, member, extra = self._pool, self._member, self._extra
+        handle = self._handler()
+        clock = runtime.clock()
+        finished = self._finished
+        while True:
+            if pool.has_stranded:
+                stranded = pool.stranded()
+                if stranded is not None:
+                    await self._emit(*stranded)
+            rest = await pool.piece(member, extra=extra)
             if rest is None:
                 return
             turn = member.turn
@@ -176,75 +233,32 @@ class Worker:
                 return
             passed, not_done = counts
             handled = size - pool.finished(member) - passed
-            ledger.timed(clock() - started, handled)
-            # Count the batch, hand its outputs on (in turn, for an ordered node), commit a sink's items.
-            if passed:
-                ledger.items_in -= passed  # tombstones, and items finished before a crash: not items here
-            ledger.completed += handled - not_done
-            if counts_out:
-                ledger.items_out += handled - not_done
-            if gate is not None and turn is not None:
-                await self._emit_in_turn(turn, out, errors)
-            elif out or errors:
-                await emit(out, errors)
+            ledger.piece_done(clock() - started, handled, passed, not_done, self._counts_out)
+            # Hand its outputs on (in turn, for an ordered node), commit a sink's items.
+            if self._gate is not None and turn is not None:
+                await self._emit_in_turn(turn, member.out, member.errors)
+            elif member.out or member.errors:
+                await self._emit(member.out, member.errors)
             if finished:
                 await self._commit(finished)
 
     # -- the items of a piece, by the node's role ----------------------------------------------
     #
     # Each handles the items of one piece in order and returns (tombstones and items passed over,
-    # items that gave no output), or None when an item's failure ends the run. The two lean ones
-    # serve the common roles (a node that returns its output, a sink that only consumes) with the
-    # fewest steps per item; `_any_items` serves every node.
+    # items that gave no output), or None when an item's failure ends the run. `_consumed_items`
+    # serves a sink that only consumes with the fewest steps per item; `_any_items` every node.
 
     def _handler(self) -> Callable[[Iterator[Envelope], bool, Turn | None], Awaitable[tuple[int, int] | None]]:
-        if self._step is not None:
-            return self._any_items
-        if self._node.outputs:
-            return self._mapped_items
-        if self._on_result is None and self._finished is None:
+        if self._step is None and self._on_result is None and self._finished is None and not self._node.outputs:
             return self._consumed_items
         return self._any_items
-
-    async def _mapped_items(self, rest: Iterator[Envelope], many: bool, turn: Turn | None) -> tuple[int, int] | None:
-        """A node that returns its output: call, keep the output."""
-        node = self._node
-        ledger = node.ledger
-        call = self._call
-        bare = node.spec.bare
-        index = node.spec.index
-        member = self._member
-        out, errors = member.out, member.errors
-        append = out.append
-        idle = node.outputs[0].idle_consumers if self._gate is None else ()
-        passed = not_done = 0
-        for key, value, _ in rest:
-            if value is DROPPED:
-                passed += 1
-                ledger.tombstone(key, out)
-                continue
-            try:
-                result = await call(value if bare else (value,))
-            except BaseException as exc:
-                not_done += 1
-                if not ledger.fail(key, value if bare else (value,), exc, runtime.current_task(), out, errors):
-                    return None
-                continue
-            if result is None:
-                not_done += 1
-                ledger.drop(key, out)
-                continue
-            append((key, result, index))
-            if idle and many:
-                await self._hand_on_early()
-        return passed, not_done
 
     async def _consumed_items(self, rest: Iterator[Envelope], many: bool, turn: Turn | None) -> tuple[int, int] | None:
         """A sink whose results nobody keeps or hears: call."""
         node = self._node
         ledger = node.ledger
         call = self._call
-        bare = node.spec.bare
+        bare = self._bare
         member = self._member
         passed = not_done = 0
         for key, value, _ in rest:
@@ -270,13 +284,11 @@ class Worker:
         call, step = self._call, self._step
         on_result = self._on_result
         note = self._finished.append if self._finished is not None else None
-        bare = node.spec.bare
-        index = node.spec.index
+        bare, index, idle = self._bare, self._index, self._idle
         is_sink = not node.outputs
-        member = self._member
+        pool, member = self._pool, self._member
         out, errors = member.out, member.errors
         append = out.append
-        idle = node.outputs[0].idle_consumers if node.outputs and self._gate is None else ()
         passed = not_done = 0
         for key, value, _ in rest:
             if value is DROPPED:
@@ -310,7 +322,7 @@ class Worker:
                 ledger.drop(key, out)
                 continue
             append((key, result, index))
-            if idle and many:
+            if idle and many and not pool.calm:
                 await self._hand_on_early()
         return passed, not_done
 
