@@ -29,7 +29,7 @@ from .executors import close_pool, open_pool
 from .hooks import NodeHooks, unfiltered
 from .ledger import Ledger, as_failure
 from .lineage import DROPPED, Joiner, current_item
-from .pool import Pool
+from .pool import Pool, Watch
 from .queues import NodeInput, ResultFeed, ResultQueue
 from .routing import Router
 from .signals import Signals
@@ -66,6 +66,8 @@ class RunControl(Protocol):
     def signals(self) -> Signals: ...
     @property
     def valve(self) -> Valve: ...
+    @property
+    def watch(self) -> Watch: ...
     def fail(self, exc: BaseException) -> None: ...
 
 
@@ -518,6 +520,9 @@ class Processor:
                 self.events.start()
             self._executor = open_pool(spec.name, spec.properties)
             await self._body()
+            joiner = self._joiner
+            if joiner is not None and (joiner.pending or joiner.abandoned):
+                await self._discard_incomplete(joiner)
             finished = True
         finally:
             if self.events is not None:
@@ -550,13 +555,11 @@ class Processor:
             logger.error("teardown of node %r failed: %r", self.name, failure)
             self._control.fail(failure)
 
-    async def _body(self) -> None:
-        pool = self._pool = Pool(self, self._joiner)
+    def _body(self) -> Awaitable[None]:
+        """The node's work: its pool's run (awaited by `run`, which adds no frame of its own here)."""
+        pool = self._pool = Pool(self, self._joiner, self._control.watch)
         pool.read = self._held(pool.read)
-        await pool.run()
-        joiner = self._joiner
-        if joiner is not None and (joiner.pending or joiner.abandoned):
-            await self._discard_incomplete(joiner)
+        return pool.run()
 
     def _held(self, read: Take) -> Take:
         """`read` (the node's input, a batch at a time), waiting first while the node is paused.

@@ -213,6 +213,9 @@ class MemoryEdge:
         return await self._put_slow(items)
 
     async def _put_slow(self, items: list[Any]) -> float:
+        make = self._new_future
+        if make is None:
+            make = self._new_future = runtime.future_maker()
         clock = runtime.clock()
         waited = 0.0
         done = 0
@@ -234,7 +237,7 @@ class MemoryEdge:
                     if self._putters and len(self._items) < self.maxsize:
                         self._wake(self._putters, 1)
                     return waited
-            fut = runtime.new_future()
+            fut = make()
             if first:
                 self._putters.append(fut)
             else:

@@ -37,6 +37,7 @@ from .events import NodeEvents
 from .graph import DEFAULT_QUEUE_SIZE, GraphSpec, parse_graph
 from .hooks import bind_node_hooks, run_methods
 from .lossy import DroppingEdge, settle_drops
+from .pool import Watch
 from .runtime import wait_through_cancel
 from .signals import Signals
 from .sources import InputProcessor
@@ -89,6 +90,7 @@ class Plumber:
         self._spec: GraphSpec = parse_graph(input_d, coro_map or _identity, queue_size=queue_size)
         self.env_vars = env_vars
         self._valve = Valve()
+        self._watch = Watch()
         self._transport: Transport = transport if transport is not None else MemoryTransport()
         self._hooks: list[object] = list(hooks)
         self.signals = Signals()
@@ -448,6 +450,11 @@ class Plumber:
     def valve(self) -> Valve:
         """What holds the sources while the run is paused (used by the processors)."""
         return self._valve
+
+    @property
+    def watch(self) -> Watch:
+        """Looks at the nodes that have not been seen to suspend, now and then (used by the processors)."""
+        return self._watch
 
     @property
     def started_at(self) -> float | None:

@@ -40,13 +40,47 @@ if TYPE_CHECKING:
     from .lineage import Joiner
     from .worker import Take, Worker
 
-__all__ = ["Piece", "Pool"]
+__all__ = ["Piece", "Pool", "Watch"]
 
 _CALMEST = 63
 """The most pieces a pool starts without a look, once looks keep finding no worker suspended."""
 
 _WATCH = 0.01
 """Seconds after which a pool that starts pieces without a look looks anyway."""
+
+
+class Watch:
+    """The pools of one run that started pieces without a look, looked at within _WATCH seconds.
+
+    One timer for the whole run, not one per node: a run of a thousand calm nodes would otherwise
+    keep a thousand timers in the loop's heap.
+    """
+
+    __slots__ = ("_cancel", "_pools")
+
+    def __init__(self) -> None:
+        self._pools: set[Pool] = set()
+        self._cancel: Callable[[], None] | None = None
+
+    def add(self, pool: Pool) -> None:
+        if not self._pools:
+            self._cancel = runtime.call_later(_WATCH, self._fire)
+        self._pools.add(pool)
+
+    def discard(self, pool: Pool) -> None:
+        pools = self._pools
+        if pool in pools:
+            pools.discard(pool)
+            if not pools and self._cancel is not None:
+                self._cancel()
+                self._cancel = None
+
+    def _fire(self) -> None:
+        self._cancel = None
+        pools, self._pools = self._pools, set()
+        for pool in pools:
+            pool.watched()
+
 
 Piece = tuple[list[Envelope], Turn | None]
 """Some envelopes to handle, and their place in the output order (None when order is not kept)."""
@@ -74,7 +108,7 @@ class Member:
 class Pool:
     """The workers of `node`: fixed or elastic, sharing its input."""
 
-    def __init__(self, node: Processor, joiner: Joiner | None) -> None:
+    def __init__(self, node: Processor, joiner: Joiner | None, watch: Watch) -> None:
         from .worker import JoinTake, Worker  # the pool makes workers; a worker belongs to a pool
 
         self._Worker = Worker
@@ -88,6 +122,9 @@ class Pool:
         """The node's input, a batch at a time: its edge's get_many, or the join's take."""
         self._waiting: deque[runtime.Future[None]] = deque()
         self._members: list[Member] = []
+        self._holding: dict[Member, None] = {}
+        """The workers whose piece may still hold items they have not started, in the order their
+        pieces started (the input's order): where `_steal` looks, kept only while there are two workers."""
         self._reading = False
         self._ended = False
         self._armed = False
@@ -97,8 +134,9 @@ class Pool:
         self._skip = 0
         self._missed = False
         """Items arrived while every worker in a piece was handing outputs on."""
-        self._watch: Callable[[], None] | None = None
-        """Cancels the look that follows a piece started without one."""
+        self._watch = watch
+        self._watched = False
+        """In the run's watch: a piece started without a look since the last one."""
         self.has_stranded = False
         """Whether a look found outputs finished by a worker that is now suspended (see `stranded`)."""
         self._group: runtime.TaskGroup | None = None
@@ -150,13 +188,15 @@ class Pool:
             raise
         finally:
             self._group = None
-            if self._watch is not None:
-                self._watch()
-                self._watch = None
+            self._watch.discard(self)
             for listen in self._listeners:
                 listen(None)
 
     def _new_worker(self, member: Member, *, extra: bool) -> Worker:
+        if self.live == 1:  # a second worker: the first one's piece can be shared from now on
+            for other in self._members:
+                if other.rest is not None:
+                    self._holding[other] = None
         self._members.append(member)
         self.live += 1
         self.peak = max(self.peak, self.live)
@@ -178,6 +218,7 @@ class Pool:
     def left(self, member: Member) -> None:
         """A worker ended (end of input, or an extra worker with nothing to do)."""
         self._members.remove(member)
+        self._holding.pop(member, None)
         self.live -= 1
 
     def stranded(self) -> tuple[list[Envelope], list[Any]] | None:
@@ -262,12 +303,17 @@ class Pool:
         start here, in input order, as they would with a task each. When order is kept, their
         outputs take their turn right after the victim's.
         """
-        for member in self._members:
+        holding = self._holding
+        for member in list(holding):
             rest = member.rest
-            if rest is None or member.emitting:
+            if rest is None:
+                del holding[member]
+                continue
+            if member.emitting:
                 continue
             left = length_hint(rest)
             if not left:
+                del holding[member]
                 continue
             batch = member.batch
             cut = len(batch) - left
@@ -297,13 +343,16 @@ class Pool:
         member.turn = turn
         member.stolen = 0
         self.busy += 1
+        if self.live > 1 and len(items) > 1:
+            self._holding[member] = None
         if not self._armed:
             if self._skip:
                 # A node not seen suspended: looked at every so many pieces, when items arrive
                 # (the edge's backlog), and at the latest _WATCH seconds after a piece started.
                 self._skip -= 1
-                if self._watch is None:
-                    self._watch = runtime.call_later(_WATCH, self._watched)
+                if not self._watched:
+                    self._watched = True
+                    self._watch.add(self)
             else:
                 self._armed = True
                 self._call_soon(self._look)
@@ -313,6 +362,8 @@ class Pool:
         """A worker finished its piece; returns how many of its items another worker took over."""
         member.rest = None
         member.batch = []
+        if self._holding:
+            self._holding.pop(member, None)
         self.busy -= 1
         if self._ended and self.busy == 0:
             self._wake(len(self._waiting))
@@ -347,8 +398,9 @@ class Pool:
             self._missed = False
             self.arm()
 
-    def _watched(self) -> None:
-        self._watch = None
+    def watched(self) -> None:
+        """The run's watch: a piece started without a look _WATCH seconds ago or less; look if still busy."""
+        self._watched = False
         if self.busy and not self._armed:
             self._look()
 

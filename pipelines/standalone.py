@@ -31,6 +31,7 @@ from .errors import PipelineError
 from .graph import DEFAULT_QUEUE_SIZE, NodeSpec, parse_graph
 from .hooks import NO_HOOKS
 from .lineage import DROPPED
+from .pool import Watch
 from .queues import ResultQueue
 from .signals import Signals
 from .valve import Valve
@@ -100,6 +101,7 @@ class HandRun:
         self.results = ResultQueue(queue_size) if not output_dests else None
         self.signals = Signals()
         self.valve = Valve()
+        self.watch = Watch()
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self.cancelled = False
