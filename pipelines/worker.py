@@ -23,7 +23,7 @@ from . import runtime
 from .calls import HANDLED, PASSED_OVER, Expansion, with_retries
 from .edges import MemoryEdge
 from .hooks import unfiltered
-from .ledger import guarded
+from .ledger import HookFailed
 from .lineage import DISCARDED, DROPPED, Joiner
 from .types import Envelope, Key
 
@@ -107,8 +107,7 @@ class Worker:
         A step returns what the loop awaits: the call's own coroutine, so that it adds no frame.
         """
         admits = node.ledger.hooks.admits if not node.outputs else None
-        if admits is not None:
-            admits = guarded(admits, node.fail_run)  # called where the item's own failures are caught
+        fail_run = node.fail_run
         plain: Any  # the expansion, called with the key, or the call, with the item only
         if node.spec.is_generator:
             emit = self._flagged(self._emit) if self._pool.can_share else self._emit
@@ -132,7 +131,12 @@ class Worker:
             return None
 
         def admitted(key: Key, arg: Any, out: list[Envelope], errors: list[Any], turn: Turn | None) -> Awaitable[Any]:
-            if not admits(key):
+            try:
+                taken = admits(key)
+            except Exception as exc:  # the hook's failure, not the item's: it fails the run (as `guarded`)
+                fail_run(exc)
+                raise HookFailed from exc
+            if not taken:
                 return _PASSED_OVER
             waiting: Awaitable[Any] = plain(key, arg, out, errors, turn) if with_key else plain(arg)
             return waiting

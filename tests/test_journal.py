@@ -20,7 +20,7 @@ from pipelines import Plumber, Processor, node
 from pipelines.graph import parse_graph
 from pipelines.journal import Journal, JournalError
 from pipelines.journal.engine import RunJournal
-from pipelines.journal.ids import graph_hash, root_names
+from pipelines.journal.ids import graph_hash, is_linear, root_names
 from pipelines.journal.store import read_journal_file
 from tests.helpers import until
 
@@ -144,6 +144,29 @@ def test_zip_joined_sources_share_their_roots() -> None:
         "graph": {"a": ["pair"], "b": ["pair"], "c": ["alone"], "pair": None, "alone": None},
     }
     assert root_names(parse_graph(graph, lambda x: x)) == {"a": "a", "b": "a", "c": "c"}
+
+
+def test_only_a_graph_where_every_item_stays_one_envelope_is_linear() -> None:
+    """The journal keeps no count of what is alive of each item in a linear graph: there is one envelope."""
+    sink = Recorder()
+    kinds = {"src": numbers, "other": numbers, "a": double, "gen": three_of}
+
+    def linear(graph: dict[str, Any], **props: dict[str, Any]) -> bool:
+        nodes = {
+            name: {"coro": kinds.get(name, sink.record), "properties": props.get(name, {})}
+            | ({"args": {"n": 1}} if kinds.get(name) is numbers else {})
+            for name in graph
+        }
+        return is_linear(parse_graph({"nodes": nodes, "graph": graph}, lambda x: x))
+
+    assert linear({"src": ["a"], "a": ["b"], "b": None})
+    assert linear({"src": ["a"], "other": ["a"], "a": ["b"], "b": None}, a={"aggregate_inputs": False})  # a merge
+    assert not linear({"src": ["a", "b"], "a": ["c"], "b": None, "c": None})  # a fan-out
+    assert not linear({"src": ["a"], "a": ["b", "c"], "b": None, "c": None})
+    assert not linear({"src": ["gen"], "gen": ["b"], "b": None})  # a generator
+    assert not linear({"src": ["a"], "other": ["a"], "a": ["b"], "b": None})  # a join
+    assert not linear({"src": ["a"], "a": ["b"], "b": None, "e": None}, a={"on_error": "e"})  # an error node
+    assert not linear({"src": ["a"], "a": ["b", "c"], "b": None, "c": None}, a={"routes": {2: "b"}})
 
 
 def test_the_graph_hash_sees_code_args_and_wiring_not_speed() -> None:

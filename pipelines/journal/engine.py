@@ -34,7 +34,7 @@ from .. import runtime
 from ..lineage import current_item
 from ..properties import RECOVERY_OUTCOMES
 from ..sources import InputProcessor
-from .ids import Root, graph_hash, root_function, root_names
+from .ids import Root, graph_hash, is_linear, root_function, root_names
 from .journal import Journal
 from .lock import JournalLock
 from .output import SQLiteOutput
@@ -88,6 +88,9 @@ class RunJournal:
         self.idle = journal.already_completed
         self.names = names
         self.counts: dict[Root, int] = {}
+        """How many envelopes of each root are alive (or will be), while the run has shapes that make
+        more than one: not kept for a linear graph (see `ids.is_linear`)."""
+        self.linear = is_linear(spec)
         self._recorded: set[Root] = set()
         self._done: list[Root] = []
         self._purge: list[Root] = []
@@ -202,7 +205,9 @@ class RunJournal:
         tally = NodeTally(self, node, finished)
         methods: dict[str, Callable[..., Any]] = {}
         if spec.is_source:
-            methods["admits"] = SourceAdmission(self, node).admits
+            admission = SourceAdmission(self, node)
+            if admission.needed:  # else it would admit every item and count nothing
+                methods["admits"] = admission.admits
             return SimpleNamespace(**methods)
         methods["settled"] = tally.settled
         if not spec.successors:
@@ -277,15 +282,17 @@ class RunJournal:
         recorded = self._recorded
         done = self._done
         records = []
+        counted = not self.linear
         for key in keys:
             root = root_of(key)
-            left = counts[root] - 1
+            left = counts[root] - 1 if counted else 0
             if left:
                 counts[root] = left
                 records.append((key, root))
                 recorded.add(root)
             else:
-                del counts[root]
+                if counted:
+                    del counts[root]
                 done.append(root)  # root_done(), inline: the common case
                 if self._failed_roots and root in self._failed_roots:
                     records.append((key, root))  # kept with the root's failures: a rerun passes over it
@@ -322,6 +329,7 @@ class NodeTally:
         "_held",
         "_key_length",
         "_last_snapshot",
+        "_linear",
         "_match",
         "_not_before",
         "_pending",
@@ -336,6 +344,7 @@ class NodeTally:
         spec = processor.spec
         self._run = run
         self._counts = run.counts
+        self._linear = run.linear
         self._root = run.root
         self.name = spec.name
         self.passed_over = finished_before
@@ -352,6 +361,10 @@ class NodeTally:
 
     def pass_on(self, key: Key, copies: int) -> None:
         """The envelope `key` is finished here, and `copies` envelopes of its root were (or will be) sent on."""
+        if self._linear:  # one envelope per root: it ends here unless it was sent on
+            if not copies:
+                self._run.root_done(self._root(key))
+            return
         root = self._root(key)
         counts = self._counts
         left = counts[root] + copies - 1
@@ -436,7 +449,7 @@ class NodeTally:
 class SourceAdmission:
     """A source in a journaled run: counts each item it sends, and passes over the done ones."""
 
-    __slots__ = ("_above", "_counts", "_fan", "_root_name", "_run", "_shared", "_upto")
+    __slots__ = ("_above", "_counted", "_counts", "_fan", "_root_name", "_run", "_shared", "_upto", "needed")
 
     def __init__(self, run: RunJournal, source: Processor) -> None:
         self._run = run
@@ -445,11 +458,15 @@ class SourceAdmission:
         self._root_name = root_name = run.names[source.name]
         # Several sources add to a root of a zip group; a source with no successor is done at once.
         self._shared = list(run.names.values()).count(root_name) > 1 or not fan
+        # A linear graph keeps no counts (a source without successors is done at once all the same).
+        self._counted = not run.linear or not fan
         upto, above = 0, list[tuple[int, int]]()
         if run.resume is not None:
             upto, above = run.resume.roots.get(root_name, (0, []))
         self._upto = upto
         self._above = [lo for lo, _ in above], [hi for _, hi in above]
+        self.needed = self._counted or bool(upto) or bool(above)
+        """Whether the source has items to pass over (a resumed run) or to count."""
 
     def _done(self, seq: int) -> bool:
         if seq < self._upto:
@@ -464,6 +481,8 @@ class SourceAdmission:
         if seq < self._upto or (self._above[0] and self._done(seq)):
             self._run.journal.skipped_at_sources += 1
             return False
+        if not self._counted:
+            return True
         root = (self._root_name, seq)
         if not self._shared:
             self._counts[root] = self._fan
