@@ -6,7 +6,8 @@ output. A source that yields the same items in the same order every time it runs
 the same id in every run: that is what lets a run resume.
 
 A *root* is one item a source put: ``(source, position)``. The journal counts what is alive of
-each root and records a root as done once nothing of it is left. The sources meeting in a zip
+each root and records a root as done once nothing of it is left (in a linear graph, `is_linear`,
+there is one envelope per root: nothing to count). The sources meeting in a zip
 join (several independent sources whose n-th items are paired) share their roots: the n-th items
 of all of them make one root, named after the first of those sources in name order, because a
 group can only be redone if every one of its members is sent again.
