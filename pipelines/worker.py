@@ -1,8 +1,11 @@
-"""The worker loop: the one loop every node with inputs runs, put together once per node.
+"""The worker loop: the loop every node with inputs runs, put together once per node.
 
 A worker takes the envelopes waiting in its node's input in one batch, handles each (calls the
 node's function, or passes a tombstone on), and hands the outputs to every successor in one batch.
-What differs between nodes is chosen when the worker starts, not tested per item:
+The common node, one that returns its output, runs that loop with the items' steps written out in
+it (`_mapped_loop`); sinks, generators and nodes that route run the same loop with the items of a
+piece handled by a step chosen for their role. What differs between nodes is chosen when the
+worker starts, not tested per item:
 
 - how a batch is taken (`take`): straight from the input edge, or through the join, which gives
   back only complete groups (a zip join also reads the input that is behind);
