@@ -268,12 +268,7 @@ class MemoryEdge:
         while not self._items:
             if self._open_producers <= 0:
                 return []
-            fut = self._consumer_waits()
-            try:
-                await fut
-            except BaseException:
-                self._consumer_cancelled(fut)
-                raise
+            await self._wait_as_consumer()
         buffer = self._items
         self._told = self._backlog is None
         limit = -(-len(buffer) // share)
@@ -324,28 +319,19 @@ class MemoryEdge:
     async def _wait_as_consumer(self) -> None:
         """Wait until a producer adds items or the last one closes. Cancel-safe: a consumer
         cancelled after it was woken hands the wake-up on, so that no item waits unseen."""
-        fut = self._consumer_waits()
-        try:
-            await fut
-        except BaseException:
-            self._consumer_cancelled(fut)
-            raise
-
-    def _consumer_waits(self) -> runtime.Future[None]:
-        """A consumer's wait, queued: what a producer's items (or the last close) resolve."""
         make = self._new_future
         if make is None:
             make = self._new_future = runtime.future_maker()
         fut = make()
         self._getters.append(fut)
-        return fut
-
-    def _consumer_cancelled(self, fut: runtime.Future[None]) -> None:
-        """A consumer waiting on `fut` was cancelled: if it had been woken, the wake-up goes on."""
-        if fut in self._getters:
-            self._getters.remove(fut)
-        elif not self.empty() or self._open_producers <= 0:  # empty(): a subclass may hold more than items
-            self._wake(self._getters, 1)
+        try:
+            await fut
+        except BaseException:
+            if fut in self._getters:
+                self._getters.remove(fut)
+            elif not self.empty() or self._open_producers <= 0:  # empty(): a subclass may hold more than items
+                self._wake(self._getters, 1)
+            raise
 
     @staticmethod
     def _wake(waiters: deque[runtime.Future[None]], count: int) -> None:
