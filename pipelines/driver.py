@@ -362,27 +362,34 @@ class Processor:
         processed = items_in if inputs else ledger.items_out
         in_flight = ledger.in_flight - unstarted
         handled = items_in - in_flight
+        if len(inputs) == 1:  # the common case, without a generator per figure
+            edge = inputs[0]
+            depth, bound, lost = edge.qsize(), edge.maxsize, edge.statistics().dropped
+        else:
+            depth = sum(edge.qsize() for edge in inputs)
+            bound = sum(edge.maxsize for edge in inputs)
+            lost = sum(edge.statistics().dropped for edge in inputs)
         return NodeStats(
-            name=self.name,
-            items_in=items_in,
-            items_out=ledger.items_out,
-            completed=ledger.completed,
-            failed=ledger.failed,
-            retried=ledger.retried,
-            skipped=ledger.skipped,
-            dropped=ledger.dropped,
-            in_flight=in_flight,
-            queue_depth=sum(edge.qsize() for edge in inputs) + unstarted,
-            taken=unstarted,
-            dropped_at_input=sum(edge.statistics().dropped for edge in inputs),
-            latency_counts=tuple(ledger.latency_counts),
-            paused=self.valve.shut,
-            queue_bound=sum(edge.maxsize for edge in inputs),
-            blocked_seconds=ledger.blocked_seconds,
-            rate=processed / elapsed if elapsed > 0 else 0.0,
-            latency=ledger.busy_seconds / handled if handled > 0 else 0.0,
-            workers=pool.live if pool is not None else 0,
-            peak_workers=pool.peak if pool is not None else 0,
+            self.name,
+            items_in,
+            ledger.items_out,
+            ledger.completed,
+            ledger.failed,
+            ledger.retried,
+            ledger.skipped,
+            ledger.dropped,
+            in_flight,
+            depth + unstarted,
+            bound,
+            ledger.blocked_seconds,
+            processed / elapsed if elapsed > 0 else 0.0,
+            ledger.busy_seconds / handled if handled > 0 else 0.0,
+            pool.live if pool is not None else 0,
+            pool.peak if pool is not None else 0,
+            unstarted,
+            lost,
+            self.valve.shut,
+            tuple(ledger.latency_counts),
         )
 
     # -- wiring and hooks (by the Plumber) ----------------------------------------------------

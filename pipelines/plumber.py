@@ -176,8 +176,9 @@ class Plumber:
             )
         for started in run_methods(self._hooks, "run_started"):
             started(self)  # the journal raises JournalError when its file cannot be written: nothing started
-        for processor in self._processors.values():
-            processor.install(bind_node_hooks(processor, self._hooks))
+        if self._hooks:  # else every node keeps the hooks it was built with: none
+            for processor in self._processors.values():
+                processor.install(bind_node_hooks(processor, self._hooks))
         for name, edges in self._lossy.items():
             settle_drops(self._processors[name], edges)
         self._done = done

@@ -34,11 +34,12 @@ from typing import TYPE_CHECKING, Any
 from . import runtime
 from .ordering import OrderGate, Turn
 from .types import Envelope
+from .worker import JoinTake, Worker
 
 if TYPE_CHECKING:
     from .driver import Processor
     from .lineage import Joiner
-    from .worker import Take, Worker
+    from .worker import Take
 
 __all__ = ["Piece", "Pool", "Watch"]
 
@@ -108,10 +109,35 @@ class Member:
 class Pool:
     """The workers of `node`: fixed or elastic, sharing its input."""
 
-    def __init__(self, node: Processor, joiner: Joiner | None, watch: Watch) -> None:
-        from .worker import JoinTake, Worker  # the pool makes workers; a worker belongs to a pool
+    __slots__ = (
+        "_armed",
+        "_call_soon",
+        "_ended",
+        "_group",
+        "_holding",
+        "_inputs",
+        "_listeners",
+        "_members",
+        "_missed",
+        "_node",
+        "_reading",
+        "_skip",
+        "_task",
+        "_waiting",
+        "_watch",
+        "_watched",
+        "busy",
+        "calm",
+        "cap",
+        "fixed",
+        "gate",
+        "has_stranded",
+        "live",
+        "peak",
+        "read",
+    )
 
-        self._Worker = Worker
+    def __init__(self, node: Processor, joiner: Joiner | None, watch: Watch) -> None:
         self._node = node
         props = node.spec.properties
         self.fixed = props.workers
@@ -200,7 +226,7 @@ class Pool:
         self._members.append(member)
         self.live += 1
         self.peak = max(self.peak, self.live)
-        return self._Worker(self._node, self, member, extra=extra)
+        return Worker(self._node, self, member, extra=extra)
 
     def _start(self, *, extra: bool) -> None:
         assert self._group is not None

@@ -28,7 +28,10 @@ LATENCY_BOUNDS = (1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0)
 
 @dataclass(frozen=True, slots=True)
 class NodeStats:
-    """A snapshot of one node's counters."""
+    """A snapshot of one node's counters.
+
+    (Processor.stats passes the fields in this order, by position.)
+    """
 
     name: str
     items_in: int
