@@ -28,7 +28,7 @@ from .events import NodeEvents
 from .executors import close_pool, open_pool
 from .hooks import NodeHooks, unfiltered
 from .ledger import Ledger, as_failure
-from .lineage import DROPPED, Joiner, current_item
+from .lineage import DROPPED, Joiner
 from .pool import Pool, Watch
 from .queues import NodeInput, ResultFeed, ResultQueue
 from .routing import Router
@@ -256,9 +256,14 @@ class Processor:
         """In a sink of a run with a journal, the id of the item the calling worker handles (else None).
 
         ``(source, position, *output indices)``: stable from one run to the next when the sources
-        are deterministic, so a sink can use it to make its own writes idempotent.
+        are deterministic, so a sink can use it to make its own writes idempotent. (Known to a sink
+        whose finished items a hook records, as the journal does.)
         """
-        return current_item.get()
+        pool = self._pool
+        if pool is None or self.ledger.hooks.finished is None:
+            return None
+        task = runtime.task_or_none()
+        return None if task is None else pool.key_in_hand(task)
 
     def __repr__(self) -> str:
         coro = self._spec.coro

@@ -11,12 +11,11 @@ that receives a tombstone for a key discards that group, so later groups never w
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextvars import ContextVar
 from typing import Any
 
-from .types import Key, Marker
+from .types import Marker
 
-__all__ = ["DISCARDED", "DROPPED", "Joiner", "current_item"]
+__all__ = ["DISCARDED", "DROPPED", "Joiner"]
 
 DROPPED: Any = Marker("DROPPED")
 """The value of a tombstone envelope: the item with this key was dropped upstream."""
@@ -25,10 +24,6 @@ DISCARDED: Any = Marker("DISCARDED")
 """Returned by Joiner.offer() when a group is complete but one of its inputs dropped the item."""
 
 _MISSING: Any = Marker("MISSING")
-
-current_item: ContextVar[Key | None] = ContextVar("pipelines_item_id", default=None)
-"""The key of the item the calling worker handles, where a hook sets it (the journal does, in sinks)."""
-
 
 class Joiner:
     """Collects one item per input for each key and releases the group when all have arrived.

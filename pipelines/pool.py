@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import runtime
 from .ordering import OrderGate, Turn
-from .types import Envelope
+from .types import Envelope, Key
 from .worker import JoinTake, Worker
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ Piece = tuple[list[Envelope], Turn | None]
 class Member:
     """What the pool knows of one of its workers: the piece it is in the middle of."""
 
-    __slots__ = ("batch", "emitting", "errors", "out", "rest", "stolen", "turn")
+    __slots__ = ("batch", "emitting", "errors", "out", "rest", "stolen", "task", "turn")
 
     def __init__(self) -> None:
         self.out: list[Envelope] = []
@@ -104,6 +104,8 @@ class Member:
         self.stolen = 0
         """Items of the current piece another worker took over."""
         self.turn: Turn | None = None
+        self.task: object = None
+        """The task the worker runs in."""
 
 
 class Pool:
@@ -203,6 +205,7 @@ class Pool:
                 for _ in range((self.fixed or 1) - 1):
                     self._start(extra=False)
                 member = Member()
+                member.task = self._task
                 first = self._new_worker(member, extra=False)
                 try:
                     await first.loop()  # the first runs in the node's own task
@@ -236,6 +239,7 @@ class Pool:
         self._group.create_task(self._run_worker(self._new_worker(member, extra=extra), member))
 
     async def _run_worker(self, worker: Worker, member: Member) -> None:
+        member.task = runtime.current_task()
         try:
             await worker.loop()
         finally:
@@ -246,6 +250,19 @@ class Pool:
         self._members.remove(member)
         self._holding.pop(member, None)
         self.live -= 1
+
+    def key_in_hand(self, task: object) -> Key | None:
+        """The key of the item the worker running in `task` is handling; None between its pieces,
+        or when no worker of the pool runs in `task`.
+
+        Read off the worker's place in its piece: nothing is noted per item.
+        """
+        for member in self._members:
+            if member.task is task and member.rest is not None:
+                batch = member.batch
+                at = len(batch) - length_hint(member.rest) - 1  # the item after which the iterator stands
+                return batch[at][0] if at >= 0 else None
+        return None
 
     def stranded(self) -> tuple[list[Envelope], list[Any]] | None:
         """Outputs finished by workers now suspended in the middle of a piece, taken off them to be

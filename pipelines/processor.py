@@ -8,7 +8,6 @@ puts into). Code written for the original library imports both from here.
 from __future__ import annotations
 
 from .driver import Processor
-from .lineage import current_item
 from .sources import InputProcessor
 
-__all__ = ["InputProcessor", "Processor", "current_item"]
+__all__ = ["InputProcessor", "Processor"]

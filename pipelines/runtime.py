@@ -191,6 +191,16 @@ def spawn(coro: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task
     return loop.create_task(coro, name=name)
 
 
+def task_or_none() -> Any:
+    """The task running the caller, or None outside any (in an executor's thread, say)."""
+    if running_loop() is None:
+        try:
+            return _foreign().task_or_none()
+        except RuntimeError:  # neither asyncio nor trio runs here
+            return None
+    return asyncio.current_task()
+
+
 def current_task() -> asyncio.Task[Any]:
     """The task running the caller (the core calls it only from inside its own tasks)."""
     if running_loop() is None:

@@ -276,6 +276,10 @@ class Task:
             _current_task.reset(reset)
 
 
+def task_or_none() -> Task | None:
+    return _current_task.get()
+
+
 def current_task() -> Task:
     task = _current_task.get()
     assert task is not None, "called outside a task of pipelines"

@@ -122,6 +122,36 @@ async def test_item_ids_are_the_lineage_keys(tmp_path: Path) -> None:
     assert sorted(sink.seen) == [(("src", i, j), 10 * i + j) for i in range(3) for j in range(3)]
 
 
+class Overlapping:
+    """A sink whose calls suspend half-way: several workers are in the middle of items at once."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, Any, int]] = []
+        self.most = 0
+        self._now = 0
+
+    async def record(self, processor: Processor, q_elt: tuple[Any, ...]) -> None:
+        before = processor.item_id
+        self._now += 1
+        self.most = max(self.most, self._now)
+        await asyncio.sleep(0)  # lets the other workers start their items
+        self._now -= 1
+        self.seen.append((before, processor.item_id, q_elt[0]))
+
+
+@pytest.mark.parametrize("workers", [{"workers": 4}, {}])
+async def test_each_worker_of_a_sink_knows_the_id_of_its_own_item(tmp_path: Path, workers: dict[str, int]) -> None:
+    sink = Overlapping()
+    graph = {
+        "nodes": {"src": {"coro": numbers, "args": {"n": N}}, "out": {"coro": sink.record, "properties": workers}},
+        "graph": {"src": ["out"], "out": None},
+    }
+    plumber = await run(graph, tmp_path / "j.db")
+    assert plumber.state == "completed"
+    assert sink.most > 1  # the ids were read while other workers were in the middle of theirs
+    assert sorted(sink.seen) == [(("src", i), ("src", i), i) for i in range(N)]
+
+
 async def test_item_id_is_none_without_a_journal() -> None:
     sink = Recorder()
     graph = {

@@ -31,7 +31,6 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from .. import runtime
-from ..lineage import current_item
 from ..properties import RECOVERY_OUTCOMES
 from ..sources import InputProcessor
 from .ids import Root, graph_hash, is_linear, root_function, root_names
@@ -211,7 +210,8 @@ class RunJournal:
             return SimpleNamespace(**methods)
         methods["settled"] = tally.settled
         if not spec.successors:
-            methods["admits"] = tally.admits
+            if tally.passed_over:  # a resumed run: the items this sink finished before are passed over
+                methods["admits"] = tally.admits
             methods["finished"] = tally.finished if spec.state is None else tally.finished_with_state
             if spec.state is not None:
                 self._stateful.append(tally)
@@ -403,11 +403,10 @@ class NodeTally:
             self._counts[self._root(key)] -= held - 1
 
     def admits(self, key: Key) -> bool:
-        """A sink passes over an item it finished before a crash; the id of any other is `item_id`."""
-        if self.passed_over and key in self.passed_over:
+        """A sink passes over an item it finished before a crash."""
+        if key in self.passed_over:
             self.pass_on(key, 0)
             return False
-        current_item.set(key)
         return True
 
     def finished(self, keys: list[Key]) -> asyncio.Future[None]:
