@@ -25,6 +25,7 @@ DISCARDED: Any = Marker("DISCARDED")
 
 _MISSING: Any = Marker("MISSING")
 
+
 class Joiner:
     """Collects one item per input for each key and releases the group when all have arrived.
 
