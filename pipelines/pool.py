@@ -193,6 +193,8 @@ class Pool:
     @property
     def unstarted(self) -> int:
         """Items taken from the input that no worker has started yet: queued, not in flight."""
+        if not self.busy:  # no worker is in a piece (a node that ended, say)
+            return 0
         return sum(length_hint(member.rest) for member in self._members if member.rest is not None)
 
     async def run(self) -> None:
