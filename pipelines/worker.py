@@ -82,6 +82,8 @@ class Worker:
         self._call = with_retries(
             node.invoke, spec.name, spec.properties.retry, spec.properties.timeout, node.ledger, node.signals
         )
+        if node.router is not None and not spec.is_generator:
+            self._call = _routed(self._call, node.router.deliver)  # its output is where it goes
         self._on_result = _value_step(node) if is_sink else None
         self._step = self._special_step(node)
         self._bare = spec.bare
@@ -104,8 +106,7 @@ class Worker:
         return flagged
 
     def _special_step(self, node: Processor) -> Step | None:
-        """The step of a node whose items need more than a call: a generator, a node that routes its
-        outputs, or an admitting sink.
+        """The step of a node whose items need more than a call: a generator or an admitting sink.
 
         A step returns what the loop awaits: the call's own coroutine, so that it adds no frame.
         """
@@ -119,14 +120,6 @@ class Worker:
                 return expansion
             plain = expansion
             with_key = True
-        elif node.router is not None:  # never a sink: nothing to admit
-            call = self._call
-            deliver = node.router.deliver
-
-            async def routed(key: Key, arg: Any, out: list[Envelope], errors: list[Any], turn: Turn | None) -> Any:
-                return deliver(await call(arg))
-
-            return routed
         elif admits is not None:
             plain = self._call
             with_key = False
@@ -154,7 +147,8 @@ class Worker:
         return self._loop()
 
     async def _mapped_loop(self) -> None:
-        """The loop of a node that returns its output (most nodes): call each item, keep the output.
+        """The loop of a node that returns its output (most nodes, and those that route it): call each
+        item, keep the output.
 
         The items' steps are written out in the loop, not in a call per piece: the hot path of a
         chain. The piece is taken as `Pool.piece` takes it, also written out.
@@ -216,7 +210,7 @@ class Worker:
                 await emit(out, errors)
 
     async def _loop(self) -> None:
-        """The loop of any other node: a sink, a generator, a node that routes its outputs."""
+        """The loop of any other node: a sink or a generator."""
         ledger = self._node.ledger
         pool, member, extra = self._pool, self._member, self._extra
         handle = self._handler()
@@ -234,7 +228,7 @@ class Worker:
             size = len(member.batch)
             started = clock()
             ledger.items_in += size  # in flight from now: stats() shows them so
-            counts = await handle(rest, size > 1, turn)
+            counts = await handle(rest, turn)
             if counts is None:  # an item's failure ends the run
                 pool.finished(member)
                 return
@@ -253,14 +247,15 @@ class Worker:
     #
     # Each handles the items of one piece in order and returns (tombstones and items passed over,
     # items that gave no output), or None when an item's failure ends the run. `_consumed_items`
-    # serves a sink that only consumes with the fewest steps per item; `_any_items` every node.
+    # serves a sink that only consumes with the fewest steps per item; `_any_items` any other sink,
+    # and a generator.
 
-    def _handler(self) -> Callable[[Iterator[Envelope], bool, Turn | None], Awaitable[tuple[int, int] | None]]:
+    def _handler(self) -> Callable[[Iterator[Envelope], Turn | None], Awaitable[tuple[int, int] | None]]:
         if self._step is None and self._on_result is None and self._finished is None and not self._node.outputs:
             return self._consumed_items
         return self._any_items
 
-    async def _consumed_items(self, rest: Iterator[Envelope], many: bool, turn: Turn | None) -> tuple[int, int] | None:
+    async def _consumed_items(self, rest: Iterator[Envelope], turn: Turn | None) -> tuple[int, int] | None:
         """A sink whose results nobody keeps or hears: call."""
         node = self._node
         ledger = node.ledger
@@ -283,19 +278,17 @@ class Worker:
                     return None
         return passed, not_done
 
-    async def _any_items(self, rest: Iterator[Envelope], many: bool, turn: Turn | None) -> tuple[int, int] | None:
-        """Any node: a step (a generator, a node that routes, a sink whose hooks admit each item) or a
-        call, a sink's results kept and told."""
+    async def _any_items(self, rest: Iterator[Envelope], turn: Turn | None) -> tuple[int, int] | None:
+        """A sink or a generator: a step (a generator, a sink whose hooks admit each item) or a call,
+        a sink's results kept and told."""
         node = self._node
         ledger = node.ledger
         call, step = self._call, self._step
         on_result = self._on_result
         note = self._finished.append if self._finished is not None else None
-        bare, index, idle = self._bare, self._index, self._idle
+        bare = self._bare
         is_sink = not node.outputs
-        pool, member = self._pool, self._member
-        out, errors = member.out, member.errors
-        append = out.append
+        out, errors = self._member.out, self._member.errors
         passed = not_done = 0
         for key, value, _ in rest:
             if value is DROPPED:
@@ -323,14 +316,9 @@ class Worker:
                     on_result(key, result)
                 if note is not None:
                     note(key)
-                continue
-            if result is None:
+            else:  # a generator that yielded nothing: a drop (it hands its outputs on itself)
                 not_done += 1
                 ledger.drop(key, out)
-                continue
-            append((key, result, index))
-            if idle and many and not pool.calm:
-                await self._hand_on_early()
         return passed, not_done
 
     async def _hand_on_early(self) -> None:
@@ -357,6 +345,15 @@ class Worker:
         committed = finish(keys)
         if committed is not None:
             await committed  # before this worker takes more: what a crash can redo stays one batch
+
+
+def _routed(call: Callable[[Any], Awaitable[Any]], deliver: Callable[[Any], Any]) -> Callable[[Any], Awaitable[Any]]:
+    """`call`, its output turned into where it goes (a `Delivery`, the value, or None for nowhere)."""
+
+    async def routed(arg: Any) -> Any:
+        return deliver(await call(arg))
+
+    return routed
 
 
 def _value_step(node: Processor) -> Callable[[Key, Any], None] | None:
