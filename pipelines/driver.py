@@ -131,6 +131,8 @@ class Processor:
         """Where the node's outputs go, for a node that routes them (pipelines.routing); else None."""
         self.collected: list[Any] | None = None
         """A sink's return values (None excluded), kept when the Plumber collects outputs."""
+        self.keyless = False
+        """The items reach the node without their keys (`go_keyless`)."""
         self.invoke: Callable[[Any], Any] = invoker(self, lambda: self._executor)
         """The node's function bound to its args (and style, and pool): ``invoke(arg)``."""
         self.valve = Valve(control.valve if self.kind == "source" else None)
@@ -424,6 +426,14 @@ class Processor:
     def install(self, hooks: NodeHooks) -> None:
         """Install the node methods of the run's hooks (before the run starts)."""
         self.ledger.install(hooks)
+
+    def go_keyless(self) -> None:
+        """Take and hand on the items without their keys (by the Plumber, before the run starts,
+        when nothing in the run needs them: pipelines.lineage.needs_keys). Each envelope is then
+        the value itself."""
+        self.keyless = True
+        for edge in self._inputs:
+            edge.bare = True  # type: ignore[attr-defined]  # a keyless run's edges are MemoryEdges
 
     def holds(self, key: Key, producer: int) -> bool:
         """For a join: whether an item with `key` from node `producer` already waits in its group.

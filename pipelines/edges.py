@@ -101,6 +101,7 @@ class MemoryEdge:
         "_open_producers",
         "_putters",
         "_told",
+        "bare",
         "maxsize",
         "name",
     )
@@ -119,6 +120,8 @@ class MemoryEdge:
         """Nothing to tell on_backlog's listener: there is none, or no consumer took since it was told."""
         self._new_future: Callable[[], runtime.Future[None]] | None = None
         """The running loop's future maker, bound at the first wait (an edge may be built before its run)."""
+        self.bare = False
+        """It carries values without their keys (a keyless run, pipelines.lineage.needs_keys)."""
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -291,9 +294,17 @@ class MemoryEdge:
         """Take the first envelope whose value is not `skip` (and, if given, from node `producer`).
 
         None when there is none. Not part of the Edge protocol: a node's `input_queue.get_nowait()`
-        and a source's `output_q.get_nowait()` over a MemoryEdge.
+        and a source's `output_q.get_nowait()` over a MemoryEdge. A `bare` edge has one producer and
+        no tombstone: it gives its first value, in an envelope without a key.
         """
         buffer = self._items
+        if self.bare:
+            if not buffer:
+                return None
+            value = buffer.pop(0)
+            if self._putters:
+                self._wake(self._putters, 1)
+            return ((), value, -1 if producer is None else producer)
         for i, item in enumerate(buffer):
             if item[1] is not skip and (producer is None or item[2] == producer):
                 del buffer[i]

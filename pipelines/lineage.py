@@ -6,16 +6,22 @@ emitted it, which tells a join on which of its inputs the item arrived. When a n
 (its coroutine returned None, or the item was skipped or routed away after an error) and a join lies
 downstream, the node sends a *tombstone* in its place: an envelope whose value is `DROPPED`. A join
 that receives a tombstone for a key discards that group, so later groups never wait for it.
+
+Where nothing needs the keys, items travel without them (`needs_keys`): each envelope is the value
+itself, and no key is made or taken apart at any node.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .types import Marker
+from .types import Key, Marker
 
-__all__ = ["DISCARDED", "DROPPED", "Joiner"]
+if TYPE_CHECKING:
+    from .graph import GraphSpec
+
+__all__ = ["DISCARDED", "DROPPED", "NO_KEY", "Joiner", "needs_keys"]
 
 DROPPED: Any = Marker("DROPPED")
 """The value of a tombstone envelope: the item with this key was dropped upstream."""
@@ -24,6 +30,37 @@ DISCARDED: Any = Marker("DISCARDED")
 """Returned by Joiner.offer() when a group is complete but one of its inputs dropped the item."""
 
 _MISSING: Any = Marker("MISSING")
+
+NO_KEY: Key = ()
+"""The key of an item in a keyless run, where a call needs one (the ledger counting a drop or a failure)."""
+
+
+def needs_keys(graph: GraphSpec) -> str | None:
+    """Why the items of `graph` must carry their keys (None: they need not).
+
+    Keys are for a join (it pairs by key, and tombstones name keys), an async generator node (its
+    outputs' keys extend its input's), routing and error nodes (their tombstones and failure
+    records), a lossy input (it settles what it drops by key), and a node's input shared by
+    several producers (its `input_queue.get()` and a source's `output_q.get()` tell the items
+    apart by producer). The run's hooks and transport may need them too: the Plumber asks those.
+    """
+    for name, node in graph.nodes.items():
+        if node.is_source:
+            continue
+        properties = node.properties
+        if node.join_mode is not None:
+            return f"node {name!r} is a join"
+        if node.is_generator:
+            return f"node {name!r} is an async generator"
+        if node.routes_outputs:
+            return f"node {name!r} routes its outputs"
+        if properties.on_error not in ("fail", "skip"):
+            return f"node {name!r} sends its failures to an error node"
+        if properties.input != "block":
+            return f"node {name!r} has a lossy input"
+        if len(node.inputs) != 1:
+            return f"node {name!r} has {len(node.inputs)} producers"
+    return None
 
 
 class Joiner:

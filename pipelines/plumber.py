@@ -36,6 +36,7 @@ from .errors import GraphError, PipelineCancelled, PipelineError, PipelineStateE
 from .events import NodeEvents
 from .graph import DEFAULT_QUEUE_SIZE, GraphSpec, parse_graph
 from .hooks import bind_node_hooks, run_methods
+from .lineage import needs_keys
 from .lossy import DroppingEdge, settle_drops
 from .pool import Watch
 from .runtime import wait_through_cancel
@@ -179,6 +180,9 @@ class Plumber:
         if self._hooks:  # else every node keeps the hooks it was built with: none
             for processor in self._processors.values():
                 processor.install(bind_node_hooks(processor, self._hooks))
+        if self.keys_needed is None:
+            for processor in self._processors.values():
+                processor.go_keyless()
         for name, edges in self._lossy.items():
             settle_drops(self._processors[name], edges)
         self._done = done
@@ -198,6 +202,20 @@ class Plumber:
         if self._state != "built":
             raise PipelineStateError(f"add_hook() after the run started (state {self._state!r})")
         self._hooks.append(hook)
+
+    @property
+    def keys_needed(self) -> str | None:
+        """Why the run's items carry their lineage keys; None when they need not, and travel without
+        them (faster: no key is made or taken apart at any node).
+
+        Keys are needed by any hook (the journal, an inbox, tracing, a stream...), by a transport
+        other than the in-memory one, and by some shapes of graph (pipelines.lineage.needs_keys).
+        """
+        if self._hooks:
+            return f"hooks are installed ({', '.join(type(hook).__name__ for hook in self._hooks)})"
+        if type(self._transport) is not MemoryTransport:
+            return f"the transport is a {type(self._transport).__name__}"
+        return needs_keys(self._spec)
 
     @property
     def hooks(self) -> tuple[object, ...]:

@@ -81,6 +81,8 @@ class NodeInput:
                 f"node {self._name!r}: its inputs have ended, so an item put into its input_queue now "
                 "would never be processed"
             )
+        if self._node.keyless:
+            return item
         key = (f"{self._name}:input", self._seq)
         self._seq += 1
         return (key, item, -1)

@@ -73,6 +73,10 @@ class InputProcessor(Processor):
         if hooks.admits is not None:
             self._output = AdmittingSourceOutput(self, self._outputs, self.valve, hooks.admits)
 
+    def go_keyless(self) -> None:
+        super().go_keyless()
+        self._output.go_keyless()
+
     def stop_producing(self) -> None:
         self.stop()
 
@@ -135,6 +139,7 @@ class SourceOutput:
     """The output queue of a source. `put()` waits while a successor's input is full."""
 
     __slots__ = (
+        "_bare",
         "_drained",
         "_edges",
         "_index",
@@ -155,6 +160,7 @@ class SourceOutput:
         self._name = source.name
         self._index = source.spec.index
         self._seq = 0
+        self._bare = False
         self._single = edges[0] if len(edges) == 1 else None
         self._pending = 0
         self._partial = 0
@@ -210,9 +216,10 @@ class SourceOutput:
             await self._drained
 
     @property
-    def next_key(self) -> tuple[str, int]:
-        """The lineage key the next put will give its item: (source name, position)."""
-        return (self._name, self._seq)
+    def next_key(self) -> tuple[str, int] | None:
+        """The lineage key the next put will give its item: (source name, position); None in a
+        keyless run, whose items have none."""
+        return None if self._bare else (self._name, self._seq)
 
     async def put(self, item: Any) -> None:
         """Send `item` to every successor, waiting while one of their inputs is full.
@@ -227,8 +234,7 @@ class SourceOutput:
         while self._valve.closed:  # paused, or ended (then wait_open raises)
             await self._valve.wait_open()
         # Take the position before any await, so concurrent puts never share a key.
-        envelope = ((self._name, self._seq), item, self._index)
-        self._seq += 1
+        envelope = self._envelope(item)
         if self._single is not None and self._single.put_nowait(envelope):
             self._ledger.items_out += 1  # the common case: one successor, with room
             return
@@ -242,11 +248,19 @@ class SourceOutput:
         await to finish the put (as `put` would have waited)."""
         return self._hand if self._single is None else self._hand_one
 
+    def _envelope(self, item: Any) -> Any:
+        """The envelope of the next item: with its key and the source's index, or (a keyless run)
+        the item itself."""
+        if self._bare:
+            return item
+        envelope = ((self._name, self._seq), item, self._index)
+        self._seq += 1
+        return envelope
+
     def _hand(self, item: Any) -> Awaitable[None] | None:
         if self._valve.closed:
             return self.put(item)
-        envelope = ((self._name, self._seq), item, self._index)
-        self._seq += 1
+        envelope = self._envelope(item)
         full = self._offer(envelope)
         return None if full < 0 else self._send(envelope, full)
 
@@ -254,8 +268,11 @@ class SourceOutput:
         """`_hand` for a source with one successor: the common case, in fewer steps."""
         if self._valve.closed:
             return self.put(item)
-        envelope = ((self._name, self._seq), item, self._index)
-        self._seq += 1
+        if self._bare:
+            envelope = item
+        else:  # `_envelope`, written out: this is the sources' per-item path
+            envelope = ((self._name, self._seq), item, self._index)
+            self._seq += 1
         if self._single.put_nowait(envelope):  # type: ignore[union-attr]  # one successor: never None here
             self._ledger.items_out += 1
             return None
@@ -312,16 +329,18 @@ class SourceOutput:
             if isinstance(self._valve, _Ended):
                 self._valve.refuse()
             raise runtime.QueueFull
-        key = (self._name, self._seq)
-        self._seq += 1
-        if self._admit(key):
-            envelope = (key, item, self._index)
+        envelope = self._envelope(item)
+        if self._admit(envelope):
             for edge in self._edges:
                 edge.put_nowait(envelope)
             self._ledger.items_out += 1
 
-    def _admit(self, key: tuple[str, int]) -> bool:
+    def _admit(self, envelope: Any) -> bool:
         return True
+
+    def go_keyless(self) -> None:
+        """Send the items without their keys from now on (a keyless run, pipelines.lineage.needs_keys)."""
+        self._bare = True
 
     def get_nowait(self) -> Any:
         """Take back the oldest item this source put that still waits in its successor's input.
@@ -365,8 +384,8 @@ class AdmittingSourceOutput(SourceOutput):
         super().__init__(source, edges, valve)
         self._admits = admits
 
-    def _admit(self, key: tuple[str, int]) -> bool:
-        return self._admits(key)
+    def _admit(self, envelope: Any) -> bool:
+        return self._admits(envelope[0])
 
     def fast_path(self) -> Callable[[Any], Awaitable[None] | None]:
         return self._hand_admitted

@@ -325,7 +325,9 @@ class Stream:
         opened = self._open
         fan = self._fan
         put = output_q.put
-        position = output_q.next_key[1]
+        first = output_q.next_key
+        assert first is not None  # the stream is a hook: the run keeps its keys
+        position = first[1]
         if items is None:
             queue = self._queue
             while True:

@@ -27,7 +27,7 @@ from .calls import HANDLED, PASSED_OVER, Expansion, with_retries
 from .edges import MemoryEdge
 from .hooks import unfiltered
 from .ledger import HookFailed
-from .lineage import DISCARDED, DROPPED, Joiner
+from .lineage import DISCARDED, DROPPED, NO_KEY, Joiner
 from .types import Envelope, Key
 
 if TYPE_CHECKING:
@@ -142,7 +142,8 @@ class Worker:
     def loop(self) -> Awaitable[None]:
         """Take a piece of work, handle each item, hand the outputs on; until the input ends, a failure
         ends the run, or (an extra worker) there is nothing to do. The pool calls it, once."""
-        if self._step is None and self._node.outputs:
+        node = self._node
+        if self._step is None and node.outputs and not node.keyless:
             return self._mapped_loop()
         return self._loop()
 
@@ -210,7 +211,7 @@ class Worker:
                 await emit(out, errors)
 
     async def _loop(self) -> None:
-        """The loop of any other node: a sink or a generator."""
+        """The loop of any other node: a sink, a generator, any node of a keyless run."""
         ledger = self._node.ledger
         pool, member, extra = self._pool, self._member, self._extra
         handle = self._handler()
@@ -248,12 +249,49 @@ class Worker:
     # Each handles the items of one piece in order and returns (tombstones and items passed over,
     # items that gave no output), or None when an item's failure ends the run. `_consumed_items`
     # serves a sink that only consumes with the fewest steps per item; `_any_items` any other sink,
-    # and a generator.
+    # and a generator; `_bare_items` any node of a keyless run.
 
-    def _handler(self) -> Callable[[Iterator[Envelope], Turn | None], Awaitable[tuple[int, int] | None]]:
-        if self._step is None and self._on_result is None and self._finished is None and not self._node.outputs:
+    def _handler(self) -> Callable[[Iterator[Any], Turn | None], Awaitable[tuple[int, int] | None]]:
+        node = self._node
+        if node.keyless:
+            return self._bare_items
+        if self._step is None and self._on_result is None and self._finished is None and not node.outputs:
             return self._consumed_items
         return self._any_items
+
+    # A keyless run (pipelines.lineage.needs_keys) has neither keys nor tombstones: each envelope is
+    # the value itself, and a node that drops an item or fails on it has nothing to send on for it.
+
+    async def _bare_items(self, rest: Iterator[Any], turn: Turn | None) -> tuple[int, int] | None:
+        """Any node of a keyless run: one that returns its output, or a sink."""
+        ledger = self._node.ledger
+        call, bare, idle, on_result = self._call, self._bare, self._idle, self._on_result
+        is_sink = not self._node.outputs
+        pool, member = self._pool, self._member
+        out, errors = member.out, member.errors
+        append = out.append
+        many = len(member.batch) > 1
+        not_done = 0
+        for value in rest:
+            arg = value if bare else (value,)
+            try:
+                result = await call(arg)
+            except BaseException as exc:
+                not_done += 1
+                if not ledger.fail(NO_KEY, arg, exc, runtime.current_task(), out, errors):
+                    return None
+                continue
+            if is_sink:
+                if on_result is not None:
+                    on_result(NO_KEY, result)
+            elif result is None:
+                not_done += 1
+                ledger.drop(NO_KEY, out)
+            else:
+                append(result)
+                if idle and many and not pool.calm:
+                    await self._hand_on_early()
+        return 0, not_done
 
     async def _consumed_items(self, rest: Iterator[Envelope], turn: Turn | None) -> tuple[int, int] | None:
         """A sink whose results nobody keeps or hears: call."""
