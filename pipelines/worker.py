@@ -2,8 +2,9 @@
 
 A worker takes the envelopes waiting in its node's input in one batch, handles each (calls the
 node's function, or passes a tombstone on), and hands the outputs to every successor in one batch.
-The common node, one that returns its output, runs that loop with the items' steps written out in
-it (`_mapped_loop`); sinks, generators and nodes that route run the same loop with the items of a
+The common node, one that returns its output (or routes it), runs that loop with the items' steps
+written out in it (`_mapped_loop`); sinks, generators and every node of a keyless run (whose
+envelopes are the bare values, pipelines.lineage.needs_keys) run the same loop with the items of a
 piece handled by a step chosen for their role. What differs between nodes is chosen when the
 worker starts, not tested per item:
 
