@@ -21,7 +21,7 @@ from .types import Key, Marker
 if TYPE_CHECKING:
     from .graph import GraphSpec
 
-__all__ = ["DISCARDED", "DROPPED", "NO_KEY", "Joiner", "needs_keys"]
+__all__ = ["DISCARDED", "DROPPED", "NO_KEY", "Joiner", "is_linear", "needs_keys"]
 
 DROPPED: Any = Marker("DROPPED")
 """The value of a tombstone envelope: the item with this key was dropped upstream."""
@@ -61,6 +61,22 @@ def needs_keys(graph: GraphSpec) -> str | None:
         if len(node.inputs) != 1:
             return f"node {name!r} has {len(node.inputs)} producers"
     return None
+
+
+def is_linear(spec: GraphSpec) -> bool:
+    """Whether each item a source puts is one envelope all the way: no node hands an output to more
+    than one successor, makes several from one (a generator), combines several (a join), routes its
+    outputs or sends failures to an error node. Hooks that count an item's envelopes (the journal,
+    an inbox) count none then: an item's path is over when its one envelope ends (finished by a
+    sink, or dropped, skipped or failed on the way)."""
+    return all(
+        len(node.successors) <= 1
+        and not (node.is_generator and not node.is_source)  # a source's items are each a root of their own
+        and node.join_mode is None
+        and not node.error_sources
+        and not node.routes_outputs
+        for node in spec.nodes.values()
+    )
 
 
 class Joiner:

@@ -20,8 +20,9 @@ from pipelines import Plumber, Processor, node
 from pipelines.graph import parse_graph
 from pipelines.journal import Journal, JournalError
 from pipelines.journal.engine import RunJournal
-from pipelines.journal.ids import graph_hash, is_linear, root_names
+from pipelines.journal.ids import graph_hash, root_names
 from pipelines.journal.store import read_journal_file
+from pipelines.lineage import is_linear
 from tests.helpers import until
 
 N = 300

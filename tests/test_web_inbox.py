@@ -93,6 +93,33 @@ async def test_answers_are_paired_by_lineage_through_a_join() -> None:
         assert answers == [(x + 1, x * x) for x in range(200)]
 
 
+async def test_in_a_linear_graph_the_inbox_counts_nothing_and_answers_from_the_sink_result() -> None:
+    inbox = Inbox()
+    graph = item_chain(inbox.source, ("a", plus_one), ("c", label))
+    plumber = Plumber(graph)
+    inbox.bind(plumber)
+    async with plumber:
+        plumber.create_pipeline()
+        source, sink = plumber.processor("requests").ledger.hooks, plumber.processor("c").ledger.hooks
+        assert (source.admits, sink.finished) == (None, None)  # one envelope per item: nothing to count
+        assert sink.result is not None
+        assert await asyncio.gather(*(inbox.submit(x) for x in range(50))) == [f"<{x + 1}>" for x in range(50)]
+        assert inbox.pending == 0
+    # With a fan-out, each item's envelopes are counted from the source to the sinks.
+    inbox = Inbox(sink="c")
+    graph = item_chain(inbox.source, ("a", plus_one), ("c", label))
+    graph["nodes"]["other"] = {"coro": label, "properties": {"style": "item"}}
+    graph["graph"]["a"] = ["c", "other"]
+    graph["graph"]["other"] = None
+    plumber = Plumber(graph)
+    inbox.bind(plumber)
+    async with plumber:
+        plumber.create_pipeline()
+        source, sink = plumber.processor("requests").ledger.hooks, plumber.processor("c").ledger.hooks
+        assert source.admits is not None and sink.finished is not None
+        assert await asyncio.gather(*(inbox.submit(x) for x in range(50))) == [f"<{x + 1}>" for x in range(50)]
+
+
 async def test_a_dropped_item_and_a_skipped_item_end_their_wait_at_once() -> None:
     inbox = Inbox()
 

@@ -31,9 +31,10 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from .. import runtime
+from ..lineage import is_linear
 from ..properties import RECOVERY_OUTCOMES
 from ..sources import InputProcessor
-from .ids import Root, graph_hash, is_linear, root_function, root_names
+from .ids import Root, graph_hash, root_function, root_names
 from .journal import Journal
 from .lock import JournalLock
 from .output import SQLiteOutput
@@ -88,7 +89,7 @@ class RunJournal:
         self.names = names
         self.counts: dict[Root, int] = {}
         """How many envelopes of each root are alive (or will be), while the run has shapes that make
-        more than one: not kept for a linear graph (see `ids.is_linear`)."""
+        more than one: not kept for a linear graph (see `pipelines.lineage.is_linear`)."""
         self.linear = is_linear(spec)
         self._recorded: set[Root] = set()
         self._done: list[Root] = []

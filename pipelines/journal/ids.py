@@ -33,7 +33,7 @@ import networkx as nx
 
 from ..graph import GraphSpec
 
-__all__ = ["Root", "graph_hash", "is_linear", "root_function", "root_names"]
+__all__ = ["Root", "graph_hash", "root_function", "root_names"]
 
 Root = tuple[str, int]
 
@@ -109,18 +109,3 @@ def _plain(value: Any) -> str:
     if isinstance(value, (set, frozenset)):
         return json.dumps(sorted(map(repr, value)))
     return f"<{type(value).__module__}.{type(value).__qualname__}>"
-
-
-def is_linear(spec: GraphSpec) -> bool:
-    """Whether each item a source puts is one envelope all the way: no node hands an output to more
-    than one successor, makes several from one (a generator), combines several (a join), routes its
-    outputs or sends failures to an error node. The journal keeps no counts then: an item's root is
-    done when its one envelope ends (finished by a sink, or dropped, skipped or failed on the way)."""
-    return all(
-        len(node.successors) <= 1
-        and not (node.is_generator and not node.is_source)  # a source's items are each a root of their own
-        and node.join_mode is None
-        and not node.error_sources
-        and not node.routes_outputs
-        for node in spec.nodes.values()
-    )

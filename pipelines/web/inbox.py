@@ -42,6 +42,7 @@ import networkx as nx
 
 from .. import runtime
 from ..errors import ItemDropped, PipelineError, Unavailable, describe_failure
+from ..lineage import is_linear
 from ..types import ENDED_STATES, LIVE_STATES
 
 if TYPE_CHECKING:
@@ -88,6 +89,8 @@ class Inbox:
         self._plumber: Plumber | None = None
         self._name: str | None = None
         self._answering: str | None = None
+        self._linear = False
+        """Each item stays one envelope all the way (pipelines.lineage.is_linear): nothing is counted."""
         self._queue: collections.deque[tuple[Any, asyncio.Future[Any]]] = collections.deque()
         self._arrived: asyncio.Event | None = None
         self._waiting: dict[tuple[str, int], asyncio.Future[Any]] = {}
@@ -182,6 +185,7 @@ class Inbox:
         self._plumber = plumber
         self._name = name
         self._answering = answering
+        self._linear = is_linear(plumber.spec)
         self._group = frozenset(group)
         self._heard = frozenset(heard)
         self._ended = None
@@ -348,7 +352,8 @@ class _ItemCount:
     """One node's share of the inbox's counting: its methods are the node hooks the inbox installs.
 
     The arithmetic is the journal's NodeTally's, for the items of the inbox (and of the sources
-    zipped with it), keyed by position.
+    zipped with it), keyed by position. In a linear graph each item is one envelope: nothing is
+    counted, its path is over where it ends, and the answering sink's result is its answer.
     """
 
     __slots__ = (
@@ -358,6 +363,7 @@ class _ItemCount:
         "_inbox",
         "_is_join",
         "_key_length",
+        "_linear",
         "_spec",
         "_zip",
         "fan",
@@ -377,12 +383,14 @@ class _ItemCount:
         self._zip = spec.join_mode == "zip"
         self._key_length = spec.key_length
         self._held: dict[tuple[Any, ...], int] = {}
+        self._linear = inbox._linear
 
     def methods(self, claims: bool) -> SimpleNamespace:
         spec = self._spec
         methods: dict[str, Any] = {}
         if spec.is_source:
-            methods["admits"] = self.admits
+            if not self._linear:  # else there is nothing to count
+                methods["admits"] = self.admits
             return SimpleNamespace(**methods)
         methods["settled"] = self.settled
         if claims:
@@ -395,12 +403,18 @@ class _ItemCount:
             methods["held"] = self.held
             methods["released"] = self.released
         if not self.fan:
-            methods["finished"] = self.finished
-            if self.name == self._inbox._answering:
+            answering = self.name == self._inbox._answering
+            if answering:
                 methods["result"] = self.result
+            if not (answering and self._linear):  # each item it finishes is answered by its result
+                methods["finished"] = self.finished
         return SimpleNamespace(**methods)
 
     def _pass_on(self, position: int, copies: int) -> None:
+        if self._linear:  # one envelope: its path is over here unless it went on
+            if not copies:
+                self._inbox._gone(position)
+            return
         alive = self._alive
         left = alive[position] + copies - 1
         if left:
