@@ -116,7 +116,8 @@ async def test_in_a_linear_graph_the_inbox_counts_nothing_and_answers_from_the_s
     async with plumber:
         plumber.create_pipeline()
         source, sink = plumber.processor("requests").ledger.hooks, plumber.processor("c").ledger.hooks
-        assert source.admits is not None and sink.finished is not None
+        assert source.admits is not None
+        assert sink.finished is not None
         assert await asyncio.gather(*(inbox.submit(x) for x in range(50))) == [f"<{x + 1}>" for x in range(50)]
 
 
