@@ -58,6 +58,8 @@ def needs_keys(graph: GraphSpec) -> str | None:
             return f"node {name!r} sends its failures to an error node"
         if properties.input != "block":
             return f"node {name!r} has a lossy input"
+        if node.error_sources:
+            return f"node {name!r} is an error node"
         if len(node.inputs) != 1:
             return f"node {name!r} has {len(node.inputs)} producers"
     return None

@@ -81,6 +81,10 @@ TREE = {"s": ["a", "b"], "a": ["c", "d"], "b": None, "c": None, "d": None}
             spec({"s": ["a"], "a": ["b"], "b": None, "e": None}, a={"coro": inc, "properties": {"on_error": "e"}}),
             "node 'a' sends its failures to an error node",
         ),
+        (
+            spec({"e": None, "s": ["a"], "a": ["b"], "b": None}, a={"coro": inc, "properties": {"on_error": "e"}}),
+            "node 'e' is an error node",
+        ),
         (spec(CHAIN, b={"coro": inc, "properties": {"input": "latest"}}), "node 'b' has a lossy input"),
         (
             spec(
@@ -91,7 +95,18 @@ TREE = {"s": ["a", "b"], "a": ["c", "d"], "b": None, "c": None, "d": None}
             "node 'c' has 2 producers",
         ),
     ],
-    ids=["chain", "tree", "workers-ordered-skip", "join", "generator", "route", "error-node", "lossy", "merge"],
+    ids=[
+        "chain",
+        "tree",
+        "workers-ordered-skip",
+        "join",
+        "generator",
+        "route",
+        "error-node",
+        "error-node-first",
+        "lossy",
+        "merge",
+    ],
 )
 async def test_items_keep_their_keys_only_where_something_in_the_run_needs_them(
     graph: dict[str, Any], why: str | None
