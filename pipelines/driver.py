@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from . import runtime
 from .calls import invoker
+from .edges import MemoryEdge
 from .errors import PipelineError, PipelineStateError
 from .events import NodeEvents
 from .executors import close_pool, open_pool
@@ -433,7 +434,8 @@ class Processor:
         the value itself."""
         self.keyless = True
         for edge in self._inputs:
-            edge.bare = True  # type: ignore[attr-defined]  # a keyless run's edges are MemoryEdges
+            if isinstance(edge, MemoryEdge):  # what a keyless run has: its `input_queue.get()` reads values
+                edge.bare = True
 
     def holds(self, key: Key, producer: int) -> bool:
         """For a join: whether an item with `key` from node `producer` already waits in its group.
