@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .lineage import Joiner
     from .worker import Take
 
-__all__ = ["Piece", "Pool", "Watch"]
+__all__ = ["Pool", "Watch"]
 
 _CALMEST = 63
 """The most pieces a pool starts without a look, once looks keep finding no worker suspended."""
@@ -83,22 +83,24 @@ class Watch:
             pool.watched()
 
 
-Piece = tuple[list[Envelope], Turn | None]
-"""Some envelopes to handle, and their place in the output order (None when order is not kept)."""
-
-
 class Member:
     """What the pool knows of one of its workers: the piece it is in the middle of."""
 
-    __slots__ = ("batch", "emitting", "errors", "out", "rest", "stolen", "task", "turn")
+    __slots__ = ("batch", "emitting", "errors", "out", "rest", "size", "start", "stolen", "stop", "task", "turn")
 
     def __init__(self) -> None:
         self.out: list[Envelope] = []
         """The worker's outputs not handed on yet (the same list for its whole life)."""
         self.errors: list[Any] = []
         self.batch: list[Envelope] = []
+        """The batch the piece is part of: its items are `batch[start:stop]`. Shared with the workers
+        that took over part of it, and never changed, so that taking over copies nothing."""
+        self.start = 0
+        self.stop = 0
+        self.size = 0
+        """Items in the piece when it started (`stop - start`, until another worker takes some)."""
         self.rest: Iterator[Envelope] | None = None
-        """The worker's iterator over `batch`; None between pieces."""
+        """The worker's iterator over its piece (a list iterator over `batch`); None between pieces."""
         self.emitting = False
         """True while the worker hands outputs on: waiting for room downstream is not waiting on I/O."""
         self.stolen = 0
@@ -115,6 +117,7 @@ class Pool:
         "_armed",
         "_call_soon",
         "_ended",
+        "_expands",
         "_group",
         "_holding",
         "_inputs",
@@ -131,6 +134,7 @@ class Pool:
         "busy",
         "calm",
         "cap",
+        "emitting",
         "fixed",
         "gate",
         "has_stranded",
@@ -151,8 +155,10 @@ class Pool:
         self._waiting: deque[runtime.Future[None]] = deque()
         self._members: list[Member] = []
         self._holding: dict[Member, None] = {}
-        """The workers whose piece may still hold items they have not started, in the order their
-        pieces started (the input's order): where `_steal` looks, kept only while there are two workers."""
+        """The workers whose piece may still hold items they have not started, or outputs they have not
+        handed on, in the order their pieces started (the input's order): where `_steal` and `_look`
+        look, kept only while there are two workers. A piece of one item (of a node that is not a
+        generator) is never there: its item starts as soon as it does, and its output leaves with it."""
         self._reading = False
         self._ended = False
         self._armed = False
@@ -165,6 +171,7 @@ class Pool:
         self._watch = watch
         self._watched = False
         """In the run's watch: a piece started without a look since the last one."""
+        self._expands = node.spec.is_generator
         self.has_stranded = False
         """Whether a look found outputs finished by a worker that is now suspended (see `stranded`)."""
         self._group: runtime.TaskGroup | None = None
@@ -176,6 +183,8 @@ class Pool:
         """The most workers that ran at once."""
         self.busy = 0
         """Workers in the middle of a piece."""
+        self.emitting = 0
+        """Workers handing outputs on in the middle of a piece (see `handing_on`)."""
         # An edge may tell when items wait with no worker to take them (optional in the Edge protocol).
         self._listeners: list[Callable[[Callable[[], object] | None], None]] = []
         if self.fixed is None and self.cap > 1:
@@ -207,12 +216,7 @@ class Pool:
                 for _ in range((self.fixed or 1) - 1):
                     self._start(extra=False)
                 member = Member()
-                member.task = self._task
-                first = self._new_worker(member, extra=False)
-                try:
-                    await first.loop()  # the first runs in the node's own task
-                finally:
-                    self.left(member)
+                await self._new_worker(member, extra=False).loop()  # the first runs in the node's own task
         except BaseExceptionGroup as errors:
             if len(errors.exceptions) == 1:
                 raise errors.exceptions[0] from None  # the one exception itself, as a node without a pool raises
@@ -238,17 +242,11 @@ class Pool:
         if self._task is not None and self._task.cancelling():
             return  # the node is being cancelled (the run failed or was cancelled): no new worker
         member = Member()
-        self._group.create_task(self._run_worker(self._new_worker(member, extra=extra), member))
-
-    async def _run_worker(self, worker: Worker, member: Member) -> None:
-        member.task = runtime.current_task()
-        try:
-            await worker.loop()
-        finally:
-            self.left(member)
+        self._group.create_task(self._new_worker(member, extra=extra).loop())
 
     def left(self, member: Member) -> None:
-        """A worker ended (end of input, or an extra worker with nothing to do)."""
+        """A worker ended (end of input, a failure, or an extra worker with nothing to do): its loop
+        says so as it returns."""
         self._members.remove(member)
         self._holding.pop(member, None)
         self.live -= 1
@@ -262,8 +260,9 @@ class Pool:
         for member in self._members:
             if member.task is task and member.rest is not None:
                 batch = member.batch
-                at = len(batch) - length_hint(member.rest) - 1  # the item after which the iterator stands
-                return batch[at][0] if at >= 0 else None
+                # The item before the iterator's position (which a cut puts at the batch's end).
+                at = min(len(batch) - length_hint(member.rest), member.stop) - 1
+                return batch[at][0] if at >= member.start else None
         return None
 
     def stranded(self) -> tuple[list[Envelope], list[Any]] | None:
@@ -287,23 +286,16 @@ class Pool:
 
     # -- taking work --------------------------------------------------------------------------
 
-    async def piece(self, member: Member, *, extra: bool) -> Iterator[Envelope] | None:
-        """The next piece of a worker (as `take`). A worker alone in its pool and in no piece reads the
-        input itself (`begin`): there is no one to share with."""
-        if self.live == 1 and not self.busy and not extra:
-            return self.begin(member, await self.read(1))
-        return await self.take(member, extra=extra)
-
     async def take(self, member: Member, *, extra: bool) -> Iterator[Envelope] | None:
-        """Start the next piece of a worker: the unstarted half of a suspended worker's piece, else a
+        """Start the next piece of a worker: the items a suspended worker has not started, else a
         batch from the input. Returns the iterator the worker works through (which the pool may cut
-        short; the piece is `member.batch`, its turn `member.turn`), or None at the end of the input
-        (or, for an extra worker, when there is nothing). The worker calls `finished` after it."""
+        short; the piece has `member.size` items, its turn is `member.turn`), or None at the end of the
+        input (or, for an extra worker, when there is nothing). The worker calls `finished` after it."""
         while True:
             if self.busy:  # another worker is in the middle of a piece: it may have items to spare
-                piece = self._steal()
-                if piece is not None:
-                    return self._start_piece(member, *piece)
+                rest = self.steal(member)
+                if rest is not None:
+                    return rest
             if self._ended:
                 if self.busy == 0:
                     self._wake(len(self._waiting))
@@ -339,35 +331,41 @@ class Pool:
             self._ended = True
             self._wake(len(self._waiting))
             return None
-        return self._start_piece(member, batch, self.gate.ticket() if self.gate is not None else None)
+        return self._start_piece(member, batch, 0, self.gate.ticket() if self.gate is not None else None)
 
-    def _steal(self) -> Piece | None:
-        """Take over the items a worker suspended in the middle of a piece has not started.
+    def steal(self, member: Member) -> Iterator[Envelope] | None:
+        """Start, as the worker's next piece, the items a worker suspended in the middle of its piece
+        has not started (as `take` does first, without waiting); None when no worker has any to spare.
 
         The victim goes on with the item it is in, and its piece ends there; the items after it
         start here, in input order, as they would with a task each. When order is kept, their
-        outputs take their turn right after the victim's.
+        outputs take their turn right after the victim's. Nothing is copied: both pieces are parts
+        of one batch.
         """
         holding = self._holding
-        for member in list(holding):
-            rest = member.rest
+        for victim in list(holding):
+            rest = victim.rest
             if rest is None:
-                del holding[member]
+                del holding[victim]
                 continue
-            if member.emitting:
+            if victim.emitting:
                 continue
             left = length_hint(rest)
             if not left:
-                del holding[member]
+                if not (victim.out or victim.errors or self._expands):
+                    del holding[victim]  # in its last item: nothing more to take or hand on
                 continue
-            batch = member.batch
+            batch = victim.batch
             cut = len(batch) - left
-            items = batch[cut:]
-            del batch[cut:]  # the victim's iterator stops at the cut
-            member.stolen += left
+            stopped: Any = rest
+            stopped.__setstate__(len(batch))  # the victim's list iterator stops at the cut
+            victim.stop = cut
+            if not (victim.out or victim.errors or self._expands):
+                del holding[victim]  # in its last item now: nothing more to take or hand on
+            victim.stolen += left
             self._node.ledger.items_in -= left  # counted again by the worker that takes them
-            turn = self.gate.split(member.turn) if self.gate is not None and member.turn is not None else None
-            return items, turn
+            turn = self.gate.split(victim.turn) if self.gate is not None and victim.turn is not None else None
+            return self._start_piece(member, batch, cut, turn)
         return None
 
     def _empty(self) -> bool:
@@ -381,14 +379,20 @@ class Pool:
                 waiter.set_result(None)
                 count -= 1
 
-    def _start_piece(self, member: Member, items: list[Envelope], turn: Turn | None) -> Iterator[Envelope]:
-        rest = iter(items)
-        member.batch = items
+    def _start_piece(self, member: Member, batch: list[Envelope], start: int, turn: Turn | None) -> Iterator[Envelope]:
+        rest = iter(batch)
+        if start:
+            cursor: Any = rest
+            cursor.__setstate__(start)  # a list iterator from that position on
+        member.batch = batch
         member.rest = rest
+        member.start = start
+        member.stop = stop = len(batch)
+        member.size = size = stop - start
         member.turn = turn
         member.stolen = 0
         self.busy += 1
-        if self.live > 1 and len(items) > 1:
+        if self.live > 1 and (size > 1 or self._expands):
             self._holding[member] = None
         if not self._armed:
             if self._skip:
@@ -426,19 +430,24 @@ class Pool:
         workers would wait for the same room): one of those that goes back to its piece looks then
         (`handed_on`).
         """
-        if self._armed or self._group is None:
+        if self._armed or self._group is None or not self.busy:
             return
-        for member in self._members:
-            if member.rest is not None:
-                if not member.emitting:
-                    self._armed = True
-                    self._call_soon(self._look)
-                    return
-                self._missed = True
+        if self.busy > self.emitting:
+            self._armed = True
+            self._call_soon(self._look)
+        else:
+            self._missed = True
+
+    def handing_on(self, member: Member) -> None:
+        """A worker hands outputs on in the middle of its piece: waiting for room downstream is not
+        waiting on I/O, so it keeps the items it has not started, and is not counted as suspended."""
+        member.emitting = True
+        self.emitting += 1
 
     def handed_on(self, member: Member) -> None:
         """A worker that handed outputs on in the middle of its piece goes back to it."""
         member.emitting = False
+        self.emitting -= 1
         if self._missed:
             self._missed = False
             self.arm()
@@ -454,11 +463,13 @@ class Pool:
         self._armed = False
         if self._group is None:
             return
-        calling = unstarted = 0
+        calling = self.busy - self.emitting  # workers suspended in the middle of a piece
+        unstarted = 0
         stranded = False
-        for member in self._members:
+        # Only a piece of several items (or a generator's) can hold items not started or outputs
+        # not handed on: those are in _holding (while there are two workers, else in _members).
+        for member in self._holding if self.live > 1 else self._members:
             if member.rest is not None and not member.emitting:
-                calling += 1
                 unstarted += length_hint(member.rest)
                 stranded = stranded or bool(member.out or member.errors)
         if not calling:

@@ -3,9 +3,9 @@
 A worker takes the envelopes waiting in its node's input in one batch, handles each (calls the
 node's function, or passes a tombstone on), and hands the outputs to every successor in one batch.
 The common node, one that returns its output (or routes it), runs that loop with the items' steps
-written out in it (`_mapped_loop`); sinks, generators and every node of a keyless run (whose
-envelopes are the bare values, pipelines.lineage.needs_keys) run the same loop with the items of a
-piece handled by a step chosen for their role. What differs between nodes is chosen when the
+written out in it (`_mapped_loop`), over envelopes or, in a keyless run, over the bare values
+(pipelines.lineage.needs_keys); sinks and generators run the same loop with the items of a piece
+handled by a step chosen for their role. What differs between nodes is chosen when the
 worker starts, not tested per item:
 
 - how a batch is taken (`take`): straight from the input edge, or through the join, which gives
@@ -20,7 +20,7 @@ worker starts, not tested per item:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Iterator, Sized
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator, Sized
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -98,7 +98,7 @@ class Worker:
         pool = self._pool
 
         async def flagged(out: list[Envelope], errors: list[Any]) -> None:
-            member.emitting = True
+            pool.handing_on(member)
             try:
                 await emit(out, errors)
             finally:
@@ -140,11 +140,11 @@ class Worker:
 
         return admitted
 
-    def loop(self) -> Awaitable[None]:
+    def loop(self) -> Coroutine[Any, Any, None]:
         """Take a piece of work, handle each item, hand the outputs on; until the input ends, a failure
         ends the run, or (an extra worker) there is nothing to do. The pool calls it, once."""
         node = self._node
-        if self._step is None and node.outputs and not node.keyless:
+        if self._step is None and node.outputs:
             return self._mapped_loop()
         return self._loop()
 
@@ -153,104 +153,138 @@ class Worker:
         item, keep the output.
 
         The items' steps are written out in the loop, not in a call per piece: the hot path of a
-        chain. The piece is taken as `Pool.piece` takes it, also written out.
+        chain, and of a node with many workers, whose pieces are often of one item. The items of a
+        keyless run (pipelines.lineage.needs_keys) are the values themselves, without key or
+        tombstone: they have a loop of their own.
         """
         ledger = self._node.ledger
-        pool, member, extra = self._pool, self._member, self._extra
+        pool, member = self._pool, self._member
         clock = runtime.clock()
-        read = pool.read
         emit = self._emit
         gate = self._gate
         call, bare, index, idle = self._call, self._bare, self._index, self._idle
         counts_out = self._counts_out
+        keyless = self._node.keyless
         # Reused for every piece: an edge copies what it is given. Another worker may hand them on.
         out = member.out
         errors = member.errors
         append = out.append
-        while True:
-            if pool.has_stranded:
-                stranded = pool.stranded()
-                if stranded is not None:
-                    await emit(*stranded)
-            if pool.live == 1 and not pool.busy and not extra:
-                rest = pool.begin(member, await read(1))
-            else:
-                rest = await pool.take(member, extra=extra)
-            if rest is None:
-                return
-            turn = member.turn
-            size = len(member.batch)
-            many = size > 1
-            started = clock()
-            ledger.items_in += size  # in flight from now: stats() shows them so
-            passed = not_done = 0
-            for key, value, _ in rest:
-                if value is DROPPED:
-                    passed += 1
-                    ledger.tombstone(key, out)
-                    continue
-                try:
-                    result = await call(value if bare else (value,))
-                except BaseException as exc:
-                    not_done += 1
-                    if not ledger.fail(key, value if bare else (value,), exc, runtime.current_task(), out, errors):
-                        pool.finished(member)
+        member.task = runtime.current_task()
+        try:
+            while True:
+                # Most often, with several workers, the items a suspended one has not started.
+                rest = pool.steal(member) if pool.busy and not pool.has_stranded else None
+                if rest is None:
+                    rest = await self._next_piece()
+                    if rest is None:
                         return
-                    continue
-                if result is None:
-                    not_done += 1
-                    ledger.drop(key, out)
-                    continue
-                append((key, result, index))
-                if idle and many and not pool.calm:
-                    await self._hand_on_early()
-            handled = size - pool.finished(member) - passed
-            ledger.piece_done(clock() - started, handled, passed, not_done, counts_out)
-            if gate is not None and turn is not None:
-                await self._emit_in_turn(turn, out, errors)
-            elif out or errors:
-                await emit(out, errors)
+                turn = member.turn
+                size = member.size
+                many = size > 1
+                started = clock()
+                ledger.items_in += size  # in flight from now: stats() shows them so
+                passed = not_done = 0
+                for value in rest if keyless else ():  # a keyless run: the envelopes are the values
+                    arg = value if bare else (value,)
+                    try:
+                        result = await call(arg)
+                    except BaseException as exc:
+                        not_done += 1
+                        if not ledger.fail(NO_KEY, arg, exc, runtime.current_task(), out, errors):
+                            pool.finished(member)
+                            return
+                        continue
+                    if result is None:
+                        not_done += 1
+                        ledger.drop(NO_KEY, out)
+                        continue
+                    append(result)
+                    if idle and many and not pool.calm:
+                        await self._hand_on_early()
+                for key, value, _ in () if keyless else rest:
+                    if value is DROPPED:
+                        passed += 1
+                        ledger.tombstone(key, out)
+                        continue
+                    try:
+                        result = await call(value if bare else (value,))
+                    except BaseException as exc:
+                        not_done += 1
+                        if not ledger.fail(key, value if bare else (value,), exc, runtime.current_task(), out, errors):
+                            pool.finished(member)
+                            return
+                        continue
+                    if result is None:
+                        not_done += 1
+                        ledger.drop(key, out)
+                        continue
+                    append((key, result, index))
+                    if idle and many and not pool.calm:
+                        await self._hand_on_early()
+                handled = size - pool.finished(member) - passed
+                ledger.piece_done(clock() - started, handled, passed, not_done, counts_out)
+                if gate is not None and turn is not None:
+                    await self._emit_in_turn(turn, out, errors)
+                elif out or errors:
+                    await emit(out, errors)
+        finally:
+            pool.left(member)  # this worker is done
+
+    async def _next_piece(self) -> Iterator[Any] | None:
+        """The worker's next piece (as `Pool.take` gives it), when it cannot just take over the items of
+        a suspended worker: first hand on the outputs suspended workers finished (`Pool.stranded`).
+        A worker alone in its pool and in no piece reads the input itself: there is no one to share with."""
+        pool = self._pool
+        if pool.has_stranded:
+            stranded = pool.stranded()
+            if stranded is not None:
+                await self._emit(*stranded)
+        if pool.live == 1 and not pool.busy and not self._extra:
+            return pool.begin(self._member, await pool.read(1))
+        return await pool.take(self._member, extra=self._extra)
 
     async def _loop(self) -> None:
-        """The loop of any other node: a sink, a generator, any node of a keyless run."""
+        """The loop of any other node: a sink or a generator."""
         ledger = self._node.ledger
-        pool, member, extra = self._pool, self._member, self._extra
+        pool, member = self._pool, self._member
         handle = self._handler()
         clock = runtime.clock()
         finished = self._finished
-        while True:
-            if pool.has_stranded:
-                stranded = pool.stranded()
-                if stranded is not None:
-                    await self._emit(*stranded)
-            rest = await pool.piece(member, extra=extra)
-            if rest is None:
-                return
-            turn = member.turn
-            size = len(member.batch)
-            started = clock()
-            ledger.items_in += size  # in flight from now: stats() shows them so
-            counts = await handle(rest, turn)
-            if counts is None:  # an item's failure ends the run
-                pool.finished(member)
-                return
-            passed, not_done = counts
-            handled = size - pool.finished(member) - passed
-            ledger.piece_done(clock() - started, handled, passed, not_done, self._counts_out)
-            # Hand its outputs on (in turn, for an ordered node), commit a sink's items.
-            if self._gate is not None and turn is not None:
-                await self._emit_in_turn(turn, member.out, member.errors)
-            elif member.out or member.errors:
-                await self._emit(member.out, member.errors)
-            if finished:
-                await self._commit(finished)
+        member.task = runtime.current_task()
+        try:
+            while True:
+                rest = pool.steal(member) if pool.busy and not pool.has_stranded else None
+                if rest is None:
+                    rest = await self._next_piece()
+                    if rest is None:
+                        return
+                turn = member.turn
+                size = member.size
+                started = clock()
+                ledger.items_in += size  # in flight from now: stats() shows them so
+                counts = await handle(rest, turn)
+                if counts is None:  # an item's failure ends the run
+                    pool.finished(member)
+                    return
+                passed, not_done = counts
+                handled = size - pool.finished(member) - passed
+                ledger.piece_done(clock() - started, handled, passed, not_done, self._counts_out)
+                # Hand its outputs on (in turn, for an ordered node), commit a sink's items.
+                if self._gate is not None and turn is not None:
+                    await self._emit_in_turn(turn, member.out, member.errors)
+                elif member.out or member.errors:
+                    await self._emit(member.out, member.errors)
+                if finished:
+                    await self._commit(finished)
+        finally:
+            pool.left(member)  # this worker is done
 
     # -- the items of a piece, by the node's role ----------------------------------------------
     #
     # Each handles the items of one piece in order and returns (tombstones and items passed over,
     # items that gave no output), or None when an item's failure ends the run. `_consumed_items`
     # serves a sink that only consumes with the fewest steps per item; `_any_items` any other sink,
-    # and a generator; `_bare_items` any node of a keyless run.
+    # and a generator; `_bare_items` a sink of a keyless run.
 
     def _handler(self) -> Callable[[Iterator[Any], Turn | None], Awaitable[tuple[int, int] | None]]:
         node = self._node
@@ -264,14 +298,12 @@ class Worker:
     # the value itself, and a node that drops an item or fails on it has nothing to send on for it.
 
     async def _bare_items(self, rest: Iterator[Any], turn: Turn | None) -> tuple[int, int] | None:
-        """Any node of a keyless run: one that returns its output, or a sink."""
+        """A sink of a keyless run: call, keep the result if the sink's results are kept.
+
+        (A keyless node with successors runs `_mapped_loop`, which handles bare values too.)"""
         ledger = self._node.ledger
-        call, bare, idle, on_result = self._call, self._bare, self._idle, self._on_result
-        is_sink = not self._node.outputs
-        pool, member = self._pool, self._member
-        out, errors = member.out, member.errors
-        append = out.append
-        many = len(member.batch) > 1
+        call, bare, on_result = self._call, self._bare, self._on_result
+        out, errors = self._member.out, self._member.errors
         not_done = 0
         for value in rest:
             arg = value if bare else (value,)
@@ -282,16 +314,8 @@ class Worker:
                 if not ledger.fail(NO_KEY, arg, exc, runtime.current_task(), out, errors):
                     return None
                 continue
-            if is_sink:
-                if on_result is not None:
-                    on_result(NO_KEY, result)
-            elif result is None:
-                not_done += 1
-                ledger.drop(NO_KEY, out)
-            else:
-                append(result)
-                if idle and many and not pool.calm:
-                    await self._hand_on_early()
+            if on_result is not None:
+                on_result(NO_KEY, result)
         return 0, not_done
 
     async def _consumed_items(self, rest: Iterator[Envelope], turn: Turn | None) -> tuple[int, int] | None:
@@ -363,9 +387,11 @@ class Worker:
     async def _hand_on_early(self) -> None:
         """The consumer downstream is idle: give it what is ready now, in the middle of the piece."""
         member = self._member
-        member.emitting = True  # waiting for room is not waiting on I/O: keep the rest
-        await self._emit(member.out, member.errors)
-        self._pool.handed_on(member)
+        self._pool.handing_on(member)  # waiting for room is not waiting on I/O: keep the rest
+        try:
+            await self._emit(member.out, member.errors)
+        finally:
+            self._pool.handed_on(member)
 
     async def _emit_in_turn(self, turn: Turn, out: list[Envelope], errors: list[Any]) -> None:
         """Hand an ordered node's outputs on when their turn comes."""
