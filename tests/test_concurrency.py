@@ -115,6 +115,48 @@ async def test_an_item_never_waits_behind_a_slow_one_while_a_worker_is_idle(virt
     assert (result["w"].peak_workers, result["w"].completed) == (4, 40)
 
 
+@on_asyncios_own_loop
+async def test_a_batch_shared_out_one_item_per_worker_counts_each_item_once(virtual_clock: VirtualClock) -> None:
+    """workers=3 take one batch of 9 items: each takes over the items the previous one has not started.
+
+    Every worker works on its part of the one batch (nothing is copied); the counts seen while all
+    three are suspended say how many items are started and how many only taken. (Which of the
+    started ones are counted completed depends on the order a backend wakes the three in: a worker
+    may go on to the next item of its part before the others take it, and counts it at the end.)"""
+    started: list[int] = []
+    seen: dict[float, tuple[int, int, int, int]] = {}
+
+    async def work(processor: Processor, q_elt: tuple[int]) -> int:
+        started.append(q_elt[0])
+        await anyio.sleep(1.0)
+        return q_elt[0]
+
+    async def watch() -> None:
+        for at in (0.5, 1.5, 2.5):
+            await anyio.sleep(at - virtual_clock.elapsed)
+            w = plumber.stats()["w"]
+            seen[at] = (w.items_in, w.taken, w.in_flight + w.completed, w.workers)
+
+    out: list[int] = []
+
+    async def sink(processor: Processor, q_elt: tuple[int]) -> None:
+        out.append(q_elt[0])
+
+    graph = chain(
+        "src", "w", "out", coros={"src": source_of(list(range(9))), "w": work, "out": sink}, props={"w": {"workers": 3}}
+    )
+    plumber = Plumber(graph)
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        result = await plumber.run()
+    assert started == list(range(9))
+    # items_in (started), taken (not started), in flight or completed, workers
+    assert seen == {0.5: (3, 6, 3, 3), 1.5: (6, 3, 6, 3), 2.5: (9, 0, 9, 3)}
+    assert sorted(out) == list(range(9))
+    assert virtual_clock.elapsed == 3.0
+    assert (result["w"].items_in, result["w"].completed, result["w"].in_flight, result["w"].taken) == (9, 9, 0, 0)
+
+
 class CountingEdge(MemoryEdge):
     """A MemoryEdge that keeps the size of every batch put into it."""
 
