@@ -83,6 +83,10 @@ class Watch:
             pool.watched()
 
 
+_NO_BATCH: list[Envelope] = []
+"""The batch of a worker between pieces (never changed: no batch is)."""
+
+
 class Member:
     """What the pool knows of one of its workers: the piece it is in the middle of."""
 
@@ -92,7 +96,7 @@ class Member:
         self.out: list[Envelope] = []
         """The worker's outputs not handed on yet (the same list for its whole life)."""
         self.errors: list[Any] = []
-        self.batch: list[Envelope] = []
+        self.batch = _NO_BATCH
         """The batch the piece is part of: its items are `batch[start:stop]`. Shared with the workers
         that took over part of it, and never changed, so that taking over copies nothing."""
         self.start = 0
@@ -331,6 +335,7 @@ class Pool:
             self._ended = True
             self._wake(len(self._waiting))
             return None
+        self._node.ledger.items_in += len(batch)  # in flight from now (a steal moves them): stats() shows them so
         return self._start_piece(member, batch, 0, self.gate.ticket() if self.gate is not None else None)
 
     def steal(self, member: Member) -> Iterator[Envelope] | None:
@@ -363,7 +368,6 @@ class Pool:
             if not (victim.out or victim.errors or self._expands):
                 del holding[victim]  # in its last item now: nothing more to take or hand on
             victim.stolen += left
-            self._node.ledger.items_in -= left  # counted again by the worker that takes them
             turn = self.gate.split(victim.turn) if self.gate is not None and victim.turn is not None else None
             return self._start_piece(member, batch, cut, turn)
         return None
@@ -410,15 +414,13 @@ class Pool:
     def finished(self, member: Member) -> int:
         """A worker finished its piece; returns how many of its items another worker took over."""
         member.rest = None
-        member.batch = []
+        member.batch = _NO_BATCH
         if self._holding:
             self._holding.pop(member, None)
         self.busy -= 1
         if self._ended and self.busy == 0:
             self._wake(len(self._waiting))
-        stolen = member.stolen
-        member.stolen = 0
-        return stolen
+        return member.stolen  # reset when its next piece starts
 
     # -- growing ------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from types import ModuleType
@@ -230,12 +231,19 @@ async def raise_cancelled(task: asyncio.Task[Any]) -> NoReturn:
 
 
 def clock() -> Callable[[], float]:
-    """The running loop's monotonic clock (virtual under pipelines.testing's virtual time)."""
+    """The running loop's monotonic clock (virtual under pipelines.testing's virtual time).
+
+    For an asyncio loop whose `time` is asyncio's own, `time.monotonic` itself: the same clock, read
+    without a Python call in between (a worker reads it twice per piece of work).
+    """
     loop = running_loop()
     if loop is None:
         _foreign()
         return cast("Callable[[], float]", sys.modules["trio"].current_time)
-    return loop.time
+    read = loop.time
+    if getattr(read, "__func__", None) is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return read
 
 
 async def wait_through_cancel(fut: asyncio.Future[Any], on_cancel: Callable[[], object] | None = None) -> None:

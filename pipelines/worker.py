@@ -182,7 +182,6 @@ class Worker:
                 size = member.size
                 many = size > 1
                 started = clock()
-                ledger.items_in += size  # in flight from now: stats() shows them so
                 passed = not_done = 0
                 for value in rest if keyless else ():  # a keyless run: the envelopes are the values
                     arg = value if bare else (value,)
@@ -261,7 +260,6 @@ class Worker:
                 turn = member.turn
                 size = member.size
                 started = clock()
-                ledger.items_in += size  # in flight from now: stats() shows them so
                 counts = await handle(rest, turn)
                 if counts is None:  # an item's failure ends the run
                     pool.finished(member)

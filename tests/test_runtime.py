@@ -10,6 +10,7 @@ import pytest
 
 from pipelines import runtime
 from pipelines.runtime import clock, current_task, new_future, shield, spawn, wait_through_cancel
+from pipelines.testing import virtual_time
 
 
 @pytest.mark.parametrize(
@@ -91,14 +92,22 @@ async def test_current_task_is_the_task_running_the_caller() -> None:
     assert current_task() is asyncio.current_task()
 
 
-async def test_clock_is_the_running_loops_clock() -> None:
+async def test_clock_reads_the_running_loops_clock() -> None:
     loop = asyncio.get_running_loop()
     now = clock()
-    assert now == loop.time
     before = loop.time()
     read = now()
     after = loop.time()
     assert before <= read <= after
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])  # virtual time needs asyncio's own loop
+async def test_clock_follows_the_loops_virtual_time() -> None:
+    async with virtual_time() as virtual:
+        now = clock()
+        start = now()
+        await asyncio.sleep(3600)
+        assert (now() - start, virtual.elapsed) == (3600.0, 3600.0)
 
 
 def cancel_counter() -> tuple[list[asyncio.Future[int]], Callable[[], None]]:
