@@ -2,10 +2,10 @@
 
 A worker takes the envelopes waiting in its node's input in one batch, handles each (calls the
 node's function, or passes a tombstone on), and hands the outputs to every successor in one batch.
-The common node, one that returns its output (or routes it), runs that loop with the items' steps
-written out in it (`_mapped_loop`), over envelopes or, in a keyless run, over the bare values
-(pipelines.lineage.needs_keys); sinks and generators run the same loop with the items of a piece
-handled by a step chosen for their role. What differs between nodes is chosen when the
+Every worker runs one loop (`Worker.loop`). The common node, one that returns its output (or
+routes it), has the items' steps written out in it, over envelopes or, in a keyless run, over the
+bare values (pipelines.lineage.needs_keys); sinks and generators handle the items of a piece with
+a step chosen for their role. What differs between nodes is chosen when the
 worker starts, not tested per item:
 
 - how a batch is taken (`take`): straight from the input edge, or through the join, which gives
@@ -20,7 +20,7 @@ worker starts, not tested per item:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator, Sized
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sized
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -53,6 +53,7 @@ class Worker:
         "_call",
         "_counts_out",
         "_emit",
+        "_emit_now",
         "_extra",
         "_finished",
         "_gate",
@@ -75,10 +76,13 @@ class Worker:
         is_sink = not node.outputs
         self._counts_out = not is_sink and not node.spec.is_generator  # a generator counts its outputs itself
         self._finished: list[Key] | None = [] if is_sink and hooks.finished is not None else None
-        emit = node.emit_reporting if hooks.sent is not None and not node.spec.is_generator else node.emit
+        reports = hooks.sent is not None and not node.spec.is_generator
+        emit = node.emit_reporting if reports else node.emit
         if node.router is not None:
             emit = node.emit_routed  # each output to the successors it is routed to
         self._emit = emit
+        self._emit_now = node.emit_now if not reports and node.router is None and node.emits_in_memory else None
+        """Hands outputs on without a coroutine when there is room (plain `emit` to in-memory edges)."""
         spec = node.spec
         self._call = with_retries(
             node.invoke, spec.name, spec.properties.retry, spec.properties.timeout, node.ledger, node.signals
@@ -140,34 +144,25 @@ class Worker:
 
         return admitted
 
-    def loop(self) -> Coroutine[Any, Any, None]:
+    async def loop(self) -> None:
         """Take a piece of work, handle each item, hand the outputs on; until the input ends, a failure
-        ends the run, or (an extra worker) there is nothing to do. The pool calls it, once."""
-        node = self._node
-        if self._step is None and node.outputs:
-            return self._mapped_loop()
-        return self._loop()
+        ends the run, or (an extra worker) there is nothing to do. The pool runs it, once.
 
-    async def _mapped_loop(self) -> None:
-        """The loop of a node that returns its output (most nodes, and those that route it): call each
-        item, keep the output.
-
-        The items' steps are written out in the loop, not in a call per piece: the hot path of a
-        chain, and of a node with many workers, whose pieces are often of one item. The items of a
-        keyless run (pipelines.lineage.needs_keys) are the values themselves, without key or
-        tombstone: they have a loop of their own.
+        A node that returns its output (most nodes, and those that route it) has its items' steps
+        written out here, not in a call per piece: the hot path of a chain, and of a node with many
+        workers, whose pieces are often of one item. In a keyless run (pipelines.lineage.needs_keys)
+        its items are the values themselves, with no key and no tombstone. Any other node (a sink, a
+        generator) handles the items of a piece with the step chosen for its role (`_handler`).
         """
         ledger = self._node.ledger
         pool, member = self._pool, self._member
         clock = runtime.clock()
-        emit = self._emit
-        gate = self._gate
+        emit, emit_now, gate, finished = self._emit, self._emit_now, self._gate, self._finished
         call, bare, index, idle = self._call, self._bare, self._index, self._idle
-        counts_out = self._counts_out
-        keyless = self._node.keyless
+        counts_out, keyless = self._counts_out, self._node.keyless
+        handle = self._handler()
         # Reused for every piece: an edge copies what it is given. Another worker may hand them on.
-        out = member.out
-        errors = member.errors
+        out, errors = member.out, member.errors
         append = out.append
         member.task = runtime.current_task()
         try:
@@ -183,49 +178,61 @@ class Worker:
                 many = size > 1
                 started = clock()
                 passed = not_done = 0
-                for value in rest if keyless else ():  # a keyless run: the envelopes are the values
-                    arg = value if bare else (value,)
-                    try:
-                        result = await call(arg)
-                    except BaseException as exc:
-                        not_done += 1
-                        if not ledger.fail(NO_KEY, arg, exc, runtime.current_task(), out, errors):
-                            pool.finished(member)
-                            return
-                        continue
-                    if result is None:
-                        not_done += 1
-                        ledger.drop(NO_KEY, out)
-                        continue
-                    append(result)
-                    if idle and many and not pool.calm:
-                        await self._hand_on_early()
-                for key, value, _ in () if keyless else rest:
-                    if value is DROPPED:
-                        passed += 1
-                        ledger.tombstone(key, out)
-                        continue
-                    try:
-                        result = await call(value if bare else (value,))
-                    except BaseException as exc:
-                        not_done += 1
-                        if not ledger.fail(key, value if bare else (value,), exc, runtime.current_task(), out, errors):
-                            pool.finished(member)
-                            return
-                        continue
-                    if result is None:
-                        not_done += 1
-                        ledger.drop(key, out)
-                        continue
-                    append((key, result, index))
-                    if idle and many and not pool.calm:
-                        await self._hand_on_early()
+                if handle is not None:
+                    counts = await handle(rest, turn)
+                    if counts is None:  # an item's failure ends the run
+                        pool.finished(member)
+                        return
+                    passed, not_done = counts
+                elif keyless:
+                    for value in rest:
+                        arg = value if bare else (value,)
+                        try:
+                            result = await call(arg)
+                        except BaseException as exc:
+                            not_done += 1
+                            if not ledger.fail(NO_KEY, arg, exc, runtime.current_task(), out, errors):
+                                pool.finished(member)
+                                return
+                            continue
+                        if result is None:
+                            not_done += 1
+                            ledger.drop(NO_KEY, out)
+                            continue
+                        append(result)
+                        if idle and many and not pool.calm:
+                            await self._hand_on_early()
+                else:
+                    for key, value, _ in rest:
+                        if value is DROPPED:
+                            passed += 1
+                            ledger.tombstone(key, out)
+                            continue
+                        try:
+                            result = await call(value if bare else (value,))
+                        except BaseException as exc:
+                            not_done += 1
+                            arg = value if bare else (value,)
+                            if not ledger.fail(key, arg, exc, runtime.current_task(), out, errors):
+                                pool.finished(member)
+                                return
+                            continue
+                        if result is None:
+                            not_done += 1
+                            ledger.drop(key, out)
+                            continue
+                        append((key, result, index))
+                        if idle and many and not pool.calm:
+                            await self._hand_on_early()
                 handled = size - pool.finished(member) - passed
                 ledger.piece_done(clock() - started, handled, passed, not_done, counts_out)
+                # Hand its outputs on (in turn, for an ordered node), commit a sink's items.
                 if gate is not None and turn is not None:
                     await self._emit_in_turn(turn, out, errors)
-                elif out or errors:
+                elif errors or (out and (emit_now is None or not emit_now(out))):
                     await emit(out, errors)
+                if finished:
+                    await self._commit(finished)
         finally:
             pool.left(member)  # this worker is done
 
@@ -242,41 +249,6 @@ class Worker:
             return pool.begin(self._member, await pool.read(1))
         return await pool.take(self._member, extra=self._extra)
 
-    async def _loop(self) -> None:
-        """The loop of any other node: a sink or a generator."""
-        ledger = self._node.ledger
-        pool, member = self._pool, self._member
-        handle = self._handler()
-        clock = runtime.clock()
-        finished = self._finished
-        member.task = runtime.current_task()
-        try:
-            while True:
-                rest = pool.steal(member) if pool.busy and not pool.has_stranded else None
-                if rest is None:
-                    rest = await self._next_piece()
-                    if rest is None:
-                        return
-                turn = member.turn
-                size = member.size
-                started = clock()
-                counts = await handle(rest, turn)
-                if counts is None:  # an item's failure ends the run
-                    pool.finished(member)
-                    return
-                passed, not_done = counts
-                handled = size - pool.finished(member) - passed
-                ledger.piece_done(clock() - started, handled, passed, not_done, self._counts_out)
-                # Hand its outputs on (in turn, for an ordered node), commit a sink's items.
-                if self._gate is not None and turn is not None:
-                    await self._emit_in_turn(turn, member.out, member.errors)
-                elif member.out or member.errors:
-                    await self._emit(member.out, member.errors)
-                if finished:
-                    await self._commit(finished)
-        finally:
-            pool.left(member)  # this worker is done
-
     # -- the items of a piece, by the node's role ----------------------------------------------
     #
     # Each handles the items of one piece in order and returns (tombstones and items passed over,
@@ -284,8 +256,11 @@ class Worker:
     # serves a sink that only consumes with the fewest steps per item; `_any_items` any other sink,
     # and a generator; `_bare_items` a sink of a keyless run.
 
-    def _handler(self) -> Callable[[Iterator[Any], Turn | None], Awaitable[tuple[int, int] | None]]:
+    def _handler(self) -> Callable[[Iterator[Any], Turn | None], Awaitable[tuple[int, int] | None]] | None:
+        """The step for the items of a piece; None for a node that returns its output (written out in `loop`)."""
         node = self._node
+        if self._step is None and node.outputs:
+            return None
         if node.keyless:
             return self._bare_items
         if self._step is None and self._on_result is None and self._finished is None and not node.outputs:
@@ -298,7 +273,7 @@ class Worker:
     async def _bare_items(self, rest: Iterator[Any], turn: Turn | None) -> tuple[int, int] | None:
         """A sink of a keyless run: call, keep the result if the sink's results are kept.
 
-        (A keyless node with successors runs `_mapped_loop`, which handles bare values too.)"""
+        (A keyless node with successors has its steps written out in `loop`.)"""
         ledger = self._node.ledger
         call, bare, on_result = self._call, self._bare, self._on_result
         out, errors = self._member.out, self._member.errors
