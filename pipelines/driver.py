@@ -110,6 +110,8 @@ class Processor:
         self.env_vars = env_vars
         self._inputs: list[Edge] = []
         self._outputs: list[Edge] = []
+        self._memory_outputs: list[MemoryEdge] = []
+        """The output edges when every one is a plain MemoryEdge (else empty): see `emit_now`."""
         self._error_edge: Edge | None = None
         self._joiner: Joiner | None = None
         self._executor: Executor | None = None
@@ -410,6 +412,9 @@ class Processor:
         self._inputs = inputs
         self._outputs = outputs
         self._error_edge = error_edge
+        # Edges whose put_many is MemoryEdge's own (not a lossy edge, nor one that counts its puts).
+        plain = all(isinstance(edge, MemoryEdge) and type(edge).put_many is MemoryEdge.put_many for edge in outputs)
+        self._memory_outputs = cast("list[MemoryEdge]", outputs) if plain else []
         self.ledger.wire(len(outputs), error_edge is not None)
         spec = self._spec
         if spec.join_mode is not None:
@@ -445,6 +450,28 @@ class Processor:
         return self._joiner is not None and self._joiner.holds(key, producer)
 
     # -- handing outputs on -------------------------------------------------------------------
+
+    @property
+    def emits_in_memory(self) -> bool:
+        """Whether `emit_now` can hand outputs on: the node has outputs, all plain MemoryEdges."""
+        return bool(self._memory_outputs)
+
+    def emit_now(self, out: list[Envelope]) -> bool:
+        """Hand `out` to every successor at once, without waiting, when each has room for all of it
+        now (as `emit` does then, without a coroutine), and empty it; False when one has not:
+        nothing was handed on, and the caller awaits `emit`. Only where `emits_in_memory`."""
+        edges = self._memory_outputs
+        if len(edges) == 1:
+            if not edges[0].put_many_nowait(out):
+                return False
+        else:
+            count = len(out)
+            if not all(edge.room_for(count) for edge in edges):
+                return False
+            for edge in edges:
+                edge.put_many_nowait(out)
+        out.clear()
+        return True
 
     async def emit(self, out: list[Envelope], errors: list[Any]) -> None:
         """Hand `out` to every successor and `errors` to the error node, then empty both lists."""

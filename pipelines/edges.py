@@ -205,15 +205,30 @@ class MemoryEdge:
         """Add all `items` in order, waiting for room as needed; return the seconds spent waiting."""
         if self._open_producers <= 0:
             raise RuntimeError(f"edge {self.name!r}: put after every producer closed")
-        buffer = self._items
-        if not self._putters and len(buffer) + len(items) <= self.maxsize:
-            buffer.extend(items)
-            if self._getters:
-                self._hand_over(len(items))
-            elif not self._told:
-                self._tell()
+        if self.put_many_nowait(items):
             return 0.0
         return await self._put_slow(items)
+
+    def room_for(self, count: int) -> bool:
+        """Whether `put_many_nowait` would add `count` items now."""
+        return not self._putters and len(self._items) + count <= self.maxsize and self._open_producers > 0
+
+    def put_many_nowait(self, items: list[Any]) -> bool:
+        """Add all `items` if there is room for them now and no producer is queued to put (what
+        `put_many` does when it need not wait); return whether they were added.
+
+        Not part of the Edge protocol: a worker hands its outputs on with it, without a coroutine,
+        where its successors' edges are MemoryEdges (pipelines.driver, `Processor.emit_now`).
+        """
+        buffer = self._items
+        if self._putters or len(buffer) + len(items) > self.maxsize or self._open_producers <= 0:
+            return False
+        buffer.extend(items)
+        if self._getters:
+            self._hand_over(len(items))
+        elif not self._told:
+            self._tell()
+        return True
 
     async def _put_slow(self, items: list[Any]) -> float:
         make = self._new_future

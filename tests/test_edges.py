@@ -165,6 +165,37 @@ async def test_accepts_now_says_what_put_nowait_will_do() -> None:
     assert edge.accepts_now() is True
 
 
+async def test_put_many_nowait_adds_all_or_nothing_and_keeps_queued_producers_first() -> None:
+    edge = MemoryEdge("c", 3)
+    assert (edge.room_for(2), edge.put_many_nowait([1, 2])) == (True, True)
+    assert (edge.room_for(2), edge.put_many_nowait([3, 4])) == (False, False)  # one item of room: none added
+    assert edge.qsize() == 2
+    async with anyio.create_task_group() as group:
+        group.start_soon(edge.put_many, [3, 4])  # adds 3, then waits for room for 4
+        await until(lambda: edge.statistics().waiting_putters == 1)
+        group.start_soon(edge.put_many, [5])
+        await until(lambda: edge.statistics().waiting_putters == 2)
+        assert await edge.get_many() == [1, 2, 3]  # wakes the first producer; the second stays queued
+        # room for three now, but a producer is queued: a put without waiting does not pass it
+        assert (edge.room_for(1), edge.put_many_nowait([6])) == (False, False)
+        await until(lambda: edge.qsize() == 2)
+    assert await edge.get_many() == [4, 5]
+    assert edge.put_many_nowait([6]) is True
+    assert await edge.get_many() == [6]
+    edge.close()
+    assert (edge.room_for(1), edge.put_many_nowait([7])) == (False, False)  # every producer closed
+    assert await edge.get_many() == []
+
+
+async def test_put_many_nowait_wakes_a_waiting_consumer() -> None:
+    edge = MemoryEdge("c", 2)
+    async with anyio.create_task_group() as group:
+        getter = Background(group, edge.get_many)
+        await until(lambda: edge.statistics().waiting_getters == 1)
+        assert edge.put_many_nowait(["a", "b"]) is True
+        assert await getter == ["a", "b"]
+
+
 globals().update(
     trio_twins(
         globals(),
