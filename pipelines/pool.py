@@ -356,18 +356,17 @@ class Pool:
             if victim.emitting:
                 continue
             left = length_hint(rest)
-            if not left:
-                if not (victim.out or victim.errors or self._expands):
-                    del holding[victim]  # in its last item: nothing more to take or hand on
-                continue
-            batch = victim.batch
-            cut = len(batch) - left
-            stopped: Any = rest
-            stopped.__setstate__(len(batch))  # the victim's list iterator stops at the cut
-            victim.stop = cut
+            if left:
+                batch = victim.batch
+                cut = len(batch) - left
+                stopped: Any = rest
+                stopped.__setstate__(len(batch))  # the victim's list iterator stops at the cut
+                victim.stop = cut
+                victim.stolen += left
             if not (victim.out or victim.errors or self._expands):
-                del holding[victim]  # in its last item now: nothing more to take or hand on
-            victim.stolen += left
+                del holding[victim]  # in its last item: nothing more to take or hand on
+            if not left:
+                continue
             turn = self.gate.split(victim.turn) if self.gate is not None and victim.turn is not None else None
             return self._start_piece(member, batch, cut, turn)
         return None
