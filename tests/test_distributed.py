@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines import Failure, PipelineCancelled, Processor, node
 from pipelines.distributed import (
@@ -17,6 +20,7 @@ from pipelines.distributed import (
     RedisTransport,
     RemoteFailure,
     SerializationError,
+    scripts,
 )
 from pipelines.distributed.codec import decode, encode
 from pipelines.distributed.keys import RunKeys
@@ -87,6 +91,30 @@ async def pending_of(server: RedisServer, plumber: DistributedPlumber, edge: str
             [(_, fields)] = await r.xrange(key, entry["message_id"], entry["message_id"])
             values.append(decode(fields[b"d"])[1])
     return values
+
+
+@settings(max_examples=30, deadline=None)
+@given(order=st.permutations([1, 2, 3, 4]))
+def test_the_latest_publication_of_counts_wins_in_whatever_order_they_reach_redis(
+    server: RedisServer, order: list[int]
+) -> None:
+    # A cancelled caller's publication still completes on its own connection, so an older one can
+    # arrive after a newer one (the end-of-run counts were once overwritten by a periodic one).
+    async def publish_all() -> dict[str, Any]:
+        r = aioredis.Redis.from_url(server.url)
+        try:
+            key = RunKeys("publications").stats
+            await r.delete(key)
+            script = r.register_script(scripts.STATS)
+            for n in order:
+                value = json.dumps({"completed": 10 * n, "published": n})
+                await script(keys=[key], args=[n, "double\tw1", value, "show\tw1", value])
+            stored = await r.hgetall(key)
+            return {k.decode(): json.loads(v)["completed"] for k, v in stored.items()}
+        finally:
+            await r.aclose()
+
+    assert asyncio.run(publish_all()) == {"double\tw1": 40, "show\tw1": 40}
 
 
 def test_envelopes_keep_their_types_through_the_codec() -> None:

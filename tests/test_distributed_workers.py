@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -29,12 +30,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 class Process:
     """A `pipelines` command running in the background; its output is read as it comes."""
 
+    started: ClassVar[list[Process]] = []  # by the current test; the ones it left running are killed after it
+
     def __init__(self, *args: str, hold: bool = False) -> None:
         env = {**os.environ, "PIPELINES_TEST_HOLD": "1" if hold else "0"}
         self.popen = subprocess.Popen(
             [*PIPELINES, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env
         )
         self.shown = b""
+        Process.started.append(self)
 
     def wait_for(self, condition: Callable[[str], bool], timeout: float = 60) -> None:
         """Read stdout until `condition(what it printed so far)` holds (at most `timeout` s of silence)."""
@@ -50,6 +54,17 @@ class Process:
     def finish(self, timeout: float = 60) -> tuple[int, str, str]:
         stdout, stderr = self.popen.communicate(timeout=timeout)
         return self.popen.returncode, (self.shown + stdout).decode(), stderr.decode()
+
+
+@pytest.fixture(autouse=True)
+def no_process_outlives_its_test() -> Iterator[None]:
+    """A failing test leaves no process behind (nor its pipes, for a later test to find unclosed)."""
+    yield
+    while Process.started:
+        popen = Process.started.pop().popen
+        if popen.poll() is None:
+            popen.kill()
+        popen.communicate()
 
 
 def graph_file(tmp_path: Path, flow: str, nodes: dict[str, str]) -> str:

@@ -7,7 +7,7 @@ Times are the Redis server's own (``TIME``), so the clocks of the machines never
 
 from __future__ import annotations
 
-__all__ = ["ACK", "BEAT", "CLAIM", "FINISH", "PUT", "REGISTER", "DONE_NODES", "STOPPING"]
+__all__ = ["ACK", "BEAT", "CLAIM", "FINISH", "PUT", "REGISTER", "DONE_NODES", "STATS", "STOPPING"]
 
 _NOW = """
 local t = redis.call('TIME')
@@ -98,6 +98,23 @@ if state == 'running' or state == 'stopping' then
   return 1
 end
 return 0
+"""
+
+STATS = """
+-- KEYS[1] the run's stats hash; ARGV[1] the publication's number in its process; ARGV[2..] field,
+-- value pairs (each value a JSON object holding that number as 'published'). Writes each field
+-- unless a later publication of that instance is there already: a process's publications can
+-- reach Redis out of order (a cancelled caller's command still completes, on its own connection).
+local n = tonumber(ARGV[1])
+local written = 0
+for i = 2, #ARGV, 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  if not old or (tonumber(cjson.decode(old)['published']) or -1) < n then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    written = written + 1
+  end
+end
+return written
 """
 
 STOPPING = """

@@ -7,7 +7,8 @@ A run has an id; every key of it starts with ``pipelines:{RUN}:``:
     instances         hash: 'node<TAB>worker' -> running | closed, one field per instance of a node
     alive             hash: worker -> the server time of its last heartbeat (ms)
     done              set of the nodes that have finished everywhere
-    stats             hash: 'node<TAB>worker' -> that instance's NodeStats, as JSON
+    stats             hash: 'node<TAB>worker' -> that instance's NodeStats, as JSON (with 'published',
+                      the number of the publication, so that an older one never overwrites it)
 
 A node's name is percent-encoded wherever it goes into Redis (keys, fields, the plan, the `done`
 set, the scripts' arguments; pipelines.distributed.keys), so that every name the core accepts
@@ -147,6 +148,7 @@ class Session:
         self._plan = ""
         self._done_nodes_plan = "[]"
         self._stats: dict[str, NodeStats] | None = None
+        self._published = 0  # publications of this process's counts, numbered so a late one loses
         self._final_state: str | None = None
 
     # -- set up ------------------------------------------------------------------------------
@@ -228,6 +230,7 @@ class Session:
         self._beat_script = self._redis.register_script(scripts.BEAT)
         self._finish_script = self._redis.register_script(scripts.FINISH)
         self._stopping_script = self._redis.register_script(scripts.STOPPING)
+        self._stats_script = self._redis.register_script(scripts.STATS)
         try:
             await self.call(self._redis.ping)
             if self.coordinator:
@@ -521,11 +524,12 @@ class Session:
         if not names:
             return
         assert self._plumber is not None
-        values = {
-            instance_field(name, self.consumer): json.dumps(self._plumber.processor(name).stats().as_dict())
-            for name in names
-        }
-        await self.call(self.redis.hset, self.keys.stats, mapping=values)
+        self._published += 1
+        pairs: list[str] = []
+        for name in names:
+            counts = {**self._plumber.processor(name).stats().as_dict(), "published": self._published}
+            pairs += [instance_field(name, self.consumer), json.dumps(counts)]
+        await self.call(self._stats_script, keys=[self.keys.stats], args=[self._published, *pairs])
 
     # -- the end -----------------------------------------------------------------------------
 
