@@ -14,10 +14,9 @@ emits each value it yields.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -26,21 +25,21 @@ from .calls import invoker
 from .edges import MemoryEdge
 from .errors import PipelineError, PipelineStateError
 from .events import NodeEvents
-from .executors import close_pool, open_pool
-from .hooks import NodeHooks, unfiltered
+from .hooks import NodeHooks
 from .ledger import Ledger, as_failure
-from .lineage import DROPPED, Joiner
+from .lifecycle import drive
+from .lineage import Joiner
+from .outputs import Outputs
 from .pool import Pool, Watch
 from .queues import NodeInput, ResultFeed, ResultQueue
 from .routing import Router
 from .signals import Signals
+from .standalone import HandBuilt, prepare
 from .stats import NodeStats
 from .types import Envelope, Key
 from .valve import Valve
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .edges import Edge
     from .graph import NodeSpec
     from .sources import SourceOutput
@@ -48,10 +47,6 @@ if TYPE_CHECKING:
     from .worker import Take
 
 __all__ = ["NodeOutput", "Processor", "RunControl"]
-
-logger = logging.getLogger(__name__)
-
-TEARDOWN_TIMEOUT = 30.0
 
 
 class RunControl(Protocol):
@@ -72,7 +67,7 @@ class RunControl(Protocol):
     def fail(self, exc: BaseException) -> None: ...
 
 
-class Processor:
+class Processor(HandBuilt):
     """One node of the pipeline: its coroutine, its input edges, its outputs and its counters.
 
     Built by the Plumber as ``Processor(spec, env_vars, plumber)``; `env_vars` is the dict given
@@ -97,8 +92,6 @@ class Processor:
     ) -> None:
         hand: HandRun | None = None
         if control is None:  # built by hand, in the original's keyword form: `spec` is its name
-            from .standalone import prepare  # only code built by hand needs it
-
             spec, hand = prepare(self.kind == "source", original.pop("name", spec), env_vars, original)
             control = hand
         elif original:
@@ -109,12 +102,9 @@ class Processor:
         self._control = control
         self.env_vars = env_vars
         self._inputs: list[Edge] = []
-        self._outputs: list[Edge] = []
-        self._memory_outputs: list[MemoryEdge] = []
-        """The output edges when every one is a plain MemoryEdge (else empty): see `emit_now`."""
-        self._error_edge: Edge | None = None
         self._joiner: Joiner | None = None
-        self._executor: Executor | None = None
+        self.executor: Executor | None = None
+        """The node's thread or process pool while it runs (property 'executor'); else None."""
         self._pool: Pool | None = None
         self._output_queue: NodeOutput | ResultQueue = NodeOutput(node.name)
         self._input_view: NodeInput | None = None
@@ -132,11 +122,17 @@ class Processor:
         """The node's counters and the outcomes of its items (pipelines.ledger)."""
         self.router: Router | None = Router(node) if node.routes_outputs else None
         """Where the node's outputs go, for a node that routes them (pipelines.routing); else None."""
+        out = self._out = Outputs(self.ledger, self.router, is_generator=node.is_generator)
+        # How a batch of outputs is handed on (pipelines.outputs): the worker picks one when it starts.
+        self.emit = out.emit
+        self.emit_now = out.emit_now
+        self.emit_reporting = out.emit_reporting
+        self.emit_routed = out.emit_routed
         self.collected: list[Any] | None = None
         """A sink's return values (None excluded), kept when the Plumber collects outputs."""
         self.keyless = False
         """The items reach the node without their keys (`go_keyless`)."""
-        self.invoke: Callable[[Any], Any] = invoker(self, lambda: self._executor)
+        self.invoke: Callable[[Any], Any] = invoker(self, lambda: self.executor)
         """The node's function bound to its args (and style, and pool): ``invoke(arg)``."""
         self.valve = Valve(control.valve if self.kind == "source" else None)
         """Closed while the node itself is paused (`Plumber.pause(node)`): it takes no more items; a
@@ -206,51 +202,7 @@ class Processor:
         """(input edges, output edges), as in the original library; built by hand, (input_srcs, output_dests)."""
         if self._hand is not None:
             return (list(self._hand.input_srcs), list(self._hand.output_dests))
-        return (list(self._inputs), list(self._outputs))
-
-    # -- a processor built by hand ------------------------------------------------------------
-
-    def close(self) -> None:
-        """Built by hand: no more input will come. What the input sources hold now is still read;
-        everything is processed and delivered, then the processor ends. For an InputProcessor,
-        stop its coroutine where it is. Doing it again does nothing."""
-        self._by_hand("close()").close()
-
-    async def join(self) -> None:
-        """Built by hand: wait until the processor has ended (after `close()`, or a failure).
-
-        Raises the coroutine's exception if it failed (the original only logged it). Cancelling
-        the caller stops the wait only.
-        """
-        await self._by_hand("join()").join()
-
-    async def aclose(self) -> None:
-        """Built by hand: `close()`, then `await join()`."""
-        self.close()
-        await self.join()
-
-    async def __aenter__(self) -> Processor:
-        self._by_hand("async with")
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        """Close and await the processor; a failure of its coroutine is raised, unless one is already."""
-        hand = self._by_hand("async with")
-        if exc is not None:
-            hand.cancel()  # the block failed: end the processor now; the block's exception is the one to see
-            await hand.wait()
-            return
-        await self.aclose()
-
-    def _by_hand(self, what: str) -> HandRun:
-        if self._hand is None:
-            raise PipelineStateError(
-                f"{what} on node {self.name!r}: a processor the Plumber built ends with the run "
-                "(plumber.stop(), plumber.join())"
-            )
-        return self._hand
+        return (list(self._inputs), list(self._out.edges))
 
     def stop_producing(self) -> None:
         """Stop the node's own production: a source's coroutine (see InputProcessor.stop); others have none."""
@@ -292,12 +244,17 @@ class Processor:
     @property
     def outputs(self) -> tuple[Edge, ...]:
         """The input edges of the node's successors, in the order of its successors."""
-        return tuple(self._outputs)
+        return tuple(self._out.edges)
 
     @property
     def error_output(self) -> Edge | None:
         """The input edge of the node's error node, if it routes failures to one."""
-        return self._error_edge
+        return self._out.error_edge
+
+    @property
+    def emits_in_memory(self) -> bool:
+        """Whether `emit_now` can hand outputs on: the node has outputs, all plain MemoryEdges."""
+        return self._out.in_memory
 
     @property
     def signals(self) -> Signals:
@@ -359,48 +316,13 @@ class Processor:
 
     def stats(self) -> NodeStats:
         """A snapshot of this node's counters."""
-        control = self._control
-        ledger = self.ledger
-        pool = self._pool
+        control, pool = self._control, self._pool
         elapsed = 0.0
         if control.started_at is not None:
             elapsed = (control.ended_at or time.monotonic()) - control.started_at
-        inputs = self._inputs
-        # Items a worker took and has not started are queued, not in flight.
-        unstarted = pool.unstarted if pool is not None else 0
-        items_in = ledger.items_in - unstarted
-        processed = items_in if inputs else ledger.items_out
-        in_flight = ledger.in_flight - unstarted
-        handled = items_in - in_flight
-        if len(inputs) == 1:  # the common case, without a generator per figure
-            edge = inputs[0]
-            depth, bound, lost = edge.qsize(), edge.maxsize, edge.statistics().dropped
-        else:
-            depth = sum(edge.qsize() for edge in inputs)
-            bound = sum(edge.maxsize for edge in inputs)
-            lost = sum(edge.statistics().dropped for edge in inputs)
-        return NodeStats(
-            self.name,
-            items_in,
-            ledger.items_out,
-            ledger.completed,
-            ledger.failed,
-            ledger.retried,
-            ledger.skipped,
-            ledger.dropped,
-            in_flight,
-            depth + unstarted,
-            bound,
-            ledger.blocked_seconds,
-            processed / elapsed if elapsed > 0 else 0.0,
-            ledger.busy_seconds / handled if handled > 0 else 0.0,
-            pool.live if pool is not None else 0,
-            pool.peak if pool is not None else 0,
-            unstarted,
-            lost,
-            self.valve.shut,
-            tuple(ledger.latency_counts),
-        )
+        if pool is None:
+            return self.ledger.snapshot(self._inputs, elapsed, self.valve.shut)
+        return self.ledger.snapshot(self._inputs, elapsed, self.valve.shut, pool.unstarted, pool.live, pool.peak)
 
     # -- wiring and hooks (by the Plumber) ----------------------------------------------------
 
@@ -410,11 +332,7 @@ class Processor:
         `ports` maps each producer's node index to its input's position, for a join.
         """
         self._inputs = inputs
-        self._outputs = outputs
-        self._error_edge = error_edge
-        # Edges whose put_many is MemoryEdge's own (not a lossy edge, nor one that counts its puts).
-        plain = all(isinstance(edge, MemoryEdge) and type(edge).put_many is MemoryEdge.put_many for edge in outputs)
-        self._memory_outputs = cast("list[MemoryEdge]", outputs) if plain else []
+        self._out.wire(outputs, error_edge)
         self.ledger.wire(len(outputs), error_edge is not None)
         spec = self._spec
         if spec.join_mode is not None:
@@ -449,82 +367,6 @@ class Processor:
         """
         return self._joiner is not None and self._joiner.holds(key, producer)
 
-    # -- handing outputs on -------------------------------------------------------------------
-
-    @property
-    def emits_in_memory(self) -> bool:
-        """Whether `emit_now` can hand outputs on: the node has outputs, all plain MemoryEdges."""
-        return bool(self._memory_outputs)
-
-    def emit_now(self, out: list[Envelope]) -> bool:
-        """Hand `out` to every successor at once, without waiting, when each has room for all of it
-        now (as `emit` does then, without a coroutine), and empty it; False when one has not:
-        nothing was handed on, and the caller awaits `emit`. Only where `emits_in_memory`."""
-        edges = self._memory_outputs
-        if len(edges) == 1:
-            if not edges[0].put_many_nowait(out):
-                return False
-        else:
-            count = len(out)
-            if not all(edge.room_for(count) for edge in edges):
-                return False
-            for edge in edges:
-                edge.put_many_nowait(out)
-        out.clear()
-        return True
-
-    async def emit(self, out: list[Envelope], errors: list[Any]) -> None:
-        """Hand `out` to every successor and `errors` to the error node, then empty both lists."""
-        ledger = self.ledger
-        if out:
-            for edge in self._outputs:
-                waited = await edge.put_many(out)
-                if waited:
-                    ledger.blocked_seconds += waited
-            out.clear()
-        if errors:
-            assert self._error_edge is not None
-            waited = await self._error_edge.put_many(errors)
-            if waited:
-                ledger.blocked_seconds += waited
-            errors.clear()
-
-    async def emit_reporting(self, out: list[Envelope], errors: list[Any]) -> None:
-        """`emit`, telling the `sent` hooks of each output first (a node that returns its outputs)."""
-        sent = self.ledger.hooks.sent
-        assert sent is not None
-        fan = len(self._outputs)
-        told, positions = unfiltered(sent)
-        if positions is None:
-            for key, value, _ in out:
-                if value is not DROPPED:
-                    told(key, value, fan)
-        elif positions:  # a hook that hears only some items: the test without a call for the others
-            for key, value, _ in out:
-                if value is not DROPPED and key[1] in positions:
-                    told(key, value, fan)
-        await self.emit(out, errors)
-
-    async def emit_routed(self, out: list[Envelope], errors: list[Any]) -> None:
-        """`emit` for a node that routes: each output to the successors its plan names, a tombstone to
-        the others a join waits behind; tells the `sent` hooks, unless the node is an async generator
-        (it tells them of each output as it yields it)."""
-        router = self.router
-        assert router is not None
-        if out:
-            ledger = self.ledger
-            edges = self._outputs
-            lanes: list[list[Envelope]] = [[] for _ in edges]
-            router.split(out, lanes, None if self._spec.is_generator else ledger.hooks.sent)
-            out.clear()
-            for edge, lane in zip(edges, lanes, strict=True):
-                if lane:
-                    waited = await edge.put_many(lane)
-                    if waited:
-                        ledger.blocked_seconds += waited
-        if errors:
-            await self.emit([], errors)
-
     async def fail_item(self, key: Key, item: Any, exc: Exception, *, handed_on: bool = False) -> bool:
         """Fail an item of this node for a reason outside its function, under the node's on_error.
 
@@ -548,66 +390,19 @@ class Processor:
 
     # -- running ------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """The node's task: setup, the work, end-of-stream downstream, teardown (run by a transport)."""
-        spec = self._spec
-        set_up = False
-        finished = False
-        signals = self._control.signals
-        signals.emit("node_started", node=self.name)
-        try:
-            if spec.setup is not None:
-                try:
-                    await spec.setup(self)
-                except BaseException as exc:
-                    # SystemExit or KeyboardInterrupt from setup fails the run like any error (as from
-                    # the node's function); only the run's own cancellation goes on up
-                    failure = self.as_failure(exc, runtime.current_task())
-                    failure.add_note(f"pipelines: setup of node {self.name!r} failed")
-                    self._control.fail(failure)
-                    return
-            set_up = True
-            if self.events is not None:
-                self.events.start()
-            self._executor = open_pool(spec.name, spec.properties)
-            await self._body()
-            joiner = self._joiner
-            if joiner is not None and (joiner.pending or joiner.abandoned):
-                await self._discard_incomplete(joiner)
-            finished = True
-        finally:
-            if self.events is not None:
-                self.events.end()
-            for edge in self._outputs:
-                edge.close()
-            if self._error_edge is not None:
-                self._error_edge.close()
-            if self._executor is not None:
-                # Work still in the executor belongs to a run that is ending: do not wait for it.
-                close_pool(self._executor, finished=finished)
-                self._executor = None
-            if set_up and spec.teardown is not None:
-                await self._teardown()
-            signals.emit("node_ended", node=self.name)
+    def run(self) -> Coroutine[Any, Any, None]:
+        """The node's task: setup, the work, end-of-stream downstream, teardown (run by a transport;
+        pipelines.lifecycle)."""
+        return drive(self)
 
-    async def _teardown(self) -> None:
-        """Run teardown to its end even when this task is being cancelled, within a time bound."""
-        await runtime.wait_through_cancel(runtime.spawn(self._teardown_bounded()))
+    @property
+    def joiner(self) -> Joiner | None:
+        """A join's groups of items waiting for their other members (pipelines.lineage); else None."""
+        return self._joiner
 
-    async def _teardown_bounded(self) -> None:
-        teardown = self._spec.teardown
-        assert teardown is not None
-        try:
-            async with runtime.timeout(TEARDOWN_TIMEOUT):
-                await teardown(self)
-        except BaseException as exc:
-            failure = self.as_failure(exc, runtime.current_task())  # as for setup
-            failure.add_note(f"pipelines: teardown of node {self.name!r} failed")
-            logger.error("teardown of node %r failed: %r", self.name, failure)
-            self._control.fail(failure)
-
-    def _body(self) -> Awaitable[None]:
-        """The node's work: its pool's run (awaited by `run`, which adds no frame of its own here)."""
+    def work(self) -> Awaitable[None]:
+        """The node's work, between its setup and its teardown: its pool's run (a source: its
+        production, pipelines.sources)."""
         pool = self._pool = Pool(self, self._joiner, self._control.watch)
         pool.read = self._held(pool.read)
         return pool.run()
@@ -628,23 +423,6 @@ class Processor:
             return when_open(share) if valve.closed else read(share)
 
         return take
-
-    async def _discard_incomplete(self, joiner: Joiner) -> None:
-        """At end-of-stream, the join groups that can never complete are discarded and counted."""
-        keys = joiner.drain()
-        logger.warning(
-            "node %r: %d join groups never completed and were discarded", self.name, len(keys) + joiner.abandoned
-        )
-        ledger = self.ledger
-        released = ledger.hooks.released
-        out: list[Envelope] = []
-        for key in keys:
-            ledger.items_in += 1
-            if released is not None:
-                released(key)
-            ledger.drop(key, out)
-        if out:
-            await self.emit(out, [])
 
     def as_failure(self, exc: BaseException, task: runtime.Task[Any]) -> BaseException:
         """The exception an item failed with here; re-raises a cancellation that is the run's own."""

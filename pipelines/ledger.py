@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -22,10 +22,11 @@ from .errors import PipelineError
 from .failure import Failure
 from .hooks import NO_HOOKS, Claims, NodeHooks, Positions, Settled, unfiltered
 from .lineage import DROPPED
-from .stats import LATENCY_BOUNDS
+from .stats import LATENCY_BOUNDS, NodeStats
 from .types import Envelope, Key
 
 if TYPE_CHECKING:
+    from .edges import Edge
     from .signals import Signals
 
 __all__ = ["HookFailed", "Ledger", "as_failure", "guarded", "short_repr"]
@@ -124,6 +125,48 @@ class Ledger:
     @property
     def in_flight(self) -> int:
         return self.items_in - self.completed - self.dropped - self.skipped - self.failed
+
+    def snapshot(
+        self, inputs: Sequence[Edge], elapsed: float, paused: bool, unstarted: int = 0, workers: int = 0, peak: int = 0
+    ) -> NodeStats:
+        """The node's stats now: its counters, its `inputs`' depth, `elapsed` seconds into the run.
+
+        `unstarted` items were taken by a worker and not started: queued, not in flight (nor in);
+        `workers` run now, at most `peak` at once; `paused`: the node itself is paused.
+        """
+        items_in = self.items_in - unstarted
+        processed = items_in if inputs else self.items_out
+        in_flight = self.in_flight - unstarted
+        handled = items_in - in_flight
+        if len(inputs) == 1:  # the common case, without a generator per figure
+            edge = inputs[0]
+            depth, bound, lost = edge.qsize(), edge.maxsize, edge.statistics().dropped
+        else:
+            depth = sum(edge.qsize() for edge in inputs)
+            bound = sum(edge.maxsize for edge in inputs)
+            lost = sum(edge.statistics().dropped for edge in inputs)
+        return NodeStats(
+            self._name,
+            items_in,
+            self.items_out,
+            self.completed,
+            self.failed,
+            self.retried,
+            self.skipped,
+            self.dropped,
+            in_flight,
+            depth + unstarted,
+            bound,
+            self.blocked_seconds,
+            processed / elapsed if elapsed > 0 else 0.0,
+            self.busy_seconds / handled if handled > 0 else 0.0,
+            workers,
+            peak,
+            unstarted,
+            lost,
+            paused,
+            tuple(self.latency_counts),
+        )
 
     # -- outcomes ---------------------------------------------------------------------------------
 

@@ -71,7 +71,7 @@ class InputProcessor(Processor):
     def install(self, hooks: NodeHooks) -> None:
         super().install(hooks)
         if hooks.admits is not None:
-            self._output = AdmittingSourceOutput(self, self._outputs, self.valve, hooks.admits)
+            self._output = AdmittingSourceOutput(self, self._out.edges, self.valve, hooks.admits)
 
     def go_keyless(self) -> None:
         super().go_keyless()
@@ -96,7 +96,7 @@ class InputProcessor(Processor):
             # an item would leave a join downstream waiting for a member that never comes.
             self._output.stop_after_put(self._producing)
 
-    async def _body(self) -> None:
+    async def work(self) -> None:
         try:
             await runtime.cancel_region(self._produce())
         finally:

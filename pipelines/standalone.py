@@ -23,11 +23,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from . import runtime
 from .edges import MemoryEdge
-from .errors import PipelineError
+from .errors import PipelineError, PipelineStateError
 from .graph import DEFAULT_QUEUE_SIZE, NodeSpec, parse_graph
 from .hooks import NO_HOOKS
 from .lineage import DROPPED
@@ -37,9 +37,11 @@ from .signals import Signals
 from .valve import Valve
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from .driver import Processor
 
-__all__ = ["HandRun", "prepare"]
+__all__ = ["HandBuilt", "HandRun", "prepare"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,61 @@ def prepare(
     spec = checked.nodes[node]
     indices = [checked.nodes[name].index for name in inputs]
     return spec, HandRun(node, input_srcs, output_dests, indices, spec.queue_size)
+
+
+class HandBuilt:
+    """What a Processor built by hand offers beyond the original's API: a way to end it and to wait
+    for it (the original had none). A Processor the Plumber built refuses these: it ends with its run.
+    """
+
+    _hand: HandRun | None
+
+    if TYPE_CHECKING:
+
+        @property
+        def name(self) -> str: ...
+
+    def close(self) -> None:
+        """Built by hand: no more input will come. What the input sources hold now is still read;
+        everything is processed and delivered, then the processor ends. For an InputProcessor,
+        stop its coroutine where it is. Doing it again does nothing."""
+        self._by_hand("close()").close()
+
+    async def join(self) -> None:
+        """Built by hand: wait until the processor has ended (after `close()`, or a failure).
+
+        Raises the coroutine's exception if it failed (the original only logged it). Cancelling
+        the caller stops the wait only.
+        """
+        await self._by_hand("join()").join()
+
+    async def aclose(self) -> None:
+        """Built by hand: `close()`, then `await join()`."""
+        self.close()
+        await self.join()
+
+    async def __aenter__(self) -> Self:
+        self._by_hand("async with")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Close and await the processor; a failure of its coroutine is raised, unless one is already."""
+        hand = self._by_hand("async with")
+        if exc is not None:
+            hand.cancel()  # the block failed: end the processor now; the block's exception is the one to see
+            await hand.wait()
+            return
+        await self.aclose()
+
+    def _by_hand(self, what: str) -> HandRun:
+        if self._hand is None:
+            raise PipelineStateError(
+                f"{what} on node {self.name!r}: a processor the Plumber built ends with the run "
+                "(plumber.stop(), plumber.join())"
+            )
+        return self._hand
 
 
 class HandRun:

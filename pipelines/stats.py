@@ -30,7 +30,7 @@ LATENCY_BOUNDS = (1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0)
 class NodeStats:
     """A snapshot of one node's counters.
 
-    (Processor.stats passes the fields in this order, by position.)
+    (Ledger.snapshot passes the fields in this order, by position.)
     """
 
     name: str

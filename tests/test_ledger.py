@@ -168,7 +168,7 @@ async def test_a_join_counts_the_groups_it_discards_at_the_end(caplog: pytest.Lo
     assert seen == [(1, "a"), (2, "b"), (3, "c")]
     assert counted(result["zip"]) == (5, 3, 2, 0, 0, 0, 0)
     assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("pipelines.driver", "WARNING", "node 'zip': 2 join groups never completed and were discarded")
+        ("pipelines.lifecycle", "WARNING", "node 'zip': 2 join groups never completed and were discarded")
     ]
 
 

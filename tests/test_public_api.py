@@ -29,9 +29,9 @@ def test_import_prints_nothing_and_configures_no_logging() -> None:
 
 
 def test_the_library_logs_under_the_pipelines_logger() -> None:
-    from pipelines import calls, driver, ledger, plumber, program
+    from pipelines import calls, ledger, lifecycle, plumber, program
 
-    for module in (calls, driver, ledger, plumber, program):
+    for module in (calls, ledger, lifecycle, plumber, program):
         assert module.logger.name.startswith("pipelines.")
     assert logging.getLogger("pipelines").level == logging.NOTSET
 
