@@ -31,9 +31,7 @@ import networkx as nx
 
 from . import runtime
 from .driver import Processor
-from .edges import Edge
-from .errors import GraphError, PipelineCancelled, PipelineError, PipelineStateError
-from .events import NodeEvents
+from .errors import PipelineCancelled, PipelineError, PipelineStateError
 from .graph import DEFAULT_QUEUE_SIZE, GraphSpec, parse_graph
 from .hooks import bind_node_hooks, run_methods
 from .lineage import needs_keys
@@ -43,16 +41,18 @@ from .runtime import wait_through_cancel
 from .signals import Signals
 from .sources import InputProcessor
 from .stats import NodeStats, RunResult
+from .steering import Steering
 from .transport import MemoryTransport, Transport
-from .types import ENDED_STATES, LIVE_STATES, RunState
+from .types import LIVE_STATES, RunState
 from .valve import Valve
+from .wiring import refuse_outside_items, wire
 
 if TYPE_CHECKING:
     from os import PathLike
 
     from .journal import Journal
 
-__all__ = ["Plumber", "wire"]
+__all__ = ["Plumber", "wire"]  # wire: pipelines.wiring, kept importable from here
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _identity(value: Any) -> Any:
     return value
 
 
-class Plumber:
+class Plumber(Steering):
     """Builds and runs the pipeline described by `input_d`.
 
     `coro_map` is applied to each node's ``'coro'`` value to get its coroutine function (identity
@@ -109,11 +109,7 @@ class Plumber:
             if processor.spec.properties.input != "block"
         }
         self._collect_outputs = collect_outputs
-        zips = _zips_downstream(self._spec)
-        for name in self._spec.nodes:
-            reason = _outside_items_refused(self._spec, name, zips[name])
-            if reason is not None:
-                self._processors[name].refuse_input(reason)
+        refuse_outside_items(self._spec, self._processors)
         self._journal: Journal | None = None
         if journal is not None:
             from .journal.engine import open_run  # the core needs the journal only when given one
@@ -261,155 +257,6 @@ class Plumber:
             raise PipelineStateError("join() before the run started: call create_pipeline() or run() first")
         await runtime.shield(self._done)
         return self._outcome()
-
-    async def stop(self) -> None:
-        """Stop the sources, then wait while everything in flight drains to the sinks.
-
-        The source coroutines are cancelled where they are (an item not yet accepted by a
-        successor is not sent). run() and join() then return a RunResult whose state is 'stopped'.
-        """
-        self.stop_nowait()
-        await self._wait_finished()
-
-    def stop_nowait(self) -> None:
-        """Ask the sources to stop and return at once; `stop()` also waits for the drain."""
-        if self._state == "built":
-            raise PipelineStateError("stop() before the run started")
-        if self._state != "running":
-            return
-        self._state = "stopping"
-        logger.info("stopping the sources; draining items in flight")
-        self.signals.emit("stop_requested")
-        for name, processor in self._processors.items():
-            if processor.valve.shut:  # a paused node would hold the drain forever
-                processor.valve.open()
-                self.signals.emit("resumed", node=name)
-            if isinstance(processor, InputProcessor):
-                processor.stop()
-
-    def pause(self, node: str | None = None) -> None:
-        """Hold every source at its next put; what is already in the graph goes on to the sinks.
-
-        Nothing is lost: a held put sends its item after resume(). stop() and cancel() work while
-        paused. Pausing a run that is paused or has ended does nothing.
-
-        With `node`, hold that node alone, from its next read of its input (a worker already
-        waiting on an empty input takes the batch that comes first): its input fills up to its
-        bound, then its producers wait; the rest of the graph keeps flowing. A paused source holds
-        at its next put. A node may be paused before the run starts. LookupError for an unknown node.
-        """
-        if node is not None:
-            processor = self._node(node)
-            if processor.valve.shut or self._state in ENDED_STATES:
-                return
-            processor.valve.close()
-            logger.info("paused node %r", node)
-            self.signals.emit("paused", node=node)
-            return
-        if self._state == "built":
-            raise PipelineStateError("pause() before the run started")
-        if self._valve.closed or self._state not in LIVE_STATES:
-            return
-        self._valve.close()
-        logger.info("paused the sources")
-        self.signals.emit("paused")
-
-    def resume(self, node: str | None = None) -> None:
-        """Let the sources go on after pause(); does nothing when the run is not paused.
-
-        With `node`, let that node go on after pause(node) (whatever the run's own pause does).
-        """
-        if node is not None:
-            processor = self._node(node)
-            if not processor.valve.shut:
-                return
-            processor.valve.open()
-            logger.info("resumed node %r", node)
-            self.signals.emit("resumed", node=node)
-            return
-        if not self._valve.closed:
-            return
-        self._valve.open()
-        logger.info("resumed the sources")
-        self.signals.emit("resumed")
-
-    @property
-    def paused(self) -> bool:
-        """True between pause() and resume() (of the whole run; see `paused_nodes` for single nodes)."""
-        return self._valve.closed
-
-    @property
-    def paused_nodes(self) -> tuple[str, ...]:
-        """The nodes paused one by one (`pause(node)`), in the order of ``input_d['nodes']``."""
-        return tuple(name for name, processor in self._processors.items() if processor.valve.shut)
-
-    def stop_source(self, node: str) -> None:
-        """End the stream of source `node` now, as stop() does for every source; the rest goes on.
-
-        Its coroutine is cancelled where it is (an item not yet accepted is not sent); its
-        successors get end-of-stream once its items have drained, and the run ends as it would
-        have had the source returned (state 'completed' when nothing else happens). Only a source
-        can be stopped: for any other node, ValueError (pause it, or stop the run). Stopping a
-        source that has ended does nothing.
-        """
-        processor = self._node(node)
-        if not isinstance(processor, InputProcessor):
-            raise ValueError(
-                f"node {node!r} is not a source: only a source can be stopped (its stream ends); "
-                f"hold it with pause({node!r}), or stop the whole run with stop()"
-            )
-        if self._state == "built":
-            raise PipelineStateError("stop_source() before the run started")
-        if self._state not in LIVE_STATES or processor.stopped:
-            return
-        logger.info("stopping source %r", node)
-        self.signals.emit("source_stopped", node=node)
-        processor.valve.open()  # a source held at a put ends there, rather than wait for resume
-        processor.stop()
-
-    async def send_event(self, node: str, event: str, /, **params: Any) -> Any:
-        """Have node `node` handle the custom `event` with `params`, between two of its items.
-
-        Waits until the handler it declares (property 'events', pipelines.events) has run and
-        returns what it returns, or raises what it raises; the run goes on either way. Events
-        reach a node in the order they are sent, never while one of its calls is in progress.
-        LookupError for an unknown node or event, TypeError for parameters its handler cannot take,
-        PipelineStateError when the run or the node has ended, or the run has not started.
-        """
-        events = self.check_event(node, event, **params)
-        return await events.send(event, params)
-
-    def check_event(self, node: str, event: str, /, **params: Any) -> NodeEvents:
-        """Raise what send_event() would refuse before it waits (see there); the node's events if none."""
-        processor = self._node(node)
-        events = processor.events
-        if events is None:
-            raise LookupError(
-                f"node {node!r} has no event {event!r} (its events: none; declare them in its property 'events')"
-            )
-        events.check(event, params)
-        if self._state == "built":
-            raise PipelineStateError("send_event() before the run started")
-        if self._state in ENDED_STATES:
-            raise PipelineStateError(f"send_event() after the run ended (state {self._state!r})")
-        return events
-
-    def _node(self, name: str) -> Processor:
-        """The processor of node `name`; LookupError naming the nodes when there is none such."""
-        processor = self._processors.get(name) if isinstance(name, str) else None
-        if processor is None:
-            raise LookupError(f"unknown node {name!r} (nodes: {', '.join(self._processors)})")
-        return processor
-
-    def cancel(self) -> None:
-        """End the run now: every task is cancelled; teardown hooks still run."""
-        if self._state in ENDED_STATES:
-            return
-        if self._tasks and all(task.done() for task in self._tasks):
-            return  # everything has ended already; only the bookkeeping is still to run
-        self._state = "cancelled"
-        for task in self._tasks:
-            task.cancel()
 
     async def _wait_finished(self) -> None:
         """Wait until every task has ended, even if the caller is cancelled meanwhile."""
@@ -564,85 +411,4 @@ class Plumber:
             outputs = {name: list(p.collected) for name, p in self._processors.items() if p.collected is not None}
         return RunResult(
             state=self._state, elapsed=self._ended_at - self._started_at, stats=self.stats(), outputs=outputs
-        )
-
-
-def _zips_downstream(graph: GraphSpec) -> dict[str, str | None]:
-    """For each node, a zip join its items reach (a join of independent sources), or None.
-
-    One pass from the sinks up (the graph has no cycle), so that a graph of thousands of nodes is
-    not walked once per node.
-    """
-    reached: dict[str, str | None] = {}
-    for name in reversed(list(nx.topological_sort(graph.digraph))):
-        reached[name] = None
-        for later in graph.digraph.successors(name):
-            if graph.nodes[later].join_mode == "zip":
-                reached[name] = later
-                break
-            if reached[later] is not None:
-                reached[name] = reached[later]
-                break
-    return reached
-
-
-def _outside_items_refused(graph: GraphSpec, name: str, zip_downstream: str | None) -> str | None:
-    """Why node `name`'s input_queue cannot take items from outside the run, or None when it can."""
-    node = graph.nodes[name]
-    if node.join_mode is not None:
-        return "it joins its inputs by lineage, and an item from outside has no partner; put into a source"
-    if zip_downstream is not None:
-        return f"its items reach node {zip_downstream!r}, a join of independent sources that pairs items by position"
-    return None
-
-
-def _edge_maker(transport: Transport, node: str, policy: str) -> Callable[[str, str, tuple[str, ...], int], Edge]:
-    """How `transport` makes the input edges of `node`, whose property 'input' is `policy`."""
-    if policy == "block":
-        return transport.edge
-    lossy = getattr(transport, "lossy_edge", None)  # optional in the Transport protocol
-    if lossy is None:
-        raise GraphError(
-            f"node {node!r}: property 'input' {policy!r} needs edges that can drop items, and this run's "
-            f"transport ({type(transport).__name__}) has none; use 'block' (producers wait)"
-        )
-
-    def make(name: str, consumer: str, producers: tuple[str, ...], maxsize: int) -> Edge:
-        edge: Edge = lossy(name, consumer, producers, maxsize, policy)
-        return edge
-
-    return make
-
-
-def wire(graph: GraphSpec, processors: dict[str, Processor], transport: Transport) -> None:
-    """Ask `transport` for every edge of the graph and connect each processor to its edges."""
-    specs = graph.nodes
-    # One edge per node with inputs, shared by its producers; a join of independent
-    # sources (zip) gets one per input instead, so it can hold back the input that runs ahead.
-    shared: dict[str, Edge] = {}
-    per_input: dict[tuple[str, str], Edge] = {}
-    for name, node in specs.items():
-        make = _edge_maker(transport, name, node.properties.input)
-        if node.join_mode == "zip":
-            for pred in node.inputs:
-                per_input[pred, name] = make(f"{name}<-{pred}", name, (pred,), node.queue_size)
-        elif not node.is_source:
-            shared[name] = make(name, name, node.inputs + node.error_sources, node.queue_size)
-
-    def edge(pred: str, succ: str) -> Edge:
-        found = per_input.get((pred, succ))
-        return found if found is not None else shared[succ]
-
-    for name, processor in processors.items():
-        node = specs[name]
-        ports = {specs[pred].index: position for position, pred in enumerate(node.inputs)}
-        if node.join_mode == "zip":
-            inputs = [per_input[pred, name] for pred in node.inputs]
-        else:
-            inputs = [shared[name]] if name in shared else []
-        processor.wire(
-            inputs,
-            [edge(name, succ) for succ in node.successors],
-            shared.get(node.properties.on_error),
-            ports,
         )
