@@ -148,19 +148,14 @@ class Worker:
         """Take a piece of work, handle each item, hand the outputs on; until the input ends, a failure
         ends the run, or (an extra worker) there is nothing to do. The pool runs it, once.
 
-        A node that returns its output (most nodes, and those that route it) has its items' steps
-        written out here, not in a call per piece: the hot path of a chain, and of a node with many
-        workers, whose pieces are often of one item. In a keyless run (pipelines.lineage.needs_keys)
-        its items are the values themselves, with no key and no tombstone. Any other node (a sink, a
-        generator) handles the items of a piece with the step chosen for its role (`_handler`).
+        A node that returns its output has its items' steps written out here (over the bare values in
+        a keyless run: pipelines.lineage.needs_keys), not in a call per piece: pieces are often of one
+        item. A sink or a generator handles a piece with the step chosen for its role (`_handler`).
         """
-        ledger = self._node.ledger
-        pool, member = self._pool, self._member
-        clock = runtime.clock()
+        pool, member, ledger, handle = self._pool, self._member, self._node.ledger, self._handler()
         emit, emit_now, gate, finished = self._emit, self._emit_now, self._gate, self._finished
-        call, bare, index, idle = self._call, self._bare, self._index, self._idle
-        counts_out, keyless = self._counts_out, self._node.keyless
-        handle = self._handler()
+        call, bare, index, idle, counts_out = self._call, self._bare, self._index, self._idle, self._counts_out
+        clock, keyless = runtime.clock(), self._node.keyless
         # Reused for every piece: an edge copies what it is given. Another worker may hand them on.
         out, errors = member.out, member.errors
         append = out.append
@@ -168,20 +163,14 @@ class Worker:
         try:
             while True:
                 # Most often, with several workers, the items a suspended one has not started.
-                rest = pool.steal(member) if pool.busy and not pool.has_stranded else None
+                rest = (pool.steal(member) if pool.busy and not pool.has_stranded else None) or await self._next_piece()
                 if rest is None:
-                    rest = await self._next_piece()
-                    if rest is None:
-                        return
-                turn = member.turn
-                size = member.size
-                many = size > 1
-                started = clock()
-                passed = not_done = 0
+                    return
+                turn, size, started = member.turn, member.size, clock()
+                many, passed, not_done = size > 1, 0, 0
                 if handle is not None:
                     counts = await handle(rest, turn)
                     if counts is None:  # an item's failure ends the run
-                        pool.finished(member)
                         return
                     passed, not_done = counts
                 elif keyless:
@@ -191,10 +180,9 @@ class Worker:
                             result = await call(arg)
                         except BaseException as exc:
                             not_done += 1
-                            if not ledger.fail(NO_KEY, arg, exc, runtime.current_task(), out, errors):
-                                pool.finished(member)
-                                return
-                            continue
+                            if ledger.fail(NO_KEY, arg, exc, runtime.current_task(), out, errors):
+                                continue
+                            return  # the run fails
                         if result is None:
                             not_done += 1
                             ledger.drop(NO_KEY, out)
@@ -212,11 +200,9 @@ class Worker:
                             result = await call(value if bare else (value,))
                         except BaseException as exc:
                             not_done += 1
-                            arg = value if bare else (value,)
-                            if not ledger.fail(key, arg, exc, runtime.current_task(), out, errors):
-                                pool.finished(member)
-                                return
-                            continue
+                            if ledger.fail(key, value if bare else (value,), exc, runtime.current_task(), out, errors):
+                                continue
+                            return  # the run fails
                         if result is None:
                             not_done += 1
                             ledger.drop(key, out)
@@ -234,6 +220,8 @@ class Worker:
                 if finished:
                     await self._commit(finished)
         finally:
+            if member.rest is not None:  # the run fails (or is cancelled) in the middle of a piece
+                pool.finished(member)
             pool.left(member)  # this worker is done
 
     async def _next_piece(self) -> Iterator[Any] | None:
