@@ -143,34 +143,7 @@ def parse_graph(
     queue_size: int = DEFAULT_QUEUE_SIZE,
 ) -> GraphSpec:
     """Check `input_d` and resolve every node's coroutine through `coro_map`."""
-    if not isinstance(input_d, Mapping):
-        raise GraphError(f"graph must be a dict with keys 'nodes' and 'graph', got {type(input_d).__name__}")
-    for key in ("nodes", "graph"):
-        if key not in input_d:
-            raise GraphError(f"graph is missing its {key!r} dict")
-        if not isinstance(input_d[key], Mapping):
-            raise GraphError(f"graph {key!r} must be a dict, got {type(input_d[key]).__name__}")
-    unknown_keys = sorted(set(input_d) - {"nodes", "graph"}, key=str)
-    if unknown_keys:
-        raise GraphError(f"graph has unknown key {unknown_keys[0]!r} (expected 'nodes' and 'graph')")
-    if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
-        raise GraphError(f"queue_size must be an int >= 1 (every edge is bounded), got {queue_size!r}")
-    if not callable(coro_map):
-        raise GraphError(f"coro_map must be callable (for example lambda x: x), got {coro_map!r}")
-    nodes_d: Mapping[Any, Any] = input_d["nodes"]
-    graph_d: Mapping[Any, Any] = input_d["graph"]
-    if not nodes_d:
-        raise GraphError("graph has no nodes")
-    for name in [*nodes_d, *graph_d]:
-        if not isinstance(name, str) or not name:
-            raise GraphError(f"node names must be non-empty strings, got {_quoted(name)}")
-    for name in nodes_d:
-        if name not in graph_d:
-            raise GraphError(f"node {name!r} is in 'nodes' but not in 'graph' (give it successors or None)")
-    for name in graph_d:
-        if name not in nodes_d:
-            raise GraphError(f"node {name!r} is in 'graph' but not in 'nodes'")
-
+    nodes_d, graph_d = _checked_top_level(input_d, coro_map, queue_size)
     known = ", ".join(sorted(nodes_d))
     successors = {name: _successors(name, graph_d[name], nodes_d, known) for name in nodes_d}
     position = {name: i for i, name in enumerate(graph_d)}
@@ -204,6 +177,41 @@ def parse_graph(
         _check_call(spec)
     _assign_join_modes(specs, digraph)
     return GraphSpec(nodes=specs, digraph=digraph)
+
+
+def _checked_top_level(
+    input_d: object, coro_map: object, queue_size: object
+) -> tuple[Mapping[Any, Any], Mapping[Any, Any]]:
+    """The graph's 'nodes' and 'graph' dicts, once the shape of the whole is checked: its two keys,
+    the names of its nodes (in both dicts, non-empty strings), the queue size and the coro_map."""
+    if not isinstance(input_d, Mapping):
+        raise GraphError(f"graph must be a dict with keys 'nodes' and 'graph', got {type(input_d).__name__}")
+    for key in ("nodes", "graph"):
+        if key not in input_d:
+            raise GraphError(f"graph is missing its {key!r} dict")
+        if not isinstance(input_d[key], Mapping):
+            raise GraphError(f"graph {key!r} must be a dict, got {type(input_d[key]).__name__}")
+    unknown_keys = sorted(set(input_d) - {"nodes", "graph"}, key=str)
+    if unknown_keys:
+        raise GraphError(f"graph has unknown key {unknown_keys[0]!r} (expected 'nodes' and 'graph')")
+    if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+        raise GraphError(f"queue_size must be an int >= 1 (every edge is bounded), got {queue_size!r}")
+    if not callable(coro_map):
+        raise GraphError(f"coro_map must be callable (for example lambda x: x), got {coro_map!r}")
+    nodes_d: Mapping[Any, Any] = input_d["nodes"]
+    graph_d: Mapping[Any, Any] = input_d["graph"]
+    if not nodes_d:
+        raise GraphError("graph has no nodes")
+    for name in [*nodes_d, *graph_d]:
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"node names must be non-empty strings, got {_quoted(name)}")
+    for name in nodes_d:
+        if name not in graph_d:
+            raise GraphError(f"node {name!r} is in 'nodes' but not in 'graph' (give it successors or None)")
+    for name in graph_d:
+        if name not in nodes_d:
+            raise GraphError(f"node {name!r} is in 'graph' but not in 'nodes'")
+    return nodes_d, graph_d
 
 
 def _successors(name: str, value: object, nodes_d: Mapping[Any, Any], known: str) -> tuple[str, ...]:
@@ -259,6 +267,15 @@ def _node_spec(name: str, index: int, node_d: object, coro_map: Callable[[Any], 
     if props.state is not None:
         spec.state = _node_state(name, props, args, coro_map)
         spec.properties = replace(props, workers=1, max_workers=1 if props.executor is not None else props.max_workers)
+    _resolve_callables(spec, coro_map)
+    spec.routes = dict(props.routes)
+    return spec
+
+
+def _resolve_callables(spec: NodeSpec, coro_map: Callable[[Any], Any]) -> None:
+    """Resolve and check the functions a node's properties name: its setup and teardown, the
+    handlers of its events, its route function."""
+    name, props = spec.name, spec.properties
     for hook in ("setup", "teardown"):
         value = getattr(props, hook)
         if value is not None:
@@ -282,8 +299,6 @@ def _node_spec(name: str, index: int, node_d: object, coro_map: Callable[[Any], 
         spec.events[event] = fn
     if props.route is not None:
         spec.route = _routing_function(name, props.route, coro_map)
-    spec.routes = dict(props.routes)
-    return spec
 
 
 def _node_state(name: str, props: NodeProperties, args: Mapping[str, Any], coro_map: Callable[[Any], Any]) -> NodeState:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +105,40 @@ class NodeProperties:
     given: frozenset[str] = frozenset()
 
 
+def _whole(value: Any) -> bool:
+    return _is_int(value) and value >= 1
+
+
+_CHECKS: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
+    # property: (whether a value is valid, what is expected, whether null means "not given")
+    "aggregate_inputs": (lambda value: isinstance(value, bool), "true or false", False),
+    "ordered": (lambda value: isinstance(value, bool), "true or false", False),
+    "workers": (_whole, "an int >= 1", False),
+    "executor": (EXECUTORS.__contains__, "'thread' (blocking I/O) or 'process' (CPU-heavy work)", True),
+    "max_workers": (_whole, "an int >= 1", False),
+    "queue_size": (_whole, "an int >= 1 (every edge is bounded)", False),
+    # NaN would time every attempt out at once, and infinity is what null says.
+    "timeout": (lambda value: is_finite_number(value) and value > 0, "a finite number of seconds > 0, or null", True),
+    "on_error": (
+        lambda value: isinstance(value, str) and bool(value),
+        "'fail', 'skip' or the name of an error node",
+        False,
+    ),
+    "style": (STYLES.__contains__, "'processor' (f(processor, q_elt)) or 'item' (f(item))", False),
+    "input": (
+        INPUT_POLICIES.__contains__,
+        "'block' (producers wait while it is full), 'drop_oldest' (the oldest item waiting makes room) or "
+        "'latest' (only the newest item waits)",
+        False,
+    ),
+    "events": (
+        lambda value: isinstance(value, Mapping) and all(isinstance(k, str) and k for k in value),
+        "a dict of event names to handlers (async functions, or names coro_map resolves)",
+        True,
+    ),
+}
+
+
 def parse_properties(node: str, raw: object) -> NodeProperties:
     """Check a node's properties; raise GraphError naming the node, the property and the value."""
     if raw is None:
@@ -114,66 +148,28 @@ def parse_properties(node: str, raw: object) -> NodeProperties:
     for key in raw:
         if key not in PROPERTY_NAMES:
             raise GraphError(f"node {node!r}: unknown property {key!r} (known properties: {', '.join(PROPERTY_NAMES)})")
-
-    def bad(key: str, expected: str) -> GraphError:
-        return GraphError(f"node {node!r}: property {key!r} must be {expected}, got {raw[key]!r}")
-
     values: dict[str, Any] = {}
-    for key in ("aggregate_inputs", "ordered"):
-        if key in raw:
-            if not isinstance(raw[key], bool):
-                raise bad(key, "true or false")
+    for key, (valid, expected, nullable) in _CHECKS.items():
+        if key in raw and not (nullable and raw[key] is None):
+            if not valid(raw[key]):
+                raise GraphError(f"node {node!r}: property {key!r} must be {expected}, got {raw[key]!r}")
             values[key] = raw[key]
-    if "workers" in raw:
-        if not _is_int(raw["workers"]) or raw["workers"] < 1:
-            raise bad("workers", "an int >= 1")
-        values["workers"] = raw["workers"]
-    if "executor" in raw and raw["executor"] is not None:
-        if raw["executor"] not in EXECUTORS:
-            raise bad("executor", "'thread' (blocking I/O) or 'process' (CPU-heavy work)")
-        values["executor"] = raw["executor"]
-    if "max_workers" in raw:
-        if not _is_int(raw["max_workers"]) or raw["max_workers"] < 1:
-            raise bad("max_workers", "an int >= 1")
-        values["max_workers"] = raw["max_workers"]
-    if "queue_size" in raw:
-        if not _is_int(raw["queue_size"]) or raw["queue_size"] < 1:
-            raise bad("queue_size", "an int >= 1 (every edge is bounded)")
-        values["queue_size"] = raw["queue_size"]
-    if "timeout" in raw and raw["timeout"] is not None:
-        value = raw["timeout"]
-        # NaN would time every attempt out at once, and infinity is what null says.
-        if not is_finite_number(value) or value <= 0:
-            raise bad("timeout", "a finite number of seconds > 0, or null")
-        values["timeout"] = float(value)
-    if "retry" in raw and raw["retry"] is not None:
-        try:
-            values["retry"] = RetryPolicy.from_value(raw["retry"])
-        except ValueError as exc:
-            raise GraphError(f"node {node!r}: property 'retry': {exc}") from None
-    if "on_error" in raw:
-        if not isinstance(raw["on_error"], str) or not raw["on_error"]:
-            raise bad("on_error", "'fail', 'skip' or the name of an error node")
-        values["on_error"] = raw["on_error"]
-    if "style" in raw:
-        if raw["style"] not in STYLES:
-            raise bad("style", "'processor' (f(processor, q_elt)) or 'item' (f(item))")
-        values["style"] = raw["style"]
-    if "input" in raw:
-        if raw["input"] not in INPUT_POLICIES:
-            raise bad(
-                "input",
-                "'block' (producers wait while it is full), 'drop_oldest' (the oldest item waiting makes "
-                "room) or 'latest' (only the newest item waits)",
-            )
-        if raw["input"] == "latest" and raw.get("queue_size", 1) != 1:
+    if "timeout" in values:
+        values["timeout"] = float(values["timeout"])
+    if "events" in values:
+        values["events"] = tuple(values["events"].items())
+    if values.get("input") == "latest":
+        if raw.get("queue_size", 1) != 1:
             raise GraphError(
                 f"node {node!r}: property 'input' 'latest' keeps one item, so 'queue_size' must be 1 or "
                 f"left out, got {raw['queue_size']!r} (for a ring of several items use 'drop_oldest')"
             )
-        values["input"] = raw["input"]
-        if raw["input"] == "latest":
-            values["queue_size"] = 1
+        values["queue_size"] = 1
+    if raw.get("retry") is not None:
+        try:
+            values["retry"] = RetryPolicy.from_value(raw["retry"])
+        except ValueError as exc:
+            raise GraphError(f"node {node!r}: property 'retry': {exc}") from None
     for key in ("setup", "teardown", "state", "route"):
         if raw.get(key) is not None:
             values[key] = raw[key]
@@ -181,11 +177,6 @@ def parse_properties(node: str, raw: object) -> NodeProperties:
         values["routes"] = parse_routes(node, raw["routes"])
     if raw.get("recovery") is not None:
         values["recovery"] = parse_recovery(node, raw["recovery"])
-    if raw.get("events") is not None:
-        events = raw["events"]
-        if not isinstance(events, Mapping) or not all(isinstance(k, str) and k for k in events):
-            raise bad("events", "a dict of event names to handlers (async functions, or names coro_map resolves)")
-        values["events"] = tuple(events.items())
     return NodeProperties(**values, given=frozenset(raw))
 
 
