@@ -123,6 +123,27 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     graph_file = "a .yaml, .yml or .json graph file"
 
+    run, worker = _add_run(commands, graph_file), _add_worker(commands, graph_file)
+    for observed in (run, worker):
+        _add_metrics(observed)
+    validate = commands.add_parser("validate", help="check a graph file without running it")
+    validate.add_argument("file", help=graph_file)
+    draw = commands.add_parser("draw", help="print the graph of a file")
+    draw.add_argument("file", help=graph_file)
+    draw.add_argument(
+        "--format", choices=("mermaid", "dot", "ascii"), default="ascii", help="how to draw it (default: %(default)s)"
+    )
+
+    serve = _add_serve(commands, graph_file)
+    for distributed in (run, worker, serve):
+        _add_redis_tuning(distributed)
+    journal = commands.add_parser("journal", help="show the runs of a journal file")
+    journal.add_argument("path", help="the journal's SQLite file (run --journal PATH)")
+    return parser
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser], graph_file: str) -> argparse.ArgumentParser:
+    """`pipelines run`: a graph file, in this process or with --redis."""
     run = commands.add_parser("run", help="run a graph file, with live progress and a summary")
     run.add_argument("file", help=graph_file)
     _add_set_and_queue_size(run)
@@ -151,7 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="carry every edge over this Redis; the sources run here, the other nodes in `pipelines worker` "
         "processes (default: none, every node runs in this process)",
     )
+    return run
 
+
+def _add_worker(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], graph_file: str
+) -> argparse.ArgumentParser:
+    """`pipelines worker`: nodes of a distributed run."""
     worker = commands.add_parser("worker", help="run nodes of a graph file's distributed run (see run --redis)")
     worker.add_argument("file", help=graph_file + ", the same as the run's")
     worker.add_argument("--redis", metavar="URL", required=True, help="the Redis the run uses (required)")
@@ -166,25 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_set_and_queue_size(worker, same_as_run=True)
     _add_progress(worker)
-    for observed in (run, worker):
-        observed.add_argument(
-            "--metrics-port", type=int, default=None, metavar="N", help="serve Prometheus metrics (default: off)"
-        )
-        observed.add_argument(
-            "--metrics-host",
-            default="127.0.0.1",
-            metavar="HOST",
-            help="address for --metrics-port (default: %(default)s)",
-        )
+    return worker
 
-    validate = commands.add_parser("validate", help="check a graph file without running it")
-    validate.add_argument("file", help=graph_file)
-    draw = commands.add_parser("draw", help="print the graph of a file")
-    draw.add_argument("file", help=graph_file)
-    draw.add_argument(
-        "--format", choices=("mermaid", "dot", "ascii"), default="ascii", help="how to draw it (default: %(default)s)"
-    )
 
+def _add_serve(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], graph_file: str
+) -> argparse.ArgumentParser:
+    """`pipelines serve`: a graph file with the dashboard and the control API."""
     serve = commands.add_parser("serve", help="run a graph file with the live dashboard and the control API")
     serve.add_argument("file", help=graph_file)
     _add_set_and_queue_size(serve)
@@ -203,17 +218,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="as run --redis: this process runs the sources and the dashboard shows every worker's counts "
         "(default: none, every node runs in this process)",
     )
-    for distributed in (run, worker, serve):
-        tuning = distributed.add_argument_group("with --redis (see pipelines.distributed.RedisTransport)")
-        for flag, kind, default, text in _REDIS_TUNING:
-            metavar = "N" if kind is int else "SECONDS"
-            tuning.add_argument(
-                flag, type=kind, default=default, metavar=metavar, help=text + " (default: %(default)s)"
-            )
+    return serve
 
-    journal = commands.add_parser("journal", help="show the runs of a journal file")
-    journal.add_argument("path", help="the journal's SQLite file (run --journal PATH)")
-    return parser
+
+def _add_metrics(command: argparse.ArgumentParser) -> None:
+    """--metrics-port and --metrics-host."""
+    command.add_argument(
+        "--metrics-port", type=int, default=None, metavar="N", help="serve Prometheus metrics (default: off)"
+    )
+    command.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address for --metrics-port (default: %(default)s)",
+    )
+
+
+def _add_redis_tuning(command: argparse.ArgumentParser) -> None:
+    """The options that tune a distributed run (pipelines.distributed.RedisTransport)."""
+    tuning = command.add_argument_group("with --redis (see pipelines.distributed.RedisTransport)")
+    for flag, kind, default, text in _REDIS_TUNING:
+        metavar = "N" if kind is int else "SECONDS"
+        tuning.add_argument(flag, type=kind, default=default, metavar=metavar, help=text + " (default: %(default)s)")
 
 
 def _add_set_and_queue_size(command: argparse.ArgumentParser, *, same_as_run: bool = False) -> None:

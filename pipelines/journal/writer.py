@@ -240,6 +240,30 @@ class Writer:
         """One transaction: what was handed over, and with `final_state`, the end of the run."""
         connection = self._connection
         assert connection is not None
+        statements = self._item_statements()
+        statements += self._run_statements(final_state)
+        if not statements:
+            return
+        if len(statements) == 1 and len(statements[0][1]) == 1:
+            connection.execute(statements[0][0], statements[0][1][0])  # one statement: its own transaction
+        else:
+            connection.execute("BEGIN")
+            try:
+                for sql, parameters in statements:
+                    connection.executemany(sql, parameters)
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        self._commits += 1
+        if self._commits >= CHECKPOINT_COMMITS and self._checkpointer is not None:
+            self._commits = 0
+            self._checkpointer.request()
+
+    def _item_statements(self) -> list[tuple[str, Any]]:
+        """The statements that record what was handed over since the last write (each with its list
+        of parameters, for one executemany): the sinks' own writes, finished items, failures, states."""
         run = self.run_id
         batches, self._batches = self._batches, []
         done, self._done = self._done, []
@@ -284,6 +308,13 @@ class Writer:
         if self._changed:
             self._changed = False
             statements.append(("UPDATE runs SET progress = ? WHERE id = ?", [(self._progress(), run)]))
+        return statements
+
+    def _run_statements(self, final_state: str | None) -> list[tuple[str, Any]]:
+        """The statements that record the run's progress: its counts every SNAPSHOT_INTERVAL seconds,
+        and with `final_state`, its end."""
+        run = self.run_id
+        statements: list[tuple[str, Any]] = []
         now = time.monotonic()
         if final_state is not None or now - self._last_snapshot >= SNAPSHOT_INTERVAL:
             self._last_snapshot = now
@@ -311,24 +342,7 @@ class Writer:
                         [(run,)],
                     )
                 )
-        if not statements:
-            return
-        if len(statements) == 1 and len(statements[0][1]) == 1:
-            connection.execute(statements[0][0], statements[0][1][0])  # one statement: its own transaction
-        else:
-            connection.execute("BEGIN")
-            try:
-                for sql, parameters in statements:
-                    connection.executemany(sql, parameters)
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-        self._commits += 1
-        if self._commits >= CHECKPOINT_COMMITS and self._checkpointer is not None:
-            self._commits = 0
-            self._checkpointer.request()
+        return statements
 
     def _progress(self) -> str:
         roots = {name: [upto, self._above[name]] for name, upto in self._upto.items()}

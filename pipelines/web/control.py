@@ -68,70 +68,82 @@ def add_control_api(app: web.Application, hub: Hub, *, token: str | None = None)
             return web.json_response({"error": "this server requires a token"}, status=401)
         return web.json_response([entry.summary() for entry in hub.runs()])
 
-    async def graph(request: web.Request, entry: RunEntry) -> Any:
-        return entry.graph()
-
-    async def stats(request: web.Request, entry: RunEntry) -> Any:
-        return entry.stats()
-
-    async def pause(request: web.Request, entry: RunEntry) -> Any:
-        if entry.live and entry.plumber.state != "built":
-            entry.plumber.pause()
-        return entry.summary()
-
-    async def resume(request: web.Request, entry: RunEntry) -> Any:
-        entry.plumber.resume()
-        return entry.summary()
-
-    async def stop(request: web.Request, entry: RunEntry) -> Any:
-        if entry.plumber.state == "running":
-            entry.plumber.stop_nowait()
-        return entry.summary()
-
-    async def node_pause(request: web.Request, entry: RunEntry) -> Any:
-        node = request.match_info["node"]
-        entry.plumber.pause(node)
-        return {"run": entry.id, "node": node, "paused": node in entry.plumber.paused_nodes}
-
-    async def node_resume(request: web.Request, entry: RunEntry) -> Any:
-        node = request.match_info["node"]
-        entry.plumber.resume(node)
-        return {"run": entry.id, "node": node, "paused": node in entry.plumber.paused_nodes}
-
-    async def node_stop(request: web.Request, entry: RunEntry) -> Any:
-        node = request.match_info["node"]
-        entry.plumber.stop_source(node)
-        return {"run": entry.id, "node": node, "stopped": True}
-
-    async def node_event(request: web.Request, entry: RunEntry) -> Any:
-        node, event = request.match_info["node"], request.match_info["event"]
-        params: Any = {}
-        if request.can_read_body:
-            try:
-                params = await request.json()
-            except ValueError:
-                raise ValueError("the body must be a JSON object of the event's parameters (or empty)") from None
-        if not isinstance(params, dict):
-            raise ValueError(f"the body must be a JSON object of the event's parameters, got {type(params).__name__}")
-        entry.plumber.check_event(node, event, **params)  # refused here: 404, 400 or 409
-        try:
-            await entry.plumber.send_event(node, event, **params)
-        except PipelineStateError:
-            raise  # the node ended while the event waited
-        except Exception as exc:
-            raise HandlerFailed(f"node {node!r}: the handler of event {event!r} raised {exc!r}") from exc
-        return {"run": entry.id, "node": node, "event": event, "handled": True}
-
     app.router.add_get("/api/runs", runs)
-    app.router.add_get("/api/graph", guarded(graph))
-    app.router.add_get("/api/stats", guarded(stats))
-    app.router.add_post("/api/pause", guarded(pause))
-    app.router.add_post("/api/resume", guarded(resume))
-    app.router.add_post("/api/stop", guarded(stop))
-    app.router.add_post("/api/nodes/{node}/pause", guarded(node_pause))
-    app.router.add_post("/api/nodes/{node}/resume", guarded(node_resume))
-    app.router.add_post("/api/nodes/{node}/stop", guarded(node_stop))
-    app.router.add_post("/api/nodes/{node}/events/{event}", guarded(node_event))
+    app.router.add_get("/api/graph", guarded(_graph))
+    app.router.add_get("/api/stats", guarded(_stats))
+    app.router.add_post("/api/pause", guarded(_pause))
+    app.router.add_post("/api/resume", guarded(_resume))
+    app.router.add_post("/api/stop", guarded(_stop))
+    app.router.add_post("/api/nodes/{node}/pause", guarded(_node_pause))
+    app.router.add_post("/api/nodes/{node}/resume", guarded(_node_resume))
+    app.router.add_post("/api/nodes/{node}/stop", guarded(_node_stop))
+    app.router.add_post("/api/nodes/{node}/events/{event}", guarded(_node_event))
+
+
+# -- the handlers, each given the request and the run it names ---------------------------------
+
+
+async def _graph(request: web.Request, entry: RunEntry) -> Any:
+    return entry.graph()
+
+
+async def _stats(request: web.Request, entry: RunEntry) -> Any:
+    return entry.stats()
+
+
+async def _pause(request: web.Request, entry: RunEntry) -> Any:
+    if entry.live and entry.plumber.state != "built":
+        entry.plumber.pause()
+    return entry.summary()
+
+
+async def _resume(request: web.Request, entry: RunEntry) -> Any:
+    entry.plumber.resume()
+    return entry.summary()
+
+
+async def _stop(request: web.Request, entry: RunEntry) -> Any:
+    if entry.plumber.state == "running":
+        entry.plumber.stop_nowait()
+    return entry.summary()
+
+
+async def _node_pause(request: web.Request, entry: RunEntry) -> Any:
+    node = request.match_info["node"]
+    entry.plumber.pause(node)
+    return {"run": entry.id, "node": node, "paused": node in entry.plumber.paused_nodes}
+
+
+async def _node_resume(request: web.Request, entry: RunEntry) -> Any:
+    node = request.match_info["node"]
+    entry.plumber.resume(node)
+    return {"run": entry.id, "node": node, "paused": node in entry.plumber.paused_nodes}
+
+
+async def _node_stop(request: web.Request, entry: RunEntry) -> Any:
+    node = request.match_info["node"]
+    entry.plumber.stop_source(node)
+    return {"run": entry.id, "node": node, "stopped": True}
+
+
+async def _node_event(request: web.Request, entry: RunEntry) -> Any:
+    node, event = request.match_info["node"], request.match_info["event"]
+    params: Any = {}
+    if request.can_read_body:
+        try:
+            params = await request.json()
+        except ValueError:
+            raise ValueError("the body must be a JSON object of the event's parameters (or empty)") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"the body must be a JSON object of the event's parameters, got {type(params).__name__}")
+    entry.plumber.check_event(node, event, **params)  # refused here: 404, 400 or 409
+    try:
+        await entry.plumber.send_event(node, event, **params)
+    except PipelineStateError:
+        raise  # the node ended while the event waited
+    except Exception as exc:
+        raise HandlerFailed(f"node {node!r}: the handler of event {event!r} raised {exc!r}") from exc
+    return {"run": entry.id, "node": node, "event": event, "handled": True}
 
 
 class HandlerFailed(Exception):
