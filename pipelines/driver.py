@@ -1,9 +1,10 @@
-"""Processor: one node of the graph, and the task that drives it.
+"""Processor: one node of the graph.
 
-A `Processor` owns its node's input edges, its successors' edges, its ledger of counters and
-outcomes (pipelines.ledger) and a fixed set of tasks: one driver, running the node's setup, then
-its workers (pipelines.worker), then end-of-stream to its successors, then its teardown. An
-`InputProcessor` (pipelines.sources) is a node without inputs, whose function is called once.
+A `Processor` owns its node's input edges, its outputs (pipelines.outputs: its successors' edges
+and how a batch is handed on), its ledger of counters and outcomes (pipelines.ledger), and one
+task, `run()` (pipelines.lifecycle): the node's setup, then its workers (pipelines.pool,
+pipelines.worker), then end-of-stream to its successors, then its teardown. An `InputProcessor`
+(pipelines.sources) is a node without inputs, whose function is called once.
 
 How an item is handled, in order: retries (`retry`), each attempt bounded by `timeout`; then, if it
 still failed, `on_error`: 'fail' stops the run and re-raises, 'skip' counts and logs it, a node

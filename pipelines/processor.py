@@ -1,6 +1,6 @@
 """The original import path of `Processor` and `InputProcessor`.
 
-A `Processor` is one node of the graph (pipelines.driver: its task, its counters, its outputs);
+A `Processor` is one node of the graph (pipelines.driver: its wiring, its counters, its task);
 an `InputProcessor` is a node without inputs (pipelines.sources: a source, and the `output_q` it
 puts into). Code written for the original library imports both from here.
 """
