@@ -123,12 +123,7 @@ class Processor(HandBuilt):
         """The node's counters and the outcomes of its items (pipelines.ledger)."""
         self.router: Router | None = Router(node) if node.routes_outputs else None
         """Where the node's outputs go, for a node that routes them (pipelines.routing); else None."""
-        out = self._out = Outputs(self.ledger, self.router, is_generator=node.is_generator)
-        # How a batch of outputs is handed on (pipelines.outputs): the worker picks one when it starts.
-        self.emit = out.emit
-        self.emit_now = out.emit_now
-        self.emit_reporting = out.emit_reporting
-        self.emit_routed = out.emit_routed
+        self._out = Outputs(self.ledger, self.router, is_generator=node.is_generator)
         self.collected: list[Any] | None = None
         """A sink's return values (None excluded), kept when the Plumber collects outputs."""
         self.keyless = False
@@ -256,6 +251,28 @@ class Processor(HandBuilt):
     def emits_in_memory(self) -> bool:
         """Whether `emit_now` can hand outputs on: the node has outputs, all plain MemoryEdges."""
         return self._out.in_memory
+
+    # How a batch of outputs is handed on (pipelines.outputs); a worker takes the one it needs once.
+
+    @property
+    def emit(self) -> Callable[[list[Envelope], list[Any]], Awaitable[None]]:
+        """``await emit(out, errors)``: `out` to every successor, `errors` to the error node."""
+        return self._out.emit
+
+    @property
+    def emit_now(self) -> Callable[[list[Envelope]], bool]:
+        """``emit_now(out)``: `out` to every successor at once when each has room (see Outputs)."""
+        return self._out.emit_now
+
+    @property
+    def emit_reporting(self) -> Callable[[list[Envelope], list[Any]], Awaitable[None]]:
+        """`emit`, telling the `sent` hooks of each output first."""
+        return self._out.emit_reporting
+
+    @property
+    def emit_routed(self) -> Callable[[list[Envelope], list[Any]], Awaitable[None]]:
+        """`emit` for a node that routes: each output to the successors it is routed to."""
+        return self._out.emit_routed
 
     @property
     def signals(self) -> Signals:
