@@ -123,7 +123,9 @@ class Processor(HandBuilt):
         """The node's counters and the outcomes of its items (pipelines.ledger)."""
         self.router: Router | None = Router(node) if node.routes_outputs else None
         """Where the node's outputs go, for a node that routes them (pipelines.routing); else None."""
-        self._out = Outputs(self.ledger, self.router, is_generator=node.is_generator)
+        self.handoff = Outputs(self.ledger, self.router, is_generator=node.is_generator)
+        """How a batch of the node's outputs is handed on: `emit`, and the ways a worker picks from
+        when it starts (pipelines.outputs)."""
         self.collected: list[Any] | None = None
         """A sink's return values (None excluded), kept when the Plumber collects outputs."""
         self.keyless = False
@@ -198,7 +200,7 @@ class Processor(HandBuilt):
         """(input edges, output edges), as in the original library; built by hand, (input_srcs, output_dests)."""
         if self._hand is not None:
             return (list(self._hand.input_srcs), list(self._hand.output_dests))
-        return (list(self._inputs), list(self._out.edges))
+        return (list(self._inputs), list(self.handoff.edges))
 
     def stop_producing(self) -> None:
         """Stop the node's own production: a source's coroutine (see InputProcessor.stop); others have none."""
@@ -240,39 +242,17 @@ class Processor(HandBuilt):
     @property
     def outputs(self) -> tuple[Edge, ...]:
         """The input edges of the node's successors, in the order of its successors."""
-        return tuple(self._out.edges)
+        return tuple(self.handoff.edges)
 
     @property
     def error_output(self) -> Edge | None:
         """The input edge of the node's error node, if it routes failures to one."""
-        return self._out.error_edge
-
-    @property
-    def emits_in_memory(self) -> bool:
-        """Whether `emit_now` can hand outputs on: the node has outputs, all plain MemoryEdges."""
-        return self._out.in_memory
-
-    # How a batch of outputs is handed on (pipelines.outputs); a worker takes the one it needs once.
+        return self.handoff.error_edge
 
     @property
     def emit(self) -> Callable[[list[Envelope], list[Any]], Awaitable[None]]:
         """``await emit(out, errors)``: `out` to every successor, `errors` to the error node."""
-        return self._out.emit
-
-    @property
-    def emit_now(self) -> Callable[[list[Envelope]], bool]:
-        """``emit_now(out)``: `out` to every successor at once when each has room (see Outputs)."""
-        return self._out.emit_now
-
-    @property
-    def emit_reporting(self) -> Callable[[list[Envelope], list[Any]], Awaitable[None]]:
-        """`emit`, telling the `sent` hooks of each output first."""
-        return self._out.emit_reporting
-
-    @property
-    def emit_routed(self) -> Callable[[list[Envelope], list[Any]], Awaitable[None]]:
-        """`emit` for a node that routes: each output to the successors it is routed to."""
-        return self._out.emit_routed
+        return self.handoff.emit
 
     @property
     def signals(self) -> Signals:
@@ -350,7 +330,7 @@ class Processor(HandBuilt):
         `ports` maps each producer's node index to its input's position, for a join.
         """
         self._inputs = inputs
-        self._out.wire(outputs, error_edge)
+        self.handoff.wire(outputs, error_edge)
         self.ledger.wire(len(outputs), error_edge is not None)
         spec = self._spec
         if spec.join_mode is not None:

@@ -71,7 +71,7 @@ class InputProcessor(Processor):
     def install(self, hooks: NodeHooks) -> None:
         super().install(hooks)
         if hooks.admits is not None:
-            self._output = AdmittingSourceOutput(self, self._out.edges, self.valve, hooks.admits)
+            self._output = AdmittingSourceOutput(self, self.handoff.edges, self.valve, hooks.admits)
 
     def go_keyless(self) -> None:
         super().go_keyless()

@@ -77,11 +77,12 @@ class Worker:
         self._counts_out = not is_sink and not node.spec.is_generator  # a generator counts its outputs itself
         self._finished: list[Key] | None = [] if is_sink and hooks.finished is not None else None
         reports = hooks.sent is not None and not node.spec.is_generator
-        emit = node.emit_reporting if reports else node.emit
+        handoff = node.handoff
+        emit = handoff.emit_reporting if reports else handoff.emit
         if node.router is not None:
-            emit = node.emit_routed  # each output to the successors it is routed to
+            emit = handoff.emit_routed  # each output to the successors it is routed to
         self._emit = emit
-        self._emit_now = node.emit_now if not reports and node.router is None and node.emits_in_memory else None
+        self._emit_now = handoff.emit_now if not reports and node.router is None and handoff.in_memory else None
         """Hands outputs on without a coroutine when there is room (plain `emit` to in-memory edges)."""
         spec = node.spec
         self._call = with_retries(
