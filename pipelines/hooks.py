@@ -61,9 +61,9 @@ none is left). A position says nothing of the source: an object that hears items
 sources may be called for another source's item at the same position, and tells them apart by
 ``key[0]``. The core reads the container at each item, so the hook may add and remove positions
 as the run goes (Tracing adds the position of each item it samples). On an item's usual path
-(``sent``, ``result``, and ``settled`` for a drop or a tombstone) the core makes the test itself,
-so an item the object does not hear costs it an ``in`` test, not a call; while the container is
-empty, a node handing on a batch of outputs tests it once for the batch. ``positions`` None, or
+(``admits`` at a source, ``sent``, ``result``, and ``settled`` for a drop or a tombstone) the core
+makes the test itself, so an item the object does not hear costs it an ``in`` test, not a call;
+while the container is empty, a node handing on a batch of outputs tests it once for the batch. ``positions`` None, or
 no such attribute: every item is heard. With several hooks, the positions of one filter only
 that hook's methods.
 

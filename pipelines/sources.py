@@ -21,7 +21,7 @@ from . import runtime
 from .driver import Processor, RunControl
 from .edges import MemoryEdge
 from .errors import PipelineError, PipelineStateError
-from .hooks import NodeHooks
+from .hooks import NodeHooks, unfiltered
 from .lineage import DROPPED
 from .queues import QueueEmpty
 
@@ -378,14 +378,17 @@ class SourceOutput:
 class AdmittingSourceOutput(SourceOutput):
     """A source's output when a hook hears each item enter (`admits`), and may pass it over."""
 
-    __slots__ = ("_admits",)
+    __slots__ = ("_admits", "_heard")
 
     def __init__(self, source: Processor, edges: list[Edge], valve: Valve, admits: Admits) -> None:
         super().__init__(source, edges, valve)
-        self._admits = admits
+        # A hook that hears only some positions (pipelines.hooks): tested here, without a call.
+        self._admits, self._heard = unfiltered(admits)
 
     def _admit(self, envelope: Any) -> bool:
-        return self._admits(envelope[0])
+        key = envelope[0]
+        heard = self._heard
+        return (heard is not None and key[1] not in heard) or self._admits(key)
 
     def fast_path(self) -> Callable[[Any], Awaitable[None] | None]:
         return self._hand_admitted
@@ -394,9 +397,11 @@ class AdmittingSourceOutput(SourceOutput):
         """`_hand`, letting the hooks hear the item enter first (they may pass it over)."""
         if self._valve.closed:
             return self.put(item)
-        key = (self._name, self._seq)
-        self._seq += 1
-        if not self._admits(key):
+        seq = self._seq
+        key = (self._name, seq)
+        self._seq = seq + 1
+        heard = self._heard
+        if (heard is None or seq in heard) and not self._admits(key):
             return None
         envelope = (key, item, self._index)
         single = self._single

@@ -1120,3 +1120,32 @@ globals().update(
         },
     )
 )
+
+
+async def test_a_source_hook_with_positions_is_asked_only_at_them_and_may_move_them_as_items_leave() -> None:
+    # As Tracing samples: the source hears only its next position, and each time names the next.
+    asked: list[Any] = []
+
+    class Next:
+        def __init__(self) -> None:
+            self.positions = {1}
+
+        def admits(self, key: Any) -> bool:
+            asked.append(key)
+            self.positions.clear()  # the same container: the core reads it at each item
+            self.positions.add(key[1] + 3)
+            return key[1] != 4  # and refuses one of the items it hears
+
+    class Hook:
+        def node_hooks(self, node: Processor) -> Any:
+            return Next() if node.name == "src" else None
+
+    seen, sink = collector()
+    graph = {
+        "nodes": {"src": {"coro": source_of(list(range(12)))}, "out": {"coro": sink}},
+        "graph": {"src": ["out"], "out": None},
+    }
+    result = await Plumber(graph, hooks=[Hook()]).run()
+    assert asked == [key(1), key(4), key(7), key(10)]
+    assert seen == [(x,) for x in range(12) if x != 4]
+    assert result["src"].items_out == 11

@@ -17,9 +17,9 @@ open (beyond, the oldest is forgotten and its later spans are not made), so memo
 whatever runs, even if an item vanishes unheard (another hook passed it over).
 
 Cost: with no Tracing installed, or with ``sample=0``, nothing is called per item. Installed, a
-source pays one call per item (a countdown to the next sampled one); the other nodes hear only
-the items at the positions of the open traces (the ``positions`` of their node hooks,
-pipelines.hooks), so an item that is not sampled costs them an ``in`` test, and a sink one call.
+source hears only the position of its next sampled item, and the other nodes only the items at the
+positions of the open traces (the ``positions`` of their node hooks, pipelines.hooks), so an item
+that is not sampled costs each node an ``in`` test, and a sink one call.
 A span is made where the item's path at the node ends, already finished (pipelines.tracing.spans:
 with the SDK's tracer provider, it is built directly and handed to the provider's span processors).
 Spans do not cross processes: in a distributed run each process traces the items its own sources
@@ -135,7 +135,7 @@ class Tracing:
 
     def _gap(self) -> int:
         """How many items until the next sampled one (1: the next): a geometric draw, so that each
-        item is sampled with probability `sample`, at the cost of a countdown per item."""
+        item is sampled with probability `sample`, and nothing is drawn for the items between."""
         if self.sample >= 1.0:
             return 1
         u = 1.0 - self._random.random()  # in (0, 1]
@@ -211,22 +211,20 @@ def _handed_to(handed: Handed, inputs: tuple[str, ...], key: Key) -> list[tuple[
 
 
 class _SourceHooks:
-    """A source's node methods: the sampling decision, once per item it sends."""
+    """A source's node methods: it hears only the position of its next sampled item (`positions`,
+    tested by the core without a call), and there begins the item's trace and draws the next."""
 
-    __slots__ = ("admits",)
+    __slots__ = ("admits", "positions")
 
     def __init__(self, tracing: Tracing, name: str, fan: int) -> None:
-        countdown = tracing._gap()
         begin = tracing._begin
         gap = tracing._gap
+        positions = self.positions = {gap() - 1}  # positions count from 0; the core holds this set
 
         def admits(key: Key) -> bool:
-            nonlocal countdown
-            countdown -= 1
-            if countdown:
-                return True
-            countdown = gap()
             begin(name, key, fan)
+            positions.clear()
+            positions.add(key[1] + gap())
             return True
 
         self.admits = admits
