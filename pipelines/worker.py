@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import runtime
 from .calls import HANDLED, PASSED_OVER, Expansion, with_retries
 from .edges import MemoryEdge
-from .hooks import unfiltered
+from .hooks import Positions, unfiltered
 from .ledger import HookFailed
 from .lineage import DISCARDED, DROPPED, NO_KEY, Joiner
 from .types import Envelope, Key
@@ -252,7 +252,8 @@ class Worker:
             return None
         if node.keyless:
             return self._bare_items
-        if self._step is None and self._on_result is None and self._finished is None and not node.outputs:
+        consumes = self._step is None and self._finished is None and not node.outputs
+        if consumes and (self._on_result is None or _heard_only(node) is not None):
             return self._consumed_items
         return self._any_items
 
@@ -281,12 +282,14 @@ class Worker:
         return 0, not_done
 
     async def _consumed_items(self, rest: Iterator[Envelope], turn: Turn | None) -> tuple[int, int] | None:
-        """A sink whose results nobody keeps or hears: call."""
+        """A sink whose results nobody keeps, and only a hook with `positions` hears (or none): call,
+        and tell that hook of an item at one of its positions (the test made here, without a call)."""
         node = self._node
         ledger = node.ledger
         call = self._call
         bare = self._bare
         member = self._member
+        told, positions = _heard_only(node) or (None, ())
         passed = not_done = 0
         for key, value, _ in rest:
             if value is DROPPED:
@@ -294,13 +297,16 @@ class Worker:
                 ledger.tombstone(key, member.out)
                 continue
             try:
-                await call(value if bare else (value,))
+                result = await call(value if bare else (value,))
             except BaseException as exc:
                 not_done += 1
                 if not ledger.fail(
                     key, value if bare else (value,), exc, runtime.current_task(), member.out, member.errors
                 ):
                     return None
+                continue
+            if told is not None and key[1] in positions:
+                told(key, result)
         return passed, not_done
 
     async def _any_items(self, rest: Iterator[Envelope], turn: Turn | None) -> tuple[int, int] | None:
@@ -381,6 +387,16 @@ def _routed(call: Callable[[Any], Awaitable[Any]], deliver: Callable[[Any], Any]
         return deliver(await call(arg))
 
     return routed
+
+
+def _heard_only(node: Processor) -> tuple[Callable[[Key, Any], None], Positions] | None:
+    """A sink's `result` hook and its positions, when that is all the sink does with a value: the
+    hook hears only some positions (as Tracing's does), and the sink keeps no value."""
+    told = node.ledger.hooks.result
+    if told is None or node.collected is not None:
+        return None
+    method, positions = unfiltered(told)
+    return None if positions is None else (method, positions)
 
 
 def _value_step(node: Processor) -> Callable[[Key, Any], None] | None:

@@ -1149,3 +1149,33 @@ async def test_a_source_hook_with_positions_is_asked_only_at_them_and_may_move_t
     assert asked == [key(1), key(4), key(7), key(10)]
     assert seen == [(x,) for x in range(12) if x != 4]
     assert result["src"].items_out == 11
+
+
+async def test_a_sink_tells_a_result_hook_with_positions_only_of_theirs_and_not_of_a_failed_item() -> None:
+    told: list[Any] = []
+
+    class Results:
+        positions = frozenset({1, 3, 5})
+
+        def result(self, key: Any, value: Any) -> None:
+            told.append((key, value))
+
+    class Hook:
+        def node_hooks(self, node: Processor) -> Any:
+            return Results() if node.name == "out" else None
+
+    async def tenfold(processor: Processor, q_elt: tuple[int]) -> int:
+        if q_elt[0] == 3:
+            raise ValueError("three")
+        return 10 * q_elt[0]
+
+    graph = {
+        "nodes": {
+            "src": {"coro": source_of(list(range(8)))},
+            "out": {"coro": tenfold, "properties": {"on_error": "skip"}},
+        },
+        "graph": {"src": ["out"], "out": None},
+    }
+    result = await Plumber(graph, hooks=[Hook()]).run()
+    assert told == [(key(1), 10), (key(5), 50)]
+    assert (result["out"].completed, result["out"].skipped) == (7, 1)
