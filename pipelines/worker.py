@@ -57,6 +57,7 @@ class Worker:
         "_extra",
         "_finished",
         "_gate",
+        "_heard",
         "_idle",
         "_index",
         "_member",
@@ -91,6 +92,8 @@ class Worker:
         if node.router is not None and not spec.is_generator:
             self._call = _routed(self._call, node.router.deliver)  # its output is where it goes
         self._on_result = _value_step(node) if is_sink else None
+        self._heard = _heard_only(node) if is_sink else None
+        """A sink's result hook and its positions, when that is all it does with a value (see below)."""
         self._step = self._special_step(node)
         self._bare = spec.bare
         self._index = spec.index
@@ -253,7 +256,7 @@ class Worker:
         if node.keyless:
             return self._bare_items
         consumes = self._step is None and self._finished is None and not node.outputs
-        if consumes and (self._on_result is None or _heard_only(node) is not None):
+        if consumes and (self._on_result is None or self._heard is not None):
             return self._consumed_items
         return self._any_items
 
@@ -289,7 +292,7 @@ class Worker:
         call = self._call
         bare = self._bare
         member = self._member
-        told, positions = _heard_only(node) or (None, ())
+        told, positions = self._heard or (None, ())
         passed = not_done = 0
         for key, value, _ in rest:
             if value is DROPPED:
