@@ -58,9 +58,7 @@ async def drive(node: Processor) -> None:
     finally:
         if node.events is not None:
             node.events.end()
-        for edge in (*node.outputs, node.error_output):
-            if edge is not None:
-                edge.close()
+        node.handoff.close()
         if node.executor is not None:
             # Work still in the executor belongs to a run that is ending: do not wait for it.
             close_pool(node.executor, finished=finished)
