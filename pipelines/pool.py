@@ -128,6 +128,7 @@ class Pool:
         "_listeners",
         "_members",
         "_missed",
+        "_model",
         "_node",
         "_reading",
         "_skip",
@@ -158,6 +159,7 @@ class Pool:
         """The node's input, a batch at a time: its edge's get_many, or the join's take."""
         self._waiting: deque[runtime.Future[None]] = deque()
         self._members: list[Member] = []
+        self._model: Worker | None = None  # the pool's first worker, which the others copy
         self._holding: dict[Member, None] = {}
         """The workers whose piece may still hold items they have not started, or outputs they have not
         handed on, in the order their pieces started (the input's order): where `_steal` and `_look`
@@ -219,8 +221,7 @@ class Pool:
                 self._group = group
                 for _ in range((self.fixed or 1) - 1):
                     self._start(extra=False)
-                member = Member()
-                await self._new_worker(member, extra=False).loop()  # the first runs in the node's own task
+                await self._new_worker(Member(), extra=False).loop()  # the first runs in the node's own task
         except BaseExceptionGroup as errors:
             if len(errors.exceptions) == 1:
                 raise errors.exceptions[0] from None  # the one exception itself, as a node without a pool raises
@@ -239,7 +240,10 @@ class Pool:
         self._members.append(member)
         self.live += 1
         self.peak = max(self.peak, self.live)
-        return Worker(self._node, self, member, extra=extra)
+        if self._model is not None:  # what was chosen for the node is shared, not chosen again
+            return self._model.sibling(member, extra=extra)
+        self._model = Worker(self._node, self, member, extra=extra)
+        return self._model
 
     def _start(self, *, extra: bool) -> None:
         assert self._group is not None

@@ -100,6 +100,23 @@ class Worker:
         # Truthy while the consumer downstream waits: outputs ready may go on in the middle of a piece.
         self._idle: Sized = node.outputs[0].idle_consumers if node.outputs and self._gate is None else ()
 
+    def sibling(self, member: Member, *, extra: bool) -> Worker:
+        """Another worker of the same node: what was chosen for the node is shared, not chosen again.
+
+        A pool of a hundred workers would otherwise put the same steps together a hundred times
+        as the run starts. What belongs to one worker is its own: its place in the pool, the keys
+        of a sink's finished items, and a step that hands outputs on itself (a generator's)."""
+        twin = Worker.__new__(Worker)
+        for name in Worker.__slots__:
+            setattr(twin, name, getattr(self, name))
+        twin._member = member
+        twin._extra = extra
+        if self._finished is not None:
+            twin._finished = []
+        if self._step is not None:
+            twin._step = twin._special_step(self._node)
+        return twin
+
     def _flagged(self, emit: Emit) -> Emit:
         """`emit`, marked on the pool's record: a worker waiting for room downstream keeps its items."""
         member = self._member

@@ -190,3 +190,38 @@ async def test_a_zip_join_holds_a_fast_source_back_by_its_bound() -> None:
 
 
 globals().update(trio_twins(globals()))
+
+
+async def test_the_workers_of_a_pool_share_the_node_steps_and_each_keeps_its_own(tmp_path: Any) -> None:
+    """A pool puts the node's steps together once (`Worker.sibling`); a step that hands outputs on
+    itself (a generator's) and a sink's finished keys stay each worker's own."""
+    from pipelines.pool import Member, Pool, Watch
+
+    checked: list[str] = []
+
+    async def source(processor: Processor, output_q: Any) -> None:
+        for name in ("gen", "out"):  # the run's hooks are bound now
+            node = plumber.processor(name)
+            pool = Pool(node, node.joiner, Watch())
+            first, second = (pool._new_worker(Member(), extra=False) for _ in range(2))
+            assert first._call is second._call
+            assert first._member is not second._member
+            if name == "gen":  # a generator's step hands its outputs on: each worker its own
+                assert first._step is not None
+                assert first._step is not second._step
+            else:  # the journal's sink notes the keys it finished, each worker its own
+                assert first._finished == second._finished == []
+                assert first._finished is not second._finished
+            checked.append(name)
+        await output_q.put(1)
+
+    async def twice(processor: Processor, q_elt: tuple[int]) -> Any:
+        yield q_elt[0]
+        yield q_elt[0]
+
+    seen, sink = collector()
+    graph = chain("src", "gen", "out", coros={"src": source, "gen": twice, "out": sink}, props={"gen": {"workers": 3}})
+    plumber = Plumber(graph, journal=tmp_path / "run.db")
+    await plumber.run()
+    assert checked == ["gen", "out"]
+    assert seen == [(1,), (1,)]
