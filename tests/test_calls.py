@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import traceback
 from typing import Any
 
 import anyio
@@ -274,6 +275,21 @@ class _Callable:
         return f"{x}{a}!"
 
 
+def _closing_over(suffix: str) -> Any:
+    async def closure(x: int, a: str, b: str = "b") -> str:
+        return f"{x}{a}{b}{suffix}"
+
+    return closure
+
+
+def _wrapped(fn: Any) -> Any:
+    @functools.wraps(fn)  # its signature is fn's; its code takes (*args, **kwargs)
+    async def wrapper(*args: Any, **kwargs: Any) -> str:
+        return "w" + await fn(*args, **kwargs)
+
+    return wrapper
+
+
 @pytest.mark.parametrize(
     ("coro", "args", "expected"),
     [
@@ -286,6 +302,8 @@ class _Callable:
         (_after_a_default, {"a": "a"}, ["0aB", "1aB"]),
         (_Callable(), {"a": "a"}, ["0a!", "1a!"]),
         (functools.partial(_labelled, c="p"), {"a": "A", "b": "B"}, ["0ABp", "1ABp"]),
+        (_closing_over("!"), {"a": "A"}, ["0Ab!", "1Ab!"]),
+        (_wrapped(_labelled), {"a": "A", "b": "B"}, ["w0ABc", "w1ABc"]),
     ],
 )
 async def test_a_nodes_args_reach_the_parameters_they_name(
@@ -294,6 +312,40 @@ async def test_a_nodes_args_reach_the_parameters_they_name(
     run = await run_node(coro, [0, 1], properties={"style": "item"}, **args)
     assert run.outputs == expected
     assert run.failures == []
+
+
+async def test_nodes_sharing_a_function_get_each_their_own_args_and_leave_its_defaults_alone() -> None:
+    """Args bound as the defaults of a copy of the function (no frame around each call): the function
+    itself is untouched, and every node's copy has its own."""
+    out, sink = collector()
+    graph = {
+        "nodes": {
+            "feed": {"coro": source_of([0, 1])},
+            "one": {"coro": _after_a_default, "args": {"a": "1"}, "properties": {"style": "item"}},
+            "two": {"coro": _after_a_default, "args": {"a": "2", "b": "2"}, "properties": {"style": "item"}},
+            "sink": {"coro": sink},
+        },
+        "graph": {"feed": ["one"], "one": ["two"], "two": ["sink"], "sink": None},
+    }
+    await Plumber(graph).run()
+    # 'one' makes "01B"; 'two' takes that whole string as its item
+    assert out == [("01B22",), ("11B22",)]
+    assert _after_a_default.__defaults__ == ("A", "B")
+    assert await _after_a_default(7) == "7AB"
+
+
+async def test_a_failure_in_a_node_with_args_names_the_users_function() -> None:
+    async def refuses(x: int, limit: int) -> int:
+        if x > limit:
+            raise ValueError(f"{x} is over {limit}")
+        return x
+
+    run = await run_node(refuses, [1, 5], properties={"style": "item"}, limit=3)
+    assert run.outputs == [1]
+    (failure,) = run.failures
+    assert (failure.node, failure.item, str(failure.exception)) == ("refuses", 5, "5 is over 3")
+    frames = traceback.extract_tb(failure.exception.__traceback__)
+    assert frames[-1].name == "refuses"  # the user's own code, where it raised
 
 
 async def _original(processor: Processor, q_elt: tuple[int], a: str, b: str = "b") -> str:
