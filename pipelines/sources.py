@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -115,12 +115,8 @@ class InputProcessor(Processor):
             # an 'item' style source takes only its args; the original style gets (processor, output_q)
             produced = spec.coro(**spec.args) if spec.style == "item" else self.invoke(port)
             if inspect.isasyncgen(produced):
-                hand = port.fast_path()
                 async with contextlib.aclosing(produced) as agen:
-                    async for item in agen:
-                        waiting = hand(item)
-                        if waiting is not None:
-                            await waiting
+                    await port.pump(agen)
             else:
                 await produced
         except BaseException as exc:
@@ -241,6 +237,25 @@ class SourceOutput:
         full = self._offer(envelope)
         if full >= 0:
             await self._send(envelope, full)
+
+    async def pump(self, items: AsyncIterator[Any]) -> None:
+        """Send every item of `items` on as `put` would, waiting only where `put` would wait: the
+        loop of a source that yields its items. The common source, with one successor and items
+        that travel bare (a keyless run), hands each on with no call of ours in between."""
+        single = self._single
+        if single is None or not self._bare:
+            hand = self.fast_path()
+            async for item in items:
+                waiting = hand(item)
+                if waiting is not None:
+                    await waiting
+            return
+        valve, ledger, room = self._valve, self._ledger, single.put_nowait
+        async for item in items:
+            if not valve.closed and room(item):
+                ledger.items_out += 1
+            else:  # paused, or no room now: put waits
+                await self.put(item)
 
     def fast_path(self) -> Callable[[Any], Awaitable[None] | None]:
         """`put` without a coroutine where none is needed: ``hand(item)`` sends `item` to every

@@ -9,10 +9,15 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from pipelines import PipelineStateError, Plumber, Processor
+from pipelines import PipelineStateError, Plumber, Processor, node
 
 from .backends import started, trio_twins
 from .helpers import add_one, chain, source_of, until, yield_now
+
+
+@node
+async def add_one_item(x: int) -> int:
+    return x + 1
 
 
 def endless_chain(seen: list[int], sink_gate: anyio.Event | None = None) -> Plumber:
@@ -60,6 +65,42 @@ async def test_pause_holds_the_sources_and_resume_loses_nothing() -> None:
     total = result["inp"].items_out
     assert seen == [i + 1 for i in range(total)]
     assert events == ["paused", "resumed"]
+
+
+async def test_pause_holds_a_yielding_source_of_a_keyless_run_and_resume_loses_nothing() -> None:
+    """A source that yields its items and never awaits, in a run whose items travel bare: the
+    source's own loop (SourceOutput.pump) sees the pause at its next item."""
+    seen: list[int] = []
+
+    @node
+    async def endless() -> Any:
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+    @node
+    async def into(x: int) -> None:
+        seen.append(x)
+
+    graph = chain("inp", "a", "out", coros={"inp": endless, "a": add_one_item, "out": into})
+    plumber = Plumber(graph, queue_size=10)
+    running = started(plumber.run)
+    await until(lambda: len(seen) >= 100)
+    assert plumber.processor("inp").keyless
+    plumber.pause()
+    # not one item more from here on, but the one whose put already waited for room
+    put = plumber.stats()["inp"].items_out + plumber.processor("inp").output_queue.pending
+    await until(lambda: drained(plumber))
+    await yield_now(500)
+    assert plumber.stats()["inp"].items_out == put
+    assert seen == [i + 1 for i in range(put)]
+    plumber.resume()
+    await until(lambda: len(seen) >= put + 100)
+    await plumber.stop()
+    result = await running
+    assert result.state == "stopped"
+    assert seen == [i + 1 for i in range(result["inp"].items_out)]
 
 
 async def test_stop_while_paused_drains_and_ends_stopped() -> None:
