@@ -57,7 +57,7 @@ from .edges import RedisEdge
 from .errors import DistributedError, RedisUnavailable, RemoteFailure
 from .joining import Joining
 from .keys import RunKeys, decode_name, instance_field, redacted
-from .stats import run_stats
+from .stats import RunCounts
 
 if TYPE_CHECKING:
     from ..driver import Processor
@@ -148,7 +148,7 @@ class Session(Joining):
         self._watchers: dict[str, asyncio.Event] = {}
         self._plan = ""
         self._done_nodes_plan = "[]"
-        self._stats: dict[str, NodeStats] | None = None
+        self._counts = RunCounts()
         self._published = 0  # publications of this process's counts, numbered so a late one loses
         self._final_state: str | None = None
 
@@ -258,19 +258,20 @@ class Session(Joining):
             inner.exception()  # retrieved: its caller may have stopped waiting
 
     async def done_nodes(self) -> frozenset[str]:
-        """Mark done the nodes that have finished everywhere; return every done node."""
+        """Mark done the nodes finished everywhere, and return them all; their last counts (each
+        instance publishes them before it closes) are read first, so no run ends on older ones."""
         reply = await self.call(
             self._done_nodes_script,
             keys=[],
             args=[self.keys.prefix, int(self.options.dead_after * 1000), self._done_nodes_plan],
         )
-        done = frozenset(decode_name(name.decode()) for name in reply)
+        done = self._done | {decode_name(name.decode()) for name in reply}  # a done node stays done
         if done != self._done:
-            self._done = done
-            for name in done:
-                watcher = self._watchers.get(name)
-                if watcher is not None:
-                    watcher.set()
+            with contextlib.suppress(DistributedError):  # the run is gone: _follow_the_run says so
+                await self._counts.read(self.redis, self.keys.run_id)
+            self._done = done = self._done | done  # with what a call that ran meanwhile found
+            for name in done & self._watchers.keys():
+                self._watchers[name].set()
         return done
 
     # -- tasks -------------------------------------------------------------------------------
@@ -363,7 +364,7 @@ class Session(Joining):
             if now >= next_stats:
                 next_stats = now + min(0.5, options.heartbeat)
                 await self._publish_stats(sorted(self.local))
-                self._stats = await run_stats(self.redis, self.keys.run_id)
+                await self._counts.read(self.redis, self.keys.run_id)
             await asyncio.sleep(options.poll)
 
     async def _follow_the_run(self, plumber: DistributedPlumber) -> None:
@@ -452,7 +453,7 @@ class Session(Joining):
                 await self.call(r.expire, key, KEEP_FINISHED_RUN)
         final = await self.call(r.hget, self.keys.run, "state")
         self._final_state = final.decode() if final else None
-        self._stats = await run_stats(r, self.keys.run_id)
+        await self._counts.read(r, self.keys.run_id)
 
     def _run_keys(self) -> list[str]:
         k = self.keys
@@ -473,7 +474,7 @@ class Session(Joining):
 
     def stats(self) -> dict[str, NodeStats] | None:
         """The latest aggregated stats of the run (None before the first)."""
-        return self._stats
+        return self._counts.latest
 
 
 def _describe(failure: BaseException, session: Session) -> str:

@@ -11,7 +11,7 @@ from ..stats import NodeStats
 from .errors import DistributedError
 from .keys import RunKeys, decode_name, split_instance_field
 
-__all__ = ["run_stats"]
+__all__ = ["RunCounts", "run_stats"]
 
 _SUMMED = ("items_in", "items_out", "completed", "failed", "retried", "skipped", "dropped", "in_flight")
 
@@ -70,6 +70,26 @@ async def run_stats(r: aioredis.Redis, run_id: str) -> dict[str, NodeStats]:
             latency=busy / sum(handled) if sum(handled) > 0 else 0.0,
         )
     return result
+
+
+class RunCounts:
+    """The counts of a run (`run_stats`) as this process last read them. Reads may overlap (the
+    periodic one, the one made when nodes finish): one that ends after a read begun later is
+    dropped, so the counts never go back to older ones."""
+
+    __slots__ = ("_begun", "_kept", "latest")
+
+    def __init__(self) -> None:
+        self.latest: dict[str, NodeStats] | None = None
+        self._begun = 0
+        self._kept = 0
+
+    async def read(self, r: aioredis.Redis, run_id: str) -> None:
+        self._begun += 1
+        number = self._begun
+        counts = await run_stats(r, run_id)
+        if number > self._kept:
+            self._kept, self.latest = number, counts
 
 
 def _text(value: bytes | str) -> str:
