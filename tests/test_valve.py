@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import anyio
@@ -74,10 +75,8 @@ async def test_pause_holds_a_yielding_source_of_a_keyless_run_and_resume_loses_n
 
     @node
     async def endless() -> Any:
-        i = 0
-        while True:
+        for i in itertools.count():
             yield i
-            i += 1
 
     @node
     async def into(x: int) -> None:
