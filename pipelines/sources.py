@@ -240,22 +240,36 @@ class SourceOutput:
 
     async def pump(self, items: AsyncIterator[Any]) -> None:
         """Send every item of `items` on as `put` would, waiting only where `put` would wait: the
-        loop of a source that yields its items. The common source, with one successor and items
-        that travel bare (a keyless run), hands each on with no call of ours in between."""
+        loop of a source that yields its items. The common source, with one successor, hands each
+        item on with no call of ours in between (bare in a keyless run, else in its envelope)."""
         single = self._single
-        if single is None or not self._bare:
-            hand = self.fast_path()
-            async for item in items:
-                waiting = hand(item)
-                if waiting is not None:
-                    await waiting
+        if single is None:
+            await self._hand_each(items)
             return
         valve, ledger, room = self._valve, self._ledger, single.put_nowait
+        if self._bare:
+            async for item in items:
+                if not valve.closed and room(item):
+                    ledger.items_out += 1
+                else:  # paused, or no room now: put waits
+                    await self.put(item)
+            return
+        name, index = self._name, self._index
         async for item in items:
-            if not valve.closed and room(item):
+            seq = self._seq
+            if not valve.closed and room(((name, seq), item, index)):
+                self._seq = seq + 1
                 ledger.items_out += 1
-            else:  # paused, or no room now: put waits
+            else:  # put waits, and gives the item the same position
                 await self.put(item)
+
+    async def _hand_each(self, items: AsyncIterator[Any]) -> None:
+        """`pump` through `fast_path`: a call per item."""
+        hand = self.fast_path()
+        async for item in items:
+            waiting = hand(item)
+            if waiting is not None:
+                await waiting
 
     def fast_path(self) -> Callable[[Any], Awaitable[None] | None]:
         """`put` without a coroutine where none is needed: ``hand(item)`` sends `item` to every
@@ -407,6 +421,9 @@ class AdmittingSourceOutput(SourceOutput):
 
     def fast_path(self) -> Callable[[Any], Awaitable[None] | None]:
         return self._hand_admitted
+
+    async def pump(self, items: AsyncIterator[Any]) -> None:
+        await self._hand_each(items)  # the hooks hear each item: a call per item anyway
 
     def _hand_admitted(self, item: Any) -> Awaitable[None] | None:
         """`_hand`, letting the hooks hear the item enter first (they may pass it over)."""

@@ -68,9 +68,23 @@ async def test_pause_holds_the_sources_and_resume_loses_nothing() -> None:
     assert events == ["paused", "resumed"]
 
 
-async def test_pause_holds_a_yielding_source_of_a_keyless_run_and_resume_loses_nothing() -> None:
-    """A source that yields its items and never awaits, in a run whose items travel bare: the
-    source's own loop (SourceOutput.pump) sees the pause at its next item."""
+class _Keys:
+    """A hook hearing each result at the sink: installing it makes the run keep its keys."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, int]] = []
+
+    def node_hooks(self, node: Processor) -> object | None:
+        return self if node.name == "out" else None
+
+    def result(self, key: Any, value: Any) -> None:
+        self.heard.append(key)
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["keyless", "keyed"])
+async def test_pause_holds_a_yielding_source_and_resume_loses_nothing(keyed: bool) -> None:
+    """A source that yields its items and never awaits: its own loop (SourceOutput.pump) sees the
+    pause at its next item, and an item that finds no room keeps its position while it waits."""
     seen: list[int] = []
 
     @node
@@ -82,11 +96,12 @@ async def test_pause_holds_a_yielding_source_of_a_keyless_run_and_resume_loses_n
     async def into(x: int) -> None:
         seen.append(x)
 
+    keys = _Keys()
     graph = chain("inp", "a", "out", coros={"inp": endless, "a": add_one_item, "out": into})
-    plumber = Plumber(graph, queue_size=10)
+    plumber = Plumber(graph, queue_size=10, hooks=[keys] if keyed else [])
     running = started(plumber.run)
     await until(lambda: len(seen) >= 100)
-    assert plumber.processor("inp").keyless
+    assert plumber.processor("inp").keyless is not keyed
     plumber.pause()
     # not one item more from here on, but the one whose put already waited for room
     put = plumber.stats()["inp"].items_out + plumber.processor("inp").output_queue.pending
@@ -99,7 +114,10 @@ async def test_pause_holds_a_yielding_source_of_a_keyless_run_and_resume_loses_n
     await plumber.stop()
     result = await running
     assert result.state == "stopped"
-    assert seen == [i + 1 for i in range(result["inp"].items_out)]
+    total = result["inp"].items_out
+    assert seen == [i + 1 for i in range(total)]
+    # each item's key is its position at the source, whether its put found room or waited
+    assert keys.heard == ([("inp", i) for i in range(total)] if keyed else [])
 
 
 async def test_stop_while_paused_drains_and_ends_stopped() -> None:
