@@ -41,6 +41,23 @@ def drained(plumber: Plumber) -> bool:
     return all(s.in_flight == 0 and s.queue_depth == 0 for s in plumber.stats().values())
 
 
+async def held_then_resumed(plumber: Plumber, running: Any, seen: list[int], put: int) -> int:
+    """With the run paused and drained: the source put nothing more than `put` items and all reached
+    the sink; resumed, items flow again; stopped, every item put reached it. Returns how many."""
+    await yield_now(500)
+    assert plumber.stats()["inp"].items_out == put
+    assert seen == [i + 1 for i in range(put)]
+    plumber.resume()
+    assert not plumber.paused
+    await until(lambda: len(seen) >= put + 100)
+    await plumber.stop()
+    result = await running
+    assert result.state == "stopped"
+    total: int = result["inp"].items_out
+    assert seen == [i + 1 for i in range(total)]
+    return total
+
+
 async def test_pause_holds_the_sources_and_resume_loses_nothing() -> None:
     seen: list[int] = []
     plumber = endless_chain(seen)
@@ -52,19 +69,7 @@ async def test_pause_holds_the_sources_and_resume_loses_nothing() -> None:
     plumber.pause()
     assert plumber.paused
     await until(lambda: drained(plumber))
-    put = plumber.stats()["inp"].items_out
-    await yield_now(500)
-    # held: the source put nothing more, and everything it had put reached the sink
-    assert plumber.stats()["inp"].items_out == put
-    assert seen == [i + 1 for i in range(put)]
-    plumber.resume()
-    assert not plumber.paused
-    await until(lambda: len(seen) >= put + 100)
-    await plumber.stop()
-    result = await running
-    assert result.state == "stopped"
-    total = result["inp"].items_out
-    assert seen == [i + 1 for i in range(total)]
+    await held_then_resumed(plumber, running, seen, plumber.stats()["inp"].items_out)
     assert events == ["paused", "resumed"]
 
 
@@ -106,16 +111,7 @@ async def test_pause_holds_a_yielding_source_and_resume_loses_nothing(keyed: boo
     # not one item more from here on, but the one whose put already waited for room
     put = plumber.stats()["inp"].items_out + plumber.processor("inp").output_queue.pending
     await until(lambda: drained(plumber))
-    await yield_now(500)
-    assert plumber.stats()["inp"].items_out == put
-    assert seen == [i + 1 for i in range(put)]
-    plumber.resume()
-    await until(lambda: len(seen) >= put + 100)
-    await plumber.stop()
-    result = await running
-    assert result.state == "stopped"
-    total = result["inp"].items_out
-    assert seen == [i + 1 for i in range(total)]
+    total = await held_then_resumed(plumber, running, seen, put)
     # each item's key is its position at the source, whether its put found room or waited
     assert keys.heard == ([("inp", i) for i in range(total)] if keyed else [])
 
