@@ -244,7 +244,7 @@ class SourceOutput:
         item on with no call of ours in between (bare in a keyless run, else in its envelope)."""
         single = self._single
         if single is None:
-            await self._hand_each(items)
+            await _each(items, self._hand)
             return
         valve, ledger, room = self._valve, self._ledger, single.put_nowait
         if self._bare:
@@ -263,20 +263,6 @@ class SourceOutput:
             else:  # put waits, and gives the item the same position
                 await self.put(item)
 
-    async def _hand_each(self, items: AsyncIterator[Any]) -> None:
-        """`pump` through `fast_path`: a call per item."""
-        hand = self.fast_path()
-        async for item in items:
-            waiting = hand(item)
-            if waiting is not None:
-                await waiting
-
-    def fast_path(self) -> Callable[[Any], Awaitable[None] | None]:
-        """`put` without a coroutine where none is needed: ``hand(item)`` sends `item` to every
-        successor that has room now and returns None when all had; otherwise it returns what to
-        await to finish the put (as `put` would have waited)."""
-        return self._hand if self._single is None else self._hand_one
-
     def _envelope(self, item: Any) -> Any:
         """The envelope of the next item: with its key and the source's index, or (a keyless run)
         the item itself."""
@@ -287,25 +273,13 @@ class SourceOutput:
         return envelope
 
     def _hand(self, item: Any) -> Awaitable[None] | None:
+        """`put` without a coroutine where none is needed: None when every successor had room for
+        `item` now, else what to await to finish the put."""
         if self._valve.closed:
             return self.put(item)
         envelope = self._envelope(item)
         full = self._offer(envelope)
         return None if full < 0 else self._send(envelope, full)
-
-    def _hand_one(self, item: Any) -> Awaitable[None] | None:
-        """`_hand` for a source with one successor: the common case, in fewer steps."""
-        if self._valve.closed:
-            return self.put(item)
-        if self._bare:
-            envelope = item
-        else:  # `_envelope`, written out: this is the sources' per-item path
-            envelope = ((self._name, self._seq), item, self._index)
-            self._seq += 1
-        if self._single.put_nowait(envelope):  # type: ignore[union-attr]  # one successor: never None here
-            self._ledger.items_out += 1
-            return None
-        return self._send(envelope, 0)
 
     def _offer(self, envelope: Any) -> int:
         """Hand `envelope` to the successors while they have room: -1 when all had (it is counted),
@@ -419,11 +393,8 @@ class AdmittingSourceOutput(SourceOutput):
         heard = self._heard
         return (heard is not None and key[1] not in heard) or self._admits(key)
 
-    def fast_path(self) -> Callable[[Any], Awaitable[None] | None]:
-        return self._hand_admitted
-
     async def pump(self, items: AsyncIterator[Any]) -> None:
-        await self._hand_each(items)  # the hooks hear each item: a call per item anyway
+        await _each(items, self._hand_admitted)  # the hooks hear each item: a call per item anyway
 
     def _hand_admitted(self, item: Any) -> Awaitable[None] | None:
         """`_hand`, letting the hooks hear the item enter first (they may pass it over)."""
@@ -453,6 +424,15 @@ class AdmittingSourceOutput(SourceOutput):
         while self._valve.closed:
             await self._valve.wait_open()
         waiting = self._hand_admitted(item)  # the valve is open: it hands the item on, or starts to
+        if waiting is not None:
+            await waiting
+
+
+async def _each(items: AsyncIterator[Any], hand: Callable[[Any], Awaitable[None] | None]) -> None:
+    """Hand each of `items` on with `hand`, which returns None when the item went on at once, else
+    what to await to finish its put (as `put` would have waited)."""
+    async for item in items:
+        waiting = hand(item)
         if waiting is not None:
             await waiting
 
