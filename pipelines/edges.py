@@ -218,7 +218,7 @@ class MemoryEdge:
         `put_many` does when it need not wait); return whether they were added.
 
         Not part of the Edge protocol: a worker hands its outputs on with it, without a coroutine,
-        where its successors' edges are MemoryEdges (pipelines.outputs, `Outputs.emit_now`).
+        where its successors' edges are MemoryEdges (pipelines.outputs, `Outputs.put_now`).
         """
         buffer = self._items
         if self._putters or len(buffer) + len(items) > self.maxsize or self._open_producers <= 0:

@@ -3,13 +3,14 @@
 A node's outputs go to the input edge of each successor, in the order of its successors, and its
 failures to its error node's edge, if it routes them to one. A worker hands on a whole piece's
 outputs at once: `emit` puts the batch into each edge (waiting for room: backpressure, counted in
-the node's `blocked_seconds`); `emit_now` does the same without a coroutine when every edge is a
+the node's `blocked_seconds`); `put_now` does the same without a coroutine when every edge is a
 plain in-memory one with room for all of it; `emit_reporting` tells the `sent` hooks first;
 `emit_routed` gives each output to the successors its route names (pipelines.routing).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from .edges import MemoryEdge
@@ -36,7 +37,7 @@ class Outputs:
         self.error_edge: Edge | None = None
         """The input edge of the node's error node, if it routes failures to one."""
         self._memory: list[MemoryEdge] = []
-        """The edges when every one is a plain MemoryEdge (else empty): see `emit_now`."""
+        """The edges when every one is a plain MemoryEdge (else empty): see `put_now`."""
         self._ledger = ledger
         self._router = router
         self._is_generator = is_generator
@@ -58,24 +59,29 @@ class Outputs:
 
     @property
     def in_memory(self) -> bool:
-        """Whether `emit_now` can hand outputs on: the node has outputs, all plain MemoryEdges."""
+        """Whether `put_now` can hand outputs on: the node has outputs, all plain MemoryEdges."""
         return bool(self._memory)
 
-    def emit_now(self, out: list[Envelope]) -> bool:
-        """Hand `out` to every successor at once, without waiting, when each has room for all of it
-        now (as `emit` does then, without a coroutine), and empty it; False when one has not:
-        nothing was handed on, and the caller awaits `emit`. Only where `in_memory`."""
+    @property
+    def put_now(self) -> Callable[[list[Envelope]], bool]:
+        """How to hand a batch of outputs to every successor at once, without waiting, when each has
+        room for all of it now (as `emit` does then, without a coroutine): a function of the batch
+        that returns whether it was handed on (False: nothing was, and the caller awaits `emit`). It
+        leaves the batch as it was: the caller empties it. Only where `in_memory`.
+
+        With one successor, it is that edge's own ``put_many_nowait``: no call of ours in between.
+        """
         edges = self._memory
-        if len(edges) == 1:
-            if not edges[0].put_many_nowait(out):
-                return False
-        else:
-            count = len(out)
-            if not all(edge.room_for(count) for edge in edges):
-                return False
-            for edge in edges:
-                edge.put_many_nowait(out)
-        out.clear()
+        return edges[0].put_many_nowait if len(edges) == 1 else self._put_all_now
+
+    def _put_all_now(self, out: list[Envelope]) -> bool:
+        """`put_now` for several successors: all of them have room for `out`, or none gets it."""
+        edges = self._memory
+        count = len(out)
+        if not all(edge.room_for(count) for edge in edges):
+            return False
+        for edge in edges:
+            edge.put_many_nowait(out)
         return True
 
     async def emit(self, out: list[Envelope], errors: list[Any]) -> None:

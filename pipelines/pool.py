@@ -352,28 +352,28 @@ class Pool:
         of one batch.
         """
         holding = self._holding
-        for victim in list(holding):
-            rest = victim.rest
-            if rest is None:
-                del holding[victim]
-                continue
-            if victim.emitting:
-                continue
-            left = length_hint(rest)
-            if left:
+        gone: list[Member] = []  # removed from `holding` once the loop over it is over
+        try:
+            for victim in holding:
+                rest = victim.rest
+                if rest is not None and victim.emitting:
+                    continue
+                left = 0 if rest is None else length_hint(rest)
+                if rest is None or not (victim.out or victim.errors or self._expands):
+                    gone.append(victim)  # ended, or in its last item: nothing more to take or hand on
+                if not left:
+                    continue
                 batch = victim.batch
                 cut = len(batch) - left
-                stopped: Any = rest
-                stopped.__setstate__(len(batch))  # the victim's list iterator stops at the cut
+                rest.__setstate__(len(batch))  # type: ignore[union-attr]  # the victim's list iterator stops at the cut
                 victim.stop = cut
                 victim.stolen += left
-            if not (victim.out or victim.errors or self._expands):
-                del holding[victim]  # in its last item: nothing more to take or hand on
-            if not left:
-                continue
-            turn = self.gate.split(victim.turn) if self.gate is not None and victim.turn is not None else None
-            return self._start_piece(member, batch, cut, turn)
-        return None
+                turn = self.gate.split(victim.turn) if self.gate is not None and victim.turn is not None else None
+                return self._start_piece(member, batch, cut, turn)
+            return None
+        finally:
+            for victim in gone:
+                del holding[victim]
 
     def _empty(self) -> bool:
         return all(edge.empty() for edge in self._inputs)

@@ -53,7 +53,6 @@ class Worker:
         "_call",
         "_counts_out",
         "_emit",
-        "_emit_now",
         "_extra",
         "_finished",
         "_gate",
@@ -64,6 +63,7 @@ class Worker:
         "_node",
         "_on_result",
         "_pool",
+        "_put_now",
         "_step",
     )
 
@@ -83,7 +83,7 @@ class Worker:
         if node.router is not None:
             emit = handoff.emit_routed  # each output to the successors it is routed to
         self._emit = emit
-        self._emit_now = handoff.emit_now if not reports and node.router is None and handoff.in_memory else None
+        self._put_now = handoff.put_now if not reports and node.router is None and handoff.in_memory else None
         """Hands outputs on without a coroutine when there is room (plain `emit` to in-memory edges)."""
         spec = node.spec
         self._call = with_retries(
@@ -174,12 +174,11 @@ class Worker:
         item. A sink or a generator handles a piece with the step chosen for its role (`_handler`).
         """
         pool, member, ledger, handle = self._pool, self._member, self._node.ledger, self._handler()
-        emit, emit_now, gate, finished = self._emit, self._emit_now, self._gate, self._finished
+        emit, put_now, gate, finished = self._emit, self._put_now, self._gate, self._finished
         call, bare, index, idle, counts_out = self._call, self._bare, self._index, self._idle, self._counts_out
         clock, keyless = runtime.clock(), self._node.keyless
         # Reused for every piece: an edge copies what it is given. Another worker may hand them on.
-        out, errors = member.out, member.errors
-        append = out.append
+        out, errors, append = member.out, member.errors, member.out.append
         member.task = runtime.current_task()
         try:
             while True:
@@ -236,8 +235,10 @@ class Worker:
                 # Hand its outputs on (in turn, for an ordered node), commit a sink's items.
                 if gate is not None and turn is not None:
                     await self._emit_in_turn(turn, out, errors)
-                elif errors or (out and (emit_now is None or not emit_now(out))):
+                elif errors or (out and (put_now is None or not put_now(out))):
                     await emit(out, errors)
+                else:
+                    out.clear()  # handed on now, or nothing to hand on
                 if finished:
                     await self._commit(finished)
         finally:
