@@ -91,6 +91,9 @@ class RunJournal:
         """How many envelopes of each root are alive (or will be), while the run has shapes that make
         more than one: not kept for a linear graph (see `pipelines.lineage.is_linear`)."""
         self.linear = is_linear(spec)
+        self._keys_are_roots = self.linear and all(source == name for source, name in names.items())
+        """Each item a sink finishes has its root as its key: one envelope per item, from a source
+        journaled under its own name (no zip group)."""
         self._recorded: set[Root] = set()
         self._done: list[Root] = []
         self._purge: list[Root] = []
@@ -278,9 +281,13 @@ class RunJournal:
     ) -> asyncio.Future[None]:
         """A sink finished these items: record them (with its `state`, in which they are folded);
         the future resolves once that is committed."""
+        recorded = self._recorded
+        if self._keys_are_roots and not recorded and not self._failed_roots:
+            # The common case of a linear graph: each item's root is done, and none is kept.
+            self._done += keys
+            return self._hand_over_batch(Batch(sink, [], len(keys), state, writes))
         counts = self.counts
         root_of = self.root
-        recorded = self._recorded
         done = self._done
         records = []
         counted = not self.linear
@@ -300,7 +307,10 @@ class RunJournal:
                 elif recorded and root in recorded:
                     recorded.discard(root)
                     self._purge.append(root)
-        future = self._hand_over(Batch(sink, records, len(keys), state, writes))
+        return self._hand_over_batch(Batch(sink, records, len(keys), state, writes))
+
+    def _hand_over_batch(self, batch: Batch) -> asyncio.Future[None]:
+        future = self._hand_over(batch)
         assert future is not None
         return future
 
