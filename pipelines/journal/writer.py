@@ -37,6 +37,8 @@ __all__ = ["Batch", "Failure", "Writer"]
 
 SNAPSHOT_INTERVAL = 1.0  # seconds between two writes of every node's count
 CHECKPOINT_COMMITS = 500  # fold the log into the file after this many commits
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""The encoder of the progress each commit writes (made once: json.dumps with separators makes one a call)."""
 
 
 @dataclass(slots=True)
@@ -281,7 +283,8 @@ class Writer:
             self._totals[batch.sink] += batch.finished
             self._changed = True
             sink = batch.sink
-            rows.extend((run, sink, root[0], root[1], json.dumps(key)) for key, root in batch.records)
+            if batch.records:
+                rows.extend((run, sink, root[0], root[1], json.dumps(key)) for key, root in batch.records)
             if batch.state is not None:
                 states[sink] = batch.state  # the last one holds every batch before it
         self._mark_all_done(done)
@@ -346,7 +349,7 @@ class Writer:
 
     def _progress(self) -> str:
         roots = {name: [upto, self._above[name]] for name, upto in self._upto.items()}
-        return json.dumps({"roots": roots, "sinks": self._totals}, separators=(",", ":"))
+        return _COMPACT.encode({"roots": roots, "sinks": self._totals})
 
     def _mark_all_done(self, done: list[Root]) -> None:
         """`_mark_done` for each, with the common case (the next position of a source) inline."""
