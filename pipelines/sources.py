@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -244,7 +244,7 @@ class SourceOutput:
         item on with no call of ours in between (bare in a keyless run, else in its envelope)."""
         single = self._single
         if single is None:
-            await _each(items, self._hand)
+            await self._pump_to_each(items)
             return
         valve, ledger, room = self._valve, self._ledger, single.put_nowait
         if self._bare:
@@ -263,6 +263,27 @@ class SourceOutput:
             else:  # put waits, and gives the item the same position
                 await self.put(item)
 
+    async def _pump_to_each(self, items: AsyncIterator[Any]) -> None:
+        """`pump` for a source with several successors (or none): each item goes to every one that
+        has room with no call of ours; from the first that has none, `_send` waits as `put` would."""
+        edges, valve, ledger = self._edges, self._valve, self._ledger
+        bare, name, index = self._bare, self._name, self._index
+        async for item in items:
+            if valve.closed:  # paused, or ended: put waits (or raises)
+                await self.put(item)
+                continue
+            if bare:
+                envelope = item
+            else:
+                envelope = ((name, self._seq), item, index)
+                self._seq += 1
+            for full, edge in enumerate(edges):
+                if not edge.put_nowait(envelope):
+                    await self._send(envelope, full)
+                    break
+            else:
+                ledger.items_out += 1
+
     def _envelope(self, item: Any) -> Any:
         """The envelope of the next item: with its key and the source's index, or (a keyless run)
         the item itself."""
@@ -271,15 +292,6 @@ class SourceOutput:
         envelope = ((self._name, self._seq), item, self._index)
         self._seq += 1
         return envelope
-
-    def _hand(self, item: Any) -> Awaitable[None] | None:
-        """`put` without a coroutine where none is needed: None when every successor had room for
-        `item` now, else what to await to finish the put."""
-        if self._valve.closed:
-            return self.put(item)
-        envelope = self._envelope(item)
-        full = self._offer(envelope)
-        return None if full < 0 else self._send(envelope, full)
 
     def _offer(self, envelope: Any) -> int:
         """Hand `envelope` to the successors while they have room: -1 when all had (it is counted),
@@ -394,10 +406,16 @@ class AdmittingSourceOutput(SourceOutput):
         return (heard is not None and key[1] not in heard) or self._admits(key)
 
     async def pump(self, items: AsyncIterator[Any]) -> None:
-        await _each(items, self._hand_admitted)  # the hooks hear each item: a call per item anyway
+        hand = self._hand_admitted  # the hooks hear each item: a call per item anyway
+        async for item in items:
+            waiting = hand(item)
+            if waiting is not None:
+                await waiting
 
     def _hand_admitted(self, item: Any) -> Awaitable[None] | None:
-        """`_hand`, letting the hooks hear the item enter first (they may pass it over)."""
+        """Hand `item` on without a coroutine where none is needed, letting the hooks hear it enter
+        first (they may pass it over): None when it went on at once (or was passed over), else
+        what to await to finish its put."""
         if self._valve.closed:
             return self.put(item)
         seq = self._seq
@@ -424,15 +442,6 @@ class AdmittingSourceOutput(SourceOutput):
         while self._valve.closed:
             await self._valve.wait_open()
         waiting = self._hand_admitted(item)  # the valve is open: it hands the item on, or starts to
-        if waiting is not None:
-            await waiting
-
-
-async def _each(items: AsyncIterator[Any], hand: Callable[[Any], Awaitable[None] | None]) -> None:
-    """Hand each of `items` on with `hand`, which returns None when the item went on at once, else
-    what to await to finish its put (as `put` would have waited)."""
-    async for item in items:
-        waiting = hand(item)
         if waiting is not None:
             await waiting
 

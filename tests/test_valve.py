@@ -86,11 +86,14 @@ class _Keys:
         self.heard.append(key)
 
 
+@pytest.mark.parametrize("fan", [1, 2], ids=["one-successor", "two-successors"])
 @pytest.mark.parametrize("keyed", [False, True], ids=["keyless", "keyed"])
-async def test_pause_holds_a_yielding_source_and_resume_loses_nothing(keyed: bool) -> None:
+async def test_pause_holds_a_yielding_source_and_resume_loses_nothing(keyed: bool, fan: int) -> None:
     """A source that yields its items and never awaits: its own loop (SourceOutput.pump) sees the
-    pause at its next item, and an item that finds no room keeps its position while it waits."""
+    pause at its next item, and an item that finds no room keeps its position while it waits.
+    With two successors, each item reaches both, and a stop splits none between them."""
     seen: list[int] = []
+    seen_too: list[int] = []
 
     @node
     async def endless() -> Any:
@@ -101,8 +104,15 @@ async def test_pause_holds_a_yielding_source_and_resume_loses_nothing(keyed: boo
     async def into(x: int) -> None:
         seen.append(x)
 
+    @node
+    async def into_too(x: int) -> None:
+        seen_too.append(x)
+
     keys = _Keys()
     graph = chain("inp", "a", "out", coros={"inp": endless, "a": add_one_item, "out": into})
+    if fan == 2:  # inp also feeds b -> out_too
+        graph["nodes"].update({"b": {"coro": add_one_item}, "out_too": {"coro": into_too}})
+        graph["graph"].update({"inp": ["a", "b"], "b": ["out_too"], "out_too": None})
     plumber = Plumber(graph, queue_size=10, hooks=[keys] if keyed else [])
     running = started(plumber.run)
     await until(lambda: len(seen) >= 100)
@@ -114,6 +124,7 @@ async def test_pause_holds_a_yielding_source_and_resume_loses_nothing(keyed: boo
     total = await held_then_resumed(plumber, running, seen, put)
     # each item's key is its position at the source, whether its put found room or waited
     assert keys.heard == ([("inp", i) for i in range(total)] if keyed else [])
+    assert seen_too == (seen if fan == 2 else [])
 
 
 async def test_stop_while_paused_drains_and_ends_stopped() -> None:
