@@ -346,34 +346,33 @@ class Pool:
         """Start, as the worker's next piece, the items a worker suspended in the middle of its piece
         has not started (as `take` does first, without waiting); None when no worker has any to spare.
 
-        The victim goes on with the item it is in, and its piece ends there; the items after it
-        start here, in input order, as they would with a task each. When order is kept, their
-        outputs take their turn right after the victim's. Nothing is copied: both pieces are parts
-        of one batch.
-        """
+        The victim goes on with the item it is in, and its piece ends there; the items after it start
+        here, in input order, as with a task each (their outputs, when order is kept, right after the
+        victim's). Nothing is copied: both pieces are parts of one batch."""
         holding = self._holding
-        gone: list[Member] = []  # removed from `holding` once the loop over it is over
-        try:
-            for victim in holding:
-                rest = victim.rest
-                if rest is not None and victim.emitting:
-                    continue
-                left = 0 if rest is None else length_hint(rest)
-                if rest is None or not (victim.out or victim.errors or self._expands):
-                    gone.append(victim)  # ended, or in its last item: nothing more to take or hand on
-                if not left:
-                    continue
+        stale: list[Member] = []  # ended, or in its last item with nothing to take: removed after the loop
+        for victim in holding:
+            rest = victim.rest
+            if rest is not None and victim.emitting:
+                continue
+            left = 0 if rest is None else length_hint(rest)
+            last = rest is None or not (victim.out or victim.errors or self._expands)
+            if left:
                 batch = victim.batch
                 cut = len(batch) - left
                 rest.__setstate__(len(batch))  # type: ignore[union-attr]  # the victim's list iterator stops at the cut
-                victim.stop = cut
-                victim.stolen += left
+                victim.stop, victim.stolen = cut, victim.stolen + left
                 turn = self.gate.split(victim.turn) if self.gate is not None and victim.turn is not None else None
-                return self._start_piece(member, batch, cut, turn)
-            return None
-        finally:
-            for victim in gone:
-                del holding[victim]
+                if last:
+                    del holding[victim]  # safe: the loop over `holding` ends here
+                break
+            if last:
+                stale.append(victim)
+        else:
+            victim = None
+        for ended in stale:
+            del holding[ended]
+        return None if victim is None else self._start_piece(member, batch, cut, turn)
 
     def _empty(self) -> bool:
         return all(edge.empty() for edge in self._inputs)
