@@ -95,6 +95,8 @@ class Writer:
                 self._above[name] = [[lo, hi] for lo, hi in above]
             self._base = dict(resume.nodes)
         self._totals: dict[str, int] = {sink: self._base.get(sink, 0) for sink in sinks}
+        self._quoted = {name: _COMPACT.encode(name) for name in [*self._upto, *self._totals]}
+        """Each source's and sink's name as JSON text, for the progress each commit writes."""
         self._changed = False
         self.run_id = resume.id if resume is not None else 0
         self._last_snapshot = 0.0
@@ -348,8 +350,18 @@ class Writer:
         return statements
 
     def _progress(self) -> str:
-        roots = {name: [upto, self._above[name]] for name, upto in self._upto.items()}
-        return _COMPACT.encode({"roots": roots, "sinks": self._totals})
+        """The run's progress as compact JSON: ``{"roots": {source: [upto, [[lo, hi], ...]]}, "sinks":
+        {sink: finished}}``, put together from its parts (every commit writes it; the names are
+        encoded once, the counts are ints)."""
+        quoted, above = self._quoted, self._above
+        roots = ",".join(
+            [
+                f"{quoted[name]}:[{upto},{_COMPACT.encode(above[name]) if above[name] else '[]'}]"
+                for name, upto in self._upto.items()
+            ]
+        )
+        sinks = ",".join([f"{quoted[sink]}:{count}" for sink, count in self._totals.items()])
+        return f'{{"roots":{{{roots}}},"sinks":{{{sinks}}}}}'
 
     def _mark_all_done(self, done: list[Root]) -> None:
         """`_mark_done` for each, with the common case (the next position of a source) inline."""
