@@ -265,7 +265,8 @@ class SourceOutput:
 
     async def _pump_to_each(self, items: AsyncIterator[Any]) -> None:
         """`pump` for a source with several successors (or none): each item goes to every one that
-        has room with no call of ours; from the first that has none, `_send` waits as `put` would."""
+        has room with no call of ours (`_envelope` and `_offer` written out: the per-item path); from the
+        first that has none, `_send` waits as `put` would."""
         edges, valve, ledger = self._edges, self._valve, self._ledger
         bare, name, index = self._bare, self._name, self._index
         async for item in items:

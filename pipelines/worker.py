@@ -235,10 +235,10 @@ class Worker:
                 # Hand its outputs on (in turn, for an ordered node), commit a sink's items.
                 if gate is not None and turn is not None:
                     await self._emit_in_turn(turn, out, errors)
-                elif errors or (out and (put_now is None or not put_now(out))):
+                elif out and not errors and put_now is not None and put_now(out):
+                    out.clear()  # handed on now, without a coroutine
+                elif out or errors:
                     await emit(out, errors)
-                else:
-                    out.clear()  # handed on now, or nothing to hand on
                 if finished:
                     await self._commit(finished)
         finally:
