@@ -270,6 +270,10 @@ def test_any_json_auth_payload_without_the_token_is_refused_and_told_nothing() -
         url, server = runner.run(serve.__aenter__())
         try:
             refuses_any_json_auth(runner, url, server)
+            # The server still serves after every refusal: a client with the token gets in.
+            watcher = Watcher()
+            runner.run(watcher.attempt(url, server, {"token": TOKEN}))
+            assert watcher.refusal is None
         finally:
             runner.run(serve.__aexit__(None, None, None))
 
