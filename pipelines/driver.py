@@ -42,6 +42,7 @@ from .valve import Valve
 
 if TYPE_CHECKING:
     from .edges import Edge
+    from .fusion import Chain
     from .graph import NodeSpec
     from .sources import SourceOutput
     from .standalone import HandRun
@@ -137,6 +138,8 @@ class Processor(HandBuilt):
         source's also closes while the whole run is paused (pipelines.valve)."""
         self.events: NodeEvents | None = None
         """The custom events the node answers (property 'events', pipelines.events); None: none."""
+        self.chain: Chain | None = None
+        """The nodes fused after this one, which it calls on each of its outputs (`fuse`); None: none."""
         if node.events:
             self.events = NodeEvents(self, node.events)
             self.invoke = self.events.guard(self.invoke)
@@ -357,6 +360,12 @@ class Processor(HandBuilt):
         for edge in self._inputs:
             if isinstance(edge, MemoryEdge):  # what a keyless run has: its `input_queue.get()` reads values
                 edge.bare = True
+
+    def fuse(self, chain: Chain) -> None:
+        """Lead a fused segment (by the Plumber: pipelines.fusion); pausing a node of it holds this one."""
+        self.chain = chain
+        for valve in chain.valves:
+            self.valve.follow(valve)
 
     def holds(self, key: Key, producer: int) -> bool:
         """For a join: whether an item with `key` from node `producer` already waits in its group.

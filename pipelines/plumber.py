@@ -32,6 +32,7 @@ import networkx as nx
 from . import runtime
 from .driver import Processor
 from .errors import PipelineCancelled, PipelineError, PipelineStateError
+from .fusion import Chain, segments
 from .graph import DEFAULT_QUEUE_SIZE, GraphSpec, parse_graph
 from .hooks import bind_node_hooks, run_methods
 from .lineage import needs_keys
@@ -72,7 +73,9 @@ class Plumber(Steering):
     `hooks` hear what happens to items and to the run (pipelines.hooks); `transport` makes the
     edges and runs the nodes (pipelines.transport; in memory by default).
     With `journal` (a path or a `pipelines.journal.Journal`), the run is durable: see
-    pipelines.journal; it is installed as a hook. The graph is checked here: a malformed one
+    pipelines.journal; it is installed as a hook. With `fuse`, linear runs of plain nodes are each
+    handled in one task, with no concurrency between their nodes (pipelines.fusion; `fused` says
+    which, once the run has started). The graph is checked here: a malformed one
     raises GraphError, and an unusable journal file JournalError, before anything runs.
     """
 
@@ -87,6 +90,7 @@ class Plumber(Steering):
         journal: Journal | str | PathLike[str] | None = None,
         hooks: Iterable[object] = (),
         transport: Transport | None = None,
+        fuse: bool = False,
     ) -> None:
         self._spec: GraphSpec = parse_graph(input_d, coro_map or _identity, queue_size=queue_size)
         self.env_vars = env_vars
@@ -109,6 +113,8 @@ class Plumber(Steering):
             if processor.spec.properties.input != "block"
         }
         self._collect_outputs = collect_outputs
+        self._fuse = fuse
+        self._fused: tuple[tuple[str, ...], ...] = ()
         refuse_outside_items(self._spec, self._processors)
         self._journal: Journal | None = None
         if journal is not None:
@@ -179,6 +185,10 @@ class Plumber(Steering):
         if self.keys_needed is None:
             for processor in self._processors.values():
                 processor.go_keyless()
+            if self._fuse:
+                self._fused = tuple(segments(self._spec))
+                for first, *rest in self._fused:
+                    self._processors[first].fuse(Chain([self._processors[name] for name in rest]))
         for name, edges in self._lossy.items():
             settle_drops(self._processors[name], edges)
         self._done = done
@@ -192,6 +202,12 @@ class Plumber(Steering):
             task.add_done_callback(self._task_done)
             self._tasks.append(task)
         logger.debug("started %d nodes", len(self._tasks))
+
+    @property
+    def fused(self) -> tuple[tuple[str, ...], ...]:
+        """The segments fused once the run started (pipelines.fusion), each its nodes in order; ()
+        without `fuse`, or when the items carry their keys (`keys_needed` says why)."""
+        return self._fused
 
     def add_hook(self, hook: object) -> None:
         """Install `hook` (see pipelines.hooks) before the run starts."""

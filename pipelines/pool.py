@@ -151,8 +151,8 @@ class Pool:
     def __init__(self, node: Processor, joiner: Joiner | None, watch: Watch) -> None:
         self._node = node
         props = node.spec.properties
-        self.fixed = props.workers
-        self.cap = props.workers or props.max_workers or node.spec.queue_size
+        self.fixed = props.workers if node.chain is None else 1  # a fused segment runs in one task
+        self.cap = self.fixed or props.max_workers or node.spec.queue_size
         self.gate = OrderGate() if props.ordered and self.cap > 1 else None
         self._inputs = node.inputs
         self.read: Take = node.inputs[0].get_many if joiner is None else JoinTake(node, joiner, node.emit)

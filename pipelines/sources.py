@@ -21,12 +21,14 @@ from . import runtime
 from .driver import Processor, RunControl
 from .edges import MemoryEdge
 from .errors import PipelineError, PipelineStateError
+from .fusion import FLUSH
 from .hooks import NodeHooks, unfiltered
 from .lineage import DROPPED
 from .queues import QueueEmpty
 
 if TYPE_CHECKING:
     from .edges import Edge
+    from .fusion import Chain
     from .graph import NodeSpec
     from .hooks import Admits
     from .ledger import Ledger
@@ -76,6 +78,10 @@ class InputProcessor(Processor):
     def go_keyless(self) -> None:
         super().go_keyless()
         self._output.go_keyless()
+
+    def fuse(self, chain: Chain) -> None:
+        super().fuse(chain)
+        self._output.fuse(chain)
 
     def stop_producing(self) -> None:
         self.stop()
@@ -136,6 +142,7 @@ class SourceOutput:
 
     __slots__ = (
         "_bare",
+        "_chain",
         "_drained",
         "_edges",
         "_index",
@@ -162,6 +169,7 @@ class SourceOutput:
         self._partial = 0
         self._stopping: runtime.Task[Any] | None = None
         self._drained: runtime.Future[None] | None = None
+        self._chain: Chain | None = None
 
     def __repr__(self) -> str:
         return f"<SourceOutput of {self._name!r} {self.qsize()}/{self.maxsize}>"
@@ -202,6 +210,8 @@ class SourceOutput:
 
     def seal(self) -> None:
         """The source has ended: refuse every put from now on (puts already waiting go through)."""
+        if self._chain is not None:
+            self._chain.flush()  # the fused nodes' last counts
         if not self.ended:
             self._valve = _Ended(self._name)
 
@@ -229,6 +239,22 @@ class SourceOutput:
         """
         while self._valve.closed:  # paused, or ended (then wait_open raises)
             await self._valve.wait_open()
+        chain = self._chain
+        if chain is not None:  # fused: the item goes through its segment now
+            self._ledger.items_out += 1
+            self._partial += 1  # a stop lets it through first, as a put that has sent its item to some successors
+            out: list[Any] = []
+            try:
+                going = await chain.run(item, out, out)  # (a keyless run routes no failure)
+                if going and out:
+                    await chain.hand_on(out)
+            finally:
+                self._partial -= 1
+            if not going:  # the item failed the run, which cancelled this task: the cancellation lands here
+                await runtime.raise_cancelled(runtime.current_task())
+            if self._stopping is not None:
+                await self._stop_if_asked()
+            return
         # Take the position before any await, so concurrent puts never share a key.
         envelope = self._envelope(item)
         if self._single is not None and self._single.put_nowait(envelope):
@@ -243,6 +269,10 @@ class SourceOutput:
         loop of a source that yields its items. The common source, with one successor, hands each
         item on with no call of ours in between (bare in a keyless run, else in its envelope)."""
         single = self._single
+        chain = self._chain
+        if chain is not None:
+            await self._pump_through(items, chain)
+            return
         if single is None:
             await self._pump_to_each(items)
             return
@@ -328,12 +358,76 @@ class SourceOutput:
             self._pending -= 1
             if not self._pending and self._drained is not None and not self._drained.done():
                 self._drained.set_result(None)
+        await self._stop_if_asked()
+
+    async def _stop_if_asked(self) -> None:
+        """The source was stopped while an item was partly sent: now that it is whole, stop."""
         producer = self._stopping
         if producer is not None and not self._partial:
             self._stopping = None
             if producer is runtime.current_task():
                 await runtime.raise_cancelled(producer)  # the item is in the graph whole; the stop lands here
             producer.cancel()
+
+    def fuse(self, chain: Chain) -> None:
+        """Send each item through the nodes fused after the source (pipelines.fusion), in the
+        source's task, and hand what the last of them gives to its successors."""
+        self._chain = chain
+        chain.begin()
+
+    async def _pump_through(self, items: AsyncIterator[Any], chain: Chain) -> None:
+        """`pump` for a fused source: each item through the nodes fused after it (`Chain.run` written
+        out, the per-item path), what the last gives to its successors. The items are counted every
+        FLUSH, and before a loss (`Chain.count`)."""
+        valve, ledger, steps, sink, keep = self._valve, self._ledger, chain.steps, chain.sink, chain.keep
+        out: list[Any] = []
+        entered = 0
+        try:
+            async for value in items:
+                if valve.closed:  # paused, or ended: put waits (or raises), then sends the item through
+                    await self.put(value)
+                    continue
+                if entered == FLUSH:
+                    ledger.items_out += entered
+                    chain.count(entered)
+                    entered = 0
+                entered += 1
+                self._partial += 1  # a stop lets the item through first
+                try:
+                    stage = 0
+                    try:
+                        for call, bare in steps:
+                            value = await call(value if bare else (value,))
+                            if value is None:
+                                break
+                            stage += 1
+                        else:
+                            if sink is None:
+                                out.append(value)
+                            else:
+                                value = await sink[0](value if sink[1] else (value,))
+                                if value is not None and keep is not None:
+                                    keep(value)
+                            stage = -1
+                        failure = None
+                    except BaseException as exc:
+                        failure = exc
+                    if stage < 0:
+                        if out:
+                            await chain.hand_on(out)
+                    else:  # lost at a fused node: dropped, or failed (a keyless run routes no failure)
+                        ledger.items_out += entered
+                        going = chain.lose(stage, value, failure, out, out, entered)
+                        entered = 0
+                        if not going:
+                            await runtime.raise_cancelled(runtime.current_task())  # as in `put`
+                finally:
+                    self._partial -= 1
+                if self._stopping is not None:
+                    await self._stop_if_asked()
+        finally:  # a stop, a failure, the end: what went through is counted
+            ledger.items_out += entered
+            chain.count(entered)
 
     def put_nowait(self, item: Any) -> None:
         """Send `item` to every successor now, or raise asyncio.QueueFull and send it to none.

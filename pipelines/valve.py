@@ -6,7 +6,9 @@ not at all, if the run is stopped meanwhile, as any put cancelled by a stop).
 
 Each node has a valve of its own too (`Processor.valve`): closed, it holds that node alone. A
 source's valve follows the run's: it is closed while either is, so that pausing the run and
-pausing the source are two independent reasons for the source to wait.
+pausing the source are two independent reasons for the source to wait. The first node of a
+fused segment (pipelines.fusion) follows the valves of the nodes fused after it as well: pausing any
+of them holds the segment.
 """
 
 from __future__ import annotations
@@ -20,20 +22,26 @@ class Valve:
     """Open (the default) or closed; `wait_open()` returns at once while open.
 
     With a `leader`, the valve is also closed while its leader is: `closed` is true while either
-    holds, and `shut` tells whether this valve itself was closed.
+    holds, and `shut` tells whether this valve itself was closed. `follow` adds more leaders.
     """
 
-    __slots__ = ("_followers", "_leader", "_opened", "closed", "shut")
+    __slots__ = ("_followers", "_leaders", "_opened", "closed", "shut")
 
     def __init__(self, leader: Valve | None = None) -> None:
         self.shut = False
         """Closed by its own `close()` (whatever its leader does)."""
-        self._leader = leader
+        self._leaders: list[Valve] = []
         self._followers: list[Valve] = []
         self._opened: runtime.Event | None = None
-        self.closed: bool = leader is not None and leader.closed
+        self.closed = False
         if leader is not None:
-            leader._followers.append(self)
+            self.follow(leader)
+
+    def follow(self, leader: Valve) -> None:
+        """Be closed while `leader` is, too (as well as while any earlier leader or this valve is)."""
+        self._leaders.append(leader)
+        leader._followers.append(self)
+        self._update()
 
     def close(self) -> None:
         """Hold what waits at this valve (and at its followers) at its next pass."""
@@ -46,8 +54,7 @@ class Valve:
         self._update()
 
     def _update(self) -> None:
-        leader = self._leader
-        self.closed = self.shut or (leader is not None and leader.closed)
+        self.closed = self.shut or any(leader.closed for leader in self._leaders)
         if not self.closed and self._opened is not None:
             self._opened.set()
             self._opened = None

@@ -78,7 +78,9 @@ class Worker:
         self._counts_out = not is_sink and not node.spec.is_generator  # a generator counts its outputs itself
         self._finished: list[Key] | None = [] if is_sink and hooks.finished is not None else None
         reports = hooks.sent is not None and not node.spec.is_generator
-        handoff = node.handoff
+        # A node leading a fused segment hands on what the segment's last node gives (pipelines.fusion).
+        last = node.chain.tail if node.chain is not None else node
+        handoff = last.handoff
         emit = handoff.emit_reporting if reports else handoff.emit
         if node.router is not None:
             emit = handoff.emit_routed  # each output to the successors it is routed to
@@ -98,7 +100,7 @@ class Worker:
         self._bare = spec.bare
         self._index = spec.index
         # Truthy while the consumer downstream waits: outputs ready may go on in the middle of a piece.
-        self._idle: Sized = node.outputs[0].idle_consumers if node.outputs and self._gate is None else ()
+        self._idle: Sized = last.outputs[0].idle_consumers if last.outputs and self._gate is None else ()
 
     def sibling(self, member: Member, *, extra: bool) -> Worker:
         """Another worker of the same node: what was chosen for the node is shared, not chosen again.
@@ -269,6 +271,8 @@ class Worker:
     def _handler(self) -> Callable[[Iterator[Any], Turn | None], Awaitable[tuple[int, int] | None]] | None:
         """The step for the items of a piece; None for a node that returns its output (written out in `loop`)."""
         node = self._node
+        if node.chain is not None:
+            return self._fused_items
         if self._step is None and node.outputs:
             return None
         if node.keyless:
@@ -301,6 +305,12 @@ class Worker:
             if on_result is not None:
                 on_result(NO_KEY, result)
         return 0, not_done
+
+    async def _fused_items(self, rest: Iterator[Any], turn: Turn | None) -> tuple[int, int] | None:
+        """A node leading a fused segment (pipelines.fusion): its outputs go on through the segment."""
+        chain = self._node.chain
+        assert chain is not None
+        return await chain.lead(rest, self._call, self._bare, self._node.ledger, self._member.out, self._member.errors)
 
     async def _consumed_items(self, rest: Iterator[Envelope], turn: Turn | None) -> tuple[int, int] | None:
         """A sink whose results nobody keeps, and only a hook with `positions` hears (or none): call,

@@ -1,0 +1,288 @@
+"""Fusion (`Plumber(fuse=True)`, pipelines.fusion): which nodes fuse, and that a fused run gives what
+the same run gives unfused: the same outputs in the same order, the same counts at every node, the
+same failure; pause, stop and results kept as without fusion."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines import Plumber, Processor, node
+
+from .helpers import until, yield_now
+
+COUNTS = ("items_in", "items_out", "completed", "dropped", "skipped", "failed")
+
+
+@node
+async def numbers(count: int) -> AsyncIterator[int]:
+    for i in range(count):
+        yield i
+
+
+async def count_up(processor: Processor, output_q: Any, count: int) -> None:
+    for i in range(count):
+        await output_q.put(i)
+
+
+@node
+async def step(x: int, add: int, drop: int, fail: int) -> int | None:
+    """x + add; None (a drop) where x % 7 == drop; raises where x % 5 == fail (-1: never)."""
+    if x % 7 == drop:
+        return None
+    if x % 5 == fail:
+        raise ValueError(f"bad {x}")
+    return x + add
+
+
+async def step_q(processor: Processor, q_elt: tuple[int], add: int) -> int:
+    return q_elt[0] + add
+
+
+@node
+async def into(x: int, seen: list[int]) -> int:
+    seen.append(x)
+    return x * 10
+
+
+def line(length: int, *, source: Any = numbers, count: int = 50, **props: Any) -> dict[str, Any]:
+    names = ["src", *(f"s{i}" for i in range(length)), "sink"]
+    nodes: dict[str, Any] = {"src": {"coro": source, "args": {"count": count}}}
+    for i in range(length):
+        nodes[f"s{i}"] = {"coro": step, "args": {"add": i + 1, "drop": -1, "fail": -1}}
+    nodes["sink"] = {"coro": into, "args": {"seen": []}}
+    for name, extra in props.items():
+        nodes[name]["properties"] = extra
+    graph = {a: [b] for a, b in itertools.pairwise(names)} | {"sink": None}
+    return {"nodes": nodes, "graph": graph}
+
+
+def counts(result: Any) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(getattr(stats, field) for field in COUNTS) for name, stats in result.stats.items()}
+
+
+async def test_a_linear_run_fuses_from_its_source_to_its_sink() -> None:
+    graph = line(3)
+    plumber = Plumber(graph, fuse=True, collect_outputs=True)
+    result = await plumber.run()
+    assert plumber.fused == (("src", "s0", "s1", "s2", "sink"),)
+    assert graph["nodes"]["sink"]["args"]["seen"] == [i + 6 for i in range(50)]
+    assert result.outputs["sink"] == [(i + 6) * 10 for i in range(50)]
+    assert counts(result) == {
+        "src": (0, 50, 0, 0, 0, 0),
+        "s0": (50, 50, 50, 0, 0, 0),
+        "s1": (50, 50, 50, 0, 0, 0),
+        "s2": (50, 50, 50, 0, 0, 0),
+        "sink": (50, 0, 50, 0, 0, 0),
+    }
+    assert result.stats["s1"].queue_depth == 0
+    assert result.stats["s1"].in_flight == 0
+
+
+async def test_without_fuse_nothing_fuses() -> None:
+    plumber = Plumber(line(3))
+    await plumber.run()
+    assert plumber.fused == ()
+
+
+@pytest.mark.parametrize(
+    ("props", "fused"),
+    [
+        ({"s1": {"workers": 2}}, (("src", "s0"), ("s2", "sink"))),  # a node asked for concurrency leads its own
+        ({"s1": {"setup": "no_setup"}}, (("src", "s0"), ("s1", "s2", "sink"))),  # it leads: its setup runs first
+        ({"s0": {"retry": {"max_attempts": 2}}, "s2": {"timeout": 5.0}}, (("src", "s0", "s1", "s2", "sink"),)),
+    ],
+    ids=["workers", "setup", "retry-and-timeout"],
+)
+async def test_what_a_node_asks_for_decides_where_segments_end(props: dict[str, Any], fused: tuple[Any, ...]) -> None:
+    graph = line(3, **props)
+    plumber = Plumber(graph, fuse=True, coro_map=_resolve)
+    result = await plumber.run()
+    assert plumber.fused == fused
+    assert graph["nodes"]["sink"]["args"]["seen"] == [i + 6 for i in range(50)]
+    assert result.stats["sink"].completed == 50
+
+
+async def no_setup(processor: Processor) -> None:
+    return None
+
+
+def _resolve(value: Any) -> Any:
+    return no_setup if value == "no_setup" else value
+
+
+async def test_a_run_whose_items_need_keys_fuses_nothing() -> None:
+    graph = line(2)
+    graph["nodes"]["other"] = {"coro": step, "args": {"add": 0, "drop": -1, "fail": -1}}
+    graph["graph"]["src"] = ["s0", "other"]
+    graph["graph"]["other"] = ["sink"]  # the sink has two producers: the run needs keys
+    graph["nodes"]["sink"]["properties"] = {"aggregate_inputs": False}
+    plumber = Plumber(graph, fuse=True)
+    await plumber.run()
+    assert plumber.keys_needed == "node 'sink' has 2 producers"
+    assert plumber.fused == ()
+
+
+async def test_a_fan_out_fuses_each_branch_from_its_first_node() -> None:
+    seen_a: list[int] = []
+    seen_b: list[int] = []
+    nodes = {
+        "src": {"coro": numbers, "args": {"count": 30}},
+        "a0": {"coro": step, "args": {"add": 1, "drop": 3, "fail": -1}},
+        "a1": {"coro": step, "args": {"add": 2, "drop": -1, "fail": -1}},
+        "a_sink": {"coro": into, "args": {"seen": seen_a}},
+        "b0": {"coro": step, "args": {"add": 100, "drop": -1, "fail": -1}},
+        "b_sink": {"coro": into, "args": {"seen": seen_b}},
+    }
+    graph = {"src": ["a0", "b0"], "a0": ["a1"], "a1": ["a_sink"], "a_sink": None, "b0": ["b_sink"], "b_sink": None}
+    plumber = Plumber({"nodes": nodes, "graph": graph}, fuse=True)
+    result = await plumber.run()
+    assert plumber.fused == (("a0", "a1", "a_sink"), ("b0", "b_sink"))
+    assert seen_a == [i + 3 for i in range(30) if i % 7 != 3]
+    assert seen_b == [i + 100 for i in range(30)]
+    assert counts(result)["a0"] == (30, 26, 26, 4, 0, 0)
+    assert counts(result)["a1"] == (26, 26, 26, 0, 0, 0)
+
+
+async def test_the_original_style_fuses_too() -> None:
+    nodes = {
+        "src": {"coro": count_up, "args": {"count": 20}},
+        "a": {"coro": step_q, "args": {"add": 1}},
+        "b": {"coro": step_q, "args": {"add": 2}},
+        "sink": {"coro": into, "args": {"seen": []}},
+    }
+    graph = {"src": ["a"], "a": ["b"], "b": ["sink"], "sink": None}
+    plumber = Plumber({"nodes": nodes, "graph": graph}, fuse=True)
+    result = await plumber.run()
+    assert plumber.fused == (("src", "a", "b", "sink"),)
+    assert nodes["sink"]["args"]["seen"] == [i + 3 for i in range(20)]
+    assert counts(result)["b"] == (20, 20, 20, 0, 0, 0)
+
+
+@pytest.mark.parametrize("source", [numbers, count_up], ids=["yields", "puts"])
+async def test_a_failure_in_a_fused_node_fails_the_run_naming_that_node(source: Any) -> None:
+    graph = line(3, source=source)
+    graph["nodes"]["s1"]["args"]["fail"] = 4  # s1 gets x + 1: fails on the item 3
+    with pytest.raises(ValueError, match="bad 4") as caught:
+        await Plumber(graph, fuse=True).run()
+    assert any("node 's1' failed on item 4" in note for note in caught.value.__notes__)
+    assert graph["nodes"]["sink"]["args"]["seen"] == [6, 7, 8]
+
+
+# A class of shapes: a source feeding branches of plain steps, each ending in its own sink; every
+# step may drop some items and fail on others (skipped). Fused and unfused give the same.
+
+branch = st.lists(
+    st.tuples(st.integers(0, 9), st.integers(-1, 6), st.integers(-1, 4)),
+    min_size=0,
+    max_size=4,
+)
+
+
+def shape(branches: list[list[tuple[int, int, int]]], style: str, count: int) -> dict[str, Any]:
+    source = numbers if style == "item" else count_up
+    nodes: dict[str, Any] = {"src": {"coro": source, "args": {"count": count}}}
+    graph: dict[str, Any] = {"src": []}
+    for b, steps in enumerate(branches):
+        names = [*(f"b{b}s{i}" for i in range(len(steps))), f"b{b}sink"]
+        graph["src"].append(names[0])
+        for name, (add, drop, fail) in zip(names, steps, strict=False):
+            nodes[name] = {  # a failing step skips the item ('fail' is tested above)
+                "coro": step,
+                "args": {"add": add, "drop": drop, "fail": fail},
+                "properties": {"on_error": "skip"},
+            }
+        nodes[names[-1]] = {"coro": into, "args": {"seen": []}}
+        for a, after in itertools.pairwise(names):
+            graph[a] = [after]
+        graph[names[-1]] = None
+    return {"nodes": nodes, "graph": graph}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(branch, min_size=1, max_size=3), st.sampled_from(["item", "processor"]), st.integers(0, 260))
+def test_fused_and_unfused_runs_give_the_same_outputs_and_counts(
+    branches: list[list[tuple[int, int, int]]], style: str, count: int
+) -> None:
+    async def both() -> None:
+        outcomes = []
+        for fuse in (False, True):
+            graph = shape(branches, style, count)
+            plumber = Plumber(graph, fuse=fuse, collect_outputs=True)
+            result = await plumber.run()
+            seen = {name: spec["args"]["seen"] for name, spec in graph["nodes"].items() if "seen" in spec["args"]}
+            outcomes.append((seen, result.outputs, counts(result)))
+            if fuse:  # one branch: all of it from the source; else each branch of two nodes or more
+                fused = {name for segment in plumber.fused for name in segment}
+                many = [
+                    name
+                    for b, steps in enumerate(branches)
+                    if steps
+                    for name in graph["nodes"]
+                    if name.startswith(f"b{b}s")
+                ]
+                assert fused == (set(graph["nodes"]) if len(branches) == 1 else set(many))
+        assert outcomes[0] == outcomes[1]
+
+    asyncio.run(both())
+
+
+async def test_pausing_a_fused_node_holds_its_segment_and_resume_loses_nothing() -> None:
+    drawn: list[int] = []
+
+    @node
+    async def counted(count: int) -> AsyncIterator[int]:
+        for i in range(count):
+            drawn.append(i)
+            yield i
+
+    graph = line(2, source=counted, count=30)
+    seen = graph["nodes"]["sink"]["args"]["seen"]
+    plumber = Plumber(graph, fuse=True)
+    plumber.pause("s1")
+    task = asyncio.create_task(plumber.run())
+    await until(lambda: drawn == [0])
+    await yield_now(50)  # the source holds its first item at the valve: nothing goes through, nothing more is drawn
+    assert drawn == [0]
+    assert seen == []
+    assert plumber.paused_nodes == ("s1",)
+    plumber.resume("s1")
+    result = await task
+    assert seen == [i + 3 for i in range(30)]
+    assert result.stats["s1"].completed == 30
+
+
+async def test_stop_lets_the_item_inside_a_segment_through() -> None:
+    inside = asyncio.Event()
+    release = asyncio.Event()
+
+    @node
+    async def slow(x: int) -> int:
+        if x == 5:
+            inside.set()
+            await release.wait()
+        return x
+
+    seen: list[int] = []
+    nodes = {
+        "src": {"coro": numbers, "args": {"count": 1000}},
+        "slow": {"coro": slow},
+        "sink": {"coro": into, "args": {"seen": seen}},
+    }
+    plumber = Plumber({"nodes": nodes, "graph": {"src": ["slow"], "slow": ["sink"], "sink": None}}, fuse=True)
+    task = asyncio.create_task(plumber.run())
+    await inside.wait()
+    stopping = asyncio.create_task(plumber.stop())
+    await until(lambda: plumber.nodes[0].stopped)
+    release.set()
+    await stopping
+    result = await task
+    assert seen == list(range(6))  # item 5 was in the segment when the stop came: it went through
+    assert result.state == "stopped"
+    assert counts(result)["slow"] == (6, 6, 6, 0, 0, 0)
