@@ -73,9 +73,8 @@ class Plumber(Steering):
     `hooks` hear what happens to items and to the run (pipelines.hooks); `transport` makes the
     edges and runs the nodes (pipelines.transport; in memory by default).
     With `journal` (a path or a `pipelines.journal.Journal`), the run is durable: see
-    pipelines.journal; it is installed as a hook. With `fuse`, linear runs of plain nodes are each
-    handled in one task, with no concurrency between their nodes (pipelines.fusion; `fused` says
-    which, once the run has started). The graph is checked here: a malformed one
+    pipelines.journal; it is installed as a hook. With `fuse`, each linear run of plain nodes is
+    handled in one task, without concurrency between them (pipelines.fusion). The graph is checked here: a malformed one
     raises GraphError, and an unusable journal file JournalError, before anything runs.
     """
 
