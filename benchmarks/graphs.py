@@ -214,11 +214,12 @@ async def run_total(plumber: Plumber, total: Total) -> int:
     return total.value
 
 
-def pipeline(build: Callable[[Total], dict[str, Any]]) -> Callable[[], Awaitable[int]]:
-    """A `make` for harness.timed: each call builds a fresh graph and Plumber, and returns the run."""
+def pipeline(build: Callable[[Total], dict[str, Any]], **options: Any) -> Callable[[], Awaitable[int]]:
+    """A `make` for harness.timed: each call builds a fresh graph and Plumber (with `options`, such as
+    ``fuse=True``), and returns the run."""
 
     def make() -> Awaitable[int]:
         total = Total()
-        return run_total(Plumber(build(total)), total)
+        return run_total(Plumber(build(total), **options), total)
 
     return make

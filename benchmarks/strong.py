@@ -8,8 +8,9 @@ These are the strong ones, our own code, each a task per node and the same check
 - `asyncio.Queue(100)` drained with `get_nowait` and fed with `put_nowait` while there is room;
 - the floor: no queue and no task, one loop awaiting the stage coroutines per item.
 
-Rows: pipelines in both styles, and every baseline, for three stages and for thirty; each against
-the batch channel of the same length.
+Rows: pipelines in both styles, without and with fusion (``Plumber(fuse=True)``: the whole chain in
+the source's task, pipelines.fusion), and every baseline, for three stages and for thirty; each
+against the batch channel of the same length.
 """
 
 from __future__ import annotations
@@ -212,6 +213,8 @@ def _labels(stages: int) -> dict[str, str]:
     return {
         "processor": f"{stages} stages: pipelines, f(processor, q_elt)",
         "item": f"{stages} stages: pipelines, @node f(item)",
+        "processor fused": f"{stages} stages: pipelines fused, f(processor, q_elt)",
+        "item fused": f"{stages} stages: pipelines fused, @node f(item)",
         "batch": f"{stages} stages: batch channel (list swap)",
         "lists": f"{stages} stages: lists of 100 through Queue(1)",
         "drain": f"{stages} stages: Queue(100) drained with get_nowait",
@@ -230,6 +233,8 @@ def _trials(n: int, stages: int) -> tuple[dict[str, Trial], dict[str, str | None
     makes: dict[str, Callable[[], Awaitable[Any]]] = {
         "processor": pipeline(partial(processor_chain, n, stages)),
         "item": pipeline(partial(chain, n, stages)),
+        "processor fused": pipeline(partial(processor_chain, n, stages), fuse=True),
+        "item fused": pipeline(partial(chain, n, stages), fuse=True),
         "batch": partial(batch_chain, n, stages),
         "lists": partial(list_chain, n, stages),
         "drain": partial(draining_chain, n, stages),

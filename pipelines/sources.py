@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -81,7 +81,7 @@ class InputProcessor(Processor):
 
     def fuse(self, chain: Chain) -> None:
         super().fuse(chain)
-        self._output.fuse(chain)
+        self._output = FusedSourceOutput(self, self.handoff.edges, self.valve, chain)
 
     def stop_producing(self) -> None:
         self.stop()
@@ -142,7 +142,6 @@ class SourceOutput:
 
     __slots__ = (
         "_bare",
-        "_chain",
         "_drained",
         "_edges",
         "_index",
@@ -169,7 +168,6 @@ class SourceOutput:
         self._partial = 0
         self._stopping: runtime.Task[Any] | None = None
         self._drained: runtime.Future[None] | None = None
-        self._chain: Chain | None = None
 
     def __repr__(self) -> str:
         return f"<SourceOutput of {self._name!r} {self.qsize()}/{self.maxsize}>"
@@ -210,8 +208,6 @@ class SourceOutput:
 
     def seal(self) -> None:
         """The source has ended: refuse every put from now on (puts already waiting go through)."""
-        if self._chain is not None:
-            self._chain.flush()  # the fused nodes' last counts
         if not self.ended:
             self._valve = _Ended(self._name)
 
@@ -239,22 +235,6 @@ class SourceOutput:
         """
         while self._valve.closed:  # paused, or ended (then wait_open raises)
             await self._valve.wait_open()
-        chain = self._chain
-        if chain is not None:  # fused: the item goes through its segment now
-            self._ledger.items_out += 1
-            self._partial += 1  # a stop lets it through first, as a put that has sent its item to some successors
-            out: list[Any] = []
-            try:
-                going = await chain.run(item, out, out)  # (a keyless run routes no failure)
-                if going and out:
-                    await chain.hand_on(out)
-            finally:
-                self._partial -= 1
-            if not going:  # the item failed the run, which cancelled this task: the cancellation lands here
-                await runtime.raise_cancelled(runtime.current_task())
-            if self._stopping is not None:
-                await self._stop_if_asked()
-            return
         # Take the position before any await, so concurrent puts never share a key.
         envelope = self._envelope(item)
         if self._single is not None and self._single.put_nowait(envelope):
@@ -269,10 +249,6 @@ class SourceOutput:
         loop of a source that yields its items. The common source, with one successor, hands each
         item on with no call of ours in between (bare in a keyless run, else in its envelope)."""
         single = self._single
-        chain = self._chain
-        if chain is not None:
-            await self._pump_through(items, chain)
-            return
         if single is None:
             await self._pump_to_each(items)
             return
@@ -368,66 +344,6 @@ class SourceOutput:
             if producer is runtime.current_task():
                 await runtime.raise_cancelled(producer)  # the item is in the graph whole; the stop lands here
             producer.cancel()
-
-    def fuse(self, chain: Chain) -> None:
-        """Send each item through the nodes fused after the source (pipelines.fusion), in the
-        source's task, and hand what the last of them gives to its successors."""
-        self._chain = chain
-        chain.begin()
-
-    async def _pump_through(self, items: AsyncIterator[Any], chain: Chain) -> None:
-        """`pump` for a fused source: each item through the nodes fused after it (`Chain.run` written
-        out, the per-item path), what the last gives to its successors. The items are counted every
-        FLUSH, and before a loss (`Chain.count`)."""
-        valve, ledger, steps, sink, keep = self._valve, self._ledger, chain.steps, chain.sink, chain.keep
-        out: list[Any] = []
-        entered = 0
-        try:
-            async for value in items:
-                if valve.closed:  # paused, or ended: put waits (or raises), then sends the item through
-                    await self.put(value)
-                    continue
-                if entered == FLUSH:
-                    ledger.items_out += entered
-                    chain.count(entered)
-                    entered = 0
-                entered += 1
-                self._partial += 1  # a stop lets the item through first
-                try:
-                    stage = 0
-                    try:
-                        for call, bare in steps:
-                            value = await call(value if bare else (value,))
-                            if value is None:
-                                break
-                            stage += 1
-                        else:
-                            if sink is None:
-                                out.append(value)
-                            else:
-                                value = await sink[0](value if sink[1] else (value,))
-                                if value is not None and keep is not None:
-                                    keep(value)
-                            stage = -1
-                        failure = None
-                    except BaseException as exc:
-                        failure = exc
-                    if stage < 0:
-                        if out:
-                            await chain.hand_on(out)
-                    else:  # lost at a fused node: dropped, or failed (a keyless run routes no failure)
-                        ledger.items_out += entered
-                        going = chain.lose(stage, value, failure, out, out, entered)
-                        entered = 0
-                        if not going:
-                            await runtime.raise_cancelled(runtime.current_task())  # as in `put`
-                finally:
-                    self._partial -= 1
-                if self._stopping is not None:
-                    await self._stop_if_asked()
-        finally:  # a stop, a failure, the end: what went through is counted
-            ledger.items_out += entered
-            chain.count(entered)
 
     def put_nowait(self, item: Any) -> None:
         """Send `item` to every successor now, or raise asyncio.QueueFull and send it to none.
@@ -539,6 +455,134 @@ class AdmittingSourceOutput(SourceOutput):
         waiting = self._hand_admitted(item)  # the valve is open: it hands the item on, or starts to
         if waiting is not None:
             await waiting
+
+
+class FusedSourceOutput(SourceOutput):
+    """The output of a source leading a fused segment (pipelines.fusion, a keyless run): each item
+    goes through the nodes fused after the source, in its task, and what the last gives on to that
+    node's successors. A stop lets an item already in the segment through first (as `put` lets an
+    item that some successors have go to the rest). The segment's counts are added up every FLUSH
+    items, at a loss and at the end (`Chain.count`, `Chain.lose`)."""
+
+    __slots__ = ("_chain", "_entered", "_out")
+
+    def __init__(self, source: Processor, edges: list[Edge], valve: Valve, chain: Chain) -> None:
+        super().__init__(source, edges, valve)
+        self._bare = True
+        self._chain = chain
+        self._entered = 0
+        self._out: list[Any] = []
+        chain.begin()
+
+    def put(self, item: Any) -> Coroutine[Any, Any, None]:
+        return self._through(item)  # no coroutine of its own: `_through` is the item's whole path
+
+    async def pump(self, items: AsyncIterator[Any]) -> None:
+        """`_through` for each item, written out with its names held here: the per-item path of a
+        fused source that yields its items. The items are counted here, and at the end."""
+        valve, chain, out, entered = self._valve, self._chain, self._out, 0
+        steps, keep, hand_on = chain.steps, chain.keep, chain.hand_on
+        sink, sink_bare = chain.sink or (None, True)
+        try:
+            async for value in items:
+                if valve.closed:  # paused, or ended: put waits (or raises), then sends the item through
+                    await self._through(value)
+                    continue
+                if entered == FLUSH:
+                    self._entered += entered
+                    self._count()
+                    entered = 0
+                entered += 1
+                self._partial += 1
+                try:
+                    stage = 0
+                    try:
+                        for call, bare in steps:
+                            value = await call(value if bare else (value,))
+                            if value is None:
+                                break
+                            stage += 1
+                        else:
+                            if sink is None:
+                                out.append(value)
+                            else:
+                                value = await sink(value if sink_bare else (value,))
+                                if value is not None and keep is not None:
+                                    keep(value)
+                            stage = -1
+                        failure = None
+                    except BaseException as exc:
+                        failure = exc
+                    if stage < 0:
+                        if out:
+                            await hand_on(out)
+                    else:
+                        self._entered += entered
+                        entered = 0
+                        await self._lost(stage, value, failure)
+                finally:
+                    self._partial -= 1
+                if self._stopping is not None:
+                    await self._stop_if_asked()
+        finally:
+            self._entered += entered
+
+    def seal(self) -> None:
+        self._count()  # the segment's last counts
+        super().seal()
+
+    def _count(self) -> None:
+        self._ledger.items_out += self._entered
+        self._chain.count(self._entered)
+        self._entered = 0
+
+    async def _lost(self, stage: int, value: Any, failure: BaseException | None) -> None:
+        """The item was lost at the `stage`-th fused node: dropped (`failure` None), or failed (a
+        keyless run routes no failure). Counted with the items before it."""
+        entered, self._entered = self._entered, 0
+        self._ledger.items_out += entered
+        if not self._chain.lose(stage, value, failure, self._out, self._out, entered):
+            # The item failed the run, which cancelled this task: the cancellation lands here.
+            await runtime.raise_cancelled(runtime.current_task())
+
+    async def _through(self, value: Any) -> None:
+        """One item's whole path through the segment (`Chain.run` written out)."""
+        while self._valve.closed:  # paused, or ended (then wait_open raises)
+            await self._valve.wait_open()
+        chain, out = self._chain, self._out
+        if self._entered == FLUSH:
+            self._count()
+        self._entered += 1
+        self._partial += 1
+        try:
+            stage = 0
+            try:
+                for call, bare in chain.steps:
+                    value = await call(value if bare else (value,))
+                    if value is None:
+                        break
+                    stage += 1
+                else:
+                    if chain.sink is None:
+                        out.append(value)
+                    else:
+                        call, bare = chain.sink
+                        value = await call(value if bare else (value,))
+                        if value is not None and chain.keep is not None:
+                            chain.keep(value)
+                    stage = -1
+                failure = None
+            except BaseException as exc:
+                failure = exc
+            if stage < 0:
+                if out:
+                    await chain.hand_on(out)
+            else:
+                await self._lost(stage, value, failure)
+        finally:
+            self._partial -= 1
+        if self._stopping is not None:
+            await self._stop_if_asked()
 
 
 class _Ended:

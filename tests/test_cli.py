@@ -204,6 +204,33 @@ def test_run_prints_the_summary_and_exits_0(tmp_path: Path) -> None:
     assert proc.stderr == ""
 
 
+def test_run_fuse_runs_the_chain_in_one_task_and_says_so(tmp_path: Path) -> None:
+    proc = run_cli("run", write(tmp_path, "chain.yaml", CHAIN), "--fuse")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:5] == ["0", "2", "4", "6", "8"]  # fused, the items keep their order
+    assert lines[7].split()[:8] == ["source", "-", "5", "-", "0", "0", "0", "0"]
+    assert lines[8].split()[:8] == ["double", "5", "5", "5", "0", "0", "0", "0"]
+    assert lines[9].split()[:8] == ["show", "5", "0", "5", "0", "0", "0", "0"]
+    assert lines[10:14] == [*LEGEND, "fused: source -> double -> show (each item through all of them in one task)"]
+    assert re.fullmatch(r"completed in \d+\.\d\ds", lines[14])
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("flag", ["--journal", "--redis"])
+def test_run_fuse_with_a_journal_or_redis_is_one_line(tmp_path: Path, flag: str) -> None:
+    path = write(tmp_path, "chain.yaml", CHAIN)
+    journal = tmp_path / "run.db"
+    value = str(journal) if flag == "--journal" else "redis://127.0.0.1:1/0"
+    proc = run_cli("run", path, "--fuse", flag, value)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        f"pipelines: {path}: --fuse and {flag} cannot be used together: the items of such a run carry their "
+        "keys, and no node fuses\n"
+    )
+    assert not journal.exists()  # refused before anything was opened
+
+
 def test_set_overrides_an_arg_and_refuses_an_unknown_node(tmp_path: Path) -> None:
     path = write(tmp_path, "chain.yaml", CHAIN)
     proc = run_cli("run", path, "--set", "source.n=2")

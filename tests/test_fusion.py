@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines import Plumber, Processor, node
+from pipelines import PipelineCancelled, Plumber, Processor, node
 
 from .helpers import until, yield_now
 
@@ -286,3 +286,59 @@ async def test_stop_lets_the_item_inside_a_segment_through() -> None:
     assert seen == list(range(6))  # item 5 was in the segment when the stop came: it went through
     assert result.state == "stopped"
     assert counts(result)["slow"] == (6, 6, 6, 0, 0, 0)
+
+
+async def test_cancel_ends_a_fused_run_while_an_item_waits_inside() -> None:
+    inside = asyncio.Event()
+
+    @node
+    async def stuck(x: int) -> int:
+        inside.set()
+        await asyncio.Event().wait()  # never set: only a cancel ends it
+        return x
+
+    nodes = {
+        "src": {"coro": numbers, "args": {"count": 10}},
+        "stuck": {"coro": stuck},
+        "sink": {"coro": into, "args": {"seen": []}},
+    }
+    plumber = Plumber({"nodes": nodes, "graph": {"src": ["stuck"], "stuck": ["sink"], "sink": None}}, fuse=True)
+    task = asyncio.create_task(plumber.run())
+    await inside.wait()
+    plumber.cancel()
+    with pytest.raises(PipelineCancelled):
+        await task
+    assert plumber.state == "cancelled"
+    assert nodes["sink"]["args"]["seen"] == []
+
+
+async def test_a_fused_node_retries_and_its_teardown_runs_after_the_segment() -> None:
+    attempts: dict[int, int] = {}
+    order: list[str] = []
+
+    @node
+    async def flaky(x: int) -> int:
+        attempts[x] = attempts.get(x, 0) + 1
+        if x == 2 and attempts[x] == 1:
+            raise ConnectionError("once")
+        return x
+
+    async def closing(processor: Processor) -> None:
+        order.append(f"teardown after {len(seen)} items")
+
+    seen: list[int] = []
+    nodes = {
+        "src": {"coro": numbers, "args": {"count": 5}},
+        "flaky": {
+            "coro": flaky,
+            "properties": {"retry": {"max_attempts": 2, "backoff_factor": 0}, "teardown": closing},
+        },
+        "sink": {"coro": into, "args": {"seen": seen}},
+    }
+    plumber = Plumber({"nodes": nodes, "graph": {"src": ["flaky"], "flaky": ["sink"], "sink": None}}, fuse=True)
+    result = await plumber.run()
+    assert plumber.fused == (("src", "flaky", "sink"),)
+    assert seen == [0, 1, 2, 3, 4]
+    assert attempts == {0: 1, 1: 1, 2: 2, 3: 1, 4: 1}
+    assert result.stats["flaky"].retried == 1
+    assert order == ["teardown after 5 items"]

@@ -172,6 +172,12 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser], grap
         help="carry every edge over this Redis; the sources run here, the other nodes in `pipelines worker` "
         "processes (default: none, every node runs in this process)",
     )
+    run.add_argument(
+        "--fuse",
+        action="store_true",
+        help="handle each linear run of plain nodes in one task: faster for nodes that do not wait on I/O, "
+        "with no concurrency between them (default: off, every node runs in its own task)",
+    )
     return run
 
 
@@ -306,6 +312,14 @@ def _build(args: argparse.Namespace) -> Plumber:
         raise GraphError("--new-run needs --journal PATH")
     elif getattr(args, "rerun_failed", False):
         raise GraphError("--rerun-failed needs --journal PATH")
+    if getattr(args, "fuse", False):
+        for flag in ("journal", "redis"):
+            if getattr(args, flag, None):
+                raise GraphError(
+                    f"--fuse and --{flag} cannot be used together: the items of such a run carry "
+                    "their keys, and no node fuses"
+                )
+        extra["fuse"] = True
     if getattr(args, "redis", None):
         with needs("redis", "--redis"):
             from ..distributed.cli import distributed_plumber
@@ -349,16 +363,16 @@ def _run(plumber: Plumber, args: argparse.Namespace) -> int:
             return EXIT_USAGE
         except PipelineCancelled as exc:
             _error(f"run cancelled: {exc}")
-            show(format_summary(plumber.stats(), plumber.spec))
+            show(format_summary(plumber.stats(), plumber.spec, plumber.fused))
             _leave_now_if_pools_are_busy(EXIT_CANCELLED)
             return EXIT_CANCELLED
         except BaseException as exc:  # whatever a node raised: one line, never a traceback
             notes = "; ".join(getattr(exc, "__notes__", ()))
             _error(f"run failed: {type(exc).__name__}: {exc}" + (f" ({notes})" if notes else ""))
-            show(format_summary(plumber.stats(), plumber.spec))
+            show(format_summary(plumber.stats(), plumber.spec, plumber.fused))
             _leave_now_if_pools_are_busy(EXIT_FAILED)
             return EXIT_FAILED
-    show(format_summary(result.stats, plumber.spec))
+    show(format_summary(result.stats, plumber.spec, plumber.fused))
     show(f"{result.state} in {result.elapsed:.2f}s")
     return EXIT_OK
 

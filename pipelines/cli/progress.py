@@ -68,11 +68,13 @@ def format_progress_line(stats: Mapping[str, NodeStats], sinks: list[str], elaps
     return " | ".join(parts)
 
 
-def format_summary(stats: Mapping[str, NodeStats], graph: GraphSpec | None = None) -> str:
+def format_summary(
+    stats: Mapping[str, NodeStats], graph: GraphSpec | None = None, fused: tuple[tuple[str, ...], ...] = ()
+) -> str:
     """The per-node summary as an aligned plain-text table.
 
     Given the `graph`, a source's 'in' and 'done' show as '-', and lines below the table say what
-    the columns count and how each join or merge counts its 'in'."""
+    the columns count and how each join or merge counts its 'in'; then the `fused` segments, if any."""
     sources = {name for name, spec in graph.nodes.items() if spec.is_source} if graph is not None else set()
     rows = [[title for title, _ in SUMMARY_COLUMNS]]
     for s in stats.values():
@@ -93,6 +95,8 @@ def format_summary(stats: Mapping[str, NodeStats], graph: GraphSpec | None = Non
         lines.extend(LEGEND)
         lines.extend(_input_notes(graph))
         lines.extend(_lossy_notes(stats, graph))
+    for segment in fused:
+        lines.append(f"fused: {' -> '.join(segment)} (each item through all of them in one task)")
     return "\n".join(lines)
 
 
