@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
+from operator import length_hint
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -483,6 +484,7 @@ class FusedSourceOutput(SourceOutput):
         valve, chain, out, entered = self._valve, self._chain, self._out, 0
         steps, keep, hand_on = chain.steps, chain.keep, chain.hand_on
         sink, sink_bare = chain.sink or (None, True)
+        calls = tuple(call for call, bare in steps) if all(bare for _, bare in steps) else ()
         try:
             async for value in items:
                 if valve.closed:  # paused, or ended: put waits (or raises), then sends the item through
@@ -495,31 +497,39 @@ class FusedSourceOutput(SourceOutput):
                 entered += 1
                 self._partial += 1
                 try:
-                    stage = 0
+                    walk: Iterator[Any] = iter(calls or steps)
+                    through, failure = False, None
                     try:
-                        for call, bare in steps:
-                            value = await call(value if bare else (value,))
-                            if value is None:
-                                break
-                            stage += 1
-                        else:
-                            if sink is None:
-                                out.append(value)
+                        if calls:  # every fused node takes the value itself: the shortest loop
+                            for call in walk:
+                                value = await call(value)
+                                if value is None:
+                                    break
                             else:
-                                value = await sink(value if sink_bare else (value,))
-                                if value is not None and keep is not None:
-                                    keep(value)
-                            stage = -1
-                        failure = None
+                                through = True
+                        else:
+                            for call, bare in walk:
+                                value = await call(value if bare else (value,))
+                                if value is None:
+                                    break
+                            else:
+                                through = True
+                        if through and sink is not None:
+                            value = await sink(value if sink_bare else (value,))
+                            if value is not None and keep is not None:
+                                keep(value)
                     except BaseException as exc:
                         failure = exc
-                    if stage < 0:
-                        if out:
+                    if through and failure is None:
+                        if sink is None:
+                            out.append(value)
                             await hand_on(out)
-                    else:
+                    else:  # lost at a fused node (its place: what the walk left; past them all, the sink)
                         self._entered += entered
                         entered = 0
-                        await self._lost(stage, value, failure)
+                        await self._lost(
+                            len(steps) - 1 - length_hint(walk) if not through else len(steps), value, failure
+                        )
                 finally:
                     self._partial -= 1
                 if self._stopping is not None:

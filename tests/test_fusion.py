@@ -45,6 +45,16 @@ async def step_q(processor: Processor, q_elt: tuple[int], add: int) -> int:
     return q_elt[0] + add
 
 
+async def step_original(processor: Processor, q_elt: tuple[int], add: int, drop: int, fail: int) -> int | None:
+    """`step` in the original style."""
+    (x,) = q_elt
+    if x % 7 == drop:
+        return None
+    if x % 5 == fail:
+        raise ValueError(f"bad {x}")
+    return x + add
+
+
 @node
 async def into(x: int, seen: list[int]) -> int:
     seen.append(x)
@@ -179,22 +189,22 @@ async def test_a_failure_in_a_fused_node_fails_the_run_naming_that_node(source: 
 # step may drop some items and fail on others (skipped). Fused and unfused give the same.
 
 branch = st.lists(
-    st.tuples(st.integers(0, 9), st.integers(-1, 6), st.integers(-1, 4)),
+    st.tuples(st.integers(0, 9), st.integers(-1, 6), st.integers(-1, 4), st.booleans()),
     min_size=0,
     max_size=4,
 )
 
 
-def shape(branches: list[list[tuple[int, int, int]]], style: str, count: int) -> dict[str, Any]:
+def shape(branches: list[list[tuple[int, int, int, bool]]], style: str, count: int) -> dict[str, Any]:
     source = numbers if style == "item" else count_up
     nodes: dict[str, Any] = {"src": {"coro": source, "args": {"count": count}}}
     graph: dict[str, Any] = {"src": []}
     for b, steps in enumerate(branches):
         names = [*(f"b{b}s{i}" for i in range(len(steps))), f"b{b}sink"]
         graph["src"].append(names[0])
-        for name, (add, drop, fail) in zip(names, steps, strict=False):
-            nodes[name] = {  # a failing step skips the item ('fail' is tested above)
-                "coro": step,
+        for name, (add, drop, fail, original) in zip(names, steps, strict=False):
+            nodes[name] = {  # a failing step skips the item ('fail' is tested above); either style
+                "coro": step_original if original else step,
                 "args": {"add": add, "drop": drop, "fail": fail},
                 "properties": {"on_error": "skip"},
             }
@@ -205,10 +215,10 @@ def shape(branches: list[list[tuple[int, int, int]]], style: str, count: int) ->
     return {"nodes": nodes, "graph": graph}
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(branch, min_size=1, max_size=3), st.sampled_from(["item", "processor"]), st.integers(0, 260))
 def test_fused_and_unfused_runs_give_the_same_outputs_and_counts(
-    branches: list[list[tuple[int, int, int]]], style: str, count: int
+    branches: list[list[tuple[int, int, int, bool]]], style: str, count: int
 ) -> None:
     async def both() -> None:
         outcomes = []
@@ -342,3 +352,37 @@ async def test_a_fused_node_retries_and_its_teardown_runs_after_the_segment() ->
     assert attempts == {0: 1, 1: 1, 2: 2, 3: 1, 4: 1}
     assert result.stats["flaky"].retried == 1
     assert order == ["teardown after 5 items"]
+
+
+@pytest.mark.parametrize("length", [1, 2, 3])
+@pytest.mark.parametrize("style", ["item", "processor"])
+@pytest.mark.parametrize("loss", ["drop", "skip"])
+async def test_each_fused_node_counts_its_own_losses(length: int, style: str, loss: str) -> None:
+    """Every place in the chain, in turn, loses the items it gets at x % 5 == 1 (a drop, or a failure
+    skipped): the counts land on that node alone, as without fusion."""
+    for where in range(length):
+        branches = [[(1, -1, -1, style == "processor") for _ in range(length)]]
+        graph = shape(branches, style, 30)
+        args = graph["nodes"][f"b0s{where}"]["args"]
+        if loss == "drop":
+            args["drop"] = 1 + where  # x % 7 == drop: this node gets x + where
+        else:
+            args["fail"] = (1 + where) % 5
+        results = [
+            await Plumber(graph_copy, fuse=fuse).run()
+            for fuse, graph_copy in ((False, graph), (True, shape_like(graph)))
+        ]
+        unfused, fused = (counts(result) for result in results)
+        assert fused == unfused
+        lost = unfused[f"b0s{where}"][3 if loss == "drop" else 4]
+        assert lost > 0
+        assert all(unfused[f"b0s{other}"][3:] == (0, 0, 0) for other in range(length) if other != where)
+
+
+def shape_like(graph: dict[str, Any]) -> dict[str, Any]:
+    """The same graph with fresh sinks' lists (a run appends to them)."""
+    nodes = {name: {**spec, "args": {**spec["args"]}} for name, spec in graph["nodes"].items()}
+    for spec in nodes.values():
+        if "seen" in spec["args"]:
+            spec["args"]["seen"] = []
+    return {"nodes": nodes, "graph": graph["graph"]}
