@@ -9,12 +9,14 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines import PipelineCancelled, Plumber, Processor, node
 
+from .backends import started, trio_twins
 from .helpers import until, yield_now
 
 COUNTS = ("items_in", "items_out", "completed", "dropped", "skipped", "failed")
@@ -256,21 +258,21 @@ async def test_pausing_a_fused_node_holds_its_segment_and_resume_loses_nothing()
     seen = graph["nodes"]["sink"]["args"]["seen"]
     plumber = Plumber(graph, fuse=True)
     plumber.pause("s1")
-    task = asyncio.create_task(plumber.run())
+    running = started(plumber.run)
     await until(lambda: drawn == [0])
     await yield_now(50)  # the source holds its first item at the valve: nothing goes through, nothing more is drawn
     assert drawn == [0]
     assert seen == []
     assert plumber.paused_nodes == ("s1",)
     plumber.resume("s1")
-    result = await task
+    result = await running
     assert seen == [i + 3 for i in range(30)]
     assert result.stats["s1"].completed == 30
 
 
 async def test_stop_lets_the_item_inside_a_segment_through() -> None:
-    inside = asyncio.Event()
-    release = asyncio.Event()
+    inside = anyio.Event()
+    release = anyio.Event()
 
     @node
     async def slow(x: int) -> int:
@@ -286,25 +288,25 @@ async def test_stop_lets_the_item_inside_a_segment_through() -> None:
         "sink": {"coro": into, "args": {"seen": seen}},
     }
     plumber = Plumber({"nodes": nodes, "graph": {"src": ["slow"], "slow": ["sink"], "sink": None}}, fuse=True)
-    task = asyncio.create_task(plumber.run())
+    running = started(plumber.run)
     await inside.wait()
-    stopping = asyncio.create_task(plumber.stop())
+    stopping = started(plumber.stop)
     await until(lambda: plumber.nodes[0].stopped)
     release.set()
     await stopping
-    result = await task
+    result = await running
     assert seen == list(range(6))  # item 5 was in the segment when the stop came: it went through
     assert result.state == "stopped"
     assert counts(result)["slow"] == (6, 6, 6, 0, 0, 0)
 
 
 async def test_cancel_ends_a_fused_run_while_an_item_waits_inside() -> None:
-    inside = asyncio.Event()
+    inside = anyio.Event()
 
     @node
     async def stuck(x: int) -> int:
         inside.set()
-        await asyncio.Event().wait()  # never set: only a cancel ends it
+        await anyio.Event().wait()  # never set: only a cancel ends it
         return x
 
     nodes = {
@@ -313,11 +315,11 @@ async def test_cancel_ends_a_fused_run_while_an_item_waits_inside() -> None:
         "sink": {"coro": into, "args": {"seen": []}},
     }
     plumber = Plumber({"nodes": nodes, "graph": {"src": ["stuck"], "stuck": ["sink"], "sink": None}}, fuse=True)
-    task = asyncio.create_task(plumber.run())
+    running = started(plumber.run)
     await inside.wait()
     plumber.cancel()
     with pytest.raises(PipelineCancelled):
-        await task
+        await running
     assert plumber.state == "cancelled"
     assert nodes["sink"]["args"]["seen"] == []
 
@@ -386,3 +388,6 @@ def shape_like(graph: dict[str, Any]) -> dict[str, Any]:
         if "seen" in spec["args"]:
             spec["args"]["seen"] = []
     return {"nodes": nodes, "graph": graph["graph"]}
+
+
+globals().update(trio_twins(globals()))
