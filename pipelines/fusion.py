@@ -24,6 +24,7 @@ never used (depth 0), and its busy time and latency are those of its whole segme
 
 from __future__ import annotations
 
+import types
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -131,7 +132,7 @@ class Chain:
         self._nodes = nodes
         self.tail = nodes[-1]
         """The segment's last node: its outputs are the segment's."""
-        steps = [(_call_of(node), node.spec.bare) for node in nodes]
+        steps = _own([(_call_of(node), node.spec.bare) for node in nodes])
         self.sink: Step | None = None if self.tail.outputs else steps.pop()
         """A sink ending the segment: its call, and whether it takes the value bare (else in a 1-tuple)."""
         self.steps: tuple[Step, ...] = tuple(steps)
@@ -268,3 +269,31 @@ def _call_of(node: Processor) -> Call:
     return with_retries(
         node.invoke, spec.name, spec.properties.retry, spec.properties.timeout, node.ledger, node.signals
     )
+
+
+def _own(steps: list[Step]) -> list[Step]:
+    """`steps`, each call an object of its own, so that a fused source tells which node lost an item
+    by the call it was in (`FusedSourceOutput.pump`): nodes sharing a function with no args share
+    the same call. A plain function is copied (its code, globals, defaults and closure: no frame
+    in between); anything else is wrapped."""
+    seen: set[int] = set()
+    owned: list[Step] = []
+    for call, bare in steps:
+        own = call if id(call) not in seen else _copy(call)
+        seen.add(id(own))
+        owned.append((own, bare))
+    return owned
+
+
+def _copy(call: Call) -> Call:
+    """Another object calling as `call` does."""
+    if isinstance(call, types.FunctionType):
+        copy = types.FunctionType(call.__code__, call.__globals__, call.__name__, call.__defaults__, call.__closure__)
+        copy.__kwdefaults__ = call.__kwdefaults__
+        copy.__qualname__ = call.__qualname__
+        return copy
+
+    def wrapped(value: Any) -> Awaitable[Any]:
+        return call(value)
+
+    return wrapped

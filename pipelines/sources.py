@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
-from operator import length_hint
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -485,6 +484,8 @@ class FusedSourceOutput(SourceOutput):
         steps, keep, hand_on = chain.steps, chain.keep, chain.hand_on
         sink, sink_bare = chain.sink or (None, True)
         calls = tuple(call for call, bare in steps) if all(bare for _, bare in steps) else ()
+        place = {id(call): i for i, (call, _) in enumerate(steps)}  # (each node's call is its own object)
+        call: Any = None
         try:
             async for value in items:
                 if valve.closed:  # paused, or ended: put waits (or raises), then sends the item through
@@ -497,39 +498,36 @@ class FusedSourceOutput(SourceOutput):
                 entered += 1
                 self._partial += 1
                 try:
-                    walk: Iterator[Any] = iter(calls or steps)
-                    through, failure = False, None
+                    failure = None
                     try:
                         if calls:  # every fused node takes the value itself: the shortest loop
-                            for call in walk:
+                            for call in calls:
                                 value = await call(value)
                                 if value is None:
                                     break
                             else:
-                                through = True
+                                call = None
                         else:
-                            for call, bare in walk:
+                            for call, bare in steps:
                                 value = await call(value if bare else (value,))
                                 if value is None:
                                     break
                             else:
-                                through = True
-                        if through and sink is not None:
+                                call = None
+                        if call is None and sink is not None:
                             value = await sink(value if sink_bare else (value,))
                             if value is not None and keep is not None:
                                 keep(value)
                     except BaseException as exc:
                         failure = exc
-                    if through and failure is None:
+                    if call is None and failure is None:
                         if sink is None:
                             out.append(value)
                             await hand_on(out)
-                    else:  # lost at a fused node (its place: what the walk left; past them all, the sink)
+                    else:  # lost at the fused node `call` (None: past them all, at the sink)
                         self._entered += entered
                         entered = 0
-                        await self._lost(
-                            len(steps) - 1 - length_hint(walk) if not through else len(steps), value, failure
-                        )
+                        await self._lost(len(steps) if call is None else place[id(call)], value, failure)
                 finally:
                     self._partial -= 1
                 if self._stopping is not None:

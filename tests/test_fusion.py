@@ -390,4 +390,38 @@ def shape_like(graph: dict[str, Any]) -> dict[str, Any]:
     return {"nodes": nodes, "graph": graph["graph"]}
 
 
+@node
+async def count_down(x: int) -> int | None:
+    """x - 1, and None (a drop) for 0: the same function at every stage, with no args."""
+    return None if x == 0 else x - 1
+
+
+@node
+async def count_down_or_fail(x: int) -> int:
+    if x == 0:
+        raise ValueError("zero")
+    return x - 1
+
+
+@pytest.mark.parametrize("function", [count_down, count_down_or_fail], ids=["drops", "fails"])
+async def test_nodes_sharing_one_function_each_count_their_own_losses(function: Any) -> None:
+    """Item k is lost at the k-th of three nodes that run the very same function: each node, fused,
+    counts its own one loss."""
+    seen: list[int] = []
+    nodes: dict[str, Any] = {"src": {"coro": numbers, "args": {"count": 6}}}
+    for name in ("a", "b", "c"):
+        nodes[name] = {"coro": function, "properties": {"on_error": "skip"}}
+    nodes["sink"] = {"coro": into, "args": {"seen": seen}}
+    graph = {"src": ["a"], "a": ["b"], "b": ["c"], "c": ["sink"], "sink": None}
+    plumber = Plumber({"nodes": nodes, "graph": graph}, fuse=True)
+    result = await plumber.run()
+    assert plumber.fused == (("src", "a", "b", "c", "sink"),)
+    assert seen == [0, 1, 2]
+    lost = 3 if function is count_down else 4  # the column of COUNTS: dropped, or skipped
+    for name, items_in in (("a", 6), ("b", 5), ("c", 4)):
+        expected = [items_in, items_in - 1, items_in - 1, 0, 0, 0]
+        expected[lost] = 1
+        assert counts(result)[name] == tuple(expected)
+
+
 globals().update(trio_twins(globals()))
