@@ -10,22 +10,35 @@ These are the strong ones, our own code, each a task per node and the same check
 
 Rows: pipelines in both styles, without and with fusion (``Plumber(fuse=True)``: the whole chain in
 the source's task, pipelines.fusion), and every baseline, for three stages and for thirty; each
-against the batch channel of the same length.
+against the batch channel of the same length. Then B2's and B3's graphs (a merge of four branches,
+one node with four workers, the diamond join) against the same written with batch channels
+(`SharedChannel` where several tasks put or take), each pipelines row against its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from itertools import pairwise
 from typing import Any
 
-from .graphs import chain, pipeline, processor_chain
+from .graphs import chain, diamond, fan_out, pipeline, processor_chain
 from .harness import Case, Config, Trial, alternate, timed
 from .report import Row, throughput_rows
 
-__all__ = ["B14", "BatchChannel", "batch_chain", "draining_chain", "list_chain"]
+__all__ = [
+    "B14",
+    "BatchChannel",
+    "SharedChannel",
+    "batch_chain",
+    "batch_diamond",
+    "batch_merge",
+    "batch_workers",
+    "draining_chain",
+    "list_chain",
+]
 
 BOUND = 100
 _END = object()
@@ -118,6 +131,165 @@ async def batch_chain(n: int, stages: int) -> int:
             group.create_task(stage(inbox, outbox, _add_one))
         result = group.create_task(total())
     return result.result()
+
+
+class SharedChannel(BatchChannel):
+    """A BatchChannel several tasks put into and take from: a queue of waiters on each side, and
+    closed once each of its `producers` has closed it. A take still takes everything waiting."""
+
+    __slots__ = ("_getters", "_open", "_putters")
+
+    def __init__(self, producers: int, bound: int = BOUND) -> None:
+        super().__init__(bound)
+        self._open = producers
+        self._getters: deque[asyncio.Future[None]] = deque()
+        self._putters: deque[asyncio.Future[None]] = deque()
+
+    async def put(self, item: Any) -> None:
+        while len(self._items) >= self._bound:
+            await self._room()
+        self._items.append(item)
+        if self._getters:
+            _wake(self._getters, one=True)
+
+    async def put_many(self, items: list[Any]) -> None:
+        while len(self._items) >= self._bound:
+            await self._room()
+        self._items += items
+        if self._getters:
+            _wake(self._getters, one=True)
+
+    async def _room(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._putters.append(waiter)
+        await waiter
+
+    async def get_all(self) -> list[Any]:
+        while not self._items:
+            if self._open == 0:
+                return []
+            waiter = asyncio.get_running_loop().create_future()
+            self._getters.append(waiter)
+            await waiter
+        items, self._items = self._items, []
+        if self._putters:
+            _wake(self._putters)
+        if self._getters and self._open == 0:
+            _wake(self._getters)
+        return items
+
+    def close(self) -> None:
+        self._open -= 1
+        if self._open == 0:
+            while self._getters:
+                _wake(self._getters)
+
+
+def _wake(waiters: deque[asyncio.Future[None]], *, one: bool = False) -> None:
+    """Wake every waiter (or `one`): each looks again (the putters at the room, a getter at the items)."""
+    while waiters:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            if one:
+                return
+
+
+async def batch_merge(n: int, branches: int) -> int:
+    """B2's merge with batch channels: source -> `branches` x + 1 tasks -> one summing sink."""
+    heads = [BatchChannel() for _ in range(branches)]
+    merged = SharedChannel(branches)
+
+    async def produce() -> None:
+        for i in range(n):
+            for head in heads:
+                await head.put(i)
+        for head in heads:
+            head.close()
+
+    async def stage(inbox: BatchChannel) -> None:
+        while batch := await inbox.get_all():
+            await merged.put_many([await _add_one(x) for x in batch])
+        merged.close()
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(produce())
+        for head in heads:
+            group.create_task(stage(head))
+        result = group.create_task(_total(merged))
+    return result.result()
+
+
+async def batch_workers(n: int, workers: int) -> int:
+    """B2's `workers=4` with batch channels: source -> `workers` x + 1 tasks sharing one input -> sink."""
+    inbox = SharedChannel(1)
+    outbox = SharedChannel(workers)
+
+    async def produce() -> None:
+        for i in range(n):
+            await inbox.put(i)
+        inbox.close()
+
+    async def stage() -> None:
+        while batch := await inbox.get_all():
+            await outbox.put_many([await _add_one(x) for x in batch])
+        outbox.close()
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(produce())
+        for _ in range(workers):
+            group.create_task(stage())
+        result = group.create_task(_total(outbox))
+    return result.result()
+
+
+async def batch_diamond(n: int) -> int:
+    """B3's diamond with batch channels: (seq, x) to x + 1 and 2x, their results paired again by
+    sequence number in a dict; returns the number of right pairs."""
+    left, right, joined = BatchChannel(), BatchChannel(), SharedChannel(2)
+
+    async def produce() -> None:
+        for seq in range(n):
+            await left.put((seq, seq))
+            await right.put((seq, seq))
+        left.close()
+        right.close()
+
+    async def branch(inbox: BatchChannel, side: int, fn: Callable[[int], Awaitable[int]]) -> None:
+        while batch := await inbox.get_all():
+            await joined.put_many([(seq, side, await fn(x)) for seq, x in batch])
+        joined.close()
+
+    async def join() -> int:
+        waiting: dict[int, int] = {}
+        right_pairs = 0
+        while batch := await joined.get_all():
+            for seq, side, value in batch:
+                other = waiting.pop(seq, None)
+                if other is None:
+                    waiting[seq] = value
+                    continue
+                plus, twice = (value, other) if side == 0 else (other, value)
+                right_pairs += 2 * (plus - 1) == twice
+        return right_pairs
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(produce())
+        group.create_task(branch(left, 0, _add_one))
+        group.create_task(branch(right, 1, _double))
+        result = group.create_task(join())
+    return result.result()
+
+
+async def _double(x: int) -> int:
+    return 2 * x
+
+
+async def _total(last: BatchChannel) -> int:
+    result = 0
+    while batch := await last.get_all():
+        result += sum(batch)
+    return result
 
 
 async def list_chain(n: int, stages: int) -> int:
@@ -222,9 +394,17 @@ def _labels(stages: int) -> dict[str, str]:
     }
 
 
+SHAPES = {
+    "merge": ("B2's merge of 4: pipelines", "B2's merge of 4: batch channels"),
+    "workers": ("B2's workers=4: pipelines", "B2's workers=4: batch channels"),
+    "diamond": ("B3's diamond join: pipelines", "B3's diamond join: batch channels (seq dict)"),
+}
 STAGE_COUNTS = (3, 30)
-B14_TITLE = "strong baselines: B1's chain (3 and 30 stages) against hand-written batching code"
-B14_LABELS = tuple(label for stages in STAGE_COUNTS for label in _labels(stages).values())
+B14_TITLE = "strong baselines: B1's chain (3 and 30 stages), B2's and B3's shapes against hand-written batching code"
+B14_LABELS = (
+    *(label for stages in STAGE_COUNTS for label in _labels(stages).values()),
+    *(label for pair in SHAPES.values() for label in pair),
+)
 
 
 def _trials(n: int, stages: int) -> tuple[dict[str, Trial], dict[str, str | None]]:
@@ -246,12 +426,33 @@ def _trials(n: int, stages: int) -> tuple[dict[str, Trial], dict[str, str | None
     return trials, references
 
 
+def _shape_trials(n: int) -> dict[str, tuple[Trial, Trial]]:
+    """B2's and B3's graphs (pipelines, as in those cases) and the same with batch channels."""
+    plain_sum = n * (n - 1) // 2 + n
+    return {
+        "merge": (
+            timed(pipeline(partial(fan_out, n, 4, 1)), 4 * plain_sum),
+            timed(partial(batch_merge, n, 4), 4 * plain_sum),
+        ),
+        "workers": (
+            timed(pipeline(partial(chain, n, 1, properties={"workers": 4})), plain_sum),
+            timed(partial(batch_workers, n, 4), plain_sum),
+        ),
+        "diamond": (timed(pipeline(partial(diamond, n)), n), timed(partial(batch_diamond, n), n)),
+    }
+
+
 def _run_b14(config: Config) -> list[Row]:
     rows: list[Row] = []
     for stages, full in zip(STAGE_COUNTS, (200_000, 50_000), strict=True):
         n = config.size(full, 1_000)
         trials, references = _trials(n, stages)
         rows += throughput_rows("B14", n, alternate(trials, config.rounds), references)
+    n = config.size(100_000, 1_000)
+    for key, (ours, theirs) in _shape_trials(n).items():
+        label, batch = SHAPES[key]
+        results = alternate({label: ours, batch: theirs}, config.rounds)
+        rows += throughput_rows("B14", n, results, {label: batch, batch: None})
     return rows
 
 
