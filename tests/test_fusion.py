@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -422,6 +423,56 @@ async def test_nodes_sharing_one_function_each_count_their_own_losses(function: 
         expected = [items_in, items_in - 1, items_in - 1, 0, 0, 0]
         expected[lost] = 1
         assert counts(result)[name] == tuple(expected)
+
+
+async def test_a_fused_segment_waits_for_room_downstream() -> None:
+    """A segment whose last node hands on to a node that is not fused (it has two workers): the
+    segment waits for room in that node's input, which never holds more than its bound."""
+    depths: list[int] = []
+    plumber: Plumber
+
+    @node
+    async def slow_sink(x: int, seen: list[int]) -> None:
+        stats = plumber.stats()["end"]
+        depths.append(stats.queue_depth - stats.taken)  # what waits in its input edge (taken: its workers hold)
+        await anyio.lowlevel.checkpoint()
+        seen.append(x)
+
+    seen: list[int] = []
+    nodes = {
+        "src": {"coro": numbers, "args": {"count": 500}},
+        "a": {"coro": step, "args": {"add": 1, "drop": -1, "fail": -1}},
+        "b": {"coro": step, "args": {"add": 1, "drop": -1, "fail": -1}},
+        "end": {"coro": slow_sink, "args": {"seen": seen}, "properties": {"workers": 2}},
+    }
+    graph = {"src": ["a"], "a": ["b"], "b": ["end"], "end": None}
+    plumber = Plumber({"nodes": nodes, "graph": graph}, fuse=True, queue_size=10)
+    result = await plumber.run()
+    assert plumber.fused == (("src", "a", "b"),)
+    assert sorted(seen) == [i + 2 for i in range(500)]
+    assert max(depths) == 10  # full, never over
+    assert result.stats["b"].items_out == 500
+
+
+async def test_a_fused_source_that_raises_fails_the_run_with_its_counts_kept() -> None:
+    @node
+    async def breaks(count: int) -> AsyncIterator[int]:
+        for i in range(count):
+            yield i
+        raise OSError("the feed broke")
+
+    graph = line(2, source=breaks, count=150)
+    plumber = Plumber(graph, fuse=True)
+    with pytest.raises(OSError, match="the feed broke"):
+        await plumber.run()
+    assert graph["nodes"]["sink"]["args"]["seen"] == [i + 3 for i in range(150)]
+    stats = plumber.stats()
+    assert (stats["src"].items_out, stats["s0"].completed, stats["s1"].items_out, stats["sink"].completed) == (
+        150,
+        150,
+        150,
+        150,
+    )
 
 
 globals().update(trio_twins(globals()))
