@@ -464,7 +464,7 @@ class FusedSourceOutput(SourceOutput):
     item that some successors have go to the rest). The segment's counts are added up every FLUSH
     items, at a loss and at the end (`Chain.count`, `Chain.lose`)."""
 
-    __slots__ = ("_chain", "_entered", "_out")
+    __slots__ = ("_chain", "_entered", "_out", "_place")
 
     def __init__(self, source: Processor, edges: list[Edge], valve: Valve, chain: Chain) -> None:
         super().__init__(source, edges, valve)
@@ -472,6 +472,8 @@ class FusedSourceOutput(SourceOutput):
         self._chain = chain
         self._entered = 0
         self._out: list[Any] = []
+        self._place = {id(call): i for i, (call, _) in enumerate(chain.steps)}
+        """Each fused node's place by its call (each call is an object of its own: pipelines.fusion)."""
         chain.begin()
 
     def put(self, item: Any) -> Coroutine[Any, Any, None]:
@@ -484,7 +486,7 @@ class FusedSourceOutput(SourceOutput):
         steps, keep, hand_on = chain.steps, chain.keep, chain.hand_on
         sink, sink_bare = chain.sink or (None, True)
         calls = tuple(call for call, bare in steps) if all(bare for _, bare in steps) else ()
-        place = {id(call): i for i, (call, _) in enumerate(steps)}  # (each node's call is its own object)
+        place = self._place
         call: Any = None
         try:
             async for value in items:
@@ -563,30 +565,29 @@ class FusedSourceOutput(SourceOutput):
         self._entered += 1
         self._partial += 1
         try:
-            stage = 0
+            call: Any = None
+            failure = None
             try:
                 for call, bare in chain.steps:
                     value = await call(value if bare else (value,))
                     if value is None:
                         break
-                    stage += 1
                 else:
+                    call = None
                     if chain.sink is None:
                         out.append(value)
                     else:
-                        call, bare = chain.sink
-                        value = await call(value if bare else (value,))
+                        sink, bare = chain.sink
+                        value = await sink(value if bare else (value,))
                         if value is not None and chain.keep is not None:
                             chain.keep(value)
-                    stage = -1
-                failure = None
             except BaseException as exc:
                 failure = exc
-            if stage < 0:
+            if call is None and failure is None:
                 if out:
                     await chain.hand_on(out)
-            else:
-                await self._lost(stage, value, failure)
+            else:  # lost at the fused node `call` (None: past them all, at the sink)
+                await self._lost(len(chain.steps) if call is None else self._place[id(call)], value, failure)
         finally:
             self._partial -= 1
         if self._stopping is not None:
