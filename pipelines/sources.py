@@ -559,7 +559,7 @@ class FusedSourceOutput(SourceOutput):
         """One item's whole path through the segment (`Chain.run` written out)."""
         while self._valve.closed:  # paused, or ended (then wait_open raises)
             await self._valve.wait_open()
-        chain, out = self._chain, self._out
+        chain, out = self._chain, []  # a list of its own: puts from several tasks may wait at once
         if self._entered == FLUSH:
             self._count()
         self._entered += 1

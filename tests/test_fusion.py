@@ -475,4 +475,35 @@ async def test_a_fused_source_that_raises_fails_the_run_with_its_counts_kept() -
     )
 
 
+async def test_puts_from_several_tasks_each_send_their_own_item_once() -> None:
+    """An original-style source putting from two tasks at once, its segment waiting for room in a
+    node that is not fused: every item arrives once."""
+
+    async def two_putters(processor: Processor, output_q: Any, count: int) -> None:
+        async def put_range(start: int) -> None:
+            for i in range(start, start + count):
+                await output_q.put(i)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(put_range, 0)
+            group.start_soon(put_range, 1000)
+
+    @node
+    async def slow(x: int, seen: list[int]) -> None:
+        await anyio.lowlevel.checkpoint()
+        seen.append(x)
+
+    seen: list[int] = []
+    nodes = {
+        "src": {"coro": two_putters, "args": {"count": 200}},
+        "a": {"coro": step_q, "args": {"add": 0}},
+        "end": {"coro": slow, "args": {"seen": seen}, "properties": {"workers": 2}},
+    }
+    plumber = Plumber({"nodes": nodes, "graph": {"src": ["a"], "a": ["end"], "end": None}}, fuse=True, queue_size=2)
+    result = await plumber.run()
+    assert plumber.fused == (("src", "a"),)
+    assert sorted(seen) == [*range(200), *range(1000, 1200)]
+    assert result.stats["a"].items_out == 400
+
+
 globals().update(trio_twins(globals()))
