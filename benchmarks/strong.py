@@ -6,7 +6,9 @@ These are the strong ones, our own code, each a task per node and the same check
 - a batch channel: a list swapped whole from producer to consumer, one waiter per side, bounded;
 - lists of up to 100 items through `asyncio.Queue(1)`;
 - `asyncio.Queue(100)` drained with `get_nowait` and fed with `put_nowait` while there is room;
-- the floor: no queue and no task, one loop awaiting the stage coroutines per item.
+- the floor: no queue and no task, one loop awaiting the stage coroutines per item; and two floors
+  with B1's own functions (its source, its stages and its sink, called in one loop, in either
+  style): what a fused run could reach with nothing of ours.
 
 Rows: pipelines in both styles, without and with fusion (``Plumber(fuse=True)``: the whole chain in
 the source's task, pipelines.fusion), and every baseline, for three stages and for thirty; each
@@ -24,7 +26,20 @@ from functools import partial
 from itertools import pairwise
 from typing import Any
 
-from .graphs import chain, diamond, fan_out, pipeline, processor_chain
+from .graphs import (
+    Total,
+    add_one,
+    add_one_q,
+    chain,
+    count_up,
+    diamond,
+    fan_out,
+    into_total,
+    into_total_q,
+    numbers,
+    pipeline,
+    processor_chain,
+)
 from .harness import Case, Config, Trial, alternate, timed
 from .report import Row, throughput_rows
 
@@ -381,6 +396,33 @@ async def floor(n: int, stages: int) -> int:
     return result
 
 
+async def item_floor(n: int, stages: int) -> int:
+    """The floor with B1's own functions: its source generator, `stages` awaits of its x + 1 and a
+    call of its sink per item, in one loop: what fusion could reach, with nothing of ours."""
+    total = Total()
+    async for x in numbers(n):
+        for _ in range(stages):
+            x = await add_one(x)
+        await into_total(x, total)
+    return total.value
+
+
+async def original_floor(n: int, stages: int) -> int:
+    """The floor of the original style: its source awaits `put` per item, and each put awaits the
+    stage functions in turn, each given the processor (bound in a partial) and a 1-tuple."""
+    total = Total()
+    calls = [partial(add_one_q, None) for _ in range(stages)]  # type: ignore[arg-type]
+
+    class Through:
+        async def put(self, x: int) -> None:
+            for call in calls:
+                x = await call((x,))
+            await into_total_q(None, (x,), total)  # type: ignore[arg-type]
+
+    await count_up(None, Through(), n)  # type: ignore[arg-type]
+    return total.value
+
+
 def _labels(stages: int) -> dict[str, str]:
     return {
         "processor": f"{stages} stages: pipelines, f(processor, q_elt)",
@@ -391,6 +433,8 @@ def _labels(stages: int) -> dict[str, str]:
         "lists": f"{stages} stages: lists of 100 through Queue(1)",
         "drain": f"{stages} stages: Queue(100) drained with get_nowait",
         "floor": f"{stages} stages: floor, one loop awaiting per item",
+        "item floor": f"{stages} stages: floor with B1's source and sink functions",
+        "original floor": f"{stages} stages: floor of the original style (put, partial)",
     }
 
 
@@ -419,6 +463,8 @@ def _trials(n: int, stages: int) -> tuple[dict[str, Trial], dict[str, str | None
         "lists": partial(list_chain, n, stages),
         "drain": partial(draining_chain, n, stages),
         "floor": partial(floor, n, stages),
+        "item floor": partial(item_floor, n, stages),
+        "original floor": partial(original_floor, n, stages),
     }
     trials = {labels[key]: timed(make, want) for key, make in makes.items()}
     references: dict[str, str | None] = {label: labels["batch"] for label in labels.values()}
