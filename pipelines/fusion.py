@@ -110,9 +110,10 @@ def _no_clock() -> float:
 class Chain:
     """The nodes fused after a segment's first node, called in turn on each item in its task.
 
-    `run` takes one item through them (a node leading the segment calls it on each of its outputs,
-    a source's `put` on each item); a source that yields its items has the same steps written out
-    in its pump (pipelines.sources), with `steps`, `sink`, `keep`, `count` and `lose`.
+    `run` takes one item through them, for a node leading the segment (`lead`, on each of its
+    outputs); a source leading it has the same steps written out in its own output
+    (`pipelines.sources.FusedSourceOutput`: its pump, and its put), with `steps`, `sink`, `keep`,
+    `count` and `lose`.
     """
 
     __slots__ = (
@@ -145,11 +146,6 @@ class Chain:
         self._entered = 0
         self._clock: Callable[[], float] = _no_clock
         self._since = 0.0
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The fused nodes, in order."""
-        return tuple(node.name for node in self._nodes)
 
     @property
     def valves(self) -> tuple[Valve, ...]:
@@ -222,8 +218,8 @@ class Chain:
             await handoff.emit(out, [])
 
     def count(self, entered: int) -> None:
-        """`entered` more items went into the segment (a source's pump, every FLUSH items and before
-        a loss): add the counts up now."""
+        """`entered` more items went into the segment and came out of it (a source's output, every
+        FLUSH items and at the end; a loss goes through `lose`): add the counts up now."""
         self._entered += entered
         self.flush()
 
