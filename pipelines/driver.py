@@ -129,8 +129,8 @@ class Processor(HandBuilt):
         when it starts (pipelines.outputs)."""
         self.collected: list[Any] | None = None
         """A sink's return values (None excluded), kept when the Plumber collects outputs."""
-        self.keyless = False
-        """The items reach the node without their keys (`go_keyless`)."""
+        self.keyless = self.followed = False
+        """The items reach the node without their keys; if `followed`, but those hooks follow (`go_keyless`)."""
         self.invoke: Callable[[Any], Any] = invoker(self, lambda: self.executor)
         """The node's function bound to its args (and style, and pool): ``invoke(arg)``."""
         self.valve = Valve(control.valve if self.kind == "source" else None)
@@ -352,11 +352,11 @@ class Processor(HandBuilt):
         """Install the node methods of the run's hooks (before the run starts)."""
         self.ledger.install(hooks)
 
-    def go_keyless(self) -> None:
+    def go_keyless(self, *, followed: bool = False) -> None:
         """Take and hand on the items without their keys (by the Plumber, before the run starts,
-        when nothing in the run needs them: pipelines.lineage.needs_keys). Each envelope is then
-        the value itself."""
-        self.keyless = True
+        when nothing in the run needs them: pipelines.lineage.needs_keys), each envelope the value
+        itself; if `followed`, but for the items the run's hooks follow (pipelines.keyless)."""
+        self.keyless, self.followed = True, followed
         for edge in self._inputs:
             if isinstance(edge, MemoryEdge):  # what a keyless run has: its `input_queue.get()` reads values
                 edge.bare = True

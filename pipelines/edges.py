@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import runtime
+from .lineage import Keyed
 from .types import Envelope
 
 __all__ = ["Edge", "EdgeStatistics", "MemoryEdge"]
@@ -102,6 +103,7 @@ class MemoryEdge:
         "_putters",
         "_told",
         "bare",
+        "keyed",
         "maxsize",
         "name",
     )
@@ -122,6 +124,11 @@ class MemoryEdge:
         """The running loop's future maker, bound at the first wait (an edge may be built before its run)."""
         self.bare = False
         """It carries values without their keys (a keyless run, pipelines.lineage.needs_keys)."""
+        self.keyed = 0
+        """In a keyless run whose hooks follow some items: how many of those (each a
+        pipelines.lineage.Keyed) its producers put that no consumer has met yet. A consumer's piece
+        can hold one only while this is not 0, so a piece taken while it is 0 needs no test per item.
+        The producers add before they put; a consumer subtracts each one it meets."""
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -319,6 +326,9 @@ class MemoryEdge:
             value = buffer.pop(0)
             if self._putters:
                 self._wake(self._putters, 1)
+            if type(value) is Keyed:  # a followed item (pipelines.lineage.Keyed): its own envelope
+                self.keyed -= 1
+                return value
             return ((), value, -1 if producer is None else producer)
         for i, item in enumerate(buffer):
             if item[1] is not skip and (producer is None or item[2] == producer):

@@ -67,6 +67,13 @@ while the container is empty, a node handing on a batch of outputs tests it once
 no such attribute: every item is heard. With several hooks, the positions of one filter only
 that hook's methods.
 
+Following only some items: a hook whose node objects all declare ``positions`` may also say, with
+an attribute ``needs_all_keys = False`` on the hook itself, that only the items at the positions its
+sources' objects hear (``admits``) need their lineage keys: Tracing does. When every hook installed
+says so, and nothing else needs keys (`Plumber.keys_needed`), the run is keyless but for those items,
+the *followed* ones, which keep their keys (pipelines.lineage.Keyed) from the source on; every node
+method then hears only followed items, and every other item costs the run what it costs with no hook.
+
 A run with no hook makes no call and no test for them per item: the worker loop of each node is
 put together once, when the run starts, with only the steps its installed hooks need. An
 exception raised by a node method fails the run, as a bug in the pipeline would.
@@ -84,7 +91,16 @@ if TYPE_CHECKING:
     from .driver import Processor
     from .plumber import Plumber
 
-__all__ = ["NO_HOOKS", "Filtered", "Hook", "NodeHooks", "bind_node_hooks", "run_methods", "unfiltered"]
+__all__ = [
+    "NO_HOOKS",
+    "Filtered",
+    "Hook",
+    "NodeHooks",
+    "bind_node_hooks",
+    "needs_all_keys",
+    "run_methods",
+    "unfiltered",
+]
 
 Admits = Callable[[Key], bool]
 Sent = Callable[[Key, Any, int], None]
@@ -163,6 +179,12 @@ def unfiltered(method: Callable[..., Any]) -> tuple[Callable[..., Any], Position
     if type(method) is Filtered:
         return method.method, method.positions
     return method, None
+
+
+def needs_all_keys(hook: object) -> bool:
+    """Whether `hook` needs every item to carry its key: unless it says otherwise (``needs_all_keys =
+    False``: it follows only the items at its sources' positions), it does."""
+    return getattr(hook, "needs_all_keys", True) is not False
 
 
 def bind_node_hooks(node: Processor, hooks: Sequence[object]) -> NodeHooks:

@@ -175,7 +175,7 @@ class Ledger:
         if self._forward:
             out.append((key, DROPPED, self._index))
         settled = self._settled_plain
-        if settled is not None and (self._positions is None or key[1] in self._positions):
+        if settled is not None and key and (self._positions is None or key[1] in self._positions):
             settled(key, "passed", None, self._tombstones)
 
     def drop(self, key: Key, out: list[Envelope]) -> None:
@@ -184,7 +184,7 @@ class Ledger:
         if self._forward:
             out.append((key, DROPPED, self._index))
         settled = self._settled_plain
-        if settled is not None and (self._positions is None or key[1] in self._positions):
+        if settled is not None and key and (self._positions is None or key[1] in self._positions):
             settled(key, "dropped", None, self._tombstones)
 
     def fail(
@@ -199,12 +199,12 @@ class Ledger:
         failure = as_failure(exc, task, f"{self._kind} {self._name!r}")
         self._signals.emit("item_failed", node=self._name, item=arg, exception=failure)
         shown = short_repr(arg)
-        settled = self._settled
+        settled = self._settled if key else None  # NO_KEY: an item no hook follows (a keyless run)
         on_error = self._on_error
         if on_error == "fail":
             self.failed += 1
             failure.add_note(f"pipelines: node {self._name!r} failed on item {shown}")
-            if self._claims is not None:
+            if self._claims is not None and key:
                 try:
                     claimed = self._claims(key, failure)
                 except Exception as hook_error:  # a bug in the hook fails the run, as from any node method

@@ -8,7 +8,9 @@ downstream, the node sends a *tombstone* in its place: an envelope whose value i
 that receives a tombstone for a key discards that group, so later groups never wait for it.
 
 Where nothing needs the keys, items travel without them (`needs_keys`): each envelope is the value
-itself, and no key is made or taken apart at any node.
+itself, and no key is made or taken apart at any node. Where only hooks that follow a few items
+need them (Tracing: `pipelines.hooks`, ``needs_all_keys``), the run is keyless but for those items,
+which keep their envelopes as `Keyed` ones (the run's *followed* items).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .types import Key, Marker
 if TYPE_CHECKING:
     from .graph import GraphSpec
 
-__all__ = ["DISCARDED", "DROPPED", "NO_KEY", "Joiner", "is_linear", "needs_keys"]
+__all__ = ["DISCARDED", "DROPPED", "NO_KEY", "Joiner", "Keyed", "is_linear", "needs_keys"]
 
 DROPPED: Any = Marker("DROPPED")
 """The value of a tombstone envelope: the item with this key was dropped upstream."""
@@ -33,6 +35,19 @@ _MISSING: Any = Marker("MISSING")
 
 NO_KEY: Key = ()
 """The key of an item in a keyless run, where a call needs one (the ledger counting a drop or a failure)."""
+
+
+class Keyed(tuple):  # type: ignore[type-arg]
+    """The envelope ``(key, value, producer)`` of a followed item: it keeps its key in a keyless run.
+
+    In a keyless run whose hooks follow only the items at their positions (pipelines.hooks,
+    ``needs_all_keys``), every other item travels as its bare value; these travel as a Keyed, a
+    tuple of a type no value of the user's has, so that a node tells them apart with one type test,
+    and only in a piece its input edge says holds one (`MemoryEdge.keyed`). Built as
+    ``Keyed((key, value, producer))``.
+    """
+
+    __slots__ = ()
 
 
 def needs_keys(graph: GraphSpec) -> str | None:

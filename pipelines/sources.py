@@ -23,7 +23,8 @@ from .edges import MemoryEdge
 from .errors import PipelineError, PipelineStateError
 from .fusion import FLUSH
 from .hooks import NodeHooks, unfiltered
-from .lineage import DROPPED
+from .keyless import count_followed
+from .lineage import DROPPED, Keyed
 from .queues import QueueEmpty
 
 if TYPE_CHECKING:
@@ -75,8 +76,8 @@ class InputProcessor(Processor):
         if hooks.admits is not None:
             self._output = AdmittingSourceOutput(self, self.handoff.edges, self.valve, hooks.admits)
 
-    def go_keyless(self) -> None:
-        super().go_keyless()
+    def go_keyless(self, *, followed: bool = False) -> None:
+        super().go_keyless(followed=followed)
         self._output.go_keyless()
 
     def fuse(self, chain: Chain) -> None:
@@ -402,7 +403,12 @@ class SourceOutput:
 
 
 class AdmittingSourceOutput(SourceOutput):
-    """A source's output when a hook hears each item enter (`admits`), and may pass it over."""
+    """A source's output when a hook hears each item enter (`admits`), and may pass it over.
+
+    Keyless (a run whose hooks follow only the items at their positions: pipelines.hooks), an item
+    at a position the hooks hear goes on with its key, as a pipelines.lineage.Keyed counted in each
+    successor's edge first (`MemoryEdge.keyed`); every other item goes bare, as with no hook.
+    """
 
     __slots__ = ("_admits", "_heard")
 
@@ -411,17 +417,47 @@ class AdmittingSourceOutput(SourceOutput):
         # A hook that hears only some positions (pipelines.hooks): tested here, without a call.
         self._admits, self._heard = unfiltered(admits)
 
+    def _envelope(self, item: Any) -> Any:
+        seq = self._seq
+        self._seq = seq + 1
+        if self._bare and self._heard is not None and seq not in self._heard:
+            return item  # an item no hook follows
+        envelope = ((self._name, seq), item, self._index)
+        return Keyed(envelope) if self._bare else envelope
+
     def _admit(self, envelope: Any) -> bool:
+        if self._bare and type(envelope) is not Keyed:
+            return True
         key = envelope[0]
         heard = self._heard
-        return (heard is not None and key[1] not in heard) or self._admits(key)
+        if (heard is not None and key[1] not in heard) or self._admits(key):
+            if self._bare:
+                count_followed(self._edges, 1)  # each successor's edge counts a followed item first
+            return True
+        return False
 
     async def pump(self, items: AsyncIterator[Any]) -> None:
-        hand = self._hand_admitted  # the hooks hear each item: a call per item anyway
+        hand = self._hand_admitted
+        heard, single = self._heard, self._single
+        if not self._bare or heard is None or single is None:
+            async for item in items:  # the hooks hear each item: a call per item anyway
+                waiting = hand(item)
+                if waiting is not None:
+                    await waiting
+            return
+        # Keyless, one successor: an item no hook follows goes on bare with no call of ours.
+        valve, ledger, room = self._valve, self._ledger, single.put_nowait
         async for item in items:
-            waiting = hand(item)
-            if waiting is not None:
-                await waiting
+            seq = self._seq
+            if seq in heard or valve.closed:
+                waiting = hand(item)
+                if waiting is not None:
+                    await waiting
+            elif room(item):
+                self._seq = seq + 1
+                ledger.items_out += 1
+            else:  # put waits, and gives the item the same position
+                await self.put(item)
 
     def _hand_admitted(self, item: Any) -> Awaitable[None] | None:
         """Hand `item` on without a coroutine where none is needed, letting the hooks hear it enter
@@ -430,12 +466,21 @@ class AdmittingSourceOutput(SourceOutput):
         if self._valve.closed:
             return self.put(item)
         seq = self._seq
-        key = (self._name, seq)
         self._seq = seq + 1
         heard = self._heard
-        if (heard is None or seq in heard) and not self._admits(key):
-            return None
-        envelope = (key, item, self._index)
+        envelope: Any
+        if heard is None or seq in heard:
+            key = (self._name, seq)
+            if not self._admits(key):
+                return None
+            envelope = (key, item, self._index)
+            if self._bare:
+                envelope = Keyed(envelope)
+                count_followed(self._edges, 1)
+        elif self._bare:
+            envelope = item
+        else:
+            envelope = ((self._name, seq), item, self._index)
         single = self._single
         if single is not None and single.put_nowait(envelope):
             self._ledger.items_out += 1

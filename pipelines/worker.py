@@ -27,6 +27,7 @@ from . import runtime
 from .calls import HANDLED, PASSED_OVER, Expansion, with_retries
 from .edges import MemoryEdge
 from .hooks import Positions, unfiltered
+from .keyless import Keyless
 from .ledger import HookFailed
 from .lineage import DISCARDED, DROPPED, NO_KEY, Joiner
 from .types import Envelope, Key
@@ -59,6 +60,7 @@ class Worker:
         "_heard",
         "_idle",
         "_index",
+        "_keyless",
         "_member",
         "_node",
         "_on_result",
@@ -77,7 +79,7 @@ class Worker:
         is_sink = not node.outputs
         self._counts_out = not is_sink and not node.spec.is_generator  # a generator counts its outputs itself
         self._finished: list[Key] | None = [] if is_sink and hooks.finished is not None else None
-        reports = hooks.sent is not None and not node.spec.is_generator
+        reports = hooks.sent is not None and not node.spec.is_generator and not node.keyless  # (pipelines.keyless)
         # A node leading a fused segment hands on what the segment's last node gives (pipelines.fusion).
         last = node.chain.tail if node.chain is not None else node
         handoff = last.handoff
@@ -97,6 +99,7 @@ class Worker:
         self._heard = _heard_only(node) if is_sink else None
         """A sink's result hook and its positions, when that is all it does with a value (see below)."""
         self._step = self._special_step(node)
+        self._keyless = Keyless(node, member, self._call, self._step, self._on_result, self._finished)
         self._bare = spec.bare
         self._index = spec.index
         # Truthy while the consumer downstream waits: outputs ready may go on in the middle of a piece.
@@ -115,6 +118,7 @@ class Worker:
         twin._extra = extra
         if self._finished is not None:
             twin._finished = []
+        twin._keyless = self._keyless.sibling(member, twin._finished)
         if self._step is not None:
             twin._step = twin._special_step(self._node)
         return twin
@@ -178,7 +182,7 @@ class Worker:
         pool, member, ledger, handle = self._pool, self._member, self._node.ledger, self._handler()
         emit, put_now, gate, finished = self._emit, self._put_now, self._gate, self._finished
         call, bare, index, idle, counts_out = self._call, self._bare, self._index, self._idle, self._counts_out
-        clock, keyless = runtime.clock(), self._node.keyless
+        clock, keyless, followed = runtime.clock(), self._node.keyless, self._keyless
         # Reused for every piece: an edge copies what it is given. Another worker may hand them on.
         out, errors, append = member.out, member.errors, member.out.append
         member.task = runtime.current_task()
@@ -190,8 +194,8 @@ class Worker:
                     return
                 turn, size, started = member.turn, member.size, clock()
                 many, passed, not_done = size > 1, 0, 0
-                if handle is not None:
-                    counts = await handle(rest, turn)
+                if (step := followed.items if keyless and followed.waiting else handle) is not None:  # (keyless.py)
+                    counts = await step(rest, turn)
                     if counts is None:  # an item's failure ends the run
                         return
                     passed, not_done = counts
@@ -266,7 +270,7 @@ class Worker:
     # Each handles the items of one piece in order and returns (tombstones and items passed over,
     # items that gave no output), or None when an item's failure ends the run. `_consumed_items`
     # serves a sink that only consumes with the fewest steps per item; `_any_items` any other sink,
-    # and a generator; `_bare_items` a sink of a keyless run.
+    # and a generator; a sink of a keyless run has its own (pipelines.keyless).
 
     def _handler(self) -> Callable[[Iterator[Any], Turn | None], Awaitable[tuple[int, int] | None]] | None:
         """The step for the items of a piece; None for a node that returns its output (written out in `loop`)."""
@@ -276,35 +280,11 @@ class Worker:
         if self._step is None and node.outputs:
             return None
         if node.keyless:
-            return self._bare_items
+            return self._keyless.sink_items
         consumes = self._step is None and self._finished is None and not node.outputs
         if consumes and (self._on_result is None or self._heard is not None):
             return self._consumed_items
         return self._any_items
-
-    # A keyless run (pipelines.lineage.needs_keys) has neither keys nor tombstones: each envelope is
-    # the value itself, and a node that drops an item or fails on it has nothing to send on for it.
-
-    async def _bare_items(self, rest: Iterator[Any], turn: Turn | None) -> tuple[int, int] | None:
-        """A sink of a keyless run: call, keep the result if the sink's results are kept.
-
-        (A keyless node with successors has its steps written out in `loop`.)"""
-        ledger = self._node.ledger
-        call, bare, on_result = self._call, self._bare, self._on_result
-        out, errors = self._member.out, self._member.errors
-        not_done = 0
-        for value in rest:
-            arg = value if bare else (value,)
-            try:
-                result = await call(arg)
-            except BaseException as exc:
-                not_done += 1
-                if not ledger.fail(NO_KEY, arg, exc, runtime.current_task(), out, errors):
-                    return None
-                continue
-            if on_result is not None:
-                on_result(NO_KEY, result)
-        return 0, not_done
 
     async def _fused_items(self, rest: Iterator[Any], turn: Turn | None) -> tuple[int, int] | None:
         """A node leading a fused segment (pipelines.fusion): its outputs go on through the segment."""

@@ -77,6 +77,10 @@ class Tracing:
     Plumber a Tracing of its own: it keeps the open traces of one run.
     """
 
+    needs_all_keys = False
+    """Only the sampled items need their lineage keys (pipelines.hooks): in a run that needs keys for
+    nothing else, the others travel without them, at the cost of a run with no hook."""
+
     def __init__(
         self,
         sample: float = 0.01,
