@@ -1,0 +1,210 @@
+"""Followed items (pipelines.keyless): a run whose only hook is Tracing stays keyless but for the
+items Tracing samples, and makes the same spans, counts and outputs as the same run with keys."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from pipelines import Plumber, Processor, node
+from pipelines.tracing import Tracing
+
+
+class KeyedAnyway:
+    """A hook that hears nothing and, as every hook that does not say otherwise, needs every key."""
+
+
+SEEN: list[Any] = []
+"""The arguments the stages were called with: each a value of the user's, never an envelope."""
+
+
+@node
+async def numbers(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
+
+
+@node
+async def plus(x: int) -> int:
+    SEEN.append(x)
+    return x + 1
+
+
+@node
+async def thirds_out(x: int) -> int | None:
+    SEEN.append(x)
+    return None if x % 3 == 0 else x
+
+
+@node
+async def fails_on_fives(x: int) -> int:
+    SEEN.append(x)
+    if x % 5 == 1:
+        raise ValueError(f"no {x}")
+    return x
+
+
+async def plus_q(processor: Processor, q_elt: tuple[int]) -> int:
+    """The original style: the item comes as a 1-tuple."""
+    SEEN.append(q_elt)
+    return q_elt[0] + 1
+
+
+@node
+async def keep(x: int) -> int:
+    SEEN.append(x)
+    return x
+
+
+STAGES: dict[str, dict[str, Any]] = {
+    "plus": {"coro": plus},
+    "filter": {"coro": thirds_out},
+    "skip": {"coro": fails_on_fives, "properties": {"on_error": "skip"}},
+    "original": {"coro": plus_q},
+}
+
+
+def line(n: int, stages: list[tuple[str, int]], sinks: int) -> dict[str, Any]:
+    """A source, `stages` in a line (kind, workers), then `sinks` sinks fed by the last node."""
+    nodes: dict[str, Any] = {"source": {"coro": numbers, "args": {"n": n}}}
+    order = ["source"]
+    for i, (kind, workers) in enumerate(stages):
+        spec = dict(STAGES[kind])
+        spec["properties"] = dict(spec.get("properties", {}), workers=workers)
+        nodes[f"s{i}"] = spec
+        order.append(f"s{i}")
+    ends = [f"sink{j}" for j in range(sinks)]
+    for end in ends:
+        nodes[end] = {"coro": keep}
+    graph: dict[str, Any] = {a: [b] for a, b in itertools.pairwise(order)}
+    graph[order[-1]] = ends
+    graph |= {end: None for end in ends}
+    return {"nodes": nodes, "graph": graph}
+
+
+def summary(spans: tuple[ReadableSpan, ...]) -> collections.Counter[tuple[Any, ...]]:
+    """Each span as (node, item, outcome, the node of its parent span, whether it records an exception)."""
+    names = {span.context.span_id: span.name for span in spans if span.context is not None}
+    return collections.Counter(
+        (
+            span.name,
+            (span.attributes or {})["pipelines.item"],
+            (span.attributes or {})["pipelines.outcome"],
+            names.get(span.parent.span_id) if span.parent is not None else None,
+            any(event.name == "exception" for event in span.events),
+        )
+        for span in spans
+    )
+
+
+async def traced(graph: dict[str, Any], sample: float, keyed: bool) -> tuple[Plumber, Any, Any, list[Any]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    hooks: list[Any] = [Tracing(sample=sample, tracer_provider=provider, seed=7)]
+    if keyed:
+        hooks.append(KeyedAnyway())
+    SEEN.clear()
+    plumber = Plumber(graph, hooks=hooks, collect_outputs=True)
+    result = await plumber.run()
+    provider.shutdown()
+    return plumber, result, summary(exporter.get_finished_spans()), SEEN[:]
+
+
+def counts(result: Any) -> dict[str, tuple[int, ...]]:
+    """Each node's counts of items: in, out, completed, failed, retried, skipped, dropped."""
+    return {
+        name: (s.items_in, s.items_out, s.completed, s.failed, s.retried, s.skipped, s.dropped)
+        for name, s in result.stats.items()
+    }
+
+
+STAGE = st.tuples(st.sampled_from(sorted(STAGES)), st.sampled_from([1, 3]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    stages=st.lists(STAGE, min_size=1, max_size=4),
+    sinks=st.integers(1, 2),
+    n=st.integers(0, 60),
+    sample=st.sampled_from([0.2, 1.0]),
+)
+def test_a_followed_run_traces_counts_and_outputs_as_the_keyed_run(
+    stages: list[tuple[str, int]], sinks: int, n: int, sample: float
+) -> None:
+    graph = line(n, stages, sinks)
+    followed, result, spans, seen = asyncio.run(traced(graph, sample, keyed=False))
+    keyed, keyed_result, keyed_spans, keyed_seen = asyncio.run(traced(graph, sample, keyed=True))
+    assert followed.keys_needed is None
+    assert keyed.keys_needed == "hooks are installed (KeyedAnyway)"
+    # Every followed item put into an edge was met by its consumer: no piece is looked through for nothing.
+    assert [edge.keyed for processor in followed.nodes for edge in processor.inputs] == [0] * (len(stages) + sinks)
+    assert spans == keyed_spans
+    assert counts(result) == counts(keyed_result)
+    for j in range(sinks):
+        assert sorted(result.outputs[f"sink{j}"]) == sorted(keyed_result.outputs[f"sink{j}"])
+    assert sorted(map(repr, seen)) == sorted(map(repr, keyed_seen))  # the user's values, never an envelope
+    traced_items = {item for _, item, *_ in spans}
+    assert len(traced_items) == (n if sample == 1.0 else len(traced_items))
+    if sample == 1.0:
+        assert sum(1 for name, *_ in spans if name == "source") == n
+
+
+async def test_only_the_sampled_items_make_spans_and_every_value_reaches_the_functions_bare() -> None:
+    graph = line(40, [("plus", 1), ("filter", 1), ("skip", 3), ("original", 1)], 1)
+    plumber, result, spans, seen = await traced(graph, 0.25, keyed=False)
+    assert all(type(x) in (int, tuple) and (type(x) is int or type(x[0]) is int) for x in seen)
+    assert plumber.keys_needed is None
+    sources = sorted(item for name, item, *_ in spans if name == "source")
+    assert 0 < len(sources) < 40  # a sample: some items, not all
+    for item in sources:
+        path = sorted((name, outcome) for name, traced_item, outcome, *_ in spans if traced_item == item)
+        position = int(item.strip("()").split(", ")[1])
+        x = position + 1  # after s0
+        if x % 3 == 0:
+            assert path == [("s0", "sent"), ("s1", "dropped"), ("source", "sent")]
+        elif x % 5 == 1:
+            assert path == [("s0", "sent"), ("s1", "sent"), ("s2", "skipped"), ("source", "sent")]
+        else:
+            whole = ["s0", "s1", "s2", "s3"]
+            assert path == [*((name, "sent") for name in whole), ("sink0", "result"), ("source", "sent")]
+    kept = [x + 1 for x in range(1, 41) if x % 3 and x % 5 != 1]
+    assert sorted(result.outputs["sink0"]) == kept
+    assert result["s1"].dropped == sum(1 for x in range(1, 41) if x % 3 == 0)
+    assert result["s2"].skipped == sum(1 for x in range(1, 41) if x % 3 and x % 5 == 1)
+
+
+@pytest.mark.parametrize("others", [[], [KeyedAnyway()]])
+async def test_keys_are_needed_only_by_hooks_that_need_them_all_and_a_followed_run_fuses_nothing(
+    others: list[Any],
+) -> None:
+    provider = TracerProvider()
+    plumber = Plumber(
+        line(3, [("plus", 1)], 1), hooks=[Tracing(sample=0.5, tracer_provider=provider), *others], fuse=True
+    )
+    assert plumber.keys_needed == ("hooks are installed (KeyedAnyway)" if others else None)
+    result = await plumber.run()
+    assert result["sink0"].completed == 3
+    assert plumber.fused == ()  # fusing would leave no node to hear the followed items at
+    provider.shutdown()
+
+
+async def test_a_followed_item_that_fails_the_run_is_named_in_its_note() -> None:
+    graph = line(10, [("skip", 1)], 1)
+    graph["nodes"]["s0"]["properties"]["on_error"] = "fail"
+    provider = TracerProvider()
+    plumber = Plumber(graph, hooks=[Tracing(sample=1.0, tracer_provider=provider)])
+    with pytest.raises(ValueError, match="no 1") as raised:
+        await plumber.run()
+    assert "pipelines: node 's0' failed on item 1" in (raised.value.__notes__ or [])
+    provider.shutdown()
