@@ -18,8 +18,10 @@ whatever runs, even if an item vanishes unheard (another hook passed it over).
 
 Cost: with no Tracing installed, or with ``sample=0``, nothing is called per item. Installed, a
 source hears only the position of its next sampled item, and the other nodes only the items at the
-positions of the open traces (the ``positions`` of their node hooks, pipelines.hooks), so an item
-that is not sampled costs each node an ``in`` test and no call.
+positions of the open traces (the ``positions`` of their node hooks, pipelines.hooks). Tracing
+needs no other key (``needs_all_keys``): where nothing else needs them, only the sampled items
+carry their keys, and an item that is not sampled costs the source an ``in`` test and the other
+nodes nothing (pipelines.keyless); else it costs each node an ``in`` test and no call.
 A span is made where the item's path at the node ends, already finished (pipelines.tracing.spans:
 with the SDK's tracer provider, it is built directly and handed to the provider's span processors).
 Spans do not cross processes: in a distributed run each process traces the items its own sources
