@@ -3,7 +3,6 @@ items Tracing samples, and makes the same spans, counts and outputs as the same 
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import itertools
 from collections.abc import AsyncIterator
@@ -18,6 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from pipelines import Plumber, Processor, node
 from pipelines.tracing import Tracing
+
+from .backends import BACKENDS, run_on, trio_twins
 
 
 class KeyedAnyway:
@@ -132,7 +133,8 @@ def counts(result: Any) -> dict[str, tuple[int, ...]]:
 STAGE = st.tuples(st.sampled_from(sorted(STAGES)), st.sampled_from([1, 3]))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     stages=st.lists(STAGE, min_size=1, max_size=4),
     sinks=st.integers(1, 2),
@@ -140,11 +142,11 @@ STAGE = st.tuples(st.sampled_from(sorted(STAGES)), st.sampled_from([1, 3]))
     sample=st.sampled_from([0.2, 1.0]),
 )
 def test_a_followed_run_traces_counts_and_outputs_as_the_keyed_run(
-    stages: list[tuple[str, int]], sinks: int, n: int, sample: float
+    backend: str, stages: list[tuple[str, int]], sinks: int, n: int, sample: float
 ) -> None:
     graph = line(n, stages, sinks)
-    followed, result, spans, seen = asyncio.run(traced(graph, sample, keyed=False))
-    keyed, keyed_result, keyed_spans, keyed_seen = asyncio.run(traced(graph, sample, keyed=True))
+    followed, result, spans, seen = run_on(backend, lambda: traced(graph, sample, keyed=False))
+    keyed, keyed_result, keyed_spans, keyed_seen = run_on(backend, lambda: traced(graph, sample, keyed=True))
     assert followed.keys_needed is None
     assert keyed.keys_needed == "hooks are installed (KeyedAnyway)"
     # Every followed item put into an edge was met by its consumer: no piece is looked through for nothing.
@@ -208,3 +210,6 @@ async def test_a_followed_item_that_fails_the_run_is_named_in_its_note() -> None
         await plumber.run()
     assert "pipelines: node 's0' failed on item 1" in (raised.value.__notes__ or [])
     provider.shutdown()
+
+
+globals().update(trio_twins(globals()))
