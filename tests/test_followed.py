@@ -75,9 +75,16 @@ STAGES: dict[str, dict[str, Any]] = {
 }
 
 
-def line(n: int, stages: list[tuple[str, int]], sinks: int) -> dict[str, Any]:
-    """A source, `stages` in a line (kind, workers), then `sinks` sinks fed by the last node."""
-    nodes: dict[str, Any] = {"source": {"coro": numbers, "args": {"n": n}}}
+async def numbers_put(processor: Processor, output_q: Any, n: int) -> None:
+    """The original style's source: it puts each item into its output queue."""
+    for i in range(n):
+        await output_q.put(i)
+
+
+def line(n: int, stages: list[tuple[str, int]], sinks: int, putting: bool = False) -> dict[str, Any]:
+    """A source (yielding, or `putting` as the original style does), `stages` in a line (kind,
+    workers), then `sinks` sinks fed by the last node."""
+    nodes: dict[str, Any] = {"source": {"coro": numbers_put if putting else numbers, "args": {"n": n}}}
     order = ["source"]
     for i, (kind, workers) in enumerate(stages):
         spec = dict(STAGES[kind])
@@ -140,11 +147,12 @@ STAGE = st.tuples(st.sampled_from(sorted(STAGES)), st.sampled_from([1, 3]))
     sinks=st.integers(1, 2),
     n=st.integers(0, 60),
     sample=st.sampled_from([0.2, 1.0]),
+    putting=st.booleans(),
 )
 def test_a_followed_run_traces_counts_and_outputs_as_the_keyed_run(
-    backend: str, stages: list[tuple[str, int]], sinks: int, n: int, sample: float
+    backend: str, stages: list[tuple[str, int]], sinks: int, n: int, sample: float, putting: bool
 ) -> None:
-    graph = line(n, stages, sinks)
+    graph = line(n, stages, sinks, putting)
     followed, result, spans, seen = run_on(backend, lambda: traced(graph, sample, keyed=False))
     keyed, keyed_result, keyed_spans, keyed_seen = run_on(backend, lambda: traced(graph, sample, keyed=True))
     assert followed.keys_needed is None
