@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -509,7 +509,7 @@ class FusedSourceOutput(SourceOutput):
     item that some successors have go to the rest). The segment's counts are added up every FLUSH
     items, at a loss and at the end (`Chain.count`, `Chain.lose`)."""
 
-    __slots__ = ("_chain", "_entered", "_out", "_place")
+    __slots__ = ("_calls", "_chain", "_entered", "_keep", "_out", "_place", "_sink", "_sink_bare", "_tupled")
 
     def __init__(self, source: Processor, edges: list[Edge], valve: Valve, chain: Chain) -> None:
         super().__init__(source, edges, valve)
@@ -519,13 +519,15 @@ class FusedSourceOutput(SourceOutput):
         self._out: list[Any] = []
         self._place = {id(call): i for i, (call, _) in enumerate(chain.steps)}
         """Each fused node's place by its call (each call is an object of its own: pipelines.fusion)."""
+        self._calls = tuple(call for call, _ in chain.steps)
+        self._tupled = not any(bare for _, bare in chain.steps)
+        """Every fused node takes its item in a 1-tuple (the original style): `put`'s shortest loop."""
+        self._sink, self._sink_bare = chain.sink or (None, True)
+        self._keep = chain.keep
         chain.begin()
 
-    def put(self, item: Any) -> Coroutine[Any, Any, None]:
-        return self._through(item)  # no coroutine of its own: `_through` is the item's whole path
-
     async def pump(self, items: AsyncIterator[Any]) -> None:
-        """`_through` for each item, written out with its names held here: the per-item path of a
+        """`put` for each item, written out with its names held here: the per-item path of a
         fused source that yields its items. The items are counted here, and at the end."""
         valve, chain, out, entered = self._valve, self._chain, self._out, 0
         steps, keep, hand_on = chain.steps, chain.keep, chain.hand_on
@@ -536,7 +538,7 @@ class FusedSourceOutput(SourceOutput):
         try:
             async for value in items:
                 if valve.closed:  # paused, or ended: put waits (or raises), then sends the item through
-                    await self._through(value)
+                    await self.put(value)
                     continue
                 if entered == FLUSH:
                     self._entered += entered
@@ -600,11 +602,11 @@ class FusedSourceOutput(SourceOutput):
             # The item failed the run, which cancelled this task: the cancellation lands here.
             await runtime.raise_cancelled(runtime.current_task())
 
-    async def _through(self, value: Any) -> None:
-        """One item's whole path through the segment (`Chain.run` written out)."""
+    async def put(self, value: Any) -> None:
+        """One item's whole path through the segment (`Chain.run` written out, with the names it needs
+        held by this output): the per-item path of an original-style source, which puts its items."""
         while self._valve.closed:  # paused, or ended (then wait_open raises)
             await self._valve.wait_open()
-        chain, out = self._chain, []  # a list of its own: puts from several tasks may wait at once
         if self._entered == FLUSH:
             self._count()
         self._entered += 1
@@ -613,26 +615,32 @@ class FusedSourceOutput(SourceOutput):
             call: Any = None
             failure = None
             try:
-                for call, bare in chain.steps:
-                    value = await call(value if bare else (value,))
-                    if value is None:
-                        break
-                else:
-                    call = None
-                    if chain.sink is None:
-                        out.append(value)
+                if self._tupled:
+                    for call in self._calls:
+                        value = await call((value,))
+                        if value is None:
+                            break
                     else:
-                        sink, bare = chain.sink
-                        value = await sink(value if bare else (value,))
-                        if value is not None and chain.keep is not None:
-                            chain.keep(value)
+                        call = None
+                else:
+                    for call, bare in self._chain.steps:
+                        value = await call(value if bare else (value,))
+                        if value is None:
+                            break
+                    else:
+                        call = None
+                sink = self._sink
+                if call is None and sink is not None:
+                    value = await sink(value if self._sink_bare else (value,))
+                    if value is not None and self._keep is not None:
+                        self._keep(value)
             except BaseException as exc:
                 failure = exc
             if call is None and failure is None:
-                if out:
-                    await chain.hand_on(out)
+                if self._sink is None:  # a list of its own: puts from several tasks may wait at once
+                    await self._chain.hand_on([value])
             else:  # lost at the fused node `call` (None: past them all, at the sink)
-                await self._lost(len(chain.steps) if call is None else self._place[id(call)], value, failure)
+                await self._lost(len(self._calls) if call is None else self._place[id(call)], value, failure)
         finally:
             self._partial -= 1
         if self._stopping is not None:
