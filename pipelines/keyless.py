@@ -133,21 +133,19 @@ class Keyless:
 
     async def items(self, rest: Iterator[Any], turn: Turn | None) -> tuple[int, int] | None:
         """A piece that may hold followed items: each with its key (`_follow`), the others as the
-        keyless steps handle them; then the followed outputs are counted in each successor's edge
-        and told to the `sent` hooks, before the worker hands the piece's outputs on. (passed over,
-        gave no output), or None when an item's failure ends the run."""
+        keyless steps handle them. (passed over, gave no output), or None when an item's failure
+        ends the run."""
         keyed_in = self._input
         assert keyed_in is not None
         ledger, call, bare, keep = self._ledger, self._call, self._bare, self.keep
         out, errors = self._out, self._errors
         is_sink = not self._edges
         append = out.append
-        followed: list[tuple[Key, Any]] = []
         passed = not_done = 0
         for value in rest:
             if type(value) is Keyed:
                 keyed_in.keyed -= 1
-                counts = await self._follow(value, turn, followed)
+                counts = await self._follow(value, turn)
                 if counts is None:
                     return None
                 passed += counts[0]
@@ -169,20 +167,13 @@ class Keyless:
                 ledger.drop(NO_KEY, out)
             else:
                 append(result)
-        if followed:
-            count_followed(self._edges, len(followed))
-            sent = self._sent
-            if sent is not None:
-                fan = len(self._edges)
-                for key, value in followed:
-                    sent(key, value, fan)
         return passed, not_done
 
-    async def _follow(
-        self, envelope: Keyed, turn: Turn | None, followed: list[tuple[Key, Any]]
-    ) -> tuple[int, int] | None:
-        """One followed item, as a keyed run handles it: an output goes on as a Keyed, noted in
-        `followed`; a sink tells its result hooks and notes the key finished."""
+    async def _follow(self, envelope: Keyed, turn: Turn | None) -> tuple[int, int] | None:
+        """One followed item, as a keyed run handles it: an output goes on as a Keyed, counted in each
+        successor's edge and told to the `sent` hooks before it joins the outputs (which another
+        worker may hand on as soon as this one waits: pipelines.pool); a sink tells its result hooks
+        and notes the key finished."""
         ledger, out, errors = self._ledger, self._out, self._errors
         key, value, _ = envelope
         arg = value if self._bare else (value,)
@@ -206,6 +197,9 @@ class Keyless:
         if result is None:
             ledger.drop(key, out)
             return 0, 1
+        edges = self._edges
+        count_followed(edges, 1)
+        if self._sent is not None:
+            self._sent(key, result, len(edges))
         out.append(Keyed((key, result, self._index)))
-        followed.append((key, result))
         return 0, 0

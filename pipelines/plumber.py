@@ -34,7 +34,7 @@ from .driver import Processor
 from .errors import PipelineCancelled, PipelineError, PipelineStateError
 from .fusion import Chain, segments
 from .graph import DEFAULT_QUEUE_SIZE, GraphSpec, parse_graph
-from .hooks import bind_node_hooks, needs_all_keys, run_methods
+from .hooks import NO_HOOKS, bind_node_hooks, needs_all_keys, run_methods
 from .lineage import needs_keys
 from .lossy import DroppingEdge, settle_drops
 from .pool import Watch
@@ -182,9 +182,10 @@ class Plumber(Steering):
             for processor in self._processors.values():
                 processor.install(bind_node_hooks(processor, self._hooks))
         if self.keys_needed is None:
+            heard = any(processor.ledger.hooks is not NO_HOOKS for processor in self._processors.values())
             for processor in self._processors.values():
-                processor.go_keyless(followed=bool(self._hooks))  # hooks that follow some items
-            if self._fuse and not self._hooks:
+                processor.go_keyless(followed=heard)  # the hooks follow some items
+            if self._fuse and not heard:
                 self._fused = tuple(segments(self._spec))
                 for first, *rest in self._fused:
                     self._processors[first].fuse(Chain([self._processors[name] for name in rest]))
@@ -205,7 +206,7 @@ class Plumber(Steering):
     @property
     def fused(self) -> tuple[tuple[str, ...], ...]:
         """The segments fused once the run started (pipelines.fusion), each its nodes in order; ()
-        without `fuse`, when the items carry their keys (`keys_needed` says why), or a hook follows some."""
+        without `fuse`, when the items carry their keys (`keys_needed` says why), or hooks follow some."""
         return self._fused
 
     def add_hook(self, hook: object) -> None:
@@ -220,8 +221,7 @@ class Plumber(Steering):
         them (faster: no key is made or taken apart at any node).
 
         Keys are needed by a hook (but one that follows only some items: pipelines.keyless), by a
-        transport other than the in-memory one, and by some shapes of graph (pipelines.lineage.needs_keys).
-        """
+        transport other than the in-memory one, and by some shapes of graph (pipelines.lineage.needs_keys)."""
         if keyed := [type(hook).__name__ for hook in self._hooks if needs_all_keys(hook)]:
             return f"hooks are installed ({', '.join(keyed)})"
         if type(self._transport) is not MemoryTransport:

@@ -313,21 +313,25 @@ class SourceOutput:
     async def _send(self, envelope: Any, start: int) -> None:
         """Send to the successors from the `start`-th on (those before it have the item), waiting
         where an input is full."""
-        ledger = self._ledger
-        sent = start > 0 or not self._edges
+        ledger, edges = self._ledger, self._edges
+        sent = start > 0 or not edges
         partial = sent
+        reached = start
         self._pending += 1
         if partial:
             self._partial += 1
         try:
-            for edge in self._edges[start:]:
+            for edge in edges[start:]:
                 if not edge.put_nowait(envelope):
                     ledger.blocked_seconds += await edge.put_many([envelope])
+                reached += 1
                 sent = True
                 if not partial:
                     partial = True
                     self._partial += 1
         finally:
+            if reached < len(edges):  # the put was given up (cancelled) before these had the item
+                self._not_sent(envelope, edges[reached:])
             if sent:
                 ledger.items_out += 1
             if partial:
@@ -336,6 +340,9 @@ class SourceOutput:
             if not self._pending and self._drained is not None and not self._drained.done():
                 self._drained.set_result(None)
         await self._stop_if_asked()
+
+    def _not_sent(self, envelope: Any, edges: list[Edge]) -> None:
+        """A put was given up before `edges` had `envelope` (see AdmittingSourceOutput)."""
 
     async def _stop_if_asked(self) -> None:
         """The source was stopped while an item was partly sent: now that it is whole, stop."""
@@ -488,6 +495,10 @@ class AdmittingSourceOutput(SourceOutput):
         full = self._offer(envelope)
         return None if full < 0 else self._send(envelope, full)
 
+    def _not_sent(self, envelope: Any, edges: list[Edge]) -> None:
+        if type(envelope) is Keyed:  # counted in every successor's edge before the put began
+            count_followed(edges, -1)
+
     def _taking_edge(self) -> MemoryEdge:
         raise PipelineError(
             f"source {self._name!r}: get on its output queue is not possible while a hook hears each item "
@@ -522,7 +533,8 @@ class FusedSourceOutput(SourceOutput):
         self._calls = tuple(call for call, _ in chain.steps)
         self._tupled = not any(bare for _, bare in chain.steps)
         """Every fused node takes its item in a 1-tuple (the original style): `put`'s shortest loop."""
-        self._sink, self._sink_bare = chain.sink or (None, True)
+        sink: tuple[Any, bool] = chain.sink or (None, True)
+        self._sink, self._sink_bare = sink
         self._keep = chain.keep
         chain.begin()
 

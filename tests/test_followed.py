@@ -8,6 +8,8 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,6 +21,7 @@ from pipelines import Plumber, Processor, node
 from pipelines.tracing import Tracing
 
 from .backends import BACKENDS, run_on, trio_twins
+from .helpers import until
 
 
 class KeyedAnyway:
@@ -62,6 +65,29 @@ async def plus_q(processor: Processor, q_elt: tuple[int]) -> int:
 
 
 @node
+async def awaits(x: int) -> int:
+    """A stage that waits (as I/O would) before it answers: its worker gives the loop away mid-piece."""
+    SEEN.append(x)
+    await anyio.lowlevel.checkpoint()
+    if x % 3 == 0:
+        await anyio.lowlevel.checkpoint()
+    return x
+
+
+FAILED_ONCE: set[int] = set()
+
+
+@node
+async def fails_once_on_fours(x: int) -> int:
+    """Fails the first time it meets a multiple of 4: its retry waits, then it answers."""
+    SEEN.append(x)
+    if x % 4 == 0 and x not in FAILED_ONCE:
+        FAILED_ONCE.add(x)
+        raise ValueError(f"not yet {x}")
+    return x
+
+
+@node
 async def keep(x: int) -> int:
     SEEN.append(x)
     return x
@@ -72,6 +98,8 @@ STAGES: dict[str, dict[str, Any]] = {
     "filter": {"coro": thirds_out},
     "skip": {"coro": fails_on_fives, "properties": {"on_error": "skip"}},
     "original": {"coro": plus_q},
+    "awaits": {"coro": awaits},
+    "retry": {"coro": fails_once_on_fours, "properties": {"retry": {"max_attempts": 2, "backoff_factor": 0.0}}},
 }
 
 
@@ -88,7 +116,9 @@ def line(n: int, stages: list[tuple[str, int]], sinks: int, putting: bool = Fals
     order = ["source"]
     for i, (kind, workers) in enumerate(stages):
         spec = dict(STAGES[kind])
-        spec["properties"] = dict(spec.get("properties", {}), workers=workers)
+        spec["properties"] = dict(spec.get("properties", {}))
+        if workers:  # else the default: an elastic pool, which grows while its workers wait
+            spec["properties"]["workers"] = workers
         nodes[f"s{i}"] = spec
         order.append(f"s{i}")
     ends = [f"sink{j}" for j in range(sinks)]
@@ -123,6 +153,7 @@ async def traced(graph: dict[str, Any], sample: float, keyed: bool) -> tuple[Plu
     if keyed:
         hooks.append(KeyedAnyway())
     SEEN.clear()
+    FAILED_ONCE.clear()
     plumber = Plumber(graph, hooks=hooks, collect_outputs=True)
     result = await plumber.run()
     provider.shutdown()
@@ -137,11 +168,11 @@ def counts(result: Any) -> dict[str, tuple[int, ...]]:
     }
 
 
-STAGE = st.tuples(st.sampled_from(sorted(STAGES)), st.sampled_from([1, 3]))
+STAGE = st.tuples(st.sampled_from(sorted(STAGES)), st.sampled_from([0, 1, 3]))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     stages=st.lists(STAGE, min_size=1, max_size=4),
     sinks=st.integers(1, 2),
@@ -194,6 +225,58 @@ async def test_only_the_sampled_items_make_spans_and_every_value_reaches_the_fun
     assert result["s2"].skipped == sum(1 for x in range(1, 41) if x % 3 and x % 5 == 1)
 
 
+@pytest.mark.parametrize("stages", [[("awaits", 3), ("plus", 1)], [("retry", 0), ("awaits", 0), ("plus", 3)]])
+async def test_followed_outputs_a_waiting_worker_left_are_counted_before_another_hands_them_on(
+    stages: list[tuple[str, int]],
+) -> None:
+    """Workers that wait mid-piece (on I/O, or between a retry's attempts): the other workers hand on
+    the outputs the waiting one finished (pipelines.pool), followed ones among them, to a node that
+    must know of them."""
+    graph = line(200, stages, 1)
+    followed, result, spans, seen = await traced(graph, 1.0, keyed=False)
+    _keyed, keyed_result, keyed_spans, keyed_seen = await traced(graph, 1.0, keyed=True)
+    assert sorted(result.outputs["sink0"]) == sorted(keyed_result.outputs["sink0"])
+    assert spans == keyed_spans
+    assert sorted(map(repr, seen)) == sorted(map(repr, keyed_seen))
+    assert [edge.keyed for processor in followed.nodes for edge in processor.inputs] == [0] * (len(stages) + 1)
+
+
+async def test_a_followed_item_whose_put_a_stop_gives_up_is_not_counted_as_waiting() -> None:
+    """The source waits for room to put a followed item when the run stops: the item is not sent,
+    and no edge is left counting it (its consumer would look through every piece for it)."""
+    release = anyio.Event()
+    taken: list[int] = []
+
+    @node
+    async def held(x: int) -> int:
+        taken.append(x)
+        await release.wait()
+        return x
+
+    graph = line(10, [("plus", 1)], 1, putting=True)
+    graph["nodes"]["s0"] = {"coro": held, "properties": {"workers": 1, "queue_size": 1}}
+    provider = TracerProvider()
+    plumber = Plumber(graph, hooks=[Tracing(sample=1.0, tracer_provider=provider)], collect_outputs=True)
+    edge = plumber.processor("s0").inputs[0]
+    results: list[Any] = []
+
+    async def run() -> None:
+        results.append(await plumber.run())
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        # s0 holds item 0, item 1 fills its input: the source waits to put item 2.
+        await until(lambda: taken == [0] and edge.statistics().waiting_putters == 1)
+        plumber.stop_nowait()
+        release.set()
+    provider.shutdown()
+    (result,) = results
+    assert result.state == "stopped"
+    assert result.outputs["sink0"] == [0, 1]
+    assert result["source"].items_out == 2
+    assert [edge.keyed for processor in plumber.nodes for edge in processor.inputs] == [0, 0]
+
+
 @pytest.mark.parametrize("others", [[], [KeyedAnyway()]])
 async def test_keys_are_needed_only_by_hooks_that_need_them_all_and_a_followed_run_fuses_nothing(
     others: list[Any],
@@ -206,6 +289,15 @@ async def test_keys_are_needed_only_by_hooks_that_need_them_all_and_a_followed_r
     result = await plumber.run()
     assert result["sink0"].completed == 3
     assert plumber.fused == ()  # fusing would leave no node to hear the followed items at
+    provider.shutdown()
+
+
+async def test_a_tracing_that_samples_nothing_leaves_a_run_to_fuse() -> None:
+    provider = TracerProvider()
+    plumber = Plumber(line(3, [("plus", 1)], 1), hooks=[Tracing(sample=0, tracer_provider=provider)], fuse=True)
+    result = await plumber.run()
+    assert plumber.fused == (("source", "s0", "sink0"),)
+    assert result["sink0"].completed == 3
     provider.shutdown()
 
 
