@@ -74,17 +74,20 @@ async def awaits(x: int) -> int:
     return x
 
 
-FAILED_ONCE: set[int] = set()
+def fails_once_on_fours() -> Any:
+    """A stage that fails the first time it meets a multiple of 4: its retry waits, then it answers.
+    A function of its own for each stage, so that two such stages fail alike in every run."""
+    failed: set[int] = set()
 
+    @node
+    async def retried(x: int) -> int:
+        SEEN.append(x)
+        if x % 4 == 0 and x not in failed:
+            failed.add(x)
+            raise ValueError(f"not yet {x}")
+        return x
 
-@node
-async def fails_once_on_fours(x: int) -> int:
-    """Fails the first time it meets a multiple of 4: its retry waits, then it answers."""
-    SEEN.append(x)
-    if x % 4 == 0 and x not in FAILED_ONCE:
-        FAILED_ONCE.add(x)
-        raise ValueError(f"not yet {x}")
-    return x
+    return retried
 
 
 @node
@@ -101,6 +104,8 @@ STAGES: dict[str, dict[str, Any]] = {
     "awaits": {"coro": awaits},
     "retry": {"coro": fails_once_on_fours, "properties": {"retry": {"max_attempts": 2, "backoff_factor": 0.0}}},
 }
+FACTORIES = {"retry"}
+"""The stages whose `coro` makes the stage's function (one per stage, built for each run)."""
 
 
 async def numbers_put(processor: Processor, output_q: Any, n: int) -> None:
@@ -116,6 +121,8 @@ def line(n: int, stages: list[tuple[str, int]], sinks: int, putting: bool = Fals
     order = ["source"]
     for i, (kind, workers) in enumerate(stages):
         spec = dict(STAGES[kind])
+        if kind in FACTORIES:
+            spec["coro"] = spec["coro"]()
         spec["properties"] = dict(spec.get("properties", {}))
         if workers:  # else the default: an elastic pool, which grows while its workers wait
             spec["properties"]["workers"] = workers
@@ -153,7 +160,6 @@ async def traced(graph: dict[str, Any], sample: float, keyed: bool) -> tuple[Plu
     if keyed:
         hooks.append(KeyedAnyway())
     SEEN.clear()
-    FAILED_ONCE.clear()
     plumber = Plumber(graph, hooks=hooks, collect_outputs=True)
     result = await plumber.run()
     provider.shutdown()
@@ -183,9 +189,12 @@ STAGE = st.tuples(st.sampled_from(sorted(STAGES)), st.sampled_from([0, 1, 3]))
 def test_a_followed_run_traces_counts_and_outputs_as_the_keyed_run(
     backend: str, stages: list[tuple[str, int]], sinks: int, n: int, sample: float, putting: bool
 ) -> None:
-    graph = line(n, stages, sinks, putting)
-    followed, result, spans, seen = run_on(backend, lambda: traced(graph, sample, keyed=False))
-    keyed, keyed_result, keyed_spans, keyed_seen = run_on(backend, lambda: traced(graph, sample, keyed=True))
+    followed, result, spans, seen = run_on(
+        backend, lambda: traced(line(n, stages, sinks, putting), sample, keyed=False)
+    )
+    keyed, keyed_result, keyed_spans, keyed_seen = run_on(
+        backend, lambda: traced(line(n, stages, sinks, putting), sample, keyed=True)
+    )
     assert followed.keys_needed is None
     assert keyed.keys_needed == "hooks are installed (KeyedAnyway)"
     # Every followed item put into an edge was met by its consumer: no piece is looked through for nothing.
@@ -232,9 +241,8 @@ async def test_followed_outputs_a_waiting_worker_left_are_counted_before_another
     """Workers that wait mid-piece (on I/O, or between a retry's attempts): the other workers hand on
     the outputs the waiting one finished (pipelines.pool), followed ones among them, to a node that
     must know of them."""
-    graph = line(200, stages, 1)
-    followed, result, spans, seen = await traced(graph, 1.0, keyed=False)
-    _keyed, keyed_result, keyed_spans, keyed_seen = await traced(graph, 1.0, keyed=True)
+    followed, result, spans, seen = await traced(line(200, stages, 1), 1.0, keyed=False)
+    _keyed, keyed_result, keyed_spans, keyed_seen = await traced(line(200, stages, 1), 1.0, keyed=True)
     assert sorted(result.outputs["sink0"]) == sorted(keyed_result.outputs["sink0"])
     assert spans == keyed_spans
     assert sorted(map(repr, seen)) == sorted(map(repr, keyed_seen))
