@@ -29,16 +29,16 @@ from . import runtime
 from .calls import PASSED_OVER
 from .edges import MemoryEdge
 from .lineage import NO_KEY, Keyed
-from .types import Envelope, Key
+from .types import Key
 
 if TYPE_CHECKING:
     from .driver import Processor
     from .ordering import Turn
     from .pool import Member
+    from .worker import Step
 
 __all__ = ["Keyless", "count_followed"]
 
-Step = Callable[[Key, Any, list[Envelope], list[Any], "Turn | None"], Awaitable[Any]]
 OnValue = Callable[[Key, Any], None]
 
 

@@ -542,9 +542,9 @@ class FusedSourceOutput(SourceOutput):
         """`put` for each item, written out with its names held here: the per-item path of a
         fused source that yields its items. The items are counted here, and at the end."""
         valve, chain, out, entered = self._valve, self._chain, self._out, 0
-        steps, keep, hand_on = chain.steps, chain.keep, chain.hand_on
-        sink, sink_bare = chain.sink or (None, True)
-        calls = tuple(call for call, bare in steps) if all(bare for _, bare in steps) else ()
+        steps, keep, hand_on = chain.steps, self._keep, chain.hand_on
+        sink, sink_bare = self._sink, self._sink_bare
+        calls = self._calls if all(bare for _, bare in steps) else ()
         place = self._place
         call: Any = None
         try:

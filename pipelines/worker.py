@@ -99,7 +99,9 @@ class Worker:
         self._heard = _heard_only(node) if is_sink else None
         """A sink's result hook and its positions, when that is all it does with a value (see below)."""
         self._step = self._special_step(node)
-        self._keyless = Keyless(node, member, self._call, self._step, self._on_result, self._finished)
+        self._keyless = (
+            Keyless(node, member, self._call, self._step, self._on_result, self._finished) if node.keyless else None
+        )
         self._bare = spec.bare
         self._index = spec.index
         # Truthy while the consumer downstream waits: outputs ready may go on in the middle of a piece.
@@ -118,7 +120,8 @@ class Worker:
         twin._extra = extra
         if self._finished is not None:
             twin._finished = []
-        twin._keyless = self._keyless.sibling(member, twin._finished)
+        if self._keyless is not None:
+            twin._keyless = self._keyless.sibling(member, twin._finished)
         if self._step is not None:
             twin._step = twin._special_step(self._node)
         return twin
@@ -182,7 +185,7 @@ class Worker:
         pool, member, ledger, handle = self._pool, self._member, self._node.ledger, self._handler()
         emit, put_now, gate, finished = self._emit, self._put_now, self._gate, self._finished
         call, bare, index, idle, counts_out = self._call, self._bare, self._index, self._idle, self._counts_out
-        clock, keyless, followed = runtime.clock(), self._node.keyless, self._keyless
+        clock, followed, keyless = runtime.clock(), self._keyless, self._keyless is not None
         # Reused for every piece: an edge copies what it is given. Another worker may hand them on.
         out, errors, append = member.out, member.errors, member.out.append
         member.task = runtime.current_task()
@@ -194,7 +197,7 @@ class Worker:
                     return
                 turn, size, started = member.turn, member.size, clock()
                 many, passed, not_done = size > 1, 0, 0
-                if (step := followed.items if keyless and followed.waiting else handle) is not None:  # (keyless.py)
+                if (step := followed.items if followed is not None and followed.waiting else handle) is not None:
                     counts = await step(rest, turn)
                     if counts is None:  # an item's failure ends the run
                         return
@@ -279,7 +282,7 @@ class Worker:
             return self._fused_items
         if self._step is None and node.outputs:
             return None
-        if node.keyless:
+        if self._keyless is not None:
             return self._keyless.sink_items
         consumes = self._step is None and self._finished is None and not node.outputs
         if consumes and (self._on_result is None or self._heard is not None):
