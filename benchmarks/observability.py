@@ -1,5 +1,10 @@
 """B11 observability: B1's graph with metrics scraped every second, and with tracing at 1%.
 
+One row is no pipelines tracing at all, the floor of the 1% rows: B1's sink hands, for every
+hundredth item, one span per node of the graph, made as cheaply as the SDK allows, to the same
+BatchSpanProcessor. What that row costs is the SDK's part of tracing (the processor's queue, its
+thread, the spans' lives), which no change to pipelines can remove.
+
 Timed in CPU seconds of the process (its threads included: the span exporter's), not wall time:
 what is measured is the work metrics and tracing add, and on a shared machine the wall time of a
 CPU-bound run mostly measures the other tenants. The scraper is a process of its own, as
@@ -18,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from pipelines import Plumber
+from pipelines import Plumber, node
 
 from .graphs import Total, chain, run_total
 from .harness import Case, Config, Trial, alternate, optional, timed
@@ -34,6 +39,7 @@ TRACING = "tracing on, 1% of items sampled"
 TRACING_LESS = "tracing on, 0.1% of items sampled"
 TRACING_TUNED = "tracing on, 1%, spans exported 16,384 at a time"
 BOTH = "metrics and tracing on"
+SDK_FLOOR = "no tracing; the sink hands 1% of items' spans to the SDK"
 
 SCRAPE_EVERY = 1.0  # seconds, as a Prometheus scrape_interval would be set tight
 SAMPLE = 0.01
@@ -76,6 +82,40 @@ class _Scraper:
         self.scrapes = out.count("scraped")
         if failed:
             raise AssertionError(f"the metrics scraper failed: {err.strip()}")
+
+
+def _make_sdk_floor(n: int) -> Callable[[], Awaitable[int]]:
+    """A `make` for cpu_timed: B1's chain, whose sink also hands one span per node, every
+    1/SAMPLE items, to a span processor as B11's tracing rows have it: the SDK's cost alone."""
+
+    def make() -> Awaitable[int]:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.trace import SpanContext, TraceFlags
+
+        total = Total()
+        graph = chain(n, STAGES, total)
+        processor = _discarding_processor()
+        resource = Resource.create()
+        names = list(graph["nodes"])
+        context = SpanContext(1, 1, False, TraceFlags(TraceFlags.SAMPLED))
+        every = round(1 / SAMPLE)
+        seen = 0
+
+        @node
+        async def into_total_with_spans(x: int, total: Total) -> None:
+            nonlocal seen
+            total.value += x
+            seen += 1
+            if seen == every:
+                seen = 0
+                for name in names:
+                    processor.on_end(ReadableSpan(name, context, resource=resource))
+
+        graph["nodes"]["sink"] = {"coro": into_total_with_spans, "args": {"total": total}}
+        return _observed(Plumber(graph), total, False, processor)
+
+    return make
 
 
 def _make(n: int, metrics: bool, sample: float | None, batch: int = 512) -> Callable[[], Awaitable[int]]:
@@ -128,21 +168,28 @@ def cpu_timed(make: Callable[[], Awaitable[Any]], expected: Any) -> Trial:
 def _discarding_provider(batch: int = 512) -> Any:
     """An OpenTelemetry SDK provider whose spans are batched (`batch` at a time, the SDK's default
     512) and exported nowhere (the export's own cost belongs to the exporter chosen, not to pipelines)."""
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider()
+    provider.add_span_processor(_discarding_processor(batch))
+    return provider
+
+
+def _discarding_processor(batch: int = 512) -> Any:
+    """The span processor of `_discarding_provider`: a BatchSpanProcessor exporting nowhere."""
+    from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
     class Discard(SpanExporter):
         def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
-    provider = TracerProvider()
     # A queue big enough that no span is dropped: dropping would make tracing look cheaper than it is.
-    provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=2**17, max_export_batch_size=batch))
-    return provider
+    return BatchSpanProcessor(Discard(), max_queue_size=2**17, max_export_batch_size=batch)
 
 
 B11_TITLE = "observability: B1's graph (item style) with metrics scraped and tracing sampled, in CPU time"
-B11_LABELS = (OFF, METRICS, HOOK, TRACING_LESS, TRACING, TRACING_TUNED, BOTH)
+B11_LABELS = (OFF, METRICS, HOOK, TRACING_LESS, TRACING, TRACING_TUNED, BOTH, SDK_FLOOR)
 
 
 def _run_b11(config: Config) -> list[Row]:
@@ -161,6 +208,7 @@ def _run_b11(config: Config) -> list[Row]:
             TRACING: trial(False, SAMPLE, "opentelemetry-sdk"),
             TRACING_TUNED: trial(False, SAMPLE, "opentelemetry-sdk", TUNED_BATCH),
             BOTH: trial(True, SAMPLE, "prometheus_client, opentelemetry-sdk"),
+            SDK_FLOOR: optional("opentelemetry-sdk", lambda: cpu_timed(_make_sdk_floor(n), want)),
         },
         config.rounds,
     )
