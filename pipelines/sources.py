@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable
+from types import AsyncGeneratorType
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
@@ -520,7 +521,19 @@ class FusedSourceOutput(SourceOutput):
     item that some successors have go to the rest). The segment's counts are added up every FLUSH
     items, at a loss and at the end (`Chain.count`, `Chain.lose`)."""
 
-    __slots__ = ("_calls", "_chain", "_entered", "_keep", "_out", "_place", "_sink", "_sink_bare", "_tupled")
+    __slots__ = (
+        "_calls",
+        "_chain",
+        "_entered",
+        "_keep",
+        "_lean",
+        "_leanable",
+        "_out",
+        "_place",
+        "_sink",
+        "_sink_bare",
+        "_tupled",
+    )
 
     def __init__(self, source: Processor, edges: list[Edge], valve: Valve, chain: Chain) -> None:
         super().__init__(source, edges, valve)
@@ -536,15 +549,34 @@ class FusedSourceOutput(SourceOutput):
         sink: tuple[Any, bool] = chain.sink or (None, True)
         self._sink, self._sink_bare = sink
         self._keep = chain.keep
+        self._lean: AsyncGeneratorType[Any, Any] | None = None
+        """The source's generator while `_lean_pump` runs it (and no put of its items waits)."""
+        self._leanable = (
+            self._sink is not None and self._sink_bare and self._keep is None and all(bare for _, bare in chain.steps)
+        )
+        """Whether a generator's items take `_lean_pump`: every node of the segment and its sink take
+        the value itself, and the sink's results are not kept."""
         chain.begin()
+
+    def stop_after_put(self, producer: runtime.Task[Any]) -> None:
+        # In `_lean_pump`, the source's task is suspended either in its generator (then the
+        # generator runs: the stop lands there) or on an item's path through the segment.
+        lean = self._lean
+        if lean is not None and not lean.ag_running:
+            self._stopping = producer  # the item goes through first; then the pump stops
+        else:
+            super().stop_after_put(producer)
 
     async def pump(self, items: AsyncIterator[Any]) -> None:
         """`put` for each item, written out with its names held here: the per-item path of a
-        fused source that yields its items. The items are counted here, and at the end."""
+        fused source that yields its items (`_lean_pump`'s, when the segment allows). The items are
+        counted here, and at the end."""
+        if self._leanable and isinstance(items, AsyncGeneratorType):
+            await self._lean_pump(items)
+            return
         valve, chain, out, entered = self._valve, self._chain, self._out, 0
         steps, keep, hand_on = chain.steps, self._keep, chain.hand_on
         sink, sink_bare = self._sink, self._sink_bare
-        calls = self._calls if all(bare for _, bare in steps) else ()
         place = self._place
         call: Any = None
         try:
@@ -561,20 +593,12 @@ class FusedSourceOutput(SourceOutput):
                 try:
                     failure = None
                     try:
-                        if calls:  # every fused node takes the value itself: the shortest loop
-                            for call in calls:
-                                value = await call(value)
-                                if value is None:
-                                    break
-                            else:
-                                call = None
+                        for call, bare in steps:
+                            value = await call(value if bare else (value,))
+                            if value is None:
+                                break
                         else:
-                            for call, bare in steps:
-                                value = await call(value if bare else (value,))
-                                if value is None:
-                                    break
-                            else:
-                                call = None
+                            call = None
                         if call is None and sink is not None:
                             value = await sink(value if sink_bare else (value,))
                             if value is not None and keep is not None:
@@ -594,6 +618,55 @@ class FusedSourceOutput(SourceOutput):
                 if self._stopping is not None:
                     await self._stop_if_asked()
         finally:
+            self._entered += entered
+
+    async def _lean_pump(self, items: AsyncGeneratorType[Any, Any]) -> None:
+        """`pump` for the commonest segment: the source's generator, nodes and sink that each take
+        the value itself, a sink whose results are not kept. Each item costs what B1's own
+        functions cost called in one loop, and the valve's test, the count and the stop's test: no
+        count of the items inside the segment (a stop tells an item on its way through the segment
+        from the generator at work by whether the generator runs: `stop_after_put`)."""
+        valve, calls, sink, place = self._valve, self._calls, self._sink, self._place
+        assert sink is not None
+        entered = 0
+        call: Any = None
+        self._lean = items
+        try:
+            async for value in items:
+                if valve.closed:  # paused, or ended: put waits (or raises), then sends the item through
+                    self._lean = None  # put counts the item inside itself (`_partial`)
+                    await self.put(value)
+                    self._lean = items
+                    continue
+                if entered == FLUSH:
+                    self._entered += entered
+                    self._count()
+                    entered = 0
+                entered += 1
+                try:
+                    for call in calls:
+                        value = await call(value)
+                        if value is None:
+                            break
+                    else:
+                        call = None
+                        await sink(value)
+                except BaseException as exc:
+                    failure: BaseException | None = exc
+                else:
+                    if call is None:  # through, to the sink
+                        if self._stopping is not None:
+                            await self._stop_if_asked()
+                        continue
+                    failure = None  # dropped
+                # lost at the fused node `call` (None: past them all, at the sink)
+                self._entered += entered
+                entered = 0
+                await self._lost(len(calls) if call is None else place[id(call)], value, failure)
+                if self._stopping is not None:
+                    await self._stop_if_asked()
+        finally:
+            self._lean = None
             self._entered += entered
 
     def seal(self) -> None:

@@ -5,11 +5,13 @@ same failure; pause, stop and results kept as without fusion."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
 from hypothesis import given, settings
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 
 from pipelines import PipelineCancelled, Plumber, Processor, node
 
-from .backends import started, trio_twins
+from .backends import BACKENDS, run_on, started, trio_twins
 from .helpers import until, yield_now
 
 COUNTS = ("items_in", "items_out", "completed", "dropped", "skipped", "failed")
@@ -504,6 +506,139 @@ async def test_puts_from_several_tasks_each_send_their_own_item_once() -> None:
     assert plumber.fused == (("src", "a"),)
     assert sorted(seen) == [*range(200), *range(1000, 1200)]
     assert result.stats["a"].items_out == 400
+
+
+# -- a stop lands between two items, wherever the source's task waits ------------------------------
+
+IN_GENERATOR = -1
+
+
+@contextlib.asynccontextmanager
+async def running(plumber: Plumber) -> AsyncIterator[tuple[anyio.abc.TaskGroup, list[Any]]]:
+    """`plumber.run()` in a task group around the block; the list it yields holds the run's result
+    once the block (and the run) has ended."""
+    outcome: list[Any] = []
+    async with anyio.create_task_group() as group:
+
+        async def run() -> None:
+            outcome.append(await plumber.run())
+
+        group.start_soon(run)
+        yield group, outcome
+
+
+async def stopped_while_waiting(length: int, k: int, where: int, kept: bool) -> tuple[list[int], list[int], Any]:
+    """A fused line of `length` stages; item `k` waits in the source's generator (IN_GENERATOR, before
+    it is yielded), at stage `where`, or at the sink (`where` == length) while the run is stopped.
+    What the generator gave, what the sink saw, and the run's result."""
+    inside, release = anyio.Event(), anyio.Event()
+    drawn: list[int] = []
+    seen: list[int] = []
+
+    async def hold(x: int, at: int) -> None:
+        if x == k and at == where:
+            inside.set()
+            await release.wait()
+
+    @node
+    async def source(count: int) -> AsyncIterator[int]:
+        for i in range(count):
+            await hold(i, IN_GENERATOR)
+            drawn.append(i)
+            yield i
+
+    @node
+    async def stage(x: int, at: int) -> int:
+        await hold(x, at)
+        return x
+
+    @node
+    async def sink(x: int) -> int:
+        await hold(x, length)
+        seen.append(x)
+        return x
+
+    names = ["src", *(f"s{i}" for i in range(length)), "sink"]
+    nodes: dict[str, Any] = {"src": {"coro": source, "args": {"count": k + 5}}, "sink": {"coro": sink}}
+    nodes |= {f"s{i}": {"coro": stage, "args": {"at": i}} for i in range(length)}
+    graph = {"nodes": nodes, "graph": {a: [b] for a, b in itertools.pairwise(names)} | {"sink": None}}
+    plumber = Plumber(graph, fuse=True, collect_outputs=kept)
+    async with running(plumber) as (group, outcome):
+        await inside.wait()
+        group.start_soon(plumber.stop)
+        await until(lambda: plumber.nodes[0].stopped)
+        release.set()
+    assert plumber.fused == (tuple(names),)
+    return drawn, seen, outcome[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    length=st.integers(1, 3),
+    k=st.integers(0, 4),
+    where=st.integers(IN_GENERATOR, 3),
+    kept=st.booleans(),
+    backend=st.sampled_from(BACKENDS),
+)
+def test_a_stop_lands_between_two_items_of_a_fused_source(
+    length: int, k: int, where: int, kept: bool, backend: str
+) -> None:
+    """Stopped while its generator works, the source ends there; stopped while an item is on its way
+    through the segment, the item goes through and the generator is not asked for another. With the
+    sink's results kept or not (two ways of running a fused source's items)."""
+    where = min(where, length)
+    drawn, seen, result = run_on(backend, lambda: stopped_while_waiting(length, k, where, kept))
+    through = k if where == IN_GENERATOR else k + 1
+    assert drawn == list(range(through))
+    assert seen == list(range(through))
+    assert result.state == "stopped"
+    sink = result.stats["sink"]
+    assert (sink.items_in, sink.completed, sink.dropped, sink.failed) == (through, through, 0, 0)
+    assert result.outputs == ({"sink": list(range(through))} if kept else {})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_stop_while_a_fused_source_holds_an_item_at_a_paused_valve_sends_it_nowhere(backend: str) -> None:
+    async def main() -> tuple[list[int], list[int], Any]:
+        drawn: list[int] = []
+        seen: list[int] = []
+        held = anyio.Event()
+
+        @node
+        async def source(count: int) -> AsyncIterator[int]:
+            for i in range(count):
+                drawn.append(i)
+                if i == 3:
+                    plumber.pause()  # this item is held at the valve: the stop finds it there
+                    held.set()
+                yield i
+
+        @node
+        async def sink(x: int) -> None:
+            seen.append(x)
+
+        graph = {
+            "nodes": {"src": {"coro": source, "args": {"count": 10}}, "a": {"coro": add_zero}, "sink": {"coro": sink}},
+            "graph": {"src": ["a"], "a": ["sink"], "sink": None},
+        }
+        plumber = Plumber(graph, fuse=True)
+        async with running(plumber) as (_, outcome):
+            await held.wait()
+            await yield_now(20)
+            assert seen == [0, 1, 2]
+            await plumber.stop()
+        return drawn, seen, outcome[0]
+
+    drawn, seen, result = run_on(backend, main)
+    assert drawn == [0, 1, 2, 3]
+    assert seen == [0, 1, 2]  # item 3 was not accepted: a stop cancels a held put, as without fusion
+    assert result.state == "stopped"
+    assert result.stats["a"].items_in == 3
+
+
+@node
+async def add_zero(x: int) -> int:
+    return x
 
 
 globals().update(trio_twins(globals()))
