@@ -527,12 +527,12 @@ class FusedSourceOutput(SourceOutput):
         "_entered",
         "_keep",
         "_lean",
+        "_lean_puts",
         "_leanable",
         "_out",
         "_place",
         "_sink",
         "_sink_bare",
-        "_tupled",
     )
 
     def __init__(self, source: Processor, edges: list[Edge], valve: Valve, chain: Chain) -> None:
@@ -544,11 +544,14 @@ class FusedSourceOutput(SourceOutput):
         self._place = {id(call): i for i, (call, _) in enumerate(chain.steps)}
         """Each fused node's place by its call (each call is an object of its own: pipelines.fusion)."""
         self._calls = tuple(call for call, _ in chain.steps)
-        self._tupled = not any(bare for _, bare in chain.steps)
-        """Every fused node takes its item in a 1-tuple (the original style): `put`'s shortest loop."""
         sink: tuple[Any, bool] = chain.sink or (None, True)
         self._sink, self._sink_bare = sink
         self._keep = chain.keep
+        self._lean_puts = (
+            self._sink is not None and not self._sink_bare and self._keep is None and not any(b for _, b in chain.steps)
+        )
+        """Whether `put` takes its shortest form: every fused node and the sink take the item in a 1-tuple
+        (the original style), and the sink's results are not kept."""
         self._lean: AsyncGeneratorType[Any, Any] | None = None
         """The source's generator while `_lean_pump` runs it (and no put of its items waits)."""
         self._leanable = (
@@ -689,7 +692,40 @@ class FusedSourceOutput(SourceOutput):
 
     async def put(self, value: Any) -> None:
         """One item's whole path through the segment (`Chain.run` written out, with the names it needs
-        held by this output): the per-item path of an original-style source, which puts its items."""
+        held by this output): the per-item path of an original-style source, which puts its items.
+        Written out here for the commonest segment (every node and the sink in the original style,
+        the sink's results not kept); `_put_any` takes any other, and an item that finds the valve
+        closed."""
+        if not self._lean_puts or self._valve.closed:
+            await self._put_any(value)
+            return
+        if self._entered == FLUSH:
+            self._count()
+        self._entered += 1
+        self._partial += 1
+        try:
+            try:
+                for call in self._calls:
+                    value = await call((value,))
+                    if value is None:
+                        break
+                else:
+                    call = None
+                    await self._sink((value,))
+            except BaseException as exc:
+                failure: BaseException | None = exc
+            else:
+                failure = None
+            if call is not None or failure is not None:  # lost at the fused node `call` (None: at the sink)
+                await self._lost(len(self._calls) if call is None else self._place[id(call)], value, failure)
+        finally:
+            self._partial -= 1
+        if self._stopping is not None:
+            await self._stop_if_asked()
+
+    async def _put_any(self, value: Any) -> None:
+        """`put` for any segment: nodes in either style, a sink or none (the segment's last node hands
+        its outputs on), the sink's results kept or not."""
         while self._valve.closed:  # paused, or ended (then wait_open raises)
             await self._valve.wait_open()
         if self._entered == FLUSH:
@@ -700,20 +736,12 @@ class FusedSourceOutput(SourceOutput):
             call: Any = None
             failure = None
             try:
-                if self._tupled:
-                    for call in self._calls:
-                        value = await call((value,))
-                        if value is None:
-                            break
-                    else:
-                        call = None
+                for call, bare in self._chain.steps:
+                    value = await call(value if bare else (value,))
+                    if value is None:
+                        break
                 else:
-                    for call, bare in self._chain.steps:
-                        value = await call(value if bare else (value,))
-                        if value is None:
-                            break
-                    else:
-                        call = None
+                    call = None
                 sink = self._sink
                 if call is None and sink is not None:
                     value = await sink(value if self._sink_bare else (value,))

@@ -200,7 +200,15 @@ branch = st.lists(
 )
 
 
-def shape(branches: list[list[tuple[int, int, int, bool]]], style: str, count: int) -> dict[str, Any]:
+async def into_original(processor: Processor, q_elt: tuple[int], seen: list[int]) -> int:
+    """`into` in the original style."""
+    seen.append(q_elt[0])
+    return q_elt[0] * 10
+
+
+def shape(
+    branches: list[list[tuple[int, int, int, bool]]], style: str, count: int, sink_style: str = "item"
+) -> dict[str, Any]:
     source = numbers if style == "item" else count_up
     nodes: dict[str, Any] = {"src": {"coro": source, "args": {"count": count}}}
     graph: dict[str, Any] = {"src": []}
@@ -213,7 +221,7 @@ def shape(branches: list[list[tuple[int, int, int, bool]]], style: str, count: i
                 "args": {"add": add, "drop": drop, "fail": fail},
                 "properties": {"on_error": "skip"},
             }
-        nodes[names[-1]] = {"coro": into, "args": {"seen": []}}
+        nodes[names[-1]] = {"coro": into if sink_style == "item" else into_original, "args": {"seen": []}}
         for a, after in itertools.pairwise(names):
             graph[a] = [after]
         graph[names[-1]] = None
@@ -221,15 +229,24 @@ def shape(branches: list[list[tuple[int, int, int, bool]]], style: str, count: i
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(branch, min_size=1, max_size=3), st.sampled_from(["item", "processor"]), st.integers(0, 260))
+@given(
+    st.lists(branch, min_size=1, max_size=3),
+    st.sampled_from(["item", "processor"]),
+    st.integers(0, 260),
+    st.sampled_from(["item", "processor"]),
+    st.booleans(),
+)
 def test_fused_and_unfused_runs_give_the_same_outputs_and_counts(
-    branches: list[list[tuple[int, int, int, bool]]], style: str, count: int
+    branches: list[list[tuple[int, int, int, bool]]], style: str, count: int, sink_style: str, kept: bool
 ) -> None:
+    """Sources, steps and sinks in either style, the sinks' results kept or not: each way a fused
+    source runs its items (pipelines.sources.FusedSourceOutput)."""
+
     async def both() -> None:
         outcomes = []
         for fuse in (False, True):
-            graph = shape(branches, style, count)
-            plumber = Plumber(graph, fuse=fuse, collect_outputs=True)
+            graph = shape(branches, style, count, sink_style)
+            plumber = Plumber(graph, fuse=fuse, collect_outputs=kept)
             result = await plumber.run()
             seen = {name: spec["args"]["seen"] for name, spec in graph["nodes"].items() if "seen" in spec["args"]}
             outcomes.append((seen, result.outputs, counts(result)))
@@ -362,12 +379,13 @@ async def test_a_fused_node_retries_and_its_teardown_runs_after_the_segment() ->
 @pytest.mark.parametrize("length", [1, 2, 3])
 @pytest.mark.parametrize("style", ["item", "processor"])
 @pytest.mark.parametrize("loss", ["drop", "skip"])
-async def test_each_fused_node_counts_its_own_losses(length: int, style: str, loss: str) -> None:
+@pytest.mark.parametrize("sink_style", ["item", "processor"])
+async def test_each_fused_node_counts_its_own_losses(length: int, style: str, loss: str, sink_style: str) -> None:
     """Every place in the chain, in turn, loses the items it gets at x % 5 == 1 (a drop, or a failure
     skipped): the counts land on that node alone, as without fusion."""
     for where in range(length):
         branches = [[(1, -1, -1, style == "processor") for _ in range(length)]]
-        graph = shape(branches, style, 30)
+        graph = shape(branches, style, 30, sink_style)
         args = graph["nodes"][f"b0s{where}"]["args"]
         if loss == "drop":
             args["drop"] = 1 + where  # x % 7 == drop: this node gets x + where
@@ -527,10 +545,12 @@ async def running(plumber: Plumber) -> AsyncIterator[tuple[anyio.abc.TaskGroup, 
         yield group, outcome
 
 
-async def stopped_while_waiting(length: int, k: int, where: int, kept: bool) -> tuple[list[int], list[int], Any]:
-    """A fused line of `length` stages; item `k` waits in the source's generator (IN_GENERATOR, before
-    it is yielded), at stage `where`, or at the sink (`where` == length) while the run is stopped.
-    What the generator gave, what the sink saw, and the run's result."""
+async def stopped_while_waiting(
+    length: int, k: int, where: int, kept: bool, style: str
+) -> tuple[list[int], list[int], Any]:
+    """A fused line of `length` stages, every node in `style`; item `k` waits in the source
+    (IN_GENERATOR, before it is yielded or put), at stage `where`, or at the sink (`where` == length)
+    while the run is stopped. What the source gave, what the sink saw, and the run's result."""
     inside, release = anyio.Event(), anyio.Event()
     drawn: list[int] = []
     seen: list[int] = []
@@ -541,26 +561,41 @@ async def stopped_while_waiting(length: int, k: int, where: int, kept: bool) -> 
             await release.wait()
 
     @node
-    async def source(count: int) -> AsyncIterator[int]:
+    async def yielding(count: int) -> AsyncIterator[int]:
         for i in range(count):
             await hold(i, IN_GENERATOR)
             drawn.append(i)
             yield i
 
-    @node
+    async def putting(processor: Processor, output_q: Any, count: int) -> None:
+        for i in range(count):
+            await hold(i, IN_GENERATOR)
+            drawn.append(i)
+            await output_q.put(i)
+
     async def stage(x: int, at: int) -> int:
         await hold(x, at)
         return x
 
-    @node
     async def sink(x: int) -> int:
         await hold(x, length)
         seen.append(x)
         return x
 
+    if style == "item":
+        source, stage_call, sink_call = yielding, node(stage), node(sink)
+    else:
+        source = putting
+
+        async def stage_call(processor: Processor, q_elt: tuple[int], at: int) -> int:
+            return await stage(q_elt[0], at)
+
+        async def sink_call(processor: Processor, q_elt: tuple[int]) -> int:
+            return await sink(q_elt[0])
+
     names = ["src", *(f"s{i}" for i in range(length)), "sink"]
-    nodes: dict[str, Any] = {"src": {"coro": source, "args": {"count": k + 5}}, "sink": {"coro": sink}}
-    nodes |= {f"s{i}": {"coro": stage, "args": {"at": i}} for i in range(length)}
+    nodes: dict[str, Any] = {"src": {"coro": source, "args": {"count": k + 5}}, "sink": {"coro": sink_call}}
+    nodes |= {f"s{i}": {"coro": stage_call, "args": {"at": i}} for i in range(length)}
     graph = {"nodes": nodes, "graph": {a: [b] for a, b in itertools.pairwise(names)} | {"sink": None}}
     plumber = Plumber(graph, fuse=True, collect_outputs=kept)
     async with running(plumber) as (group, outcome):
@@ -578,16 +613,17 @@ async def stopped_while_waiting(length: int, k: int, where: int, kept: bool) -> 
     k=st.integers(0, 4),
     where=st.integers(IN_GENERATOR, 3),
     kept=st.booleans(),
+    style=st.sampled_from(["item", "processor"]),
     backend=st.sampled_from(BACKENDS),
 )
 def test_a_stop_lands_between_two_items_of_a_fused_source(
-    length: int, k: int, where: int, kept: bool, backend: str
+    length: int, k: int, where: int, kept: bool, style: str, backend: str
 ) -> None:
-    """Stopped while its generator works, the source ends there; stopped while an item is on its way
-    through the segment, the item goes through and the generator is not asked for another. With the
-    sink's results kept or not (two ways of running a fused source's items)."""
+    """Stopped while its own code works, the source ends there; stopped while an item is on its way
+    through the segment, the item goes through and the source gives no other. A source that yields
+    or puts, the sink's results kept or not: each way a fused source runs its items."""
     where = min(where, length)
-    drawn, seen, result = run_on(backend, lambda: stopped_while_waiting(length, k, where, kept))
+    drawn, seen, result = run_on(backend, lambda: stopped_while_waiting(length, k, where, kept, style))
     through = k if where == IN_GENERATOR else k + 1
     assert drawn == list(range(through))
     assert seen == list(range(through))
