@@ -27,6 +27,7 @@ from .hooks import NodeHooks, unfiltered
 from .keyless import count_followed
 from .lineage import DROPPED, Keyed
 from .queues import QueueEmpty
+from .valve import Valve
 
 if TYPE_CHECKING:
     from .edges import Edge
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from .graph import NodeSpec
     from .hooks import Admits
     from .ledger import Ledger
-    from .valve import Valve
 
 __all__ = ["InputProcessor", "SourceOutput"]
 
@@ -533,10 +533,14 @@ class FusedSourceOutput(SourceOutput):
         "_place",
         "_sink",
         "_sink_bare",
+        "_stop_asked",
     )
 
     def __init__(self, source: Processor, edges: list[Edge], valve: Valve, chain: Chain) -> None:
-        super().__init__(source, edges, valve)
+        # A valve of its own, following the source's: a stop closes it, so that no item is let into
+        # the segment after the stop was asked for (the tests of the valve already made per item).
+        super().__init__(source, edges, Valve(leader=valve))
+        self._stop_asked = False
         self._bare = True
         self._chain = chain
         self._entered = 0
@@ -562,8 +566,14 @@ class FusedSourceOutput(SourceOutput):
         chain.begin()
 
     def stop_after_put(self, producer: runtime.Task[Any]) -> None:
-        # In `_lean_pump`, the source's task is suspended either in its generator (then the
-        # generator runs: the stop lands there) or on an item's path through the segment.
+        # From now on no item enters the segment: one given after the stop (by a generator that goes
+        # on, a cancellation still on its way, another task's put) is refused where the valve is
+        # tested (`_put_any`). In `_lean_pump`, the source's task is suspended either in its
+        # generator (then the generator runs: the stop lands there) or on an item's path through
+        # the segment.
+        self._stop_asked = True
+        if isinstance(self._valve, Valve):
+            self._valve.close()
         lean = self._lean
         if lean is not None and not lean.ag_running:
             self._stopping = producer  # the item goes through first; then the pump stops
@@ -674,7 +684,10 @@ class FusedSourceOutput(SourceOutput):
 
     def seal(self) -> None:
         self._count()  # the segment's last counts
+        valve = self._valve
         super().seal()
+        if isinstance(valve, Valve):
+            valve.open()  # a put still waiting at it (from a task the stop did not end) is refused now
 
     def _count(self) -> None:
         self._ledger.items_out += self._entered
@@ -726,7 +739,12 @@ class FusedSourceOutput(SourceOutput):
     async def _put_any(self, value: Any) -> None:
         """`put` for any segment: nodes in either style, a sink or none (the segment's last node hands
         its outputs on), the sink's results kept or not."""
-        while self._valve.closed:  # paused, or ended (then wait_open raises)
+        while self._valve.closed:  # paused, ended (then wait_open raises), or stopped
+            if self._stop_asked and not self._partial:  # the item is not accepted: the stop lands here
+                await runtime.sleep(0)  # the stop's cancellation, if it is on its way to this task
+                await runtime.raise_cancelled(runtime.current_task())
+            # Stopped while another put's item is on its way (on trio, cancelling this task would cancel
+            # that put too): wait, the stop lands once that item has gone through (`_stop_if_asked`).
             await self._valve.wait_open()
         if self._entered == FLUSH:
             self._count()
