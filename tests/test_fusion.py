@@ -653,10 +653,7 @@ def test_a_stop_while_a_fused_source_holds_an_item_at_a_paused_valve_sends_it_no
         async def sink(x: int) -> None:
             seen.append(x)
 
-        graph = {
-            "nodes": {"src": {"coro": source, "args": {"count": 10}}, "a": {"coro": add_zero}, "sink": {"coro": sink}},
-            "graph": {"src": ["a"], "a": ["sink"], "sink": None},
-        }
+        graph = src_a_sink(source, 10, add_zero, sink)
         plumber = Plumber(graph, fuse=True)
         async with running(plumber) as (_, outcome):
             await held.wait()
@@ -675,6 +672,14 @@ def test_a_stop_while_a_fused_source_holds_an_item_at_a_paused_valve_sends_it_no
 @node
 async def add_zero(x: int) -> int:
     return x
+
+
+def src_a_sink(source: Any, count: int, a: Any, sink: Any) -> dict[str, Any]:
+    """src (`source` with `count`) -> a -> sink."""
+    return {
+        "nodes": {"src": {"coro": source, "args": {"count": count}}, "a": {"coro": a}, "sink": {"coro": sink}},
+        "graph": {"src": ["a"], "a": ["sink"], "sink": None},
+    }
 
 
 # -- no item enters a segment after the stop, and none is left half-way ----------------------------
@@ -717,10 +722,7 @@ def test_a_stop_ends_an_original_style_source_that_puts_from_two_tasks(backend: 
             await anyio.lowlevel.checkpoint()
             seen.append(q_elt[0])
 
-        graph = {
-            "nodes": {"src": {"coro": source, "args": {"count": 10_000}}, "a": {"coro": stage}, "sink": {"coro": sink}},
-            "graph": {"src": ["a"], "a": ["sink"], "sink": None},
-        }
+        graph = src_a_sink(source, 10_000, stage, sink)
         plumber = Plumber(graph, fuse=True, queue_size=1)
         async with running(plumber) as (_, outcome):
             await inside.wait()
@@ -759,10 +761,7 @@ def test_a_stop_that_comes_as_the_generator_is_woken_lets_no_item_in(backend: st
             await anyio.lowlevel.checkpoint()
             seen.append(x)
 
-        graph = {
-            "nodes": {"src": {"coro": source, "args": {"count": 10}}, "a": {"coro": add_zero}, "sink": {"coro": sink}},
-            "graph": {"src": ["a"], "a": ["sink"], "sink": None},
-        }
+        graph = src_a_sink(source, 10, add_zero, sink)
         plumber = Plumber(graph, fuse=True)
         async with running(plumber) as (_, outcome):
             await until(lambda: seen == [0, 1, 2])
@@ -793,10 +792,7 @@ def test_an_item_a_generator_gives_after_stopping_its_run_is_not_let_in(backend:
         async def sink(x: int) -> None:
             seen.append(x)
 
-        graph = {
-            "nodes": {"src": {"coro": source, "args": {"count": 10}}, "a": {"coro": add_zero}, "sink": {"coro": sink}},
-            "graph": {"src": ["a"], "a": ["sink"], "sink": None},
-        }
+        graph = src_a_sink(source, 10, add_zero, sink)
         plumber = Plumber(graph, fuse=True)
         return seen, await plumber.run()
 
@@ -823,10 +819,7 @@ def test_a_stop_in_the_turn_of_a_resume_leaves_no_item_half_way(backend: str) ->
             await anyio.lowlevel.checkpoint()
             seen.append(x)
 
-        graph = {
-            "nodes": {"src": {"coro": numbers, "args": {"count": 300}}, "a": {"coro": step_in}, "sink": {"coro": sink}},
-            "graph": {"src": ["a"], "a": ["sink"], "sink": None},
-        }
+        graph = src_a_sink(numbers, 300, step_in, sink)
         plumber = Plumber(graph, fuse=True, queue_size=1)
         async with running(plumber) as (_, outcome):
             await until(lambda: len(seen) >= 5)
