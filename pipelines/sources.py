@@ -527,8 +527,8 @@ class FusedSourceOutput(SourceOutput):
         "_entered",
         "_keep",
         "_lean",
+        "_lean_items",
         "_lean_puts",
-        "_leanable",
         "_out",
         "_place",
         "_sink",
@@ -558,7 +558,7 @@ class FusedSourceOutput(SourceOutput):
         (the original style), and the sink's results are not kept."""
         self._lean: AsyncGeneratorType[Any, Any] | None = None
         """The source's generator while `_lean_pump` runs it (and no put of its items waits)."""
-        self._leanable = (
+        self._lean_items = (
             self._sink is not None and self._sink_bare and self._keep is None and all(bare for _, bare in chain.steps)
         )
         """Whether a generator's items take `_lean_pump`: every node of the segment and its sink take
@@ -584,7 +584,7 @@ class FusedSourceOutput(SourceOutput):
         """`put` for each item, written out with its names held here: the per-item path of a
         fused source that yields its items (`_lean_pump`'s, when the segment allows). The items are
         counted here, and at the end."""
-        if self._leanable and isinstance(items, AsyncGeneratorType):
+        if self._lean_items and isinstance(items, AsyncGeneratorType):
             await self._lean_pump(items)
             return
         valve, chain, out, entered = self._valve, self._chain, self._out, 0
