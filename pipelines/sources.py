@@ -153,13 +153,17 @@ class SourceOutput:
         "_pending",
         "_seq",
         "_single",
+        "_stop_asked",
         "_stopping",
         "_valve",
     )
 
     def __init__(self, source: Processor, edges: list[Edge], valve: Valve) -> None:
         self._ledger: Ledger = source.ledger
-        self._valve: Valve | _Ended = valve
+        # A valve of its own, following the source's: a stop closes it, so that no item is let in
+        # after the stop was asked for (by the test of the valve each put already makes).
+        self._valve: Valve | _Ended = Valve(leader=valve)
+        self._stop_asked = False
         self._edges = edges
         self._name = source.name
         self._index = source.spec.index
@@ -202,16 +206,37 @@ class SourceOutput:
     def stop_after_put(self, producer: runtime.Task[Any]) -> None:
         """Cancel `producer` (the source's coroutine) now, or, while a put has sent its item to
         some successors and waits for room in another, once that put has sent it to all: the
-        put then raises CancelledError, as if the stop had come just after it."""
+        put then raises CancelledError, as if the stop had come just after it. From now on no put
+        is let in (`_at_valve`): an item given after the stop (by a generator that goes on before
+        the cancellation reaches it, or another task) is not accepted."""
+        self._refuse_puts()
         if self._partial:
             self._stopping = producer
         else:
             producer.cancel()
 
+    def _refuse_puts(self) -> None:
+        self._stop_asked = True
+        if isinstance(self._valve, Valve):
+            self._valve.close()
+
     def seal(self) -> None:
         """The source has ended: refuse every put from now on (puts already waiting go through)."""
-        if not self.ended:
+        valve = self._valve
+        if isinstance(valve, Valve):
             self._valve = _Ended(self._name)
+            valve.open()  # a put still waiting at it (in a task the stop did not end) is refused now
+
+    async def _at_valve(self) -> None:
+        """Wait while the valve is closed: paused (until resumed), ended (then it raises), or stopped.
+        Stopped, the put's item is not accepted: the stop's cancellation lands here, at once, or
+        (while another put's item is partly sent) once that item is whole (`_stop_if_asked`), since
+        on trio cancelling this put's task would cancel that put too."""
+        while self._valve.closed:
+            if self._stop_asked and not self._partial:
+                await runtime.sleep(0)  # the stop's cancellation, if it is on its way to this task
+                await runtime.raise_cancelled(runtime.current_task())
+            await self._valve.wait_open()
 
     async def drained(self) -> None:
         """Wait until no put is waiting for room."""
@@ -235,8 +260,8 @@ class SourceOutput:
         (a source that puts from several tasks): each item keeps its own position. While the run
         is paused, put waits before the item takes its position.
         """
-        while self._valve.closed:  # paused, or ended (then wait_open raises)
-            await self._valve.wait_open()
+        if self._valve.closed:  # paused, ended or stopped
+            await self._at_valve()
         # Take the position before any await, so concurrent puts never share a key.
         envelope = self._envelope(item)
         if self._single is not None and self._single.put_nowait(envelope):
@@ -507,8 +532,8 @@ class AdmittingSourceOutput(SourceOutput):
         )
 
     async def put(self, item: Any) -> None:
-        while self._valve.closed:
-            await self._valve.wait_open()
+        if self._valve.closed:
+            await self._at_valve()
         waiting = self._hand_admitted(item)  # the valve is open: it hands the item on, or starts to
         if waiting is not None:
             await waiting
@@ -533,14 +558,10 @@ class FusedSourceOutput(SourceOutput):
         "_place",
         "_sink",
         "_sink_bare",
-        "_stop_asked",
     )
 
     def __init__(self, source: Processor, edges: list[Edge], valve: Valve, chain: Chain) -> None:
-        # A valve of its own, following the source's: a stop closes it, so that no item is let into
-        # the segment after the stop was asked for (the tests of the valve already made per item).
-        super().__init__(source, edges, Valve(leader=valve))
-        self._stop_asked = False
+        super().__init__(source, edges, valve)
         self._bare = True
         self._chain = chain
         self._entered = 0
@@ -566,16 +587,11 @@ class FusedSourceOutput(SourceOutput):
         chain.begin()
 
     def stop_after_put(self, producer: runtime.Task[Any]) -> None:
-        # From now on no item enters the segment: one given after the stop (by a generator that goes
-        # on, a cancellation still on its way, another task's put) is refused where the valve is
-        # tested (`_put_any`). In `_lean_pump`, the source's task is suspended either in its
-        # generator (then the generator runs: the stop lands there) or on an item's path through
-        # the segment.
-        self._stop_asked = True
-        if isinstance(self._valve, Valve):
-            self._valve.close()
+        # In `_lean_pump`, the source's task is suspended either in its generator (then the
+        # generator runs: the stop lands there) or on an item's path through the segment.
         lean = self._lean
         if lean is not None and not lean.ag_running:
+            self._refuse_puts()
             self._stopping = producer  # the item goes through first; then the pump stops
         else:
             super().stop_after_put(producer)
@@ -684,10 +700,7 @@ class FusedSourceOutput(SourceOutput):
 
     def seal(self) -> None:
         self._count()  # the segment's last counts
-        valve = self._valve
         super().seal()
-        if isinstance(valve, Valve):
-            valve.open()  # a put still waiting at it (from a task the stop did not end) is refused now
 
     def _count(self) -> None:
         self._ledger.items_out += self._entered
@@ -739,13 +752,8 @@ class FusedSourceOutput(SourceOutput):
     async def _put_any(self, value: Any) -> None:
         """`put` for any segment: nodes in either style, a sink or none (the segment's last node hands
         its outputs on), the sink's results kept or not."""
-        while self._valve.closed:  # paused, ended (then wait_open raises), or stopped
-            if self._stop_asked and not self._partial:  # the item is not accepted: the stop lands here
-                await runtime.sleep(0)  # the stop's cancellation, if it is on its way to this task
-                await runtime.raise_cancelled(runtime.current_task())
-            # Stopped while another put's item is on its way (on trio, cancelling this task would cancel
-            # that put too): wait, the stop lands once that item has gone through (`_stop_if_asked`).
-            await self._valve.wait_open()
+        if self._valve.closed:  # paused, ended or stopped
+            await self._at_valve()
         if self._entered == FLUSH:
             self._count()
         self._entered += 1

@@ -43,7 +43,8 @@ class Steering:
         """Stop the sources, then wait while everything in flight drains to the sinks.
 
         The source coroutines are cancelled where they are (an item not yet accepted by a
-        successor is not sent). run() and join() then return a RunResult whose state is 'stopped'.
+        successor is not sent, nor one a source still gives after the stop). run() and join() then
+        return a RunResult whose state is 'stopped'.
         """
         self.stop_nowait()
         await self._wait_finished()

@@ -682,7 +682,7 @@ def src_a_sink(source: Any, count: int, a: Any, sink: Any) -> dict[str, Any]:
     }
 
 
-# -- no item enters a segment after the stop, and none is left half-way ----------------------------
+# -- no item is let in after a stop, and none is left half-way (fused or not) ----------------------------
 
 
 def balanced(result: Any) -> bool:
@@ -690,8 +690,9 @@ def balanced(result: Any) -> bool:
     return all(stats.items_in == sum(counts(result)[name][2:]) for name, stats in result.stats.items())
 
 
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "not fused"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_stop_ends_an_original_style_source_that_puts_from_two_tasks(backend: str) -> None:
+def test_a_stop_ends_an_original_style_source_that_puts_from_two_tasks(backend: str, fuse: bool) -> None:
     """While one task's item is on its way, the other's next put is not let in: the stop lands once
     the item has gone through (it used never to land, the two puts taking turns inside), and the
     refused put does not take the item on its way with it (on trio both tasks share one scope)."""
@@ -723,13 +724,13 @@ def test_a_stop_ends_an_original_style_source_that_puts_from_two_tasks(backend: 
             seen.append(q_elt[0])
 
         graph = src_a_sink(source, 10_000, stage, sink)
-        plumber = Plumber(graph, fuse=True, queue_size=1)
+        plumber = Plumber(graph, fuse=fuse, queue_size=1)
         async with running(plumber) as (_, outcome):
             await inside.wait()
             plumber.stop_nowait()
             await yield_now(50)  # the other task's puts come to the closed valve meanwhile
             release.set()
-        assert plumber.fused == (("src", "a", "sink"),)
+        assert plumber.fused == ((("src", "a", "sink"),) if fuse else ())
         return drawn, seen, outcome[0]
 
     drawn, seen, result = run_on(backend, main)
@@ -740,8 +741,9 @@ def test_a_stop_ends_an_original_style_source_that_puts_from_two_tasks(backend: 
     assert len(drawn) - len(seen) <= 2  # at most each task's last put, not accepted
 
 
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "not fused"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_stop_that_comes_as_the_generator_is_woken_lets_no_item_in(backend: str) -> None:
+def test_a_stop_that_comes_as_the_generator_is_woken_lets_no_item_in(backend: str, fuse: bool) -> None:
     """On trio a cancellation holds for the rest of its scope: the item the woken generator still
     gave used to enter the segment and vanish at its first node (counted in, never out)."""
 
@@ -762,7 +764,7 @@ def test_a_stop_that_comes_as_the_generator_is_woken_lets_no_item_in(backend: st
             seen.append(x)
 
         graph = src_a_sink(source, 10, add_zero, sink)
-        plumber = Plumber(graph, fuse=True)
+        plumber = Plumber(graph, fuse=fuse)
         async with running(plumber) as (_, outcome):
             await until(lambda: seen == [0, 1, 2])
             woken.set()
@@ -776,8 +778,9 @@ def test_a_stop_that_comes_as_the_generator_is_woken_lets_no_item_in(backend: st
     assert counts(result)["a"] == (3, 3, 3, 0, 0, 0)
 
 
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "not fused"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_an_item_a_generator_gives_after_stopping_its_run_is_not_let_in(backend: str) -> None:
+def test_an_item_a_generator_gives_after_stopping_its_run_is_not_let_in(backend: str, fuse: bool) -> None:
     async def main() -> tuple[list[int], Any]:
         seen: list[int] = []
 
@@ -793,7 +796,7 @@ def test_an_item_a_generator_gives_after_stopping_its_run_is_not_let_in(backend:
             seen.append(x)
 
         graph = src_a_sink(source, 10, add_zero, sink)
-        plumber = Plumber(graph, fuse=True)
+        plumber = Plumber(graph, fuse=fuse)
         return seen, await plumber.run()
 
     seen, result = run_on(backend, main)
@@ -802,8 +805,9 @@ def test_an_item_a_generator_gives_after_stopping_its_run_is_not_let_in(backend:
     assert counts(result)["a"] == (5, 5, 5, 0, 0, 0)
 
 
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "not fused"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_stop_in_the_turn_of_a_resume_leaves_no_item_half_way(backend: str) -> None:
+def test_a_stop_in_the_turn_of_a_resume_leaves_no_item_half_way(backend: str, fuse: bool) -> None:
     async def main() -> tuple[list[int], list[int], Any]:
         entered: list[int] = []
         seen: list[int] = []
@@ -820,7 +824,7 @@ def test_a_stop_in_the_turn_of_a_resume_leaves_no_item_half_way(backend: str) ->
             seen.append(x)
 
         graph = src_a_sink(numbers, 300, step_in, sink)
-        plumber = Plumber(graph, fuse=True, queue_size=1)
+        plumber = Plumber(graph, fuse=fuse, queue_size=1)
         async with running(plumber) as (_, outcome):
             await until(lambda: len(seen) >= 5)
             plumber.pause()
