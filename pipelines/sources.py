@@ -303,7 +303,7 @@ class SourceOutput:
         edges, valve, ledger = self._edges, self._valve, self._ledger
         bare, name, index = self._bare, self._name, self._index
         async for item in items:
-            if valve.closed:  # paused, or ended: put waits (or raises)
+            if valve.closed:  # paused, ended or stopped: put waits (or refuses the item)
                 await self.put(item)
                 continue
             if bare:
@@ -610,7 +610,7 @@ class FusedSourceOutput(SourceOutput):
         call: Any = None
         try:
             async for value in items:
-                if valve.closed:  # paused, or ended: put waits (or raises), then sends the item through
+                if valve.closed:  # paused, ended or stopped: put waits, then sends the item through (or refuses it)
                     await self.put(value)
                     continue
                 if entered == FLUSH:
@@ -662,7 +662,7 @@ class FusedSourceOutput(SourceOutput):
         self._lean = items
         try:
             async for value in items:
-                if valve.closed:  # paused, or ended: put waits (or raises), then sends the item through
+                if valve.closed:  # paused, ended or stopped: put waits, then sends the item through (or refuses it)
                     self._lean = None  # put counts the item inside itself (`_partial`)
                     await self.put(value)
                     self._lean = items
