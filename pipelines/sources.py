@@ -153,7 +153,8 @@ class SourceOutput:
         "_pending",
         "_seq",
         "_single",
-        "_stop_asked",
+        "_source_valve",
+        "_stopped",
         "_stopping",
         "_valve",
     )
@@ -163,7 +164,9 @@ class SourceOutput:
         # A valve of its own, following the source's: a stop closes it, so that no item is let in
         # after the stop was asked for (by the test of the valve each put already makes).
         self._valve: Valve | _Ended = Valve(leader=valve)
-        self._stop_asked = False
+        self._source_valve = valve
+        self._stopped: runtime.Task[Any] | None = None
+        """The source's task, once a stop was asked for: puts made in it from then on are refused."""
         self._edges = edges
         self._name = source.name
         self._index = source.spec.index
@@ -209,14 +212,14 @@ class SourceOutput:
         put then raises CancelledError, as if the stop had come just after it. From now on no put
         is let in (`_at_valve`): an item given after the stop (by a generator that goes on before
         the cancellation reaches it, or another task) is not accepted."""
-        self._refuse_puts()
+        self._refuse_puts(producer)
         if self._partial:
             self._stopping = producer
         else:
             producer.cancel()
 
-    def _refuse_puts(self) -> None:
-        self._stop_asked = True
+    def _refuse_puts(self, producer: runtime.Task[Any]) -> None:
+        self._stopped = producer
         if isinstance(self._valve, Valve):
             self._valve.close()
 
@@ -227,13 +230,20 @@ class SourceOutput:
             self._valve = _Ended(self._name)
             valve.open()  # a put still waiting at it (in a task the stop did not end) is refused now
 
+    def _held(self) -> bool:
+        """Paused or ended: what refuses a `put_nowait` (after a stop, an item that finds room still
+        goes: a source may hand on a last item as its cancellation reaches it)."""
+        return self._source_valve.closed or isinstance(self._valve, _Ended)
+
     async def _at_valve(self) -> None:
         """Wait while the valve is closed: paused (until resumed), ended (then it raises), or stopped.
-        Stopped, the put's item is not accepted: the stop's cancellation lands here, at once, or
-        (while another put's item is partly sent) once that item is whole (`_stop_if_asked`), since
-        on trio cancelling this put's task would cancel that put too."""
+        Stopped, the put's item is not accepted: in the source's task, the stop's cancellation lands
+        here, at once, or (while another put's item is partly sent) once that item is whole
+        (`_stop_if_asked`), since on trio cancelling this put's task would cancel that put too; in
+        another task (one the source started ends with it), the put waits until the source has
+        ended, then raises PipelineStateError."""
         while self._valve.closed:
-            if self._stop_asked and not self._partial:
+            if self._stopped is not None and not self._partial and runtime.task_or_none() is self._stopped:
                 await runtime.sleep(0)  # the stop's cancellation, if it is on its way to this task
                 await runtime.raise_cancelled(runtime.current_task())
             await self._valve.wait_open()
@@ -385,7 +395,7 @@ class SourceOutput:
         While the run is paused, every put_nowait raises asyncio.QueueFull; once the source has
         ended, PipelineStateError.
         """
-        if self._valve.closed or not all(edge.accepts_now() for edge in self._edges):
+        if self._held() or not all(edge.accepts_now() for edge in self._edges):
             if isinstance(self._valve, _Ended):
                 self._valve.refuse()
             raise runtime.QueueFull
@@ -591,7 +601,7 @@ class FusedSourceOutput(SourceOutput):
         # generator runs: the stop lands there) or on an item's path through the segment.
         lean = self._lean
         if lean is not None and not lean.ag_running:
-            self._refuse_puts()
+            self._refuse_puts(producer)
             self._stopping = producer  # the item goes through first; then the pump stops
         else:
             super().stop_after_put(producer)
