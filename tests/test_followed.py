@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -22,6 +21,7 @@ from pipelines.tracing import Tracing
 
 from .backends import BACKENDS, run_on, trio_twins
 from .helpers import until
+from .test_tracing import numbers
 
 
 class KeyedAnyway:
@@ -30,12 +30,6 @@ class KeyedAnyway:
 
 SEEN: list[Any] = []
 """The arguments the stages were called with: each a value of the user's, never an envelope."""
-
-
-@node
-async def numbers(n: int) -> AsyncIterator[int]:
-    for i in range(n):
-        yield i
 
 
 @node
