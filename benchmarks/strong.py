@@ -13,20 +13,21 @@ These are the strong ones, our own code, each a task per node and the same check
 Rows: pipelines in both styles, without and with fusion (``Plumber(fuse=True)``: the whole chain in
 the source's task, pipelines.fusion), and every baseline, for three stages and for thirty; each
 against the batch channel of the same length. Then B2's and B3's graphs (a merge of four branches,
-one node with four workers, the diamond join) against the same written with batch channels
-(`SharedChannel` where several tasks put or take), each pipelines row against its own.
+one node with four workers, the diamond join), each run by pipelines and written by hand in the same
+four ways (benchmarks/strong_graphs.py; the batch channels are `SharedChannel`s where several tasks
+put or take), every row against the batch channels of the same graph.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from itertools import pairwise
 from types import MethodType
 from typing import Any
 
+from .batch_channels import BOUND, BatchChannel
 from .graphs import (
     Total,
     add_one,
@@ -43,80 +44,28 @@ from .graphs import (
 )
 from .harness import Case, Config, Trial, alternate, timed
 from .report import Row, throughput_rows
+from .strong_graphs import (
+    batch_diamond,
+    batch_merge,
+    batch_workers,
+    draining_diamond,
+    draining_merge,
+    draining_workers,
+    floor_diamond,
+    floor_merge,
+    floor_workers,
+    list_diamond,
+    list_merge,
+    list_workers,
+)
 
-__all__ = [
-    "B14",
-    "BatchChannel",
-    "SharedChannel",
-    "batch_chain",
-    "batch_diamond",
-    "batch_merge",
-    "batch_workers",
-    "draining_chain",
-    "list_chain",
-]
+__all__ = ["B14", "batch_chain", "draining_chain", "list_chain"]
 
-BOUND = 100
 _END = object()
 
 
 async def _add_one(x: int) -> int:
     return x + 1
-
-
-class BatchChannel:
-    """A bounded channel that hands everything waiting to its consumer in one swap.
-
-    One producer and one consumer, so one waiter per side. A put that finds room does not
-    suspend; a producer waits only while `bound` items are waiting.
-    """
-
-    __slots__ = ("_bound", "_closed", "_getter", "_items", "_putter")
-
-    def __init__(self, bound: int = BOUND) -> None:
-        self._items: list[Any] = []
-        self._bound = bound
-        self._getter: asyncio.Future[None] | None = None
-        self._putter: asyncio.Future[None] | None = None
-        self._closed = False
-
-    async def put(self, item: Any) -> None:
-        while len(self._items) >= self._bound:
-            await self._wait_for_room()
-        self._items.append(item)
-        self._wake_getter()
-
-    async def put_many(self, items: list[Any]) -> None:
-        while len(self._items) >= self._bound:
-            await self._wait_for_room()
-        self._items += items
-        self._wake_getter()
-
-    async def get_all(self) -> list[Any]:
-        """Everything waiting, at least one item; [] once closed and empty."""
-        while not self._items:
-            if self._closed:
-                return []
-            self._getter = asyncio.get_running_loop().create_future()
-            await self._getter
-        items, self._items = self._items, []
-        putter, self._putter = self._putter, None
-        if putter is not None and not putter.done():
-            putter.set_result(None)
-        return items
-
-    def close(self) -> None:
-        self._closed = True
-        self._wake_getter()
-
-    async def _wait_for_room(self) -> None:
-        self._putter = asyncio.get_running_loop().create_future()
-        await self._putter
-
-    def _wake_getter(self) -> None:
-        getter, self._getter = self._getter, None
-        if getter is not None and not getter.done():
-            getter.set_result(None)
 
 
 async def batch_chain(n: int, stages: int) -> int:
@@ -149,173 +98,20 @@ async def batch_chain(n: int, stages: int) -> int:
     return result.result()
 
 
-class SharedChannel(BatchChannel):
-    """A BatchChannel several tasks put into and take from: a queue of waiters on each side, and
-    closed once each of its `producers` has closed it. A take still takes everything waiting."""
-
-    __slots__ = ("_getters", "_open", "_putters")
-
-    def __init__(self, producers: int, bound: int = BOUND) -> None:
-        super().__init__(bound)
-        self._open = producers
-        self._getters: deque[asyncio.Future[None]] = deque()
-        self._putters: deque[asyncio.Future[None]] = deque()
-
-    async def put(self, item: Any) -> None:
-        while len(self._items) >= self._bound:
-            await self._room()
-        self._items.append(item)
-        if self._getters:
-            _wake(self._getters, one=True)
-
-    async def put_many(self, items: list[Any]) -> None:
-        while len(self._items) >= self._bound:
-            await self._room()
-        self._items += items
-        if self._getters:
-            _wake(self._getters, one=True)
-
-    async def _room(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._putters.append(waiter)
-        await waiter
-
-    async def get_all(self) -> list[Any]:
-        while not self._items:
-            if self._open == 0:
-                return []
-            waiter = asyncio.get_running_loop().create_future()
-            self._getters.append(waiter)
-            await waiter
-        items, self._items = self._items, []
-        if self._putters:
-            _wake(self._putters)
-        if self._getters and self._open == 0:
-            _wake(self._getters)
-        return items
-
-    def close(self) -> None:
-        self._open -= 1
-        if self._open == 0:
-            while self._getters:
-                _wake(self._getters)
-
-
-def _wake(waiters: deque[asyncio.Future[None]], *, one: bool = False) -> None:
-    """Wake every waiter (or `one`): each looks again (the putters at the room, a getter at the items)."""
-    while waiters:
-        waiter = waiters.popleft()
-        if not waiter.done():
-            waiter.set_result(None)
-            if one:
-                return
-
-
-async def batch_merge(n: int, branches: int) -> int:
-    """B2's merge with batch channels: source -> `branches` x + 1 tasks -> one summing sink."""
-    heads = [BatchChannel() for _ in range(branches)]
-    merged = SharedChannel(branches)
-
-    async def produce() -> None:
-        for i in range(n):
-            for head in heads:
-                await head.put(i)
-        for head in heads:
-            head.close()
-
-    async def stage(inbox: BatchChannel) -> None:
-        while batch := await inbox.get_all():
-            await merged.put_many([await _add_one(x) for x in batch])
-        merged.close()
-
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        for head in heads:
-            group.create_task(stage(head))
-        result = group.create_task(_total(merged))
-    return result.result()
-
-
-async def batch_workers(n: int, workers: int) -> int:
-    """B2's `workers=4` with batch channels: source -> `workers` x + 1 tasks sharing one input -> sink."""
-    inbox = SharedChannel(1)
-    outbox = SharedChannel(workers)
-
-    async def produce() -> None:
-        for i in range(n):
-            await inbox.put(i)
-        inbox.close()
-
-    async def stage() -> None:
-        while batch := await inbox.get_all():
-            await outbox.put_many([await _add_one(x) for x in batch])
-        outbox.close()
-
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        for _ in range(workers):
-            group.create_task(stage())
-        result = group.create_task(_total(outbox))
-    return result.result()
-
-
-async def batch_diamond(n: int) -> int:
-    """B3's diamond with batch channels: (seq, x) to x + 1 and 2x, their results paired again by
-    sequence number in a dict; returns the number of right pairs."""
-    left, right, joined = BatchChannel(), BatchChannel(), SharedChannel(2)
-
-    async def produce() -> None:
-        for seq in range(n):
-            await left.put((seq, seq))
-            await right.put((seq, seq))
-        left.close()
-        right.close()
-
-    async def branch(inbox: BatchChannel, side: int, fn: Callable[[int], Awaitable[int]]) -> None:
-        while batch := await inbox.get_all():
-            await joined.put_many([(seq, side, await fn(x)) for seq, x in batch])
-        joined.close()
-
-    async def join() -> int:
-        waiting: dict[int, int] = {}
-        right_pairs = 0
-        while batch := await joined.get_all():
-            for seq, side, value in batch:
-                other = waiting.pop(seq, None)
-                if other is None:
-                    waiting[seq] = value
-                    continue
-                plus, twice = (value, other) if side == 0 else (other, value)
-                right_pairs += 2 * (plus - 1) == twice
-        return right_pairs
-
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        group.create_task(branch(left, 0, _add_one))
-        group.create_task(branch(right, 1, _double))
-        result = group.create_task(join())
-    return result.result()
-
-
-async def _double(x: int) -> int:
-    return 2 * x
-
-
-async def _total(last: BatchChannel) -> int:
-    result = 0
-    while batch := await last.get_all():
-        result += sum(batch)
-    return result
-
-
 async def list_chain(n: int, stages: int) -> int:
     """source -> `stages` tasks -> a summing sink, passing lists of up to BOUND items through Queue(1)."""
     queues: list[asyncio.Queue[Any]] = [asyncio.Queue(1) for _ in range(stages + 1)]
 
     async def produce() -> None:
-        for start in range(0, n, BOUND):
-            await queues[0].put(list(range(start, min(n, start + BOUND))))
-        await queues[0].put(_END)
+        first, batch = queues[0], []
+        for i in range(n):  # item by item, as every other contender's source gives them
+            batch.append(i)
+            if len(batch) == BOUND:
+                await first.put(batch)
+                batch = []
+        if batch:
+            await first.put(batch)
+        await first.put(_END)
 
     async def stage(inbox: asyncio.Queue[Any], outbox: asyncio.Queue[Any]) -> None:
         while (batch := await inbox.get()) is not _END:
@@ -442,16 +238,26 @@ def _labels(stages: int) -> dict[str, str]:
     }
 
 
+def _shape_labels(graph: str, batch: str) -> dict[str, str]:
+    return {
+        "pipelines": f"{graph}: pipelines",
+        "batch": f"{graph}: {batch}",
+        "lists": f"{graph}: lists of 100 through Queue(1)",
+        "drain": f"{graph}: Queue(100) drained with get_nowait",
+        "floor": f"{graph}: floor, one loop awaiting per item",
+    }
+
+
 SHAPES = {
-    "merge": ("B2's merge of 4: pipelines", "B2's merge of 4: batch channels"),
-    "workers": ("B2's workers=4: pipelines", "B2's workers=4: batch channels"),
-    "diamond": ("B3's diamond join: pipelines", "B3's diamond join: batch channels (seq dict)"),
+    "merge": _shape_labels("B2's merge of 4", "batch channels"),
+    "workers": _shape_labels("B2's workers=4", "batch channels"),
+    "diamond": _shape_labels("B3's diamond join", "batch channels (seq dict)"),
 }
 STAGE_COUNTS = (3, 30)
 B14_TITLE = "strong baselines: B1's chain (3 and 30 stages), B2's and B3's shapes against hand-written batching code"
 B14_LABELS = (
     *(label for stages in STAGE_COUNTS for label in _labels(stages).values()),
-    *(label for pair in SHAPES.values() for label in pair),
+    *(label for labels in SHAPES.values() for label in labels.values()),
 )
 
 
@@ -476,20 +282,49 @@ def _trials(n: int, stages: int) -> tuple[dict[str, Trial], dict[str, str | None
     return trials, references
 
 
-def _shape_trials(n: int) -> dict[str, tuple[Trial, Trial]]:
-    """B2's and B3's graphs (pipelines, as in those cases) and the same with batch channels."""
+def _shape_trials(n: int) -> dict[str, tuple[dict[str, Trial], dict[str, str | None]]]:
+    """B2's and B3's graphs, each run by pipelines (as in those cases) and by every hand-written
+    reference, against the batch channels of the same graph."""
     plain_sum = n * (n - 1) // 2 + n
-    return {
+    graphs: dict[str, tuple[int, dict[str, Callable[[], Awaitable[Any]]]]] = {
         "merge": (
-            timed(pipeline(partial(fan_out, n, 4, 1)), 4 * plain_sum),
-            timed(partial(batch_merge, n, 4), 4 * plain_sum),
+            4 * plain_sum,
+            {
+                "pipelines": pipeline(partial(fan_out, n, 4, 1)),
+                "batch": partial(batch_merge, n, 4),
+                "lists": partial(list_merge, n, 4),
+                "drain": partial(draining_merge, n, 4),
+                "floor": partial(floor_merge, n, 4),
+            },
         ),
         "workers": (
-            timed(pipeline(partial(chain, n, 1, properties={"workers": 4})), plain_sum),
-            timed(partial(batch_workers, n, 4), plain_sum),
+            plain_sum,
+            {
+                "pipelines": pipeline(partial(chain, n, 1, properties={"workers": 4})),
+                "batch": partial(batch_workers, n, 4),
+                "lists": partial(list_workers, n, 4),
+                "drain": partial(draining_workers, n, 4),
+                "floor": partial(floor_workers, n),
+            },
         ),
-        "diamond": (timed(pipeline(partial(diamond, n)), n), timed(partial(batch_diamond, n), n)),
+        "diamond": (
+            n,  # every pair right
+            {
+                "pipelines": pipeline(partial(diamond, n)),
+                "batch": partial(batch_diamond, n),
+                "lists": partial(list_diamond, n),
+                "drain": partial(draining_diamond, n),
+                "floor": partial(floor_diamond, n),
+            },
+        ),
     }
+    shapes: dict[str, tuple[dict[str, Trial], dict[str, str | None]]] = {}
+    for shape, (want, makes) in graphs.items():
+        labels = SHAPES[shape]
+        references: dict[str, str | None] = {label: labels["batch"] for label in labels.values()}
+        references[labels["batch"]] = None
+        shapes[shape] = ({labels[key]: timed(make, want) for key, make in makes.items()}, references)
+    return shapes
 
 
 def _run_b14(config: Config) -> list[Row]:
@@ -499,10 +334,8 @@ def _run_b14(config: Config) -> list[Row]:
         trials, references = _trials(n, stages)
         rows += throughput_rows("B14", n, alternate(trials, config.rounds), references)
     n = config.size(100_000, 1_000)
-    for key, (ours, theirs) in _shape_trials(n).items():
-        label, batch = SHAPES[key]
-        results = alternate({label: ours, batch: theirs}, config.rounds)
-        rows += throughput_rows("B14", n, results, {label: batch, batch: None})
+    for trials, references in _shape_trials(n).values():
+        rows += throughput_rows("B14", n, alternate(trials, config.rounds), references)
     return rows
 
 

@@ -17,6 +17,13 @@ from benchmarks.cases import CASES
 
 ROOT = Path(__file__).parent.parent
 OPTIONAL = ("aiostream", "pypeln", "uvloop")
+B14_GRAPHS = ("B2's merge of 4", "B2's workers=4", "B3's diamond join")
+B14_WAYS = (
+    "pipelines",
+    "lists of 100 through Queue(1)",
+    "Queue(100) drained with get_nowait",
+    "floor, one loop awaiting per item",
+)
 
 
 def smoke_run(shadows: Path | None = None, *more: str) -> subprocess.CompletedProcess[str]:
@@ -58,7 +65,12 @@ def check_run(proc: subprocess.CompletedProcess[str]) -> dict[tuple[str, str], l
 
 
 def test_smoke_run_prints_every_row() -> None:
-    check_run(smoke_run())
+    rows = check_run(smoke_run())
+    for graph in B14_GRAPHS:  # B14: each of B2's and B3's graphs every way, against its own batch channels
+        (batch,) = (label for case, label in rows if case == "B14" and label.startswith(f"{graph}: batch channels"))
+        assert rows["B14", batch][3] == "(reference)"
+        for way in B14_WAYS:
+            assert rows["B14", f"{graph}: {way}"][3] == batch
 
 
 def test_smoke_run_without_the_optional_packages(tmp_path: Path) -> None:
