@@ -76,7 +76,7 @@ def test_no_package_around_the_core_reaches_into_a_core_object() -> None:
     reaching = []
     for package in AROUND:
         files = sorted((PACKAGE / package).rglob("*.py"))
-        # Names the package defines itself are its own business (a Journal's _claim, a Session's _plumber).
+        # Names the package defines itself are its own business (a Session's _plumber).
         mine = {
             node.attr if isinstance(node, ast.Attribute) else node.name
             for path in files

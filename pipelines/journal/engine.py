@@ -69,7 +69,7 @@ class RunJournal:
     """One run's journal, installed as a hook: the counts per root, each node's tally, the writer."""
 
     def __init__(self, journal: Journal, spec: GraphSpec) -> None:
-        journal._claim()
+        journal.claim()
         self.journal = journal
         names = root_names(spec)
         self._hash = graph_hash(spec)
@@ -121,7 +121,7 @@ class RunJournal:
         root = self.root
         rerun, roots = items_to_rerun(self._spec, last, root, journal.rerun_failed)
         if last.state == "completed" and not rerun:
-            journal._set_status(last.id, resumed=False, completed=True, done=last.done)
+            journal.opened(last.id, resumed=False, completed=True, done=last.done)
             return None
         _check_roots(path, last, sorted(set(names.values())))
         by_source: dict[str, list[int]] = {}
@@ -133,7 +133,7 @@ class RunJournal:
         kept = {root(key) for _, _, key in last.failures} - set(roots)
         last.failures = [failure for failure in last.failures if root(failure[2]) in kept]
         self._rerun = roots
-        journal._set_status(last.id, resumed=True, completed=False, done=last.done, rerun=rerun)
+        journal.opened(last.id, resumed=True, completed=False, done=last.done, rerun=rerun)
         return last
 
     def _restore_states(self, spec: GraphSpec) -> None:

@@ -60,14 +60,19 @@ class Journal:
     def __repr__(self) -> str:
         return f"<Journal {self.path!r} run={self.run_id} resumed={self.resumed}>"
 
-    def _claim(self) -> None:
+    def claim(self) -> None:
+        """Take this Journal for one Plumber (the run's journal engine calls it when the Plumber is
+        built); a second claim raises PipelineStateError: a Journal serves one Plumber."""
         if self._claimed:
             raise PipelineStateError(f"journal {self.path}: this Journal already serves a Plumber; make a new one")
         self._claimed = True
 
-    def _set_status(
+    def opened(
         self, run_id: int, *, resumed: bool, completed: bool, done: int, rerun: list[tuple[Any, ...]] | None = None
     ) -> None:
+        """Record what the run learned when it opened the file (the journal engine calls it): the run
+        it writes, whether it resumes it or it had completed, the source items done before, the
+        items it reruns."""
         self.run_id = run_id
         self.resumed = resumed
         self.already_completed = completed
