@@ -12,6 +12,7 @@ from itertools import pairwise
 from typing import Any
 
 from .graphs import LATENCY
+from .harness import in_tasks
 
 __all__ = ["chain", "diamond", "fan_out", "floor", "sleep_waves", "workers"]
 
@@ -67,12 +68,11 @@ async def chain(n: int, stages: int, *, queue_size: int = QUEUE_SIZE, slow_sink:
     `queue_size=0` makes every queue unbounded, as in the original library.
     """
     queues: list[asyncio.Queue[Any]] = [asyncio.Queue(queue_size) for _ in range(stages + 1)]
-    async with asyncio.TaskGroup() as group:
-        group.create_task(_produce(n, queues[:1]))
-        for inbox, outbox in pairwise(queues):
-            group.create_task(_stage(inbox, outbox, _add_one))
-        total = group.create_task(_sum(queues[-1], slow=slow_sink))
-    return total.result()
+    return await in_tasks(
+        _sum(queues[-1], slow=slow_sink),
+        _produce(n, queues[:1]),
+        *(_stage(inbox, outbox, _add_one) for inbox, outbox in pairwise(queues)),
+    )
 
 
 async def floor(n: int) -> int:
@@ -106,12 +106,11 @@ async def workers(n: int, count: int, *, io: bool = False) -> int:
     inbox: asyncio.Queue[Any] = asyncio.Queue(QUEUE_SIZE)
     outbox: asyncio.Queue[Any] = asyncio.Queue(QUEUE_SIZE)
     fn = _sleepy if io else _add_one
-    async with asyncio.TaskGroup() as group:
-        group.create_task(_produce(n, [inbox], ends=count))
-        for _ in range(count):
-            group.create_task(_stage(inbox, outbox, fn))
-        total = group.create_task(_sum(outbox, producers=count))
-    return total.result()
+    return await in_tasks(
+        _sum(outbox, producers=count),
+        _produce(n, [inbox], ends=count),
+        *(_stage(inbox, outbox, fn) for _ in range(count)),
+    )
 
 
 async def sleep_waves(n: int, count: int) -> int:
@@ -162,9 +161,4 @@ async def diamond(n: int) -> int:
             right_pairs += 2 * (plus - 1) == twice
         return right_pairs
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        group.create_task(branch(left, 0, _add_one))
-        group.create_task(branch(right, 1, _double))
-        result = group.create_task(join())
-    return result.result()
+    return await in_tasks(join(), produce(), branch(left, 0, _add_one), branch(right, 1, _double))

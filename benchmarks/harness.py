@@ -12,9 +12,9 @@ import asyncio
 import gc
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .report import Row
@@ -27,10 +27,11 @@ __all__ = [
     "Unavailable",
     "alternate",
     "default_loop",
+    "in_tasks",
     "loop_factory",
-    "use_loop",
     "optional",
     "timed",
+    "use_loop",
 ]
 
 Trial = Callable[[], float]
@@ -99,6 +100,19 @@ def alternate(trials: Mapping[str, Trial], rounds: int) -> dict[str, Result]:
             except Unavailable as exc:
                 missing[label] = exc
     return {label: missing.get(label) or Samples(tuple(values[label])) for label in labels}
+
+
+T = TypeVar("T")
+
+
+async def in_tasks(result: Coroutine[Any, Any, T], *others: Coroutine[Any, Any, Any]) -> T:
+    """Run `others`, then `result`, each as a task of one group (the nodes of a graph written by
+    hand, its sink last); return what `result` returned."""
+    async with asyncio.TaskGroup() as group:
+        for other in others:
+            group.create_task(other)
+        task = group.create_task(result)
+    return task.result()
 
 
 LOOPS = ("asyncio", "uvloop")

@@ -42,7 +42,7 @@ from .graphs import (
     pipeline,
     processor_chain,
 )
-from .harness import Case, Config, Trial, alternate, timed
+from .harness import Case, Config, Trial, alternate, in_tasks, timed
 from .report import Row, throughput_rows
 from .strong_graphs import (
     batch_diamond,
@@ -90,12 +90,7 @@ async def batch_chain(n: int, stages: int) -> int:
             result += sum(batch)
         return result
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        for inbox, outbox in pairwise(channels):
-            group.create_task(stage(inbox, outbox, _add_one))
-        result = group.create_task(total())
-    return result.result()
+    return await in_tasks(total(), produce(), *(stage(inbox, outbox, _add_one) for inbox, outbox in pairwise(channels)))
 
 
 async def list_chain(n: int, stages: int) -> int:
@@ -124,12 +119,7 @@ async def list_chain(n: int, stages: int) -> int:
             result += sum(batch)
         return result
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        for inbox, outbox in pairwise(queues):
-            group.create_task(stage(inbox, outbox))
-        result = group.create_task(total())
-    return result.result()
+    return await in_tasks(total(), produce(), *(stage(inbox, outbox) for inbox, outbox in pairwise(queues)))
 
 
 async def draining_chain(n: int, stages: int) -> int:
@@ -174,12 +164,7 @@ async def draining_chain(n: int, stages: int) -> int:
             else:
                 return result
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        for inbox, outbox in pairwise(queues):
-            group.create_task(stage(inbox, outbox))
-        result = group.create_task(total())
-    return result.result()
+    return await in_tasks(total(), produce(), *(stage(inbox, outbox) for inbox, outbox in pairwise(queues)))
 
 
 async def floor(n: int, stages: int) -> int:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from .batch_channels import BOUND, BatchChannel, SharedChannel
+from .harness import in_tasks
 
 __all__ = [
     "batch_diamond",
@@ -54,12 +55,7 @@ async def batch_merge(n: int, branches: int) -> int:
             await merged.put_many([await _add_one(x) for x in batch])
         merged.close()
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        for head in heads:
-            group.create_task(stage(head))
-        result = group.create_task(_total(merged))
-    return result.result()
+    return await in_tasks(_total(merged), produce(), *(stage(head) for head in heads))
 
 
 async def list_merge(n: int, branches: int) -> int:
@@ -75,12 +71,7 @@ async def list_merge(n: int, branches: int) -> int:
         for head in heads:
             await head.put(_END)
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        for head in heads:
-            group.create_task(_list_stage(head, merged))
-        result = group.create_task(_list_total(merged, branches))
-    return result.result()
+    return await in_tasks(_list_total(merged, branches), produce(), *(_list_stage(head, merged) for head in heads))
 
 
 async def draining_merge(n: int, branches: int) -> int:
@@ -99,12 +90,9 @@ async def draining_merge(n: int, branches: int) -> int:
         for head in heads:
             await head.put(_END)
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        for head in heads:
-            group.create_task(_draining_stage(head, merged))
-        result = group.create_task(_draining_total(merged, branches))
-    return result.result()
+    return await in_tasks(
+        _draining_total(merged, branches), produce(), *(_draining_stage(head, merged) for head in heads)
+    )
 
 
 async def floor_merge(n: int, branches: int) -> int:
@@ -135,12 +123,7 @@ async def batch_workers(n: int, workers: int) -> int:
             await outbox.put_many([await _add_one(x) for x in batch])
         outbox.close()
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        for _ in range(workers):
-            group.create_task(stage())
-        result = group.create_task(_total(outbox))
-    return result.result()
+    return await in_tasks(_total(outbox), produce(), *(stage() for _ in range(workers)))
 
 
 async def list_workers(n: int, workers: int) -> int:
@@ -155,12 +138,9 @@ async def list_workers(n: int, workers: int) -> int:
         for _ in range(workers):
             await inbox.put(_END)
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        for _ in range(workers):
-            group.create_task(_list_stage(inbox, outbox))
-        result = group.create_task(_list_total(outbox, workers))
-    return result.result()
+    return await in_tasks(
+        _list_total(outbox, workers), produce(), *(_list_stage(inbox, outbox) for _ in range(workers))
+    )
 
 
 async def draining_workers(n: int, workers: int) -> int:
@@ -178,12 +158,9 @@ async def draining_workers(n: int, workers: int) -> int:
         for _ in range(workers):
             await inbox.put(_END)
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        for _ in range(workers):
-            group.create_task(_draining_stage(inbox, outbox))
-        result = group.create_task(_draining_total(outbox, workers))
-    return result.result()
+    return await in_tasks(
+        _draining_total(outbox, workers), produce(), *(_draining_stage(inbox, outbox) for _ in range(workers))
+    )
 
 
 async def floor_workers(n: int) -> int:
@@ -222,12 +199,7 @@ async def batch_diamond(n: int) -> int:
             right_pairs += _pair_up(batch, waiting)
         return right_pairs
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        group.create_task(branch(left, 0, _add_one))
-        group.create_task(branch(right, 1, _double))
-        result = group.create_task(join())
-    return result.result()
+    return await in_tasks(join(), produce(), branch(left, 0, _add_one), branch(right, 1, _double))
 
 
 async def list_diamond(n: int) -> int:
@@ -268,12 +240,7 @@ async def list_diamond(n: int) -> int:
                 right_pairs += _pair_up(batch, waiting)
         return right_pairs
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        group.create_task(branch(left, 0, _add_one))
-        group.create_task(branch(right, 1, _double))
-        result = group.create_task(join())
-    return result.result()
+    return await in_tasks(join(), produce(), branch(left, 0, _add_one), branch(right, 1, _double))
 
 
 async def draining_diamond(n: int) -> int:
@@ -333,12 +300,7 @@ async def draining_diamond(n: int) -> int:
                 item = joined.get_nowait()
         return right_pairs
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        group.create_task(branch(left, 0, _add_one))
-        group.create_task(branch(right, 1, _double))
-        result = group.create_task(join())
-    return result.result()
+    return await in_tasks(join(), produce(), branch(left, 0, _add_one), branch(right, 1, _double))
 
 
 async def floor_diamond(n: int) -> int:
