@@ -273,7 +273,7 @@ class SourceOutput:
         if self._valve.closed:  # paused, ended or stopped
             await self._at_valve()
         # Take the position before any await, so concurrent puts never share a key.
-        envelope = self._envelope(item)
+        envelope = item if self._bare else self._envelope(item)  # a keyless run's item goes on bare
         if self._single is not None and self._single.put_nowait(envelope):
             self._ledger.items_out += 1  # the common case: one successor, with room
             return
