@@ -553,6 +553,24 @@ async def test_a_journal_of_a_newer_format_is_refused_and_left_alone(tmp_path: P
     assert path.read_bytes() == content
 
 
+async def test_a_journal_refused_by_a_plumber_serves_the_next_one(tmp_path: Path) -> None:
+    """A Plumber that could not open the file (another run holds it; another graph's journal) was
+    never built: the same Journal, once the file is usable, serves the next Plumber."""
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    holder = Plumber(simple_graph(), journal=path)  # holds the file until its run has ended
+    with pytest.raises(JournalError, match="another Plumber of this process is running this journal"):
+        Plumber(simple_graph(), journal=journal)
+    await holder.run()
+    other = {"nodes": {"numbers": {"coro": numbers, "args": {"n": 1}}}, "graph": {"numbers": None}}
+    with pytest.raises(JournalError, match="journal of another graph"):
+        Plumber(other, journal=journal)
+    assert (journal.run_id, journal.resumed, journal.already_completed) == (None, False, False)
+    retried = Plumber(simple_graph(), journal=journal)  # no "already serves a Plumber"
+    assert retried.journal is journal
+    assert (journal.run_id, journal.resumed, journal.already_completed) == (1, False, True)
+
+
 def test_a_journal_serves_one_plumber(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.db")
     Plumber(simple_graph(), journal=journal)

@@ -75,15 +75,20 @@ class RunJournal:
         self._hash = graph_hash(spec)
         self._spec = spec
         self.root = root_function(names)
-        # The file is this run's from now until it has ended: nobody else writes what is read here.
-        self._lock = JournalLock.acquire(journal.path)
         self._snapshots: RunRecord | None = None
         self._rerun: list[Root] = []
+        try:
+            # The file is this run's from now until it has ended: nobody else writes what is read here.
+            self._lock = JournalLock.acquire(journal.path)
+        except BaseException:
+            journal.release()  # no Plumber was built: the Journal may serve the next one
+            raise
         try:
             self.resume = self._read(names)
             self._restore_states(spec)
         except BaseException:
             self._lock.release()
+            journal.release()
             raise
         self.idle = journal.already_completed
         self.names = names

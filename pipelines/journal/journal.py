@@ -67,6 +67,16 @@ class Journal:
             raise PipelineStateError(f"journal {self.path}: this Journal already serves a Plumber; make a new one")
         self._claimed = True
 
+    def release(self) -> None:
+        """Give the Journal back when the Plumber it was claimed for could not be built (the file was
+        locked by another run, or unusable): it may serve another Plumber, and what the failed open
+        found is forgotten."""
+        self._claimed = False
+        self.run_id = None
+        self.resumed = self.already_completed = False
+        self.done_before = self.skipped_at_sources = 0
+        self.rerun = []
+
     def opened(
         self, run_id: int, *, resumed: bool, completed: bool, done: int, rerun: list[tuple[Any, ...]] | None = None
     ) -> None:
