@@ -107,11 +107,17 @@ T = TypeVar("T")
 
 async def in_tasks(result: Coroutine[Any, Any, T], *others: Coroutine[Any, Any, Any]) -> T:
     """Run `others`, then `result`, each as a task of one group (the nodes of a graph written by
-    hand, its sink last); return what `result` returned."""
-    async with asyncio.TaskGroup() as group:
-        for other in others:
-            group.create_task(other)
-        task = group.create_task(result)
+    hand, its sink last); return what `result` returned. A coroutine that never became a task (the
+    group failed first) is closed, not left unawaited."""
+    waiting = [*others, result]
+    try:
+        async with asyncio.TaskGroup() as group:
+            while waiting:
+                task = group.create_task(waiting[0])
+                del waiting[0]
+    finally:
+        for coroutine in waiting:
+            coroutine.close()
     return task.result()
 
 
