@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import AsyncGeneratorType
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,12 @@ if TYPE_CHECKING:
     from .ledger import Ledger
 
 __all__ = ["InputProcessor", "SourceOutput"]
+
+_STATS_LAG = 0.05
+"""Seconds of the run's clock a fused source's counts may lag behind its items (`_flushed`)."""
+
+_TURN = 0.005
+"""Real seconds a fused source's segment may keep the loop before it lets it turn (`_flushed`)."""
 
 
 class InputProcessor(Processor):
@@ -133,6 +140,7 @@ class InputProcessor(Processor):
                 task.uncancel()  # the stop we asked for: end normally, so the rest drains
                 return
             failure = self.as_failure(exc, task)  # re-raises a cancellation that is the run's own
+            port.flush_counts()
             failure.add_note(f"pipelines: source {self.name!r} failed after putting {self.ledger.items_out} items")
             self._control.fail(failure)
         else:
@@ -222,6 +230,10 @@ class SourceOutput:
         self._stopped = producer
         if isinstance(self._valve, Valve):
             self._valve.close()
+
+    def flush_counts(self) -> None:
+        """Bring the source's stats up to date now: a fused source adds up its segment's counts only
+        every so many items (none to add here)."""
 
     def seal(self) -> None:
         """The source has ended: refuse every put from now on (puts already waiting go through)."""
@@ -559,15 +571,19 @@ class FusedSourceOutput(SourceOutput):
     __slots__ = (
         "_calls",
         "_chain",
+        "_clock",
         "_entered",
+        "_flushed_at",
         "_keep",
         "_lean",
         "_lean_items",
         "_lean_puts",
+        "_limit",
         "_out",
         "_place",
         "_sink",
         "_sink_bare",
+        "_turned_at",
     )
 
     def __init__(self, source: Processor, edges: list[Edge], valve: Valve, chain: Chain) -> None:
@@ -594,6 +610,11 @@ class FusedSourceOutput(SourceOutput):
         )
         """Whether a generator's items take `_lean_pump`: every node of the segment and its sink take
         the value itself, and the sink's results are not kept."""
+        self._limit = 1
+        """The counts are added up every `_limit` items (`_flushed`): from 1 up to FLUSH, fewer when
+        items are slow, so that stats() read during the run lag by about _STATS_LAG at most."""
+        self._clock: Callable[[], float] | None = None  # the run's clock, read in the running loop
+        self._flushed_at = self._turned_at = 0.0
         chain.begin()
 
     def stop_after_put(self, producer: runtime.Task[Any]) -> None:
@@ -616,17 +637,17 @@ class FusedSourceOutput(SourceOutput):
         valve, chain, out, entered = self._valve, self._chain, self._out, 0
         steps, keep, hand_on = chain.steps, self._keep, chain.hand_on
         sink, sink_bare = self._sink, self._sink_bare
-        place = self._place
+        place, limit, due = self._place, self._limit, False
         call: Any = None
         try:
             async for value in items:
                 if valve.closed:  # paused, ended or stopped: put waits, then sends the item through (or refuses it)
                     await self.put(value)
                     continue
-                if entered == FLUSH:
+                if entered >= limit:
                     self._entered += entered
-                    self._count()
                     entered = 0
+                    limit, due = self._flushed(limit)
                 entered += 1
                 self._partial += 1
                 try:
@@ -656,6 +677,9 @@ class FusedSourceOutput(SourceOutput):
                     self._partial -= 1
                 if self._stopping is not None:
                     await self._stop_if_asked()
+                if due:  # between items: a stop that comes now cancels here
+                    due = False
+                    await runtime.sleep(0)
         finally:
             self._entered += entered
 
@@ -667,7 +691,7 @@ class FusedSourceOutput(SourceOutput):
         from the generator at work by whether the generator runs: `stop_after_put`)."""
         valve, calls, sink, place = self._valve, self._calls, self._sink, self._place
         assert sink is not None
-        entered = 0
+        entered, limit, due = 0, self._limit, False
         call: Any = None
         self._lean = items
         try:
@@ -677,10 +701,10 @@ class FusedSourceOutput(SourceOutput):
                     await self.put(value)
                     self._lean = items
                     continue
-                if entered == FLUSH:
+                if entered >= limit:
                     self._entered += entered
-                    self._count()
                     entered = 0
+                    limit, due = self._flushed(limit)
                 entered += 1
                 try:
                     for call in calls:
@@ -693,20 +717,42 @@ class FusedSourceOutput(SourceOutput):
                 except BaseException as exc:
                     failure: BaseException | None = exc
                 else:
-                    if call is None:  # through, to the sink
-                        if self._stopping is not None:
-                            await self._stop_if_asked()
-                        continue
-                    failure = None  # dropped
-                # lost at the fused node `call` (None: past them all, at the sink)
-                self._entered += entered
-                entered = 0
-                await self._lost(len(calls) if call is None else place[id(call)], value, failure)
+                    failure = None  # through to the sink, or dropped
+                if call is not None or failure is not None:  # lost at the fused node `call` (None: at the sink)
+                    self._entered += entered
+                    entered = 0
+                    await self._lost(len(calls) if call is None else place[id(call)], value, failure)
                 if self._stopping is not None:
                     await self._stop_if_asked()
+                if due:  # between items: a stop that comes now lands at the next test
+                    due = False
+                    await runtime.sleep(0)
+                    if self._stopping is not None:
+                        await self._stop_if_asked()
         finally:
             self._lean = None
             self._entered += entered
+
+    def _flushed(self, limit: int) -> tuple[int, bool]:
+        """Add up the segment's counts, `limit` items after the last time. Returns the next limit
+        (halved when those items took more than _STATS_LAG of the run's clock, else doubled, up to
+        FLUSH), and whether the loop is due a turn: a segment whose nodes never await would otherwise
+        keep every other task (a stop, a timer, a signal handler, a stats reader) from running."""
+        self._count()
+        clock = self._clock
+        if clock is None:
+            clock = self._clock = runtime.clock()
+        now = clock()
+        slow, self._flushed_at = now - self._flushed_at > _STATS_LAG, now
+        limit = max(1, limit // 2) if slow else min(FLUSH, 2 * limit)
+        real = time.monotonic()
+        if real - self._turned_at < _TURN:
+            return limit, False
+        self._turned_at = real
+        return limit, True
+
+    def flush_counts(self) -> None:
+        self._count()
 
     def seal(self) -> None:
         self._count()  # the segment's last counts
@@ -732,11 +778,9 @@ class FusedSourceOutput(SourceOutput):
         Written out here for the commonest segment (every node and the sink in the original style,
         the sink's results not kept); `_put_any` takes any other, and an item that finds the valve
         closed."""
-        if not self._lean_puts or self._valve.closed:
+        if not self._lean_puts or self._valve.closed or self._entered >= self._limit:
             await self._put_any(value)
             return
-        if self._entered == FLUSH:
-            self._count()
         self._entered += 1
         self._partial += 1
         try:
@@ -764,8 +808,12 @@ class FusedSourceOutput(SourceOutput):
         its outputs on), the sink's results kept or not."""
         if self._valve.closed:  # paused, ended or stopped
             await self._at_valve()
-        if self._entered == FLUSH:
-            self._count()
+        if self._entered >= self._limit:
+            self._limit, due = self._flushed(self._limit)
+            if due:  # before the item is taken: a stop that comes now refuses it, as at the valve
+                await runtime.sleep(0)
+                if self._valve.closed:
+                    await self._at_valve()
         self._entered += 1
         self._partial += 1
         try:

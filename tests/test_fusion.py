@@ -918,4 +918,126 @@ def test_a_source_may_put_nowait_a_last_item_as_the_stop_reaches_it(backend: str
     assert balanced(result)
 
 
-globals().update(trio_twins(globals()))
+# -- a segment in which nothing awaits still lets the loop turn; its counts keep up ----------------------
+
+
+@node
+async def endless() -> AsyncIterator[int]:
+    for i in itertools.count():
+        yield i
+
+
+async def endless_q(processor: Processor, output_q: Any) -> None:
+    for i in itertools.count():
+        await output_q.put(i)
+
+
+@pytest.mark.parametrize(
+    ("source", "nodes"),
+    [(endless, "item"), (endless, "processor"), (endless_q, "processor"), (endless_q, "item")],
+    ids=["yields to @nodes", "yields to original-style nodes", "puts to original-style nodes", "puts to @nodes"],
+)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_stop_ends_an_endless_fused_source_whose_segment_never_awaits(backend: str, source: Any, nodes: str) -> None:
+    """Nothing in the segment awaits: the source gives its items and the node and the sink return
+    at once, so no other task would run until the segment let the loop turn. It does, every few
+    milliseconds, between two items: the task that stops the run gets to run (before, it never
+    did and the run went on for ever), and the stop lands between two items."""
+
+    async def main() -> tuple[list[int], Any]:
+        seen: list[int] = []
+        enough = anyio.Event()
+
+        @node
+        async def sink(x: int) -> None:
+            seen.append(x)
+            if len(seen) == 1000:
+                enough.set()
+
+        async def sink_q(processor: Processor, q_elt: tuple[int]) -> None:
+            await sink(q_elt[0])
+
+        item = nodes == "item"
+        graph = {
+            "nodes": {
+                "src": {"coro": source},
+                "a": {"coro": add_zero if item else step_q, "args": {} if item else {"add": 0}},
+                "sink": {"coro": sink if item else sink_q},
+            },
+            "graph": {"src": ["a"], "a": ["sink"], "sink": None},
+        }
+        plumber = Plumber(graph, fuse=True)
+        async with running(plumber) as (_, outcome):
+            await enough.wait()
+            await plumber.stop()
+        assert plumber.fused == (("src", "a", "sink"),)
+        return seen, outcome[0]
+
+    seen, result = run_on(backend, main)
+    assert result.state == "stopped"
+    assert len(seen) >= 1000
+    assert seen == list(range(len(seen)))
+    assert counts(result) == {
+        "src": (0, len(seen), 0, 0, 0, 0),
+        "a": (len(seen), len(seen), len(seen), 0, 0, 0),
+        "sink": (len(seen), 0, len(seen), 0, 0, 0),
+    }
+
+
+@pytest.mark.parametrize("source", [numbers, count_up], ids=["yields", "puts"])
+async def test_a_fused_source_that_fails_names_the_items_it_put(source: Any) -> None:
+    """The note of a source's failure counts the items it put, its segment's counts added up first
+    (it said 0 when fewer than the segment's flush had gone through)."""
+
+    async def breaks(processor: Processor, output_q: Any, count: int) -> None:
+        await count_up(processor, output_q, count)
+        raise OSError("the feed broke")
+
+    @node
+    async def breaks_yielding(count: int) -> AsyncIterator[int]:
+        for i in range(count):
+            yield i
+        raise OSError("the feed broke")
+
+    graph = line(2, source=breaks if source is count_up else breaks_yielding, count=50)
+    plumber = Plumber(graph, fuse=True)
+    with pytest.raises(OSError, match="the feed broke") as failure:
+        await plumber.run()
+    assert failure.value.__notes__ == ["pipelines: source 'src' failed after putting 50 items"]
+    assert plumber.stats()["src"].items_out == 50
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])  # virtual time needs asyncio's own loop
+async def test_a_slow_fused_segment_keeps_its_counts_within_a_few_items(virtual_clock: Any) -> None:
+    """Each item takes 10 ms of the sink's: the counts are added up every few items, not every
+    hundred (which took a second here, and showed no item at all meanwhile)."""
+    seen: list[int] = []
+
+    @node
+    async def slow(x: int) -> None:
+        await asyncio.sleep(0.01)
+        seen.append(x)
+
+    graph = {
+        "nodes": {"src": {"coro": endless}, "a": {"coro": add_zero}, "sink": {"coro": slow}},
+        "graph": {"src": ["a"], "a": ["sink"], "sink": None},
+    }
+    plumber = Plumber(graph, fuse=True)
+    async with running(plumber) as (_, outcome):
+        await asyncio.sleep(0.505)
+        stats, at = plumber.stats(), len(seen)
+        behind = {name: at - stats[name].completed for name in ("a", "sink")}
+        behind["src"] = at - stats["src"].items_out
+        await plumber.stop()
+    assert plumber.fused == (("src", "a", "sink"),)
+    assert at == 50  # and item 50 in the sink: counted in as it entered (-1), let through by the stop
+    assert all(-1 <= lag <= 8 for lag in behind.values()), behind
+    assert outcome[0].stats["sink"].completed == len(seen) == 51
+
+
+globals().update(
+    trio_twins(
+        globals(),
+        asyncio_only={"test_a_slow_fused_segment_keeps_its_counts_within_a_few_items": "virtual time is asyncio's"},
+    )
+)

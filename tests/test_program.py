@@ -24,13 +24,19 @@ def start(*args: str) -> subprocess.Popen[str]:
     return proc
 
 
+FUSE = pytest.mark.parametrize("fuse", [(), ("--fuse",)], ids=["not fused", "fused"])
+"""Fused, nothing in the run awaits: the segment must still let the loop turn for the signal."""
+
+
+@FUSE
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_first_signal_stops_the_sources_and_drains(signum: int) -> None:
-    proc = start()
+def test_first_signal_stops_the_sources_and_drains(signum: int, fuse: tuple[str, ...]) -> None:
+    proc = start(*fuse)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    state, put, seen, complete = out.split()
+    state, put, seen, complete, fused = out.strip().split(maxsplit=4)
+    assert fused == ("fused=(('src', 'out'),)" if fuse else "fused=()")
     assert state == "stopped"
     assert put.removeprefix("put=") == seen.removeprefix("seen=")
     assert complete == "all=yes"
@@ -39,8 +45,9 @@ def test_first_signal_stops_the_sources_and_drains(signum: int) -> None:
     assert "Traceback" not in err
 
 
-def test_second_signal_cancels() -> None:
-    proc = start("--stuck")
+@FUSE
+def test_second_signal_cancels(fuse: tuple[str, ...]) -> None:
+    proc = start("--stuck", *fuse)
     proc.send_signal(signal.SIGINT)
     assert proc.stderr is not None
     assert proc.stderr.readline() == "SIGINT: stopping the sources and draining; send it again to cancel\n"
