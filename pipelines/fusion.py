@@ -10,7 +10,7 @@ the others runs, and a fused node has one worker (an elastic pool adds none).
 What fuses (`segments`): only in a run whose items travel without their keys (pipelines.lineage,
 `Plumber.keys_needed` is None: no hook, no journal, no join...), and only nodes that are plain
 steps: one input, at most one fixed worker (or the default elastic pool), no setup, no state, no
-executor, no event handlers. The first node of a segment keeps its own setup, executor and so on;
+executor, no event handlers; a source leads one unless its code calls `put_nowait`. The first node of a segment keeps its own setup, executor and so on;
 a node that is not the first also keeps its teardown, run after the segment has ended.
 
 What stays as without fusion: every node's function is called with its own args, retries,
@@ -26,6 +26,7 @@ never used (depth 0), and its busy time and latency are those of its whole segme
 
 from __future__ import annotations
 
+import inspect
 import types
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -77,7 +78,24 @@ def _plain(spec: NodeSpec) -> bool:
 
 
 def _may_lead(spec: NodeSpec) -> bool:
-    return spec.is_source or _plain(spec)
+    if spec.is_source:
+        return not _names(spec.coro, "put_nowait")
+    return _plain(spec)
+
+
+def _names(function: Any, name: str) -> bool:
+    """Whether the code of `function` (or of a function defined in it) names `name`: a source
+    whose code calls `put_nowait` leads no segment, since a put that cannot wait cannot take its
+    item through the segment (the item would go to the first fused node's own input, and that
+    node's task would handle it beside the segment)."""
+    code = getattr(inspect.unwrap(function), "__code__", None)
+    codes = [code] if isinstance(code, types.CodeType) else []
+    while codes:
+        code = codes.pop()
+        if name in code.co_names:
+            return True
+        codes.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
+    return False
 
 
 def _may_follow(spec: NodeSpec) -> bool:

@@ -910,7 +910,9 @@ def test_a_source_may_put_nowait_a_last_item_as_the_stop_reaches_it(backend: str
 
         graph = {"nodes": {"src": {"coro": source}, "sink": {"coro": sink}}, "graph": {"src": ["sink"], "sink": None}}
         plumber = Plumber(graph, fuse=fuse)
-        return seen, await plumber.run()
+        result = await plumber.run()
+        assert plumber.fused == ()  # a source that calls put_nowait leads no segment
+        return seen, result
 
     seen, result = run_on(backend, main)
     assert seen == [0, 1, 2, 3, 4, "last"]
@@ -1033,6 +1035,48 @@ async def test_a_slow_fused_segment_keeps_its_counts_within_a_few_items(virtual_
     assert at == 50  # and item 50 in the sink: counted in as it entered (-1), let through by the stop
     assert all(-1 <= lag <= 8 for lag in behind.values()), behind
     assert outcome[0].stats["sink"].completed == len(seen) == 51
+
+
+async def test_a_source_that_calls_put_nowait_leads_no_segment() -> None:
+    """A put that cannot wait cannot take its item through a segment: such a source leads none,
+    and the nodes after it fuse from the first. Each item then reaches that node through its input,
+    in order, and its one worker handles them one at a time (before, the source led the segment and
+    the items it put_nowait went to the first node's own input, handled by its task beside the
+    segment: two calls at once, out of order)."""
+    seen: list[int] = []
+    calls, most = [0], [0]
+
+    async def source(processor: Processor, output_q: Any) -> None:
+        for i in range(40):
+            try:
+                output_q.put_nowait(i)
+            except asyncio.QueueFull:
+                await output_q.put(i)
+
+    async def one_at_a_time(processor: Processor, q_elt: tuple[int]) -> int:
+        calls[0] += 1
+        most[0] = max(most[0], calls[0])
+        await anyio.lowlevel.checkpoint()
+        calls[0] -= 1
+        return q_elt[0]
+
+    async def sink(processor: Processor, q_elt: tuple[int]) -> None:
+        seen.append(q_elt[0])
+
+    graph = {
+        "nodes": {
+            "src": {"coro": source},
+            "a": {"coro": one_at_a_time, "properties": {"max_workers": 1}},
+            "sink": {"coro": sink},
+        },
+        "graph": {"src": ["a"], "a": ["sink"], "sink": None},
+    }
+    plumber = Plumber(graph, fuse=True, queue_size=4)
+    result = await plumber.run()
+    assert plumber.fused == (("a", "sink"),)
+    assert seen == list(range(40))
+    assert most[0] == 1
+    assert counts(result)["a"] == (40, 40, 40, 0, 0, 0)
 
 
 globals().update(
