@@ -11,7 +11,6 @@ within TEARDOWN_TIMEOUT. The signals 'node_started' and 'node_ended' frame all o
 from __future__ import annotations
 
 import logging
-from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from . import runtime
@@ -22,25 +21,15 @@ if TYPE_CHECKING:
     from .lineage import Joiner
     from .types import Envelope
 
-__all__ = ["TEARDOWN_TIMEOUT", "current_node", "drive"]
+__all__ = ["TEARDOWN_TIMEOUT", "drive"]
 
 logger = logging.getLogger(__name__)
 
 TEARDOWN_TIMEOUT = 30.0
 
 
-_node: ContextVar[Processor | None] = ContextVar("pipelines_node", default=None)
-
-
-def current_node() -> Processor | None:
-    """The node whose task (or one of whose workers) runs the caller: its function, setup, teardown
-    or event handlers; None outside the tasks of every run's nodes."""
-    return _node.get()
-
-
 async def drive(node: Processor) -> None:
     """The node's task: setup, the work, end-of-stream downstream, teardown."""
-    _node.set(node)  # in this task's own context, and so in its workers'
     spec = node.spec
     set_up = False
     finished = False

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import runtime
 from .errors import PipelineStateError
-from .lifecycle import current_node
 from .sources import InputProcessor
 from .types import ENDED_STATES, LIVE_STATES
 
@@ -45,17 +44,8 @@ class Steering:
 
         The source coroutines are cancelled where they are (an item not yet accepted by a
         successor is not sent, nor one a source still gives after the stop). run() and join() then
-        return a RunResult whose state is 'stopped'. From inside a node of the run (a source's
-        coroutine included), call stop_nowait(): waiting there for the drain would wait for that
-        node, so stop() raises PipelineStateError.
+        return a RunResult whose state is 'stopped'.
         """
-        node = current_node()
-        if node is not None and self._processors.get(node.name) is node:
-            where = f"node {node.name!r}" if node.chain is None else f"fused segment led by {node.name!r}"
-            raise PipelineStateError(
-                f"await stop() inside this run's {where} would wait for the drain, which waits for it: "
-                "call stop_nowait() there"
-            )
         self.stop_nowait()
         await self._wait_finished()
 

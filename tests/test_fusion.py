@@ -1079,53 +1079,6 @@ async def test_a_source_that_calls_put_nowait_leads_no_segment() -> None:
     assert counts(result)["a"] == (40, 40, 40, 0, 0, 0)
 
 
-@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "not fused"])
-async def test_await_stop_inside_a_node_raises_instead_of_waiting_for_itself(fuse: bool) -> None:
-    """stop() waits for the drain, which waits for the node calling it: from inside a node it raises,
-    naming the node and what to call instead (it waited for ever, fused or not)."""
-
-    async def a(processor: Processor, q_elt: tuple[int]) -> int:
-        if q_elt[0] == 3:
-            await plumber.stop()
-        return q_elt[0]
-
-    graph = src_a_sink(count_up, 10, a, into_original)
-    graph["nodes"]["sink"]["args"] = {"seen": []}
-    plumber = Plumber(graph, fuse=fuse)
-    where = "fused segment led by 'src'" if fuse else "node 'a'"
-    message = (
-        f"await stop() inside this run's {where} would wait for the drain, which waits for it: call stop_nowait() there"
-    )
-    with pytest.raises(PipelineStateError) as failure:
-        await plumber.run()
-    assert str(failure.value) == message
-    assert failure.value.__notes__ == ["pipelines: node 'a' failed on item (3,)"]
-    assert plumber.fused == ((("src", "a", "sink"),) if fuse else ())
-
-
-async def test_await_stop_in_a_source_raises_too() -> None:
-    """A source's stop() would wait for the drain, which waits for the source's own task."""
-
-    async def source(processor: Processor, output_q: Any) -> None:
-        for i in itertools.count():
-            if i == 5:
-                await plumber.stop()
-            await output_q.put(i)
-
-    graph = src_a_sink(count_up, 0, step_q, into_original)
-    graph["nodes"]["src"] = {"coro": source}
-    graph["nodes"]["a"]["args"] = {"add": 0}
-    graph["nodes"]["sink"]["args"] = {"seen": []}
-    plumber = Plumber(graph)
-    with pytest.raises(PipelineStateError) as failure:
-        await plumber.run()
-    assert str(failure.value) == (
-        "await stop() inside this run's node 'src' would wait for the drain, which waits for it: "
-        "call stop_nowait() there"
-    )
-    assert failure.value.__notes__ == ["pipelines: source 'src' failed after putting 5 items"]
-
-
 globals().update(
     trio_twins(
         globals(),
