@@ -10,8 +10,9 @@ the others runs, and a fused node has one worker (an elastic pool adds none).
 What fuses (`segments`): only in a run whose items travel without their keys (pipelines.lineage,
 `Plumber.keys_needed` is None: no hook, no journal, no join...), and only nodes that are plain
 steps: one input, at most one fixed worker (or the default elastic pool), no setup, no state, no
-executor, no event handlers; a source leads one unless its code calls `put_nowait`. The first node of a segment keeps its own setup, executor and so on;
-a node that is not the first also keeps its teardown, run after the segment has ended.
+executor, no event handlers; a source leads one unless its code calls `put_nowait`. The first node
+of a segment keeps its own setup, executor and so on; a node that is not the first also keeps its
+teardown, run after the segment has ended.
 
 What stays as without fusion: every node's function is called with its own args, retries,
 timeout and on_error; each node counts its items in, out, dropped, skipped and failed (a
